@@ -1,0 +1,1 @@
+"""vllm-fleet domain: typed configs, catalogs and the offline engine (no Pulumi resources here)."""

@@ -1,0 +1,43 @@
+"""Data catalogs (GPU instance types; later model architectures and vLLM versions), loaded once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+CATALOG_DIR = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class InstanceType:
+    instance_type: str
+    family: str
+    gpu_model: str
+    gpus: int
+    gpu_memory_gib: float
+    vcpus: int
+    memory_gib: float
+    local_nvme_gb: int
+    efa: bool
+    nvlink: bool
+    architecture: str
+    source: str
+    as_of: str
+
+    @property
+    def memory_per_gpu_gib(self) -> float:
+        return self.memory_gib / self.gpus
+
+
+@lru_cache(maxsize=1)
+def gpu_instance_types() -> dict[str, InstanceType]:
+    with open(CATALOG_DIR / "gpus.yaml", encoding="utf-8") as fh:
+        rows = yaml.safe_load(fh)["instance_types"]
+    return {row["instance_type"]: InstanceType(**row) for row in rows}
+
+
+def gpu_instance(name: str) -> InstanceType | None:
+    return gpu_instance_types().get(name)

@@ -1,0 +1,40 @@
+"""Config errors that always name the file, the line, the field path and the fix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, order=True)
+class ConfigIssue:
+    file: str
+    line: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where} {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+@dataclass
+class ConfigError(Exception):
+    """All config problems of one run, reported together."""
+
+    issues: list[ConfigIssue] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        n = len(self.issues)
+        head = f"{n} config error{'s' if n != 1 else ''}:"
+        return "\n".join([head, *(f"  {i}" for i in sorted(self.issues))])
+
+
+def format_path(loc: tuple[str | int, ...]) -> str:
+    """('models', 0, 'tensor_parallel_size') -> 'models[0].tensor_parallel_size'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out

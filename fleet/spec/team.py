@@ -1,0 +1,173 @@
+"""`stacks/teams/<team>.yaml`: one team, its owners, GPU quota per stack and the models it serves."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints, model_validator
+
+from fleet.spec.base import Name, Strict
+
+HfId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*/[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=96)]
+Revision = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-/]{1,100}$")]
+StackName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9\-]{0,39}$")]
+
+
+class SecretRef(Strict):
+    """A secret by reference: a Pulumi secret of the stack (`secret:`) or an existing Kubernetes Secret."""
+
+    secret: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9\-]*$")] | None = Field(None, description="Name under `vllm-fleet:secrets` in the stack file; the stack turns it into a Kubernetes Secret.")
+    existing_secret: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")] | None = Field(None, description="A Kubernetes Secret that already exists in the team namespace.")
+    key: str = Field("value", description="Key inside the Kubernetes Secret. Default `value`.")
+
+    @model_validator(mode="after")
+    def _one(self) -> SecretRef:
+        if (self.secret is None) == (self.existing_secret is None):
+            raise ValueError("name exactly one of `secret` (a Pulumi secret of the stack) or `existing_secret`")
+        return self
+
+
+class Architecture(Strict):
+    """Model architecture facts for sizing when the model is not in the catalog."""
+
+    params_b: float = Field(gt=0, le=5000, description="Total parameters in billions.")
+    layers: int = Field(ge=1, le=1000)
+    kv_heads: int = Field(ge=1, le=1024, description="Key/value heads (GQA); equals attention heads without GQA.")
+    head_dim: int = Field(ge=1, le=1024)
+    hidden_size: int | None = Field(None, ge=1)
+    vocab_size: int | None = Field(None, ge=1)
+    max_context: int | None = Field(None, ge=1, description="Maximum context the model supports.")
+    active_params_b: float | None = Field(None, gt=0, description="Active parameters per token for MoE models.")
+
+
+class Autoscale(Strict):
+    min_replicas: int = Field(1, ge=0, le=1000, description="Lower bound. 0 only with the KEDA backend and `allow_scale_to_zero`.")
+    max_replicas: int = Field(ge=1, le=1000, description="Upper bound; max × GPUs per replica must fit the team quota (policy E7).")
+    target_queue_per_pod: float = Field(5, gt=0, le=10000, description="Target `vllm:num_requests_waiting` per pod.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Autoscale:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(f"max_replicas {self.max_replicas} is below min_replicas {self.min_replicas}")
+        return self
+
+
+class LoraModule(Strict):
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
+    path: HfId | Annotated[str, StringConstraints(pattern=r"^/[^\s]*$")] = Field(description="Hugging Face id (prefetched into the cache) or an absolute path on the cache volume.")
+
+
+class Lora(Strict):
+    modules: list[LoraModule] = Field(min_length=1)
+    max_rank: Literal[8, 16, 32, 64, 128, 256, 320, 512] = Field(16, description="`--max-lora-rank`; must cover the largest adapter.")
+    max_loras: int = Field(1, ge=1, le=64, description="Adapters resident at once (`--max-loras`).")
+
+
+class Speculative(Strict):
+    method: Literal["draft_model", "eagle", "eagle3", "medusa", "mlp_speculator", "ngram", "mtp"] = Field(description="Rendered into `--speculative-config`.")
+    model: HfId | None = Field(None, description="Draft model (not for `ngram`).")
+    num_speculative_tokens: int = Field(ge=1, le=16)
+    prompt_lookup_max: int | None = Field(None, ge=1, le=64, description="`ngram` only.")
+
+    @model_validator(mode="after")
+    def _model(self) -> Speculative:
+        if self.method == "ngram" and self.model is not None:
+            raise ValueError("ngram speculation uses no draft model — remove `model`")
+        if self.method in ("draft_model", "eagle", "eagle3", "medusa", "mlp_speculator") and self.model is None:
+            raise ValueError(f"method {self.method} needs a draft `model`")
+        return self
+
+
+class ToolCalling(Strict):
+    parser: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]+$")] = Field(description="`--tool-call-parser`, e.g. hermes, llama3_json, mistral, openai.")
+    auto_tool_choice: bool = Field(True, description="`--enable-auto-tool-choice`.")
+
+
+class Multimodal(Strict):
+    limit_per_prompt: dict[Literal["image", "video", "audio"], int] = Field(description="`--limit-mm-per-prompt`, e.g. {image: 4}.")
+    allowed_media_domains: list[str] = Field(default_factory=list, description="`--allowed-media-domains`; empty lets the server fetch from anywhere (SSRF risk, policy F7).")
+
+
+class StructuredOutputs(Strict):
+    backend: Literal["auto", "xgrammar", "guidance", "outlines", "lm-format-enforcer"] = Field("auto", description="Rendered into `--structured-outputs-config`.")
+
+
+ENGINE_FIELDS = (
+    "dtype", "tensor_parallel_size", "pipeline_parallel_size", "gpu_memory_utilization", "max_model_len",
+    "max_num_seqs", "max_num_batched_tokens", "quantization", "kv_cache_dtype", "enable_prefix_caching",
+    "enable_chunked_prefill", "enforce_eager", "trust_remote_code", "served_model_name", "chat_template",
+)
+
+
+class ModelFields(Strict):
+    """Every field a model may set, all optional: the shape of a `stacks:` override."""
+
+    enabled: bool | None = Field(None, description="Serve the model in this stack. Default true.")
+    model: HfId | None = Field(None, description="Hugging Face model id, e.g. meta-llama/Llama-3.1-8B-Instruct.")
+    revision: Revision | None = Field(None, description="Model revision; a 40-hex commit pins it (policy F9, required with trust_remote_code).")
+    architecture: Architecture | None = Field(None, description="Inline architecture for sizing. Conflicts with `config_json`.")
+    config_json: str | None = Field(None, description="Path (relative to the team file) to the model's config.json for sizing. Conflicts with `architecture`.")
+    pool: Name | None = Field(None, description="GPU pool name from the stack file.")
+    replicas: int | None = Field(None, ge=1, le=1000, description="Fixed replicas. Conflicts with `autoscaling`. Default 1.")
+    autoscaling: Autoscale | None = Field(None, description="Autoscaling bounds and target. Conflicts with `replicas`; needs an autoscaling backend in the stack.")
+    profile: Literal["balanced", "throughput", "latency"] | None = Field(None, description="Tuning profile from the deployment sheet; explicit engine fields win. Default balanced.")
+    dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] | None = Field(None, description="`--dtype`. Default auto.")
+    tensor_parallel_size: int | None = Field(None, ge=1, le=64, description="`--tensor-parallel-size`. Must divide the pool's GPUs per node, or be a multiple of it for multi-node replicas. Default 1.")
+    pipeline_parallel_size: int | None = Field(None, ge=1, le=64, description="`--pipeline-parallel-size`. Default 1.")
+    gpu_memory_utilization: float | None = Field(None, gt=0.1, le=0.98, description="`--gpu-memory-utilization`. Default 0.9.")
+    max_model_len: int | None = Field(None, ge=16, le=10_000_000, description="`--max-model-len`. Default: the model's context.")
+    max_num_seqs: int | None = Field(None, ge=1, le=65536, description="`--max-num-seqs`. Default from the profile.")
+    max_num_batched_tokens: int | None = Field(None, ge=16, le=10_000_000, description="`--max-num-batched-tokens`. Default from the profile.")
+    quantization: Literal["fp8", "awq", "awq_marlin", "gptq", "gptq_marlin", "bitsandbytes", "compressed-tensors", "mxfp4", "modelopt"] | None = Field(None, description="`--quantization`; bitsandbytes also sets `--load-format bitsandbytes`.")
+    kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] | None = Field(None, description="`--kv-cache-dtype`. Default auto.")
+    enable_prefix_caching: bool | None = Field(None, description="Prefix caching; on by default in vLLM, set false to render `--no-enable-prefix-caching`.")
+    enable_chunked_prefill: bool | None = Field(None, description="Chunked prefill; on by default in vLLM.")
+    enforce_eager: bool | None = Field(None, description="`--enforce-eager` (disables CUDA graphs; debugging only).")
+    trust_remote_code: bool | None = Field(None, description="`--trust-remote-code`; needs a 40-hex `revision` (policy F1).")
+    served_model_name: list[str] | None = Field(None, description="`--served-model-name`. Default: the model id.")
+    chat_template: str | None = Field(None, description="`--chat-template`: a path in the image or on the cache volume.")
+    api_key: SecretRef | None = Field(None, description="API key for `/v1/*` (VLLM_API_KEY from a Secret). A literal string is refused.")
+    hf_token: SecretRef | None = Field(None, description="Hugging Face token for gated models, mounted as a file (HF_TOKEN_PATH). A literal string is refused.")
+    lora: Lora | None = None
+    speculative: Speculative | None = None
+    structured_outputs: StructuredOutputs | None = None
+    tool_calling: ToolCalling | None = None
+    multimodal: Multimodal | None = None
+    runner: Literal["generate", "pooling"] | None = Field(None, description="`--runner`; `pooling` for embedding models. Default generate.")
+    convert: Literal["embed", "classify", "reward"] | None = Field(None, description="`--convert` a causal LM into a pooling model. Only with runner pooling.")
+    extra_args: list[Annotated[str, StringConstraints(min_length=1)]] | None = Field(None, description="Extra `vllm serve` arguments, checked against the flag table of the pinned version; flags that have a typed field here are refused.")
+
+
+class ModelSpec(ModelFields):
+    """One served model."""
+
+    name: Name = Field(description="Model service name (DNS label); objects are named `<name>` in the team namespace.")
+    model: HfId = Field(description="Hugging Face model id, e.g. meta-llama/Llama-3.1-8B-Instruct.")  # type: ignore[assignment]
+    pool: Name = Field(description="GPU pool name from the stack file.")  # type: ignore[assignment]
+    stacks: dict[StackName, ModelFields] = Field(default_factory=dict, description="Per-stack overrides of any field above, e.g. `prod: {replicas: 3}`.")
+
+    @model_validator(mode="after")
+    def _conflicts(self) -> ModelSpec:
+        problems = []
+        if self.replicas is not None and self.autoscaling is not None:
+            problems.append("set either `replicas` or `autoscaling`, not both")
+        if self.architecture is not None and self.config_json is not None:
+            problems.append("set either `architecture` or `config_json`, not both")
+        if self.convert is not None and self.runner != "pooling":
+            problems.append("`convert` needs `runner: pooling`")
+        if self.runner == "pooling" and (self.speculative or self.tool_calling or self.lora):
+            problems.append("a pooling (embedding) model takes no speculative, tool_calling or lora settings")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+
+class Team(Strict):
+    """`stacks/teams/<team>.yaml`."""
+
+    name: Name = Field(description="Team name; the namespace is `team-<name>`. Must match the file name.")
+    owners: list[Annotated[str, StringConstraints(pattern=r"^@[A-Za-z0-9][A-Za-z0-9\-_./]*$")]] = Field(min_length=1, description="GitHub users or teams (`@org/team`) who own this file (CODEOWNERS).")
+    rbac_group: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = Field(None, description="Kubernetes group given edit rights in the team namespace. Default `vllm-fleet:<team>`.")
+    gpu_quota: dict[StackName, Annotated[int, Field(ge=0, le=100000)]] = Field(description="GPU quota per stack (`requests.nvidia.com/gpu`). The team is deployed only in stacks listed here.")
+    models: list[ModelSpec] = Field(default_factory=list)
