@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_\-:.@/]+$")
 
 
 @dataclass(frozen=True, order=True)
@@ -35,6 +38,8 @@ def format_path(loc: tuple[str | int, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        else:
+        elif _PLAIN_KEY.match(str(part)):
             out += ("." if out else "") + str(part)
+        else:  # a key with spaces or brackets would make the path ambiguous
+            out += f"[{str(part)!r}]"
     return out

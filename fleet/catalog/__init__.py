@@ -22,6 +22,7 @@ class InstanceType:
     memory_gib: float
     local_nvme_gb: int
     efa: bool
+    efa_interfaces: int
     nvlink: bool
     architecture: str
     source: str

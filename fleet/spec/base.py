@@ -14,7 +14,7 @@ Name = Annotated[str, StringConstraints(pattern=DNS_LABEL, min_length=1, max_len
 
 
 class Strict(BaseModel):
-    """Every config model: unknown keys are an error, never silently ignored."""
+    """Every config model: unknown keys are an error, never silently ignored; no type coercion (`"8"` is not 8)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False,
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False, strict=True,
                               use_attribute_docstrings=True)

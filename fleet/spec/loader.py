@@ -19,6 +19,7 @@ from fleet.catalog import InstanceType, gpu_instance, gpu_instance_types
 from fleet.errors import ConfigError, ConfigIssue, format_path
 from fleet.spec.stack import GpuPool, StackConfig, StackFile
 from fleet.spec.team import ModelFields, ModelSpec, Team
+from fleet.vllm.compiler import FlagError, compile_args
 from fleet.yamlsrc import Located, Path, load_file
 
 SECRET_FIELDS = {"api_key", "hf_token"}
@@ -179,7 +180,7 @@ def load_stack_file(root: FsPath, stack: str) -> tuple[StackConfig | None, Locat
     path = root / "stacks" / f"Pulumi.{stack}.yaml"
     display = _rel(root, path)
     if not path.exists():
-        known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in (root / "stacks").glob("Pulumi.*.yaml"))
+        known = known_stacks(root)
         return None, Located(display, None), [ConfigIssue(display, 0, "", f"no such stack '{stack}' — known stacks: {', '.join(known) or 'none'}")]
     src, issues = load_file(str(path), display)
     if issues:
@@ -315,12 +316,29 @@ def _model_checks(stack: str, cfg: StackConfig, team: Team, spec: ModelSpec, src
                 p = (*where("extra_args"), k)
                 fix = "use `api_key: {secret: <name>}`" if flag == "--api-key" else f"use the typed field `{flag.lstrip('-').replace('-', '_').removeprefix('no_')}`"
                 issues.append(ConfigIssue(src.file, src.line_of(p), format_path(p), f"'{flag}' has a typed field — {fix} instead of extra_args"))
+    if not issues:
+        try:
+            compile_args(spec, cfg.vllm.version)
+        except FlagError as exc:
+            issue("extra_args" if spec.extra_args else "model", f"{exc}")
+        except KeyError as exc:
+            issue("model", str(exc.args[0]))
     if issues:
         return None, issues
     return ResolvedModel(
         team=team.name, namespace=f"team-{team.name}", source=src.file, spec=spec, pool=pool, instance=inst,
         gpus_per_replica=per_replica, nodes_per_replica=nodes, gpus_per_pod=per_pod, min_replicas=lo, max_replicas=hi,
     ), []
+
+
+def known_stacks(root: FsPath) -> list[str]:
+    return sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in (root / "stacks").glob("Pulumi.*.yaml"))
+
+
+def _unknown_stack(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+    hint = f"did you mean '{close[0]}'?" if close else f"known stacks: {', '.join(known)}"
+    return f"no stack '{name}' (stacks/Pulumi.{name}.yaml) — {hint}"
 
 
 def load_team(root: FsPath, path: FsPath, stack: str, cfg: StackConfig | None) -> tuple[ResolvedTeam | None, list[ConfigIssue]]:
@@ -353,6 +371,7 @@ def load_team(root: FsPath, path: FsPath, stack: str, cfg: StackConfig | None) -
     model_index = [i for i in range(len(raw_models or [])) if i not in bad_models]
     if team.name != path.stem:
         issues.append(ConfigIssue(display, src.line_of(("name",)), "name", f"'{team.name}' must match the file name '{path.stem}' — rename one of them"))
+    known = known_stacks(root)
     seen: dict[str, int] = {}
     for i, m in zip(model_index, team.models):
         if m.name in seen:
@@ -360,9 +379,13 @@ def load_team(root: FsPath, path: FsPath, stack: str, cfg: StackConfig | None) -
                                       f"'{m.name}' is already used by models[{seen[m.name]}] — model names are unique per team"))
         seen.setdefault(m.name, i)
         for s in m.stacks:
-            if cfg is not None and not (root / "stacks" / f"Pulumi.{s}.yaml").exists():
+            if s not in known:
                 p = ("models", i, "stacks", s)
-                issues.append(ConfigIssue(display, src.line_of(p), format_path(p), f"no stack '{s}' exists (stacks/Pulumi.{s}.yaml) — fix the stack name"))
+                issues.append(ConfigIssue(display, src.line_of(p), format_path(p), _unknown_stack(s, known)))
+    for s in team.gpu_quota:
+        if s not in known:
+            p = ("gpu_quota", s)
+            issues.append(ConfigIssue(display, src.line_of(p), format_path(p), _unknown_stack(s, known)))
     if cfg is None or stack not in team.gpu_quota:
         return None, issues
 

@@ -1,0 +1,39 @@
+"""TeamTenancy: one namespace per team with quota, limits, RBAC, network policies and its Secrets."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.kube import apply
+from fleet.labels import MANAGED_BY, TEAM_LABEL
+from fleet.render.tenancy import team_manifests
+from fleet.spec.loader import FleetSpec, ResolvedTeam
+
+
+def referenced_secrets(team: ResolvedTeam) -> list[str]:
+    names = {ref.secret for m in team.models for ref in (m.spec.api_key, m.spec.hf_token)
+             if ref is not None and ref.secret is not None}
+    return sorted(names)
+
+
+class TeamTenancy(pulumi.ComponentResource):
+    def __init__(self, name: str, spec: FleetSpec, team: ResolvedTeam, secrets: pulumi.Output,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("vllm-fleet:tenancy:TeamTenancy", name, None, opts)
+        manifests = team_manifests(spec, team)
+        self.namespace = apply(manifests[0], pulumi.ResourceOptions(parent=self))
+        after_ns = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
+        self.objects = [apply(m, after_ns) for m in manifests[1:]]
+        # Stack secrets (`vllm-fleet:secrets.<name>`, decrypted by the engine) become Secrets with key `value`.
+        self.secrets = [
+            k8s.core.v1.Secret(
+                f"secret-{team.namespace}-{secret}",
+                metadata={"name": secret, "namespace": team.namespace,
+                          "labels": {**MANAGED_BY, TEAM_LABEL: team.name}},
+                type="Opaque",
+                string_data={"value": pulumi.Output.secret(secrets.apply(lambda s, k=secret: s[k]))},
+                opts=after_ns)
+            for secret in referenced_secrets(team)
+        ]
+        self.register_outputs({"namespace": team.namespace})

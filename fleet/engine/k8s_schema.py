@@ -1,0 +1,95 @@
+"""Validate rendered Kubernetes objects against the upstream OpenAPI schemas, strict mode.
+
+Uses the schemas shipped by kubernetes-validate (Kubernetes 1.25–1.37, `-local-strict`: unknown fields
+are errors) with one validator built per (version, apiVersion, kind) instead of one per call. Custom
+resources are validated against schemas vendored under fleet/catalog/crds/ (fail closed: a kind with no
+schema is an error, never a silent pass).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from referencing import Registry, Resource
+
+import kubernetes_validate
+
+SCHEMA_ROOT = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
+CRD_ROOT = Path(__file__).resolve().parent.parent / "catalog" / "crds"
+
+
+@dataclass(frozen=True)
+class SchemaProblem:
+    kind: str
+    name: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.name} {self.path or '<root>'}: {self.message}"
+
+
+@lru_cache(maxsize=None)
+def _schema_dir(version: str) -> Path:
+    want = tuple(int(x) for x in version.split(".")[:2])
+    found = sorted(
+        (tuple(int(x) for x in m.group(1).split(".")[:2]), p)
+        for p in SCHEMA_ROOT.iterdir()
+        if (m := re.match(r"^v(\d+\.\d+)\.\d+-local-strict$", p.name))
+    )
+    candidates = [p for v, p in found if v <= want]
+    if not candidates:
+        raise ValueError(f"no Kubernetes schemas for {version}")
+    return candidates[-1]
+
+
+@lru_cache(maxsize=None)
+def _definitions(version: str) -> Registry:
+    defs = json.loads((_schema_dir(version) / "_definitions.json").read_text())
+    return Resource.from_contents(defs) @ Registry()  # type: ignore[no-any-return]
+
+
+@lru_cache(maxsize=None)
+def _validator(version: str, api_version: str, kind: str) -> jsonschema.protocols.Validator | None:
+    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    path = _schema_dir(version) / f"{kind.lower()}-{group_version}.json"
+    if path.exists():
+        schema = json.loads(path.read_text())
+        registry = Resource.from_contents(schema) @ _definitions(version)
+        return jsonschema.validators.Draft202012Validator(schema, registry=registry)
+    crd = CRD_ROOT / f"{kind.lower()}-{api_version.replace('/', '-')}.json"
+    if crd.exists():
+        schema = json.loads(crd.read_text())
+        # Vendored CRD schemas $ref the upstream definitions (PodTemplateSpec...) of this version.
+        return jsonschema.validators.Draft202012Validator(schema, registry=_definitions(version))
+    return None
+
+
+def _path(error: jsonschema.ValidationError) -> str:
+    out = ""
+    for part in error.absolute_path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def validate(obj: dict[str, Any], version: str) -> list[SchemaProblem]:
+    kind = str(obj.get("kind", "?"))
+    name = str((obj.get("metadata") or {}).get("name", "?"))
+    api_version = obj.get("apiVersion")
+    if not isinstance(api_version, str):
+        return [SchemaProblem(kind, name, "apiVersion", "missing apiVersion")]
+    validator = _validator(version, api_version, kind)
+    if validator is None:
+        return [SchemaProblem(kind, name, "", f"no schema for {api_version} {kind} in Kubernetes {version} "
+                                                "(and none vendored under fleet/catalog/crds/)")]
+    problems = []
+    for error in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path))):
+        message = error.message if len(error.message) < 300 else error.message[:297] + "..."
+        problems.append(SchemaProblem(kind, name, _path(error), message))
+    return problems

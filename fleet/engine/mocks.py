@@ -1,0 +1,184 @@
+"""Run the Pulumi program under the SDK's unit-test mocks and capture every registration.
+
+What the stock MockMonitor gets wrong, and this one fixes (see ../shared/OFFLINE_ENGINE.md):
+- URNs: the engine qualifies a type with the whole chain of parent types and leaves the root stack out;
+  the stock monitor keeps only the last parent type. Here URNs are built the engine's way.
+- Duplicate URNs: the engine refuses them; the stock monitor silently overwrites. Here they fail the run.
+- Resource options (protect, retainOnDelete, dependsOn, provider, ignoreChanges) are recorded from the
+  registration request, so tests and policies see them.
+- Preview: outputs a provider computes (ARNs, ids, status) are unknown at preview time. In preview mode
+  the mocks return only the inputs, so anything derived from a computed output stays unknown, as it
+  would in `pulumi preview`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+from pulumi.output import Unknown
+from pulumi.runtime import mocks as pmocks
+from pulumi.runtime import rpc, settings
+from pulumi.runtime.sync_await import _sync_await
+
+UNKNOWN = rpc.UNKNOWN
+SECRET_MASK = "[secret]"
+
+
+class DuplicateUrnError(Exception):
+    pass
+
+
+@dataclass
+class Captured:
+    """One registered resource as the engine would record it for policies."""
+
+    urn: str
+    type: str
+    name: str
+    custom: bool
+    parent: str | None
+    inputs: dict[str, Any]
+    protect: bool = False
+    retain_on_delete: bool = False
+    delete_before_replace: bool = False
+    dependencies: list[str] = field(default_factory=list)
+    provider: str | None = None
+    ignore_changes: list[str] = field(default_factory=list)
+    secret_paths: list[str] = field(default_factory=list)
+
+    @property
+    def is_kubernetes(self) -> bool:
+        return self.type.startswith("kubernetes:") and self.custom and self.type != "pulumi:providers:kubernetes" \
+            and "apiVersion" in self.inputs
+
+
+def _plain(value: Any, path: str, secrets: list[str]) -> Any:
+    """Deserialised inputs → plain data: unknowns become the engine's UNKNOWN sentinel, secrets are masked,
+    integral floats (the wire has only doubles) become ints."""
+    if isinstance(value, Unknown):
+        return UNKNOWN
+    if rpc.is_rpc_secret(value):
+        secrets.append(path)
+        return _mask(rpc.unwrap_rpc_secret(value))
+    if isinstance(value, dict):
+        return {k: _plain(v, f"{path}.{k}" if path else k, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v, f"{path}[{i}]", secrets) for i, v in enumerate(value)]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, pulumi.Resource):
+        return UNKNOWN
+    return value
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _mask(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask(v) for v in value]
+    return SECRET_MASK
+
+
+class FleetMocks(pmocks.Mocks):
+    """Provider behaviour: echo inputs; in update mode add ids and ARNs; answer the few invokes we use."""
+
+    def __init__(self, preview: bool, region: str = "us-west-2", account: str = "123456789012") -> None:
+        self.preview = preview
+        self.region = region
+        self.account = account
+
+    def new_resource(self, args: pmocks.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        state = dict(args.inputs)
+        if self.preview:
+            return None, state  # ids and computed outputs unknown, as in `pulumi preview`
+        rid = f"{args.name}-id"
+        if args.typ.startswith("aws:"):
+            service = args.typ.split(":")[1].split("/")[0]
+            state.setdefault("arn", f"arn:aws:{service}:{self.region}:{self.account}:{args.name}")
+            state.setdefault("id", rid)
+        return rid, state
+
+    def call(self, args: pmocks.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
+        if args.token == "aws:eks/getCluster:getCluster":
+            name = args.args.get("name", "cluster")
+            return {
+                "name": name,
+                "arn": f"arn:aws:eks:{self.region}:{self.account}:cluster/{name}",
+                "endpoint": f"https://{name}.gr7.{self.region}.eks.amazonaws.com",
+                "certificateAuthorities": [{"data": "LS0tLS1CRUdJTi1DRVJUSUZJQ0FURS0tLS0t"}],
+                "identities": [{"oidcs": [{"issuer": f"https://oidc.eks.{self.region}.amazonaws.com/id/EXAMPLE"}]}],
+                "vpcConfig": {"clusterSecurityGroupId": "sg-0cluster", "vpcId": "vpc-0example", "subnetIds": []},
+                "version": "1.33",
+                "roleArn": f"arn:aws:iam::{self.account}:role/{name}-cluster",
+            }
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": self.account, "arn": f"arn:aws:iam::{self.account}:user/ci", "userId": "AIDA"}
+        if args.token == "aws:index/getPartition:getPartition":
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com"}
+        return {}
+
+
+class CaptureMonitor(pmocks.MockMonitor):
+    def __init__(self, mocks: FleetMocks, project: str, stack: str) -> None:
+        super().__init__(mocks)
+        self.project = project
+        self.stack = stack
+        self.captured: dict[str, Captured] = {}
+        self.errors: list[str] = []
+
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        qualified = type_
+        if parent:
+            parent_type = parent.split("::")[2]
+            if parent_type != "pulumi:pulumi:Stack":
+                qualified = f"{parent_type}${type_}"
+        return f"urn:pulumi:{self.stack}::{self.project}::{qualified}::{name}"
+
+    def RegisterResource(self, request: Any) -> Any:
+        urn = self.make_urn(request.parent, request.type, request.name)
+        if request.type == "pulumi:pulumi:Stack":
+            return super().RegisterResource(request)
+        if urn in self.captured:
+            self.errors.append(f"duplicate URN {urn}: two resources share type and name under one parent")
+        response = super().RegisterResource(request)
+        # The stock monitor stored the registration under its own URN format; re-key it.
+        stock = super().make_urn(request.parent, request.type, request.name)
+        reg = self.resources.pop(stock, None)
+        if reg is not None:
+            self.resources[urn] = reg._replace(urn=urn)
+        inputs = rpc.deserialize_properties(request.object) if request.object is not None else {}
+        secrets: list[str] = []
+        plain = _plain(dict(inputs), "", secrets)
+        self.captured[urn] = Captured(
+            urn=urn, type=request.type, name=request.name, custom=bool(request.custom),
+            parent=request.parent or None, inputs=plain, protect=bool(request.protect),
+            retain_on_delete=bool(request.retainOnDelete), delete_before_replace=bool(request.deleteBeforeReplace),
+            dependencies=list(request.dependencies), provider=request.provider or None,
+            ignore_changes=list(request.ignoreChanges), secret_paths=secrets,
+        )
+        return response.__class__(urn=urn, id=response.id, object=response.object)
+
+
+def run(program: Any, *, project: str, stack: str, preview: bool = True,
+        config: dict[str, str] | None = None, secret_keys: list[str] | None = None,
+        region: str = "us-west-2") -> list[Captured]:
+    """Run `program()` under mocks and return every captured resource in registration order."""
+    mocks = FleetMocks(preview=preview, region=region)
+    monitor = CaptureMonitor(mocks, project, stack)
+    settings.ROOT.set(None)  # the root stack resource survives between runs otherwise
+    pmocks.set_mocks(mocks, project=project, stack=stack, preview=preview, monitor=monitor)
+    pulumi.runtime.set_all_config(config or {}, secret_keys or [])
+    settings.SETTINGS.rpc_manager.clear()
+    settings.SETTINGS.outputs.clear()
+    try:
+        loop = asyncio.get_event_loop()
+    except RuntimeError:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+    _sync_await(pulumi.runtime.stack.run_pulumi_func(program))
+    if monitor.errors:
+        raise DuplicateUrnError("; ".join(monitor.errors))
+    return list(monitor.captured.values())

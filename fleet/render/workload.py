@@ -1,0 +1,319 @@
+"""The serving workload of one model: ServiceAccount, Deployment or LeaderWorkerSet, Service, PDB, HPA."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from fleet.derive import (
+    PRESTOP_SECONDS,
+    SCALE_UP_WINDOW,
+    SHUTDOWN_TIMEOUT_SECONDS,
+    STARTUP_PROBE_PERIOD,
+    pod_resources,
+    rollout,
+    scale_down_window,
+    startup_budget_seconds,
+    termination_grace_seconds,
+)
+from fleet.labels import (
+    GPU_RESOURCE,
+    GPU_TAINT_KEY,
+    MANAGED_BY,
+    MODEL_LABEL,
+    NONROOT_UID,
+    POOL_LABEL,
+    TEAM_LABEL,
+    VLLM_PORT,
+)
+from fleet.render import Manifest, meta
+from fleet.spec.loader import FleetSpec, ResolvedModel
+from fleet.spec.team import SecretRef
+from fleet.versions import parse_version
+from fleet.vllm.compiler import compile_args
+
+QUEUE_METRIC = "vllm:num_requests_waiting"
+HF_TOKEN_DIR = "/var/run/secrets/huggingface"
+SCRATCH = "/scratch"
+# Shipped in the vLLM image for Ray-based multi-node serving (vLLM docs, LeaderWorkerSet example).
+MULTI_NODE_SCRIPT = "/vllm-workspace/examples/online_serving/multi-node-serving.sh"
+RAY_PORT = 6379
+
+
+def image(spec: FleetSpec) -> str:
+    v = spec.config.vllm
+    return f"{v.repository}:v{v.version}@{v.digest}" if v.digest else f"{v.repository}:v{v.version}"
+
+
+def labels(model: ResolvedModel) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "vllm", "app.kubernetes.io/instance": model.name,
+            "app.kubernetes.io/component": "server", **MANAGED_BY, TEAM_LABEL: model.team, MODEL_LABEL: model.name}
+
+
+def selector(model: ResolvedModel) -> dict[str, str]:
+    return {TEAM_LABEL: model.team, MODEL_LABEL: model.name}
+
+
+def secret_name(ref: SecretRef) -> tuple[str, str]:
+    return (ref.secret or ref.existing_secret or "", ref.key)
+
+
+def supports_shutdown_timeout(version: str) -> bool:
+    return parse_version(version) >= (0, 18, 0)
+
+
+def vllm_args(spec: FleetSpec, model: ResolvedModel) -> list[str]:
+    timeout = SHUTDOWN_TIMEOUT_SECONDS if supports_shutdown_timeout(spec.config.vllm.version) else None
+    args = compile_args(model.spec, spec.config.vllm.version, shutdown_timeout=timeout)
+    if model.multi_node:
+        args += ["--distributed-executor-backend", "ray"]
+    return args
+
+
+def _env(model: ResolvedModel) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        # Writable homes for a non-root user: without them vLLM dies with PermissionError: '/.cache'.
+        {"name": "HOME", "value": f"{SCRATCH}/home"},
+        {"name": "XDG_CACHE_HOME", "value": f"{SCRATCH}/cache"},
+        {"name": "TRITON_CACHE_DIR", "value": f"{SCRATCH}/triton"},
+        {"name": "VLLM_CACHE_ROOT", "value": f"{SCRATCH}/vllm"},
+        {"name": "HF_HOME", "value": f"{SCRATCH}/hf"},
+    ]
+    if model.spec.api_key is not None:
+        name, key = secret_name(model.spec.api_key)
+        env.append({"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": name, "key": key}}})
+    if model.spec.hf_token is not None:
+        _, key = secret_name(model.spec.hf_token)
+        env.append({"name": "HF_TOKEN_PATH", "value": f"{HF_TOKEN_DIR}/{key}"})
+    if model.multi_node and model.pool.efa and model.instance.efa:
+        env += [{"name": "FI_PROVIDER", "value": "efa"}, {"name": "NCCL_SOCKET_IFNAME", "value": "eth0"}]
+    return env
+
+
+def _volumes(model: ResolvedModel, scratch_gib: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    res = pod_resources(model)
+    volumes: list[dict[str, Any]] = [{"name": "scratch", "emptyDir": {"sizeLimit": f"{scratch_gib}Gi"}}]
+    mounts: list[dict[str, Any]] = [{"name": "scratch", "mountPath": SCRATCH}]
+    if res.shm_gib:
+        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{res.shm_gib}Gi"}})
+        mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+    if model.spec.hf_token is not None:
+        name, key = secret_name(model.spec.hf_token)
+        volumes.append({"name": "hf-token", "secret": {"secretName": name, "items": [{"key": key, "path": key}],
+                                                       "defaultMode": 0o440}})
+        mounts.append({"name": "hf-token", "mountPath": HF_TOKEN_DIR, "readOnly": True})
+    return volumes, mounts
+
+
+def _resources(model: ResolvedModel) -> dict[str, Any]:
+    res = pod_resources(model)
+    amounts = {"cpu": str(res.cpu), "memory": f"{res.memory_gib}Gi", GPU_RESOURCE: str(res.gpus)}
+    if model.multi_node and model.pool.efa and model.instance.efa:
+        amounts["vpc.amazonaws.com/efa"] = str(model.instance.efa_interfaces)
+    return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def weights_gib_estimate(model: ResolvedModel) -> float | None:
+    """Weights on disk for the probe budget; exact sizing lives in the sizing module."""
+    arch = model.spec.architecture
+    if arch is None:
+        return None
+    bytes_per_param = 1 if model.spec.quantization in ("fp8", "modelopt") else 0.5 if model.spec.quantization in (
+        "awq", "awq_marlin", "gptq", "gptq_marlin", "bitsandbytes", "mxfp4") else 2
+    return arch.params_b * bytes_per_param * 1e9 / 2**30
+
+
+def _probes(spec: FleetSpec, model: ResolvedModel) -> dict[str, Any]:
+    budget = startup_budget_seconds(model, weights_gib_estimate(model), spec.config.model_cache.throughput_mibps)
+    http = {"path": "/health", "port": "http"}
+    return {
+        # Covers the whole load: weights, torch.compile, CUDA graphs. Readiness/liveness start after it.
+        "startupProbe": {"httpGet": http, "periodSeconds": STARTUP_PROBE_PERIOD, "timeoutSeconds": 5,
+                         "failureThreshold": budget // STARTUP_PROBE_PERIOD},
+        "readinessProbe": {"httpGet": http, "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3},
+        "livenessProbe": {"httpGet": http, "periodSeconds": 15, "timeoutSeconds": 10, "failureThreshold": 6},
+    }
+
+
+def startup_budget(spec: FleetSpec, model: ResolvedModel) -> int:
+    return startup_budget_seconds(model, weights_gib_estimate(model), spec.config.model_cache.throughput_mibps)
+
+
+CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "runAsNonRoot": True,
+    "runAsUser": NONROOT_UID,
+    # readOnlyRootFilesystem stays false: the NVIDIA container runtime hook writes into the container's
+    # root file system (ldconfig of the injected driver libraries) when the GPU is attached.
+    "readOnlyRootFilesystem": False,
+}
+
+
+def _pod_spec(spec: FleetSpec, model: ResolvedModel, container: dict[str, Any], scratch_gib: int) -> dict[str, Any]:
+    volumes, mounts = _volumes(model, scratch_gib)
+    container = {**container, "volumeMounts": mounts, "resources": _resources(model),
+                 "securityContext": dict(CONTAINER_SECURITY)}
+    pod: dict[str, Any] = {
+        "serviceAccountName": model.name,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": termination_grace_seconds(),
+        "securityContext": {"runAsNonRoot": True, "runAsUser": NONROOT_UID, "runAsGroup": NONROOT_UID,
+                            "fsGroup": NONROOT_UID, "seccompProfile": {"type": "RuntimeDefault"}},
+        "nodeSelector": {POOL_LABEL: model.pool.name},
+        "tolerations": [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if model.max_replicas >= 2 or model.multi_node:
+        pod["topologySpreadConstraints"] = [
+            {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule",
+             "labelSelector": {"matchLabels": selector(model)}},
+            {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
+             "labelSelector": {"matchLabels": selector(model)}},
+        ]
+    return pod
+
+
+def _server_container(spec: FleetSpec, model: ResolvedModel) -> dict[str, Any]:
+    args = vllm_args(spec, model)
+    container: dict[str, Any] = {
+        "name": "vllm",
+        "image": image(spec),
+        "imagePullPolicy": "IfNotPresent",
+        "ports": [{"name": "http", "containerPort": VLLM_PORT, "protocol": "TCP"}],
+        "env": _env(model),
+        **_probes(spec, model),
+        # Routers stop sending before vLLM drains in-flight requests (--shutdown-timeout).
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_SECONDS)]}}},
+    }
+    if model.multi_node:
+        # Leader: start the Ray head, wait for the workers, then exec vLLM so it runs as PID 1's successor.
+        serve = shlex.join(["vllm", "serve", *args])
+        container["command"] = ["/bin/sh", "-c"]
+        container["args"] = [f"bash {MULTI_NODE_SCRIPT} leader --ray_cluster_size=$(LWS_GROUP_SIZE) && exec {serve}"]
+        container["ports"].append({"name": "ray", "containerPort": RAY_PORT, "protocol": "TCP"})
+    else:
+        container["command"] = ["vllm", "serve"]
+        container["args"] = args
+    return container
+
+
+def _worker_container(spec: FleetSpec, model: ResolvedModel) -> dict[str, Any]:
+    return {
+        "name": "vllm-worker",
+        "image": image(spec),
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["/bin/sh", "-c"],
+        "args": [f"exec bash {MULTI_NODE_SCRIPT} worker --ray_address=$(LWS_LEADER_ADDRESS)"],
+        "env": _env(model),
+    }
+
+
+def _scratch_gib(model: ResolvedModel) -> int:
+    # Without a shared cache the weights land in scratch: room for them plus compile caches.
+    arch = model.spec.architecture
+    weights = arch.params_b * 2 if arch is not None else 40
+    return int(min(max(50, weights * 1.2 + 20), model.pool.disk_gib * 0.8))
+
+
+def workload(spec: FleetSpec, model: ResolvedModel) -> Manifest:
+    """A Deployment when one replica fits on one node, otherwise a LeaderWorkerSet."""
+    lbl = labels(model)
+    scratch = _scratch_gib(model)
+    if not model.multi_node:
+        r = rollout(spec, model)
+        strategy: dict[str, Any] = {"type": r.type}
+        if r.type == "RollingUpdate":
+            strategy["rollingUpdate"] = {"maxSurge": r.max_surge, "maxUnavailable": r.max_unavailable}
+        return {
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": meta(model.name, model.namespace, lbl),
+            "spec": {
+                "replicas": model.min_replicas,
+                "revisionHistoryLimit": 3,
+                "selector": {"matchLabels": selector(model)},
+                "strategy": strategy,
+                "template": {"metadata": {"labels": lbl},
+                             "spec": _pod_spec(spec, model, _server_container(spec, model), scratch)},
+            },
+        }
+    return {
+        "apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
+        "metadata": meta(model.name, model.namespace, lbl),
+        "spec": {
+            "replicas": model.min_replicas,
+            "startupPolicy": "LeaderCreated",
+            "rolloutStrategy": {"type": "RollingUpdate",
+                                "rollingUpdateConfiguration": {"maxUnavailable": 1, "maxSurge": 0}},
+            "leaderWorkerTemplate": {
+                "size": model.nodes_per_replica,
+                "restartPolicy": "RecreateGroupOnPodRestart",
+                "leaderTemplate": {"metadata": {"labels": {**lbl, "vllm-fleet.io/role": "leader"}},
+                                   "spec": _pod_spec(spec, model, _server_container(spec, model), scratch)},
+                "workerTemplate": {"metadata": {"labels": {**lbl, "vllm-fleet.io/role": "worker"}},
+                                   "spec": _pod_spec(spec, model, _worker_container(spec, model), scratch)},
+            },
+        },
+    }
+
+
+def service_account(model: ResolvedModel) -> Manifest:
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(model.name, model.namespace, labels(model)),
+            "automountServiceAccountToken": False}
+
+
+def service(model: ResolvedModel) -> Manifest:
+    sel = selector(model)
+    if model.multi_node:
+        sel = {**sel, "vllm-fleet.io/role": "leader"}
+    return {"apiVersion": "v1", "kind": "Service", "metadata": meta(model.name, model.namespace, labels(model)),
+            "spec": {"type": "ClusterIP", "selector": sel,
+                     "ports": [{"name": "http", "port": VLLM_PORT, "targetPort": "http", "protocol": "TCP"}]}}
+
+
+def disruption_budget(model: ResolvedModel) -> Manifest | None:
+    if model.min_replicas < 2:
+        return None
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": meta(model.name, model.namespace, labels(model)),
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(model)}}}
+
+
+def autoscaler(spec: FleetSpec, model: ResolvedModel) -> Manifest | None:
+    auto = model.spec.autoscaling
+    if auto is None or spec.config.autoscaling.backend != "hpa":
+        return None
+    target = workload(spec, model)
+    # The custom metrics API cannot carry ':' — prometheus-adapter exposes the renamed series.
+    metric = QUEUE_METRIC.replace(":", "_")
+    return {
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": meta(model.name, model.namespace, labels(model)),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": target["apiVersion"], "kind": target["kind"], "name": model.name},
+            "minReplicas": auto.min_replicas, "maxReplicas": auto.max_replicas,
+            "metrics": [{"type": "Pods", "pods": {"metric": {"name": metric},
+                                                  "target": {"type": "AverageValue",
+                                                             "averageValue": _quantity(auto.target_queue_per_pod)}}}],
+            "behavior": {
+                "scaleUp": {"stabilizationWindowSeconds": SCALE_UP_WINDOW,
+                            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]},
+                "scaleDown": {"stabilizationWindowSeconds": scale_down_window(startup_budget(spec, model)),
+                              "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}]},
+            },
+        },
+    }
+
+
+def _quantity(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{int(value * 1000)}m"
+
+
+def model_manifests(spec: FleetSpec, model: ResolvedModel) -> list[Manifest]:
+    out = [service_account(model), workload(spec, model), service(model)]
+    for extra in (disruption_budget(model), autoscaler(spec, model)):
+        if extra is not None:
+            out.append(extra)
+    return out

@@ -1,0 +1,1 @@
+"""vLLM knowledge: flag tables per version (generated from vLLM's parser) and the argument compiler."""

@@ -1,0 +1,173 @@
+"""Typed model config → `vllm serve` arguments for one pinned vLLM version.
+
+Pure: no Pulumi, no I/O beyond the version's flag table. Every flag emitted exists in that version's
+table (generated from vLLM's own parser); JSON-valued flags are serialised with sorted keys so the
+rendered arguments are stable; values vLLM already defaults to are left out, and a boolean that is on
+by default (prefix caching, chunked prefill) is only ever rendered as its negation when switched off.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from fleet.spec.team import ModelSpec
+from fleet.vllm.flags import FlagTable, renames, table
+
+# Tuning profiles from the deployment sheet's throughput-vs-latency table; explicit fields win.
+PROFILES: dict[str, dict[str, int]] = {
+    "balanced": {},
+    "throughput": {"max_num_seqs": 512, "max_num_batched_tokens": 16384},
+    "latency": {"max_num_seqs": 64, "max_num_batched_tokens": 4096},
+}
+
+
+class FlagError(ValueError):
+    """A flag or value the pinned vLLM version does not accept."""
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass
+class _Builder:
+    flags: FlagTable
+    args: list[str]
+
+    def _opt(self, flag: str):  # noqa: ANN202
+        opt = self.flags.lookup(flag)
+        if opt is None:
+            raise FlagError(f"{flag} does not exist in vLLM {self.flags.version}")
+        return opt
+
+    def value(self, flag: str, value: Any) -> None:
+        if value is None:
+            return
+        opt = self._opt(flag)
+        values = [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+        if opt.choices is not None:
+            bad = [v for v in values if v not in opt.choices]
+            if bad:
+                raise FlagError(f"{flag} {bad[0]} is not accepted by vLLM {self.flags.version} (choices: {', '.join(opt.choices)})")
+        self.args.extend([flag, *values])
+
+    def switch(self, flag: str, on: bool | None) -> None:
+        """Render a boolean only when it departs from vLLM's default."""
+        if on is None:
+            return
+        opt = self._opt(flag)
+        default = bool(opt.default) if opt.default is not None else None
+        if on and default is not True:
+            self.args.append(flag)
+        elif not on and default is not False:
+            if default is None and flag in ("--enable-prefix-caching", "--enable-chunked-prefill") or default is True or opt.negations:
+                negation = opt.negation
+                if negation is None:
+                    raise FlagError(f"{flag} cannot be switched off in vLLM {self.flags.version}")
+                self.args.append(negation)
+
+
+def compile_args(spec: ModelSpec, version: str, *, shutdown_timeout: int | None = None) -> list[str]:
+    """Arguments after `vllm serve` (the model id first)."""
+    flags = table(version)
+    b = _Builder(flags, [spec.model])
+    profile = PROFILES[spec.profile or "balanced"]
+    b.value("--revision", spec.revision)
+    if spec.dtype not in (None, "auto"):
+        b.value("--dtype", spec.dtype)
+    if (spec.tensor_parallel_size or 1) > 1:
+        b.value("--tensor-parallel-size", spec.tensor_parallel_size)
+    if (spec.pipeline_parallel_size or 1) > 1:
+        b.value("--pipeline-parallel-size", spec.pipeline_parallel_size)
+    if spec.gpu_memory_utilization is not None and spec.gpu_memory_utilization != 0.9:
+        b.value("--gpu-memory-utilization", spec.gpu_memory_utilization)
+    b.value("--max-model-len", spec.max_model_len)
+    b.value("--max-num-seqs", spec.max_num_seqs or profile.get("max_num_seqs"))
+    b.value("--max-num-batched-tokens", spec.max_num_batched_tokens or profile.get("max_num_batched_tokens"))
+    b.value("--quantization", spec.quantization)
+    if spec.quantization == "bitsandbytes":
+        b.value("--load-format", "bitsandbytes")
+    if spec.kv_cache_dtype not in (None, "auto"):
+        b.value("--kv-cache-dtype", spec.kv_cache_dtype)
+    b.switch("--enable-prefix-caching", False if spec.enable_prefix_caching is False else None)
+    b.switch("--enable-chunked-prefill", False if spec.enable_chunked_prefill is False else None)
+    b.switch("--enforce-eager", spec.enforce_eager or None)
+    b.switch("--trust-remote-code", spec.trust_remote_code or None)
+    if spec.served_model_name:
+        b.value("--served-model-name", spec.served_model_name)
+    b.value("--chat-template", spec.chat_template)
+    if spec.runner == "pooling":
+        b.value("--runner", "pooling")
+        b.value("--convert", spec.convert)
+    if spec.lora is not None:
+        b.switch("--enable-lora", True)
+        b.value("--lora-modules", [f"{m.name}={m.path}" for m in spec.lora.modules])
+        if spec.lora.max_rank != 16:
+            b.value("--max-lora-rank", spec.lora.max_rank)
+        if spec.lora.max_loras != 1:
+            b.value("--max-loras", spec.lora.max_loras)
+    if spec.speculative is not None:
+        sc = {k: v for k, v in spec.speculative.model_dump().items() if v is not None}
+        b.value("--speculative-config", _json(sc))
+    if spec.structured_outputs is not None and spec.structured_outputs.backend != "auto":
+        b.value("--structured-outputs-config", _json({"backend": spec.structured_outputs.backend}))
+    if spec.tool_calling is not None:
+        b.switch("--enable-auto-tool-choice", spec.tool_calling.auto_tool_choice or None)
+        b.value("--tool-call-parser", spec.tool_calling.parser)
+    if spec.multimodal is not None:
+        b.value("--limit-mm-per-prompt", _json(dict(spec.multimodal.limit_per_prompt)))
+        if spec.multimodal.allowed_media_domains:
+            b.value("--allowed-media-domains", spec.multimodal.allowed_media_domains)
+    if shutdown_timeout:
+        b.value("--shutdown-timeout", shutdown_timeout)
+    if spec.extra_args:
+        problems = check_args(spec.extra_args, version)
+        if problems:
+            raise FlagError("; ".join(problems))
+        b.args.extend(spec.extra_args)
+    return b.args
+
+
+def check_args(args: list[str], version: str) -> list[str]:
+    """Problems with user-typed `vllm serve` arguments, abbreviations off (argparse would accept
+    `--max-model` for `--max-model-len`; a deployment must not depend on that)."""
+    flags = table(version)
+    problems = []
+    i = 0
+    while i < len(args):
+        token = args[i]
+        i += 1
+        if not token.startswith("-"):
+            problems.append(f"'{token}' is not a flag (values follow their flag)")
+            continue
+        name, eq, inline = token.partition("=")
+        opt = flags.lookup(name)
+        if opt is None:
+            hint = renames().get(name)
+            if hint:
+                problems.append(f"{name} is not a flag of vLLM {flags.version} — use {hint}")
+            else:
+                near = [s for s in flags.options if s.startswith(name)]
+                extra = f" (abbreviations are not accepted: did you mean {near[0]}?)" if len(near) >= 1 else ""
+                problems.append(f"{name} is not a flag of vLLM {flags.version}{extra}")
+            while not eq and i < len(args) and not args[i].startswith("-"):
+                i += 1  # its values; one problem per unknown flag
+            continue
+        if not opt.takes_value or flags.is_negation(name):
+            if eq:
+                problems.append(f"{name} takes no value")
+            continue
+        values = [inline] if eq else []
+        if not eq:
+            while i < len(args) and not args[i].startswith("--"):
+                values.append(args[i])
+                i += 1
+                if opt.nargs in (None, 1, "?"):
+                    break
+        if not values and opt.nargs not in ("?", "*"):
+            problems.append(f"{name} needs a value")
+        elif opt.choices is not None and any(v not in opt.choices for v in values):
+            problems.append(f"{name} {' '.join(values)} is not one of {', '.join(opt.choices)}")
+    return problems

@@ -1,0 +1,75 @@
+"""The `vllm serve` option table of one vLLM version, read from fleet/catalog/vllm/flags-<version>.json."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fleet.versions import parse_version
+
+TABLE_DIR = Path(__file__).resolve().parent.parent / "catalog" / "vllm"
+
+
+@dataclass(frozen=True)
+class Option:
+    flag: str
+    aliases: tuple[str, ...]
+    negations: tuple[str, ...]
+    dest: str
+    takes_value: bool
+    nargs: Any
+    choices: tuple[str, ...] | None
+    default: Any
+
+    @property
+    def negation(self) -> str | None:
+        """The preferred negative spelling (`--disable-x` over `--no-enable-x`)."""
+        visible = [n for n in self.negations if not n.startswith("--no-enable-") and not n.startswith("--no-disable-")]
+        return (visible or list(self.negations) or [None])[0]
+
+
+@dataclass(frozen=True)
+class FlagTable:
+    version: str
+    options: dict[str, Option]      # every spelling (flag, alias, negation) → option
+    metrics: frozenset[str]
+
+    def lookup(self, spelling: str) -> Option | None:
+        return self.options.get(spelling)
+
+    def is_negation(self, spelling: str) -> bool:
+        opt = self.options.get(spelling)
+        return opt is not None and spelling in opt.negations
+
+
+def available_versions() -> list[str]:
+    versions = [p.name.removeprefix("flags-").removesuffix(".json") for p in TABLE_DIR.glob("flags-*.json")]
+    return sorted(versions, key=parse_version)
+
+
+@lru_cache(maxsize=None)
+def table(version: str) -> FlagTable:
+    path = TABLE_DIR / f"flags-{version}.json"
+    if not path.exists():
+        raise KeyError(f"no flag table for vLLM {version} — generate it with `python scripts/vllm_flags.py generate {version}` "
+                       f"(tables exist for {', '.join(available_versions())})")
+    raw = json.loads(path.read_text())
+    options: dict[str, Option] = {}
+    for row in raw["options"]:
+        opt = Option(flag=row["flag"], aliases=tuple(row["aliases"]), negations=tuple(row["negations"]),
+                     dest=row["dest"], takes_value=row["takes_value"], nargs=row["nargs"],
+                     choices=tuple(row["choices"]) if row["choices"] is not None else None, default=row["default"])
+        for spelling in (opt.flag, *opt.aliases, *opt.negations):
+            options[spelling] = opt
+    return FlagTable(version=raw["vllm_version"], options=options, metrics=frozenset(raw["metrics"]))
+
+
+@lru_cache(maxsize=1)
+def renames() -> dict[str, str]:
+    with open(TABLE_DIR / "renames.yaml", encoding="utf-8") as fh:
+        return dict(yaml.safe_load(fh))

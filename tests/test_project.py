@@ -1,0 +1,46 @@
+"""The Pulumi project itself: Pulumi.yaml, the program entry point, the console script."""
+
+from __future__ import annotations
+
+import json
+import runpy
+
+import jsonschema
+import yaml
+
+from fleet.engine.mocks import run
+from fleet.plan import secret_config
+from fleet.spec.loader import load
+from tests.conftest import ROOT, SHARED
+
+
+def test_pulumi_yaml_matches_the_project_schema() -> None:
+    schema = json.loads((SHARED / "schemas" / "pulumi-project.schema.json").read_text())
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    jsonschema.validate(project, schema)
+    assert project["name"] == "vllm-fleet"
+    assert project["runtime"]["name"] == "python"
+    assert project["runtime"]["options"]["virtualenv"] == ".venv"
+    assert project["stackConfigDir"] == "stacks"
+
+
+def test_pulumi_yaml_schema_rejects_a_broken_project() -> None:
+    schema = json.loads((SHARED / "schemas" / "pulumi-project.schema.json").read_text())
+    try:
+        jsonschema.validate({"name": "x", "runtime": {"name": "python", "bogus": 1}}, schema)
+    except jsonschema.ValidationError:
+        return
+    raise AssertionError("the project schema accepted an unknown runtime key")
+
+
+def test_main_program_runs_under_mocks_and_registers_the_fleet(monkeypatch) -> None:
+    """`__main__.py` is what `pulumi up` runs: execute it for real under the mocks."""
+    monkeypatch.chdir(ROOT)
+    spec = load("dev", ROOT)
+    config, secret_keys = secret_config(spec)
+    captured = run(lambda: runpy.run_path(str(ROOT / "__main__.py")), project="vllm-fleet", stack="dev",
+                   config=config, secret_keys=secret_keys)
+    types = {c.type for c in captured}
+    assert "vllm-fleet:index:Fleet" in types
+    assert "aws:eks/nodeGroup:NodeGroup" in types
+    assert sum(1 for c in captured if c.type == "kubernetes:apps/v1:Deployment") == 3
