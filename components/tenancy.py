@@ -26,14 +26,20 @@ class TeamTenancy(pulumi.ComponentResource):
         after_ns = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
         self.objects = [apply(m, after_ns) for m in manifests[1:]]
         # Stack secrets (`vllm-fleet:secrets.<name>`, decrypted by the engine) become Secrets with key `value`.
-        self.secrets = [
-            k8s.core.v1.Secret(
-                f"secret-{team.namespace}-{secret}",
-                metadata={"name": secret, "namespace": team.namespace,
-                          "labels": {**MANAGED_BY, TEAM_LABEL: team.name}},
-                type="Opaque",
-                string_data={"value": pulumi.Output.secret(secrets.apply(lambda s, k=secret: s[k]))},
-                opts=after_ns)
-            for secret in referenced_secrets(team)
-        ]
+        self.secrets = [self._secret(team, name, secrets, after_ns) for name in referenced_secrets(team)]
         self.register_outputs({"namespace": team.namespace})
+
+    @staticmethod
+    def _secret(team: ResolvedTeam, name: str, secrets: pulumi.Output, opts: pulumi.ResourceOptions) -> k8s.core.v1.Secret:
+        """A stack secret (`vllm-fleet:secrets.<name>`, decrypted by the engine) as a Secret with key `value`."""
+
+        def pick(values: dict[str, str]) -> str:
+            return values[name]
+
+        labels: dict[str, str] = {**MANAGED_BY, TEAM_LABEL: team.name}
+        return k8s.core.v1.Secret(
+            f"secret-{team.namespace}-{name}",
+            metadata={"name": name, "namespace": team.namespace, "labels": labels},
+            type="Opaque",
+            string_data={"value": pulumi.Output.secret(secrets.apply(pick))},  # type: ignore[arg-type]
+            opts=opts)

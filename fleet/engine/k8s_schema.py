@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-from referencing import Registry, Resource
-
 import kubernetes_validate
+from referencing import Registry, Resource
 
 SCHEMA_ROOT = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
 CRD_ROOT = Path(__file__).resolve().parent.parent / "catalog" / "crds"
@@ -35,7 +34,7 @@ class SchemaProblem:
         return f"{self.kind}/{self.name} {self.path or '<root>'}: {self.message}"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _schema_dir(version: str) -> Path:
     want = tuple(int(x) for x in version.split(".")[:2])
     found = sorted(
@@ -49,13 +48,13 @@ def _schema_dir(version: str) -> Path:
     return candidates[-1]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _definitions(version: str) -> Registry:
     defs = json.loads((_schema_dir(version) / "_definitions.json").read_text())
     return Resource.from_contents(defs) @ Registry()  # type: ignore[no-any-return]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validator(version: str, api_version: str, kind: str) -> jsonschema.protocols.Validator | None:
     group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
     path = _schema_dir(version) / f"{kind.lower()}-{group_version}.json"

@@ -14,6 +14,7 @@ What the stock MockMonitor gets wrong, and this one fixes (see ../shared/OFFLINE
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,6 +129,8 @@ class CaptureMonitor(pmocks.MockMonitor):
         self.stack = stack
         self.captured: dict[str, Captured] = {}
         self.errors: list[str] = []
+        self._reserved: set[str] = set()
+        self._lock = threading.Lock()
 
     def make_urn(self, parent: str, type_: str, name: str) -> str:
         qualified = type_
@@ -141,8 +144,11 @@ class CaptureMonitor(pmocks.MockMonitor):
         urn = self.make_urn(request.parent, request.type, request.name)
         if request.type == "pulumi:pulumi:Stack":
             return super().RegisterResource(request)
-        if urn in self.captured:
-            self.errors.append(f"duplicate URN {urn}: two resources share type and name under one parent")
+        # Registrations arrive on executor threads: reserve the URN atomically.
+        with self._lock:
+            if urn in self._reserved:
+                self.errors.append(f"duplicate URN {urn}: two resources share type and name under one parent")
+            self._reserved.add(urn)
         response = super().RegisterResource(request)
         # The stock monitor stored the registration under its own URN format; re-key it.
         stock = super().make_urn(request.parent, request.type, request.name)
@@ -152,20 +158,22 @@ class CaptureMonitor(pmocks.MockMonitor):
         inputs = rpc.deserialize_properties(request.object) if request.object is not None else {}
         secrets: list[str] = []
         plain = _plain(dict(inputs), "", secrets)
-        self.captured[urn] = Captured(
-            urn=urn, type=request.type, name=request.name, custom=bool(request.custom),
-            parent=request.parent or None, inputs=plain, protect=bool(request.protect),
-            retain_on_delete=bool(request.retainOnDelete), delete_before_replace=bool(request.deleteBeforeReplace),
-            dependencies=list(request.dependencies), provider=request.provider or None,
-            ignore_changes=list(request.ignoreChanges), secret_paths=secrets,
-        )
+        with self._lock:
+            self.captured[urn] = Captured(
+                urn=urn, type=request.type, name=request.name, custom=bool(request.custom),
+                parent=request.parent or None, inputs=plain, protect=bool(request.protect),
+                retain_on_delete=bool(request.retainOnDelete), delete_before_replace=bool(request.deleteBeforeReplace),
+                dependencies=list(request.dependencies), provider=request.provider or None,
+                ignore_changes=list(request.ignoreChanges), secret_paths=secrets,
+            )
         return response.__class__(urn=urn, id=response.id, object=response.object)
 
 
 def run(program: Any, *, project: str, stack: str, preview: bool = True,
         config: dict[str, str] | None = None, secret_keys: list[str] | None = None,
         region: str = "us-west-2") -> list[Captured]:
-    """Run `program()` under mocks and return every captured resource in registration order."""
+    """Run `program()` under mocks and return every captured resource, sorted by URN (the SDK registers
+    concurrently, so registration order differs between runs; reports and diffs need a stable order)."""
     mocks = FleetMocks(preview=preview, region=region)
     monitor = CaptureMonitor(mocks, project, stack)
     settings.ROOT.set(None)  # the root stack resource survives between runs otherwise
@@ -181,4 +189,4 @@ def run(program: Any, *, project: str, stack: str, preview: bool = True,
     _sync_await(pulumi.runtime.stack.run_pulumi_func(program))
     if monitor.errors:
         raise DuplicateUrnError("; ".join(monitor.errors))
-    return list(monitor.captured.values())
+    return sorted(monitor.captured.values(), key=lambda c: c.urn)

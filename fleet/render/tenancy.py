@@ -116,4 +116,4 @@ def team_manifests(spec: FleetSpec, team: ResolvedTeam) -> list[Manifest]:
     return [namespace(team), resource_quota(team), limit_range(team), *rbac(team), *network_policies(spec, team)]
 
 
-__all__ = ["team_manifests", "DEVICE_PLUGIN_NAMESPACE"]
+__all__ = ["DEVICE_PLUGIN_NAMESPACE", "team_manifests"]

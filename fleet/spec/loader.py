@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -150,7 +150,8 @@ def translate(exc: ValidationError, model: type[BaseModel], src: Located, stack:
             msg = f"unknown key '{key}' — {hint}"
         elif (loc and loc[-1] in SECRET_FIELDS and isinstance(value, str)) or (
                 len(loc) >= 3 and loc[1] == "vllm-fleet:secrets" and isinstance(value, str)):
-            name = str(loc[2]) if len(loc) >= 3 and loc[1] == "vllm-fleet:secrets" else f"{src.file.rsplit('/', 1)[-1].removesuffix('.yaml')}-{loc[-1]}".replace("_", "-")
+            stem = src.file.rsplit("/", 1)[-1].removesuffix(".yaml")
+            name = str(loc[2]) if len(loc) >= 3 and loc[1] == "vllm-fleet:secrets" else f"{stem}-{loc[-1]}".replace("_", "-")
             msg = _secret_fix(stack, name)
         elif typ == "missing":
             msg = f"required field '{loc[-1]}' is missing — add it" if loc else "required field is missing"
@@ -210,14 +211,17 @@ def _stack_checks(cfg: StackConfig, src: Located) -> list[ConfigIssue]:
             inst = catalog.get(itype)
             if inst is None:
                 close = difflib.get_close_matches(itype, list(catalog), n=1, cutoff=0.7)
-                hint = f"did you mean '{close[0]}'?" if close else "use a GPU instance type from fleet/catalog/gpus.yaml (g4dn, g5, g6, g6e, p4d, p4de, p5, p5e, p5en)"
+                hint = (f"did you mean '{close[0]}'?" if close else
+                        "use a GPU instance type from fleet/catalog/gpus.yaml (g4dn, g5, g6, g6e, p4d, p4de, p5, p5e, p5en)")
                 issues.append(ConfigIssue(src.file, src.line_of(p), format_path(p), f"'{itype}' is not a GPU instance type in the catalog — {hint}"))
                 continue
             if itype not in cfg.allowed_instance_types:
                 issues.append(ConfigIssue(src.file, src.line_of(p), format_path(p),
-                                          f"'{itype}' is outside allowed_instance_types ({', '.join(cfg.allowed_instance_types)}) — add it there or pick an allowed type"))
+                                          f"'{itype}' is outside allowed_instance_types ({', '.join(cfg.allowed_instance_types)}) "
+                                          "— add it there or pick an allowed type"))
             if pool.efa and not inst.efa:
-                issues.append(ConfigIssue(src.file, src.line_of(p), format_path(p), f"'{itype}' does not support EFA but the pool sets efa: true — drop efa or use an EFA-capable type"))
+                issues.append(ConfigIssue(src.file, src.line_of(p), format_path(p),
+                                          f"'{itype}' does not support EFA but the pool sets efa: true — drop efa or use an EFA-capable type"))
             facts.append(inst)
         if len({(f.gpus, f.gpu_memory_gib) for f in facts}) > 1:
             p = (*base, "instance_types")
@@ -229,7 +233,8 @@ def _stack_checks(cfg: StackConfig, src: Located) -> list[ConfigIssue]:
             issues.append(ConfigIssue(src.file, src.line_of(p), format_path(p), "instance types mix x86_64 and arm64 — one AMI type per pool; split the pool"))
         if cfg.tier == "prod" and pool.capacity_type == "spot" and not cfg.policy.allow_spot_in_prod:
             p = (*base, "capacity_type")
-            issues.append(ConfigIssue(src.file, src.line_of(p), format_path(p), "spot GPU capacity in a prod stack — use on-demand or set policy.allow_spot_in_prod: true"))
+            issues.append(ConfigIssue(src.file, src.line_of(p), format_path(p),
+                                      "spot GPU capacity in a prod stack — use on-demand or set policy.allow_spot_in_prod: true"))
     for j, allowed in enumerate(cfg.allowed_instance_types):
         if allowed not in catalog:
             p = ("config", "vllm-fleet:allowed_instance_types", j)
@@ -268,7 +273,8 @@ def _model_checks(stack: str, cfg: StackConfig, team: Team, spec: ModelSpec, src
     for secret_field in ("api_key", "hf_token"):
         ref = getattr(spec, secret_field)
         if ref is not None and ref.secret is not None and ref.secret not in cfg.secrets:
-            issue(secret_field, f"secret '{ref.secret}' is not set in stack {stack} — run `pulumi config set --stack {stack} --secret --path 'vllm-fleet:secrets.{ref.secret}' <value>`")
+            issue(secret_field, f"secret '{ref.secret}' is not set in stack {stack} — run "
+                                f"`pulumi config set --stack {stack} --secret --path 'vllm-fleet:secrets.{ref.secret}' <value>`")
     pool = pools.get(spec.pool)
     if pool is None:
         close = difflib.get_close_matches(spec.pool, list(pools), n=1, cutoff=0.5)
@@ -290,7 +296,8 @@ def _model_checks(stack: str, cfg: StackConfig, team: Team, spec: ModelSpec, src
         nodes, per_pod = 1, per_replica
     else:
         if per_replica % node_gpus:
-            issue("tensor_parallel_size", f"{tp} — a replica spanning nodes needs tensor × pipeline parallel size ({per_replica}) to be a multiple of the pool's {node_gpus} GPUs per node")
+            issue("tensor_parallel_size", f"{tp} — a replica spanning nodes needs tensor × pipeline parallel size ({per_replica}) "
+                                          f"to be a multiple of the pool's {node_gpus} GPUs per node")
         nodes, per_pod = max(1, per_replica // node_gpus), node_gpus
         if nodes > 1 and not pool.efa and node_gpus >= 8:
             pass  # EFA advice belongs to the policy pack (advisory), not a config error
@@ -314,7 +321,8 @@ def _model_checks(stack: str, cfg: StackConfig, team: Team, spec: ModelSpec, src
             flag = arg.split("=", 1)[0]
             if flag in RESERVED_FLAGS:
                 p = (*where("extra_args"), k)
-                fix = "use `api_key: {secret: <name>}`" if flag == "--api-key" else f"use the typed field `{flag.lstrip('-').replace('-', '_').removeprefix('no_')}`"
+                typed = flag.lstrip("-").replace("-", "_").removeprefix("no_")
+                fix = "use `api_key: {secret: <name>}`" if flag == "--api-key" else f"use the typed field `{typed}`"
                 issues.append(ConfigIssue(src.file, src.line_of(p), format_path(p), f"'{flag}' has a typed field — {fix} instead of extra_args"))
     if not issues:
         try:
@@ -373,26 +381,25 @@ def load_team(root: FsPath, path: FsPath, stack: str, cfg: StackConfig | None) -
         issues.append(ConfigIssue(display, src.line_of(("name",)), "name", f"'{team.name}' must match the file name '{path.stem}' — rename one of them"))
     known = known_stacks(root)
     seen: dict[str, int] = {}
-    for i, m in zip(model_index, team.models):
+    for i, m in zip(model_index, team.models, strict=True):
         if m.name in seen:
             issues.append(ConfigIssue(display, src.line_of(("models", i, "name")), f"models[{i}].name",
                                       f"'{m.name}' is already used by models[{seen[m.name]}] — model names are unique per team"))
         seen.setdefault(m.name, i)
         for s in m.stacks:
             if s not in known:
-                p = ("models", i, "stacks", s)
-                issues.append(ConfigIssue(display, src.line_of(p), format_path(p), _unknown_stack(s, known)))
+                where: Path = ("models", i, "stacks", s)
+                issues.append(ConfigIssue(display, src.line_of(where), format_path(where), _unknown_stack(s, known)))
     for s in team.gpu_quota:
         if s not in known:
-            p = ("gpu_quota", s)
-            issues.append(ConfigIssue(display, src.line_of(p), format_path(p), _unknown_stack(s, known)))
+            issues.append(ConfigIssue(display, src.line_of(("gpu_quota", s)), f"gpu_quota.{s}", _unknown_stack(s, known)))
     if cfg is None or stack not in team.gpu_quota:
         return None, issues
 
     pools = {p.name: p for p in cfg.gpu_pools}
     resolved: list[ResolvedModel] = []
-    for i, spec in zip(model_index, team.models):
-        raw = dict(raw_models[i])
+    for i in model_index:
+        raw = dict((raw_models or [])[i])
         overrides = raw.pop("stacks", {}) or {}
         over = overrides.get(stack) or {}
 
@@ -417,8 +424,7 @@ def load_team(root: FsPath, path: FsPath, stack: str, cfg: StackConfig | None) -
     quota = team.gpu_quota[stack]
     need = sum(m.max_replicas * m.gpus_per_replica for m in resolved)
     if need > quota:
-        p = ("gpu_quota", stack)
-        issues.append(ConfigIssue(display, src.line_of(p), format_path(p),
+        issues.append(ConfigIssue(display, src.line_of(("gpu_quota", stack)), f"gpu_quota.{stack}",
                                   f"{quota} GPUs granted but the models need up to {need} at max replicas — raise the quota or lower replicas"))
     return ResolvedTeam(
         name=team.name, namespace=f"team-{team.name}", source=display, owners=tuple(team.owners),
@@ -443,4 +449,4 @@ def load(stack: str, root: str | FsPath = ".") -> FleetSpec:
     return FleetSpec(stack=stack, root=str(root), source=src.file, config=cfg, teams=tuple(teams))
 
 
-__all__ = ["FleetSpec", "ResolvedModel", "ResolvedTeam", "load", "ModelFields"]
+__all__ = ["FleetSpec", "ModelFields", "ResolvedModel", "ResolvedTeam", "load"]

@@ -21,8 +21,10 @@ class CreateCluster(Strict):
     """A minimal private EKS cluster created by this stack (omit to adopt an existing cluster)."""
 
     subnet_ids: list[str] = Field(min_length=2, description="Private subnet ids for the control plane ENIs (at least two AZs).")
-    endpoint_public_access: bool = Field(False, description="Expose the API endpoint publicly. Default false. Requires `public_access_cidrs` without 0.0.0.0/0 (policy A1).")
-    public_access_cidrs: list[str] = Field(default_factory=list, description="CIDRs allowed to reach a public endpoint. Only with `endpoint_public_access: true`.")
+    endpoint_public_access: bool = Field(False, description="Expose the API endpoint publicly. Default false. Requires `public_access_cidrs` without "
+                                                            "0.0.0.0/0 (policy A1).")
+    public_access_cidrs: list[str] = Field(default_factory=list, description="CIDRs allowed to reach a public endpoint. Only with `endpoint_public_access: "
+                                                                             "true`.")
     secrets_kms_key_arn: str | None = Field(None, description="KMS key for envelope encryption of Secrets. Default: a key created by the stack (policy A2).")
 
     @model_validator(mode="after")
@@ -40,22 +42,30 @@ class Cluster(Strict):
     name: Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z][A-Za-z0-9\-_]{0,99}$")] = Field(
         description="EKS cluster name. Adopted as-is when `create` is omitted (looked up with aws.eks.getCluster).")
     create: CreateCluster | None = Field(None, description="Create a minimal private cluster with this name. Default: adopt an existing one.")
-    oidc_provider_arn: str | None = Field(None, description="IAM OIDC provider of the cluster for IRSA roles (EFS CSI driver). Default: derived from the cluster.")
+    oidc_provider_arn: str | None = Field(None, description="IAM OIDC provider of the cluster for IRSA roles (EFS CSI driver). Default: derived from the "
+                                                            "cluster.")
 
 
 class GpuPool(Strict):
     """One GPU node pool."""
 
     name: Name = Field(description="Pool name; models select it with `pool:` and nodes carry the label `vllm-fleet.io/pool=<name>`.")
-    instance_types: list[str] = Field(min_length=1, description="GPU instance types from the catalog (fleet/catalog/gpus.yaml). All must have the same GPU count and GPU memory, so sizing is exact.")
-    capacity_type: Literal["on-demand", "spot", "capacity-block"] = Field("on-demand", description="EC2 capacity type. `spot` is allowed in prod only with `policy.allow_spot_in_prod` (policy B9).")
-    provisioner: Literal["managed", "karpenter"] = Field("managed", description="`managed`: an EKS managed node group with its own launch template. `karpenter`: NodePool + EC2NodeClass (just-in-time, scale to zero).")
+    instance_types: list[str] = Field(min_length=1, description="GPU instance types from the catalog (fleet/catalog/gpus.yaml). All must have the same GPU "
+                                                                "count and GPU memory, so sizing is exact.")
+    capacity_type: Literal["on-demand", "spot", "capacity-block"] = Field("on-demand", description="EC2 capacity type. `spot` is allowed in prod only with "
+                                                                                                   "`policy.allow_spot_in_prod` (policy B9).")
+    provisioner: Literal["managed", "karpenter"] = Field("managed", description="`managed`: an EKS managed node group with its own launch template. "
+                                                                                "`karpenter`: NodePool + EC2NodeClass (just-in-time, scale to zero).")
     min_size: int = Field(0, ge=0, description="Minimum nodes. Default 0.")
     max_size: int = Field(ge=1, description="Maximum nodes. Must be ≥ min_size.")
-    desired_size: int | None = Field(None, ge=0, description="Initial desired nodes for managed node groups. Default: min_size. Must lie within [min_size, max_size].")
-    ami_family: Literal["al2023", "bottlerocket"] = Field("al2023", description="`al2023` (AL2023 NVIDIA AMI; the stack installs the NVIDIA device plugin) or `bottlerocket` (Bottlerocket NVIDIA, which ships the device plugin).")
-    disk_gib: int = Field(200, ge=100, le=16384, description="Encrypted gp3 root volume in GiB. Default 200: a ~25 GB vLLM image unpacked twice during updates plus logs. Minimum 100.")
-    labels: dict[str, str] = Field(default_factory=dict, description="Extra node labels. The pool, GPU model, GPU memory and GPUs per node labels are added by the stack and cannot be overridden.")
+    desired_size: int | None = Field(None, ge=0, description="Initial desired nodes for managed node groups. Default: min_size. Must lie within [min_size, "
+                                                             "max_size].")
+    ami_family: Literal["al2023", "bottlerocket"] = Field("al2023", description="`al2023` (AL2023 NVIDIA AMI; the stack installs the NVIDIA device plugin) "
+                                                                                "or `bottlerocket` (Bottlerocket NVIDIA, which ships the device plugin).")
+    disk_gib: int = Field(200, ge=100, le=16384, description="Encrypted gp3 root volume in GiB. Default 200: a ~25 GB vLLM image unpacked twice during "
+                                                             "updates plus logs. Minimum 100.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra node labels. The pool, GPU model, GPU memory and GPUs per node labels are "
+                                                                     "added by the stack and cannot be overridden.")
     subnet_ids: list[str] = Field(min_length=1, description="Private subnet ids for the nodes (no public IPs are assigned).")
     efa: bool = Field(False, description="Attach EFA interfaces (multi-node tensor/pipeline parallel). Only on instance types that support EFA.")
 
@@ -87,14 +97,17 @@ class DevicePlugin(Strict):
 class ModelCache(Strict):
     """Shared model-weight cache mounted at HF_HOME and filled once per model by a prefetch Job."""
 
-    backend: Literal["efs", "fsx-lustre", "s3", "none"] = Field("efs", description="`efs` (RWX, simple), `fsx-lustre` (fast loads for large models), `s3` (Mountpoint, read-only), `none` (each pod downloads; dev only).")
+    backend: Literal["efs", "fsx-lustre", "s3", "none"] = Field("efs", description="`efs` (RWX, simple), `fsx-lustre` (fast loads for large models), `s3` "
+                                                                                   "(Mountpoint, read-only), `none` (each pod downloads; dev only).")
     size_gib: int = Field(1200, ge=1200, description="FSx for Lustre capacity (multiples of 1200 GiB for persistent SSD); informative for EFS.")
-    throughput_mibps: int = Field(250, ge=1, description="Expected read throughput per pod in MiB/s, used to derive startup probe budgets; for FSx, per-TiB throughput (125, 250, 500, 1000).")
+    throughput_mibps: int = Field(250, ge=1, description="Expected read throughput per pod in MiB/s, used to derive startup probe budgets; for FSx, "
+                                                         "per-TiB throughput (125, 250, 500, 1000).")
     s3_bucket_name: str | None = Field(None, description="Bucket name for `s3` (or the FSx data repository). Default: generated.")
 
 
 class Autoscaling(Strict):
-    backend: Literal["hpa", "keda", "none"] = Field("hpa", description="`hpa`: autoscaling/v2 on vllm:num_requests_waiting via prometheus-adapter. `keda`: ScaledObject with a Prometheus trigger. `none`: fixed replicas.")
+    backend: Literal["hpa", "keda", "none"] = Field("hpa", description="`hpa`: autoscaling/v2 on vllm:num_requests_waiting via prometheus-adapter. `keda`: "
+                                                                       "ScaledObject with a Prometheus trigger. `none`: fixed replicas.")
     prometheus_url: str = Field("http://prometheus-operated.monitoring.svc:9090", description="Prometheus for KEDA triggers.")
     allow_scale_to_zero: bool = Field(False, description="Let KEDA scale models with `autoscaling.min_replicas: 0` to zero. Only with backend `keda`.")
 
@@ -112,8 +125,10 @@ class Observability(Strict):
 
 class VllmImage(Strict):
     repository: str = Field("docker.io/vllm/vllm-openai", description="vLLM server image repository; its registry must be in `allowed_registries`.")
-    version: Annotated[str, StringConstraints(pattern=r"^\d+\.\d+\.\d+$")] = Field("0.33.0", description="vLLM version; selects the flag table. Must be ≥ the policy floor (0.32.0).")
-    digest: Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")] | None = Field(None, description="Image digest. Required unless `allow_tag_only: true` (policy D15).")
+    version: Annotated[str, StringConstraints(pattern=r"^\d+\.\d+\.\d+$")] = Field("0.33.0", description="vLLM version; selects the flag table. Must be ≥ "
+            "the policy floor (0.32.0).")
+    digest: Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")] | None = Field(None, description="Image digest. Required unless "
+            "`allow_tag_only: true` (policy D15).")
     allow_tag_only: bool = Field(False, description="Allow the image by tag alone (dev only).")
 
     @model_validator(mode="after")
@@ -151,7 +166,8 @@ class Secure(Strict):
 
 
 class Gateway(Strict):
-    namespace: Annotated[str, StringConstraints(pattern=DNS_LABEL)] = Field("gateway", description="Namespace of the gateway/ingress controller; the only namespace admitted to vLLM pods.")
+    namespace: Annotated[str, StringConstraints(pattern=DNS_LABEL)] = Field("gateway", description="Namespace of the gateway/ingress controller; the only "
+                                                                                                   "namespace admitted to vLLM pods.")
     kind: Literal["none", "httproute", "ingress"] = Field("none", description="Render a Gateway API HTTPRoute or an Ingress per model.")
     parent_gateway: str = Field("llm-gateway", description="Gateway name for HTTPRoutes.")
     hostname_suffix: str | None = Field(None, description="Models are exposed as `<model>.<team>.<suffix>`.")
@@ -161,21 +177,30 @@ class StackConfig(Strict):
     """The `config:` block of `stacks/Pulumi.<stack>.yaml`."""
 
     region: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")] = Field(alias="aws:region", description="AWS region, e.g. us-west-2.")
-    tier: Literal["dev", "staging", "prod"] = Field(alias="vllm-fleet:tier", description="Environment tier. `prod` adds `protect`/`retain_on_delete` to stateful resources and defaults policies to mandatory.")
+    tier: Literal["dev", "staging", "prod"] = Field(alias="vllm-fleet:tier", description="Environment tier. `prod` adds `protect`/`retain_on_delete` to "
+                                                                                         "stateful resources and defaults policies to mandatory.")
     cluster: Cluster = Field(alias="vllm-fleet:cluster")
-    kubernetes_version: Annotated[str, StringConstraints(pattern=r"^1\.(2[5-9]|3[0-7])$")] = Field(alias="vllm-fleet:kubernetes_version", description="Kubernetes minor version (1.25–1.37); manifests are validated against its OpenAPI schema.")
+    kubernetes_version: Annotated[str, StringConstraints(pattern=r"^1\.(2[5-9]|3[0-7])$")] = Field(
+        alias="vllm-fleet:kubernetes_version",
+        description="Kubernetes minor version (1.25–1.37); manifests are validated against its OpenAPI schema.")
     gpu_pools: list[GpuPool] = Field(alias="vllm-fleet:gpu_pools", min_length=1)
     device_plugin: DevicePlugin = Field(default_factory=DevicePlugin, alias="vllm-fleet:device_plugin")  # type: ignore[arg-type]
     model_cache: ModelCache = Field(default_factory=ModelCache, alias="vllm-fleet:model_cache")  # type: ignore[arg-type]
     autoscaling: Autoscaling = Field(default_factory=Autoscaling, alias="vllm-fleet:autoscaling")  # type: ignore[arg-type]
     observability: Observability = Field(default_factory=Observability, alias="vllm-fleet:observability")  # type: ignore[arg-type]
     allowed_instance_types: list[str] = Field(alias="vllm-fleet:allowed_instance_types", min_length=1, description="Instance types pools may use (policy B9).")
-    allowed_registries: list[str] = Field(default_factory=lambda: ["docker.io/vllm", "nvcr.io/nvidia", "public.ecr.aws"], alias="vllm-fleet:allowed_registries", description="Image registries/prefixes pods may pull from (policy D15).")
+    allowed_registries: list[str] = Field(
+        default_factory=lambda: ["docker.io/vllm", "nvcr.io/nvidia", "public.ecr.aws"], alias="vllm-fleet:allowed_registries",
+        description="Image registries/prefixes pods may pull from (policy D15).")
     vllm: VllmImage = Field(alias="vllm-fleet:vllm")
-    spare_gpus: int = Field(0, ge=0, alias="vllm-fleet:spare_gpus", description="Spare GPUs kept for rolling updates. A rollout surges only when surge × GPUs per pod fits here (policy G4).")
+    spare_gpus: int = Field(0, ge=0, alias="vllm-fleet:spare_gpus", description="Spare GPUs kept for rolling updates. A rollout surges only when surge × "
+                                                                                "GPUs per pod fits here (policy G4).")
     gateway: Gateway = Field(default_factory=Gateway, alias="vllm-fleet:gateway")  # type: ignore[arg-type]
     policy: Policy = Field(default_factory=Policy, alias="vllm-fleet:policy")  # type: ignore[arg-type]
-    secrets: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9\-]*$")], Secure] = Field(default_factory=dict, alias="vllm-fleet:secrets", description="Secret values, set with `pulumi config set --secret --path 'vllm-fleet:secrets.<name>' <value>`; team files reference them by name.")
+    secrets: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9\-]*$")], Secure] = Field(
+        default_factory=dict, alias="vllm-fleet:secrets",
+        description="Secret values, set with `pulumi config set --secret --path 'vllm-fleet:secrets.<name>' <value>`; "
+                    "team files reference them by name.")
 
     @property
     def effective_enforcement(self) -> Level:

@@ -13,11 +13,16 @@ Revision = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-/]{1,100}$"
 StackName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9\-]{0,39}$")]
 
 
+Quantization = Literal["fp8", "awq", "awq_marlin", "gptq", "gptq_marlin", "bitsandbytes", "compressed-tensors", "mxfp4", "modelopt"]
+
+
 class SecretRef(Strict):
     """A secret by reference: a Pulumi secret of the stack (`secret:`) or an existing Kubernetes Secret."""
 
-    secret: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9\-]*$")] | None = Field(None, description="Name under `vllm-fleet:secrets` in the stack file; the stack turns it into a Kubernetes Secret.")
-    existing_secret: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")] | None = Field(None, description="A Kubernetes Secret that already exists in the team namespace.")
+    secret: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9\-]*$")] | None = Field(None, description="Name under `vllm-fleet:secrets` in the "
+            "stack file; the stack turns it into a Kubernetes Secret.")
+    existing_secret: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")] | None = Field(None, description="A Kubernetes Secret "
+            "that already exists in the team namespace.")
     key: str = Field("value", description="Key inside the Kubernetes Secret. Default `value`.")
 
     @model_validator(mode="after")
@@ -54,7 +59,8 @@ class Autoscale(Strict):
 
 class LoraModule(Strict):
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
-    path: HfId | Annotated[str, StringConstraints(pattern=r"^/[^\s]*$")] = Field(description="Hugging Face id (prefetched into the cache) or an absolute path on the cache volume.")
+    path: HfId | Annotated[str, StringConstraints(pattern=r"^/[^\s]*$")] = Field(description="Hugging Face id (prefetched into the cache) or an absolute "
+                                                                                             "path on the cache volume.")
 
 
 class Lora(Strict):
@@ -85,11 +91,13 @@ class ToolCalling(Strict):
 
 class Multimodal(Strict):
     limit_per_prompt: dict[Literal["image", "video", "audio"], int] = Field(description="`--limit-mm-per-prompt`, e.g. {image: 4}.")
-    allowed_media_domains: list[str] = Field(default_factory=list, description="`--allowed-media-domains`; empty lets the server fetch from anywhere (SSRF risk, policy F7).")
+    allowed_media_domains: list[str] = Field(default_factory=list, description="`--allowed-media-domains`; empty lets the server fetch from anywhere (SSRF "
+                                                                               "risk, policy F7).")
 
 
 class StructuredOutputs(Strict):
-    backend: Literal["auto", "xgrammar", "guidance", "outlines", "lm-format-enforcer"] = Field("auto", description="Rendered into `--structured-outputs-config`.")
+    backend: Literal["auto", "xgrammar", "guidance", "outlines", "lm-format-enforcer"] = Field("auto", description="Rendered into "
+            "`--structured-outputs-config`.")
 
 
 ENGINE_FIELDS = (
@@ -109,16 +117,19 @@ class ModelFields(Strict):
     config_json: str | None = Field(None, description="Path (relative to the team file) to the model's config.json for sizing. Conflicts with `architecture`.")
     pool: Name | None = Field(None, description="GPU pool name from the stack file.")
     replicas: int | None = Field(None, ge=1, le=1000, description="Fixed replicas. Conflicts with `autoscaling`. Default 1.")
-    autoscaling: Autoscale | None = Field(None, description="Autoscaling bounds and target. Conflicts with `replicas`; needs an autoscaling backend in the stack.")
-    profile: Literal["balanced", "throughput", "latency"] | None = Field(None, description="Tuning profile from the deployment sheet; explicit engine fields win. Default balanced.")
+    autoscaling: Autoscale | None = Field(None, description="Autoscaling bounds and target. Conflicts with `replicas`; needs an autoscaling backend in the "
+                                                            "stack.")
+    profile: Literal["balanced", "throughput", "latency"] | None = Field(None, description="Tuning profile from the deployment sheet; explicit engine "
+                                                                                           "fields win. Default balanced.")
     dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] | None = Field(None, description="`--dtype`. Default auto.")
-    tensor_parallel_size: int | None = Field(None, ge=1, le=64, description="`--tensor-parallel-size`. Must divide the pool's GPUs per node, or be a multiple of it for multi-node replicas. Default 1.")
+    tensor_parallel_size: int | None = Field(None, ge=1, le=64, description="`--tensor-parallel-size`. Must divide the pool's GPUs per node, or be a "
+                                                                            "multiple of it for multi-node replicas. Default 1.")
     pipeline_parallel_size: int | None = Field(None, ge=1, le=64, description="`--pipeline-parallel-size`. Default 1.")
     gpu_memory_utilization: float | None = Field(None, gt=0.1, le=0.98, description="`--gpu-memory-utilization`. Default 0.9.")
     max_model_len: int | None = Field(None, ge=16, le=10_000_000, description="`--max-model-len`. Default: the model's context.")
     max_num_seqs: int | None = Field(None, ge=1, le=65536, description="`--max-num-seqs`. Default from the profile.")
     max_num_batched_tokens: int | None = Field(None, ge=16, le=10_000_000, description="`--max-num-batched-tokens`. Default from the profile.")
-    quantization: Literal["fp8", "awq", "awq_marlin", "gptq", "gptq_marlin", "bitsandbytes", "compressed-tensors", "mxfp4", "modelopt"] | None = Field(None, description="`--quantization`; bitsandbytes also sets `--load-format bitsandbytes`.")
+    quantization: Quantization | None = Field(None, description="`--quantization`; bitsandbytes also sets `--load-format bitsandbytes`.")
     kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] | None = Field(None, description="`--kv-cache-dtype`. Default auto.")
     enable_prefix_caching: bool | None = Field(None, description="Prefix caching; on by default in vLLM, set false to render `--no-enable-prefix-caching`.")
     enable_chunked_prefill: bool | None = Field(None, description="Chunked prefill; on by default in vLLM.")
@@ -135,7 +146,8 @@ class ModelFields(Strict):
     multimodal: Multimodal | None = None
     runner: Literal["generate", "pooling"] | None = Field(None, description="`--runner`; `pooling` for embedding models. Default generate.")
     convert: Literal["embed", "classify", "reward"] | None = Field(None, description="`--convert` a causal LM into a pooling model. Only with runner pooling.")
-    extra_args: list[Annotated[str, StringConstraints(min_length=1)]] | None = Field(None, description="Extra `vllm serve` arguments, checked against the flag table of the pinned version; flags that have a typed field here are refused.")
+    extra_args: list[Annotated[str, StringConstraints(min_length=1)]] | None = Field(None, description="Extra `vllm serve` arguments, checked against the "
+            "flag table of the pinned version; flags that have a typed field here are refused.")
 
 
 class ModelSpec(ModelFields):
@@ -167,7 +179,10 @@ class Team(Strict):
     """`stacks/teams/<team>.yaml`."""
 
     name: Name = Field(description="Team name; the namespace is `team-<name>`. Must match the file name.")
-    owners: list[Annotated[str, StringConstraints(pattern=r"^@[A-Za-z0-9][A-Za-z0-9\-_./]*$")]] = Field(min_length=1, description="GitHub users or teams (`@org/team`) who own this file (CODEOWNERS).")
-    rbac_group: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = Field(None, description="Kubernetes group given edit rights in the team namespace. Default `vllm-fleet:<team>`.")
-    gpu_quota: dict[StackName, Annotated[int, Field(ge=0, le=100000)]] = Field(description="GPU quota per stack (`requests.nvidia.com/gpu`). The team is deployed only in stacks listed here.")
+    owners: list[Annotated[str, StringConstraints(pattern=r"^@[A-Za-z0-9][A-Za-z0-9\-_./]*$")]] = Field(min_length=1, description="GitHub users or teams "
+            "(`@org/team`) who own this file (CODEOWNERS).")
+    rbac_group: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = Field(None, description="Kubernetes group given edit rights in "
+            "the team namespace. Default `vllm-fleet:<team>`.")
+    gpu_quota: dict[StackName, Annotated[int, Field(ge=0, le=100000)]] = Field(description="GPU quota per stack (`requests.nvidia.com/gpu`). The team is "
+                                                                                           "deployed only in stacks listed here.")
     models: list[ModelSpec] = Field(default_factory=list)

@@ -23,6 +23,10 @@ PROFILES: dict[str, dict[str, int]] = {
 }
 
 
+# Parser default None, engine default on (arg_utils `_set_default_args` for generative models).
+ON_BY_DEFAULT = frozenset({"--enable-prefix-caching", "--enable-chunked-prefill"})
+
+
 class FlagError(ValueError):
     """A flag or value the pinned vLLM version does not accept."""
 
@@ -36,7 +40,7 @@ class _Builder:
     flags: FlagTable
     args: list[str]
 
-    def _opt(self, flag: str):  # noqa: ANN202
+    def _opt(self, flag: str):
         opt = self.flags.lookup(flag)
         if opt is None:
             raise FlagError(f"{flag} does not exist in vLLM {self.flags.version}")
@@ -54,19 +58,22 @@ class _Builder:
         self.args.extend([flag, *values])
 
     def switch(self, flag: str, on: bool | None) -> None:
-        """Render a boolean only when it departs from vLLM's default."""
+        """Render a boolean only when it departs from vLLM's default: `--flag` to turn on an option that
+        is off, the table's negation (`--disable-x`, `--no-x`) to turn off one that is on. Options whose
+        parser default is None (prefix caching, chunked prefill) are on for generative models, so they are
+        rendered only as their negation, never as a redundant `--enable-...`."""
         if on is None:
             return
         opt = self._opt(flag)
-        default = bool(opt.default) if opt.default is not None else None
-        if on and default is not True:
-            self.args.append(flag)
-        elif not on and default is not False:
-            if default is None and flag in ("--enable-prefix-caching", "--enable-chunked-prefill") or default is True or opt.negations:
-                negation = opt.negation
-                if negation is None:
-                    raise FlagError(f"{flag} cannot be switched off in vLLM {self.flags.version}")
-                self.args.append(negation)
+        if on:
+            if opt.default is not True and flag not in ON_BY_DEFAULT:
+                self.args.append(flag)
+            return
+        if opt.default is False:
+            return
+        if opt.negation is None:
+            raise FlagError(f"{flag} cannot be switched off in vLLM {self.flags.version}")
+        self.args.append(opt.negation)
 
 
 def compile_args(spec: ModelSpec, version: str, *, shutdown_timeout: int | None = None) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,9 @@ class Option:
     @property
     def negation(self) -> str | None:
         """The preferred negative spelling (`--disable-x` over `--no-enable-x`)."""
-        visible = [n for n in self.negations if not n.startswith("--no-enable-") and not n.startswith("--no-disable-")]
-        return (visible or list(self.negations) or [None])[0]
+        visible = [n for n in self.negations if not n.startswith(("--no-enable-", "--no-disable-"))]
+        candidates = visible or list(self.negations)
+        return candidates[0] if candidates else None
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def available_versions() -> list[str]:
     return sorted(versions, key=parse_version)
 
 
-@lru_cache(maxsize=None)
+@cache
 def table(version: str) -> FlagTable:
     path = TABLE_DIR / f"flags-{version}.json"
     if not path.exists():
