@@ -19,7 +19,10 @@ def _kind(c: Any) -> str:
         return f"Provider ({c.type.rsplit(':', 1)[-1]})"
     if c.is_kubernetes:
         return str(c.inputs.get("kind"))
-    return c.type.split(":")[-1] if c.custom else c.type.split(":")[-1] + " (component)"
+    if not c.custom:
+        return c.type.split(":")[-1] + " (component)"
+    package, module, name = c.type.split(":")
+    return f"{package}:{module.split('/')[0]}:{name}"  # aws:iam/role:Role → aws:iam:Role
 
 
 def document(plan: Plan) -> dict[str, Any]:
