@@ -86,11 +86,11 @@ def main() -> None:
             floor = run_child("floor", n, work)
             results[n] = (plan, floor)
     table = Table(title="plan_scaling (seconds; each row planned in a fresh process)")
-    for col in ("models", "resources", "load", "program", "policies", "schema", "report", "plan total", "floor",
+    for col in ("models", "resources", "load", "imports", "program", "policies", "schema", "report", "plan total", "floor",
                 "plan/floor", "peak MiB"):
         table.add_column(col, justify="right")
     for n, (p, f) in results.items():
-        table.add_row(str(n), str(p["resources"]), f"{p['load']:.2f}", f"{p['program']:.2f}", f"{p['policies']:.2f}",
+        table.add_row(str(n), str(p["resources"]), f"{p['load']:.2f}", f"{p['imports']:.2f}", f"{p['program']:.2f}", f"{p['policies']:.2f}",
                       f"{p['schema']:.2f}", f"{p['report']:.2f}", f"{p['total']:.2f}", f"{f['floor']:.2f}",
                       f"{p['total'] / f['floor']:.2f}", f"{p['peak_mib']:.0f}")
     Console(width=160).print(table)

@@ -22,7 +22,8 @@ import pulumi
 from pulumi.output import Unknown
 from pulumi.runtime import mocks as pmocks
 from pulumi.runtime import rpc, settings
-from pulumi.runtime.sync_await import _sync_await
+from pulumi.runtime.proto import resource_pb2
+from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 UNKNOWN = rpc.UNKNOWN
 SECRET_MASK = "[secret]"
@@ -141,32 +142,37 @@ class CaptureMonitor(pmocks.MockMonitor):
         return f"urn:pulumi:{self.stack}::{self.project}::{qualified}::{name}"
 
     def RegisterResource(self, request: Any) -> Any:
+        """The stock registration, done once: engine-format URN, inputs deserialised a single time and
+        shared by the mocks and the capture (the stock monitor would deserialise them again)."""
         urn = self.make_urn(request.parent, request.type, request.name)
         if request.type == "pulumi:pulumi:Stack":
-            return super().RegisterResource(request)
+            return resource_pb2.RegisterResourceResponse(urn=urn)
         # Registrations arrive on executor threads: reserve the URN atomically.
         with self._lock:
             if urn in self._reserved:
                 self.errors.append(f"duplicate URN {urn}: two resources share type and name under one parent")
             self._reserved.add(urn)
-        response = super().RegisterResource(request)
-        # The stock monitor stored the registration under its own URN format; re-key it.
-        stock = super().make_urn(request.parent, request.type, request.name)
-        reg = self.resources.pop(stock, None)
-        if reg is not None:
-            self.resources[urn] = reg._replace(urn=urn)
-        inputs = rpc.deserialize_properties(request.object) if request.object is not None else {}
+        _ensure_event_loop()
+        inputs = rpc.deserialize_properties(request.object)
+        args = pmocks.MockResourceArgs(
+            typ=request.type, name=request.name, inputs=inputs, provider=request.provider,
+            resource_id=request.importId, custom=request.custom or False,
+            transforms=pmocks._resolve_callbacks(request.transforms))
+        id_, state = self.mocks.new_resource(args)
+        obj_proto = _sync_await(rpc.serialize_properties(state, {}))
         secrets: list[str] = []
         plain = _plain(dict(inputs), "", secrets)
+        captured = Captured(
+            urn=urn, type=request.type, name=request.name, custom=bool(request.custom),
+            parent=request.parent or None, inputs=plain, protect=bool(request.protect),
+            retain_on_delete=bool(request.retainOnDelete), delete_before_replace=bool(request.deleteBeforeReplace),
+            dependencies=list(request.dependencies), provider=request.provider or None,
+            ignore_changes=list(request.ignoreChanges), secret_paths=secrets,
+        )
         with self._lock:
-            self.captured[urn] = Captured(
-                urn=urn, type=request.type, name=request.name, custom=bool(request.custom),
-                parent=request.parent or None, inputs=plain, protect=bool(request.protect),
-                retain_on_delete=bool(request.retainOnDelete), delete_before_replace=bool(request.deleteBeforeReplace),
-                dependencies=list(request.dependencies), provider=request.provider or None,
-                ignore_changes=list(request.ignoreChanges), secret_paths=secrets,
-            )
-        return response.__class__(urn=urn, id=response.id, object=response.object)
+            self.resources[urn] = pmocks.MockMonitor.ResourceRegistration(urn, id_ or "", state)
+            self.captured[urn] = captured
+        return resource_pb2.RegisterResourceResponse(urn=urn, id=id_ or "", object=obj_proto)
 
 
 def run(program: Any, *, project: str, stack: str, preview: bool = True,
