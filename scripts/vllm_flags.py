@@ -37,14 +37,28 @@ def _jsonable(value):
     return repr(value)
 
 
+PARSER_MODULES = (  # where `make_arg_parser` lives, newest layout first
+    "vllm.entrypoints.common.cli_args",     # 0.33
+    "vllm.entrypoints.launchers.cli_args",  # 0.32
+    "vllm.entrypoints.openai.cli_args",     # up to 0.31
+)
+ARGPARSE_MODULES = ("vllm.utils.argparse_utils", "vllm.utils")
+
+
 def _parser():
-    try:  # 0.3x layout
-        from vllm.entrypoints.common.cli_args import make_arg_parser
-        from vllm.utils.argparse_utils import FlexibleArgumentParser
-    except ImportError:  # older releases
-        from vllm.entrypoints.openai.cli_args import make_arg_parser  # type: ignore[no-redef]
-        from vllm.utils import FlexibleArgumentParser  # type: ignore[no-redef]
-    return make_arg_parser(FlexibleArgumentParser())
+    import importlib
+
+    def first(modules: tuple[str, ...], attr: str):
+        for name in modules:
+            try:
+                return getattr(importlib.import_module(name), attr)
+            except (ImportError, AttributeError):
+                continue
+        raise ImportError(f"{attr} not found in {', '.join(modules)}")
+
+    make_arg_parser = first(PARSER_MODULES, "make_arg_parser")
+    flexible = first(ARGPARSE_MODULES, "FlexibleArgumentParser")
+    return make_arg_parser(flexible())
 
 
 def dump() -> dict:
