@@ -20,7 +20,7 @@ def main() -> int:
     warnings.simplefilter("ignore")
     from vllm_flags import _parser
 
-    results = []
+    results: list[str | None] = []
     for args in json.load(sys.stdin):
         parser = _parser()
         parser.allow_abbrev = False  # a deployment must not rely on abbreviations

@@ -98,7 +98,7 @@ def test_an_unknown_version_names_the_generator() -> None:
 
 
 def test_compile_refuses_bad_extra_args() -> None:
-    with pytest.raises(FlagError, match="--swap-space is not a flag of vLLM 0.33.0"):
+    with pytest.raises(FlagError, match=r"--swap-space is not a flag of vLLM 0\.33\.0"):
         compile_args(spec(extra_args=["--swap-space", "4"]), "0.33.0")
 
 
