@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pulumi
+import pulumi_aws as aws
 
-from components.platform import GpuNodeGroup, NvidiaDevicePlugin, kube_provider
+from components.cache import ModelCache
+from components.platform import GpuNodeGroup, GpuSystem, kube_provider
 from components.tenancy import TeamTenancy
 from components.vllm_service import VllmService
-from fleet.labels import SHIPS_DEVICE_PLUGIN
 from fleet.spec.loader import FleetSpec
 
 
@@ -15,22 +16,25 @@ class Fleet(pulumi.ComponentResource):
     def __init__(self, name: str, spec: FleetSpec, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("vllm-fleet:index:Fleet", name, None, opts)
         cfg = spec.config
-        self.provider = kube_provider("eks", cfg, pulumi.ResourceOptions(parent=self))
+        self.cluster = aws.eks.get_cluster_output(name=cfg.cluster.name, opts=pulumi.InvokeOptions(parent=self))
+        self.provider = kube_provider("eks", cfg, self.cluster, pulumi.ResourceOptions(parent=self))
         k8s_opts = pulumi.ResourceOptions(parent=self, providers={"kubernetes": self.provider})
 
         self.node_groups = [GpuNodeGroup(f"pool-{pool.name}", cfg, pool, pulumi.ResourceOptions(parent=self))
                             for pool in cfg.gpu_pools]
-        needs_plugin = [p for p in cfg.gpu_pools if p.ami_family not in SHIPS_DEVICE_PLUGIN]
-        self.device_plugin = (NvidiaDevicePlugin("nvidia-device-plugin", cfg.device_plugin, needs_plugin, k8s_opts)
-                              if needs_plugin else None)
+        self.gpu_system = GpuSystem("gpu-system", cfg, k8s_opts)
 
         secrets = pulumi.Config("vllm-fleet").get_secret_object("secrets") or pulumi.Output.secret({})
-        self.teams = []
+        self.teams = {team.name: TeamTenancy(f"team-{team.name}", spec, team, pulumi.Output.from_input(secrets), k8s_opts)
+                      for team in spec.teams}
+        self.cache = ModelCache("model-cache", spec, self.cluster,
+                                {name: t.namespace for name, t in self.teams.items()}, k8s_opts)
+        platform: list[pulumi.Resource] = [*self.node_groups, self.gpu_system]
         self.services = []
         for team in spec.teams:
-            tenancy = TeamTenancy(f"team-{team.name}", spec, team, pulumi.Output.from_input(secrets), k8s_opts)
-            self.teams.append(tenancy)
-            deps = [tenancy, *self.node_groups] + ([self.device_plugin] if self.device_plugin else [])
+            deps: list[pulumi.Resource] = [self.teams[team.name], *platform]
+            if team.name in self.cache.claims:
+                deps.append(self.cache.claims[team.name])
             for model in team.models:
                 self.services.append(VllmService(
                     f"{team.name}-{model.name}", spec, model,

@@ -3,31 +3,31 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from components.kube import apply
 from fleet.catalog import gpu_instance
 from fleet.labels import (
     AMI_TYPES,
     CAPACITY_TYPES,
-    DEVICE_PLUGIN_NAMESPACE,
     GPU_MEMORY_LABEL,
     GPU_MODEL_LABEL,
     GPU_TAINT_KEY,
     GPUS_PER_NODE_LABEL,
-    MANAGED_BY,
     NODE_MANAGED_POLICIES,
     POOL_LABEL,
+    SHIPS_DEVICE_PLUGIN,
 )
-from fleet.spec.stack import DevicePlugin, GpuPool, StackConfig
+from fleet.render import gpu_system
+from fleet.spec.stack import GpuPool, StackConfig
 
 
-def kube_provider(name: str, cfg: StackConfig, opts: pulumi.ResourceOptions) -> k8s.Provider:
+def kube_provider(name: str, cfg: StackConfig, cluster: Any, opts: pulumi.ResourceOptions) -> k8s.Provider:
     """A Kubernetes provider for the stack's EKS cluster (token from `aws eks get-token`)."""
-    cluster = aws.eks.get_cluster_output(name=cfg.cluster.name, opts=pulumi.InvokeOptions(parent=opts.parent))
-
     def kubeconfig(args: list) -> str:  # type: ignore[type-arg]
         endpoint, ca = args
         return json.dumps({
@@ -121,72 +121,18 @@ class GpuNodeGroup(pulumi.ComponentResource):
         self.register_outputs({"node_group": self.node_group.id})
 
 
-DEVICE_PLUGIN_CONFIG_KEY = "config.yaml"
+class GpuSystem(pulumi.ComponentResource):
+    """The GPU system namespace with the NVIDIA device plugin (only on pools whose AMI lacks it) and the
+    DCGM exporter (every GPU pool)."""
 
-
-def device_plugin_config(settings: DevicePlugin) -> str:
-    """The device plugin's config file (MIG strategy, optional time-slicing)."""
-    cfg: dict = {"version": "v1", "flags": {"migStrategy": settings.mig_strategy, "failOnInitError": True}}
-    ts = settings.time_slicing
-    if ts.enabled:
-        cfg["sharing"] = {"timeSlicing": {
-            "renameByDefault": ts.rename_by_default,
-            "failRequestsGreaterThanOne": ts.fail_requests_greater_than_one,
-            "resources": [{"name": "nvidia.com/gpu", "replicas": ts.replicas}]}}
-    return json.dumps(cfg, indent=2, sort_keys=True)
-
-
-class NvidiaDevicePlugin(pulumi.ComponentResource):
-    """NVIDIA k8s-device-plugin DaemonSet mirroring NVIDIA's static manifest, on the pools that need it."""
-
-    def __init__(self, name: str, settings: DevicePlugin, pools: list[GpuPool],
-                 opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("vllm-fleet:platform:NvidiaDevicePlugin", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        labels = {"app.kubernetes.io/name": "nvidia-device-plugin", **MANAGED_BY}
-        self.namespace = k8s.core.v1.Namespace(
-            f"{name}-ns",
-            metadata={"name": DEVICE_PLUGIN_NAMESPACE, "labels": {
-                **MANAGED_BY,
-                # The plugin needs a hostPath to the kubelet socket: a system namespace, exempted by name.
-                "pod-security.kubernetes.io/enforce": "privileged",
-                "pod-security.kubernetes.io/warn": "baseline"}},
-            opts=child)
-        self.config = k8s.core.v1.ConfigMap(
-            f"{name}-config",
-            metadata={"name": "nvidia-device-plugin-config", "namespace": DEVICE_PLUGIN_NAMESPACE, "labels": labels},
-            data={DEVICE_PLUGIN_CONFIG_KEY: device_plugin_config(settings)},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace]))
-        self.daemonset = k8s.apps.v1.DaemonSet(
-            f"{name}-ds",
-            metadata={"name": "nvidia-device-plugin", "namespace": DEVICE_PLUGIN_NAMESPACE, "labels": labels},
-            spec={
-                "selector": {"match_labels": {"app.kubernetes.io/name": "nvidia-device-plugin"}},
-                "update_strategy": {"type": "RollingUpdate"},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "priority_class_name": "system-node-critical",
-                        "tolerations": [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
-                        "affinity": {"node_affinity": {"required_during_scheduling_ignored_during_execution": {
-                            "node_selector_terms": [{"match_expressions": [
-                                {"key": POOL_LABEL, "operator": "In", "values": sorted(p.name for p in pools)}]}]}}},
-                        "containers": [{
-                            "name": "nvidia-device-plugin-ctr",
-                            "image": settings.image,
-                            "args": ["--config-file", f"/etc/nvidia-device-plugin/{DEVICE_PLUGIN_CONFIG_KEY}"],
-                            "env": [{"name": "FAIL_ON_INIT_ERROR", "value": "true"}],
-                            "security_context": {"allow_privilege_escalation": False, "capabilities": {"drop": ["ALL"]}},
-                            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "256Mi"}},
-                            "volume_mounts": [
-                                {"name": "device-plugin", "mount_path": "/var/lib/kubelet/device-plugins"},
-                                {"name": "config", "mount_path": "/etc/nvidia-device-plugin", "read_only": True}],
-                        }],
-                        "volumes": [
-                            {"name": "device-plugin", "host_path": {"path": "/var/lib/kubelet/device-plugins", "type": "Directory"}},
-                            {"name": "config", "config_map": {"name": "nvidia-device-plugin-config"}}],
-                    },
-                },
-            },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.config]))
+    def __init__(self, name: str, cfg: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("vllm-fleet:platform:GpuSystem", name, None, opts)
+        settings = cfg.device_plugin
+        needs_plugin = [p for p in cfg.gpu_pools if p.ami_family not in SHIPS_DEVICE_PLUGIN]
+        self.namespace = apply(gpu_system.namespace(), pulumi.ResourceOptions(parent=self))
+        after = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
+        self.device_plugin = [apply(m, after) for m in gpu_system.device_plugin(settings, needs_plugin)] if needs_plugin else []
+        self.dcgm = ([apply(m, after) for m in gpu_system.dcgm_exporter(settings, list(cfg.gpu_pools),
+                                                                         cfg.observability.prometheus_operator)]
+                     if settings.dcgm_exporter else [])
         self.register_outputs({})

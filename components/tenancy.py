@@ -22,7 +22,10 @@ class TeamTenancy(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("vllm-fleet:tenancy:TeamTenancy", name, None, opts)
         manifests = team_manifests(spec, team)
-        self.namespace = apply(manifests[0], pulumi.ResourceOptions(parent=self))
+        # The namespace holds the model-cache claim: deleting it would delete the claim, so prod protects it.
+        holds_claim = spec.config.tier == "prod" and spec.config.model_cache.backend != "none" and bool(team.models)
+        self.namespace = apply(manifests[0], pulumi.ResourceOptions(parent=self, protect=holds_claim,
+                                                                     retain_on_delete=holds_claim))
         after_ns = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
         self.objects = [apply(m, after_ns) for m in manifests[1:]]
         # Stack secrets (`vllm-fleet:secrets.<name>`, decrypted by the engine) become Secrets with key `value`.

@@ -13,6 +13,13 @@ class VllmService(pulumi.ComponentResource):
     def __init__(self, name: str, spec: FleetSpec, model: ResolvedModel,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("vllm-fleet:workload:VllmService", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        self.objects = [apply(m, child) for m in model_manifests(spec, model)]
+        self.objects: list[pulumi.Resource] = []
+        job: pulumi.Resource | None = None
+        for manifest in model_manifests(spec, model):
+            # pulumi-kubernetes waits for a Job to complete: the workload starts once the weights are cached.
+            deps = [job] if job is not None and manifest["kind"] in ("Deployment", "LeaderWorkerSet") else []
+            resource = apply(manifest, pulumi.ResourceOptions(parent=self, depends_on=deps))
+            if manifest["kind"] == "Job":
+                job = resource
+            self.objects.append(resource)
         self.register_outputs({"model": model.name, "namespace": model.namespace})

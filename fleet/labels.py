@@ -11,7 +11,8 @@ GPUS_PER_NODE_LABEL = "vllm-fleet.io/gpus-per-node"
 TEAM_LABEL = "vllm-fleet.io/team"
 MODEL_LABEL = "vllm-fleet.io/model"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "vllm-fleet"}
-DEVICE_PLUGIN_NAMESPACE = "nvidia-device-plugin"
+# GPU system DaemonSets (device plugin, DCGM exporter): the policy pack exempts this namespace by name.
+GPU_SYSTEM_NAMESPACE = "gpu-system"
 VLLM_PORT = 8000
 NONROOT_UID = 1000
 

@@ -18,6 +18,7 @@ import yaml
 from fleet.engine.k8s_schema import SchemaProblem
 from fleet.engine.k8s_schema import validate as validate_manifest
 from fleet.engine.mocks import UNKNOWN, Captured, run
+from fleet.labels import TEAM_LABEL
 from fleet.spec.loader import FleetSpec, load
 
 PROJECT = "vllm-fleet"
@@ -85,7 +86,12 @@ def team_attribution(spec: FleetSpec, resources: list[Captured]) -> dict[str, st
     owners.update({f"{m.team}-{m.name}": m.team for m in spec.models})
     by_urn = {c.urn: c for c in resources}
     out: dict[str, str] = {}
+    team_names = {t.name for t in spec.teams}
     for c in resources:
+        labels = ((c.inputs.get("metadata") or {}).get("labels") or {}) if c.is_kubernetes else {}
+        if labels.get(TEAM_LABEL) in team_names:  # e.g. a team's cache PV, created by the platform's cache
+            out[c.urn] = labels[TEAM_LABEL]
+            continue
         node: Captured | None = c
         while node is not None:
             team = owners.get(node.name) if not node.custom else None
@@ -136,7 +142,7 @@ def make_plan(stack: str, root: str | Path = ".", *, preview: bool = True, polic
         manifest = strip_unknowns(c.inputs, "", unknown)
         if unknown:
             plan.unknown_fields[c.urn] = unknown
-        for problem in validate_manifest(manifest, version):
+        for problem in validate_manifest(manifest, version, frozenset(unknown)):
             plan.schema_problems.append((c.urn, problem))
     t4 = time.perf_counter()
     plan.timings = {"load": t1 - t0, "imports": t_import - t1, "program": t2 - t_import, "policies": t3 - t2,

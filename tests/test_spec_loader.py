@@ -177,7 +177,8 @@ BAD_POOLS = [
 def test_bad_pools_are_config_errors_naming_the_field(project: Path, pool: str, expected: str) -> None:
     stack = project / "stacks" / "Pulumi.prod.yaml"
     text = stack.read_text()
-    text = text.replace("instance_types: [p5.48xlarge]\n      capacity_type: capacity-block\n      min_size: 2\n      max_size: 6",
+    text = text.replace("instance_types: [p5.48xlarge]\n      capacity_type: capacity-block\n      capacity_reservation_id: cr-0a1b2c3d4e5f60789\n"
+                        "      min_size: 2\n      max_size: 6",
                         pool + ("\n      max_size: 6" if "max_size" not in pool else ""), 1)
     text = text.replace("allowed_instance_types: [p5.48xlarge, g6e.12xlarge, g6e.24xlarge, g6.2xlarge, g6.4xlarge]",
                         "allowed_instance_types: [p5.48xlarge, g6e.12xlarge, g6e.24xlarge, g6e.xlarge, g6.2xlarge, g6.4xlarge]")

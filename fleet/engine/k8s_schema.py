@@ -77,7 +77,13 @@ def _path(error: jsonschema.ValidationError) -> str:
     return out
 
 
-def validate(obj: dict[str, Any], version: str) -> list[SchemaProblem]:
+def _join(parent: str, key: str) -> str:
+    return f"{parent}.{key}" if parent else key
+
+
+def validate(obj: dict[str, Any], version: str, unknown: frozenset[str] | set[str] = frozenset()) -> list[SchemaProblem]:
+    """Schema problems of `obj`. `unknown` lists paths whose values are unknown at preview time (already
+    removed from `obj`): a required field that is only unknown is not missing."""
     kind = str(obj.get("kind", "?"))
     name = str((obj.get("metadata") or {}).get("name", "?"))
     api_version = obj.get("apiVersion")
@@ -89,6 +95,10 @@ def validate(obj: dict[str, Any], version: str) -> list[SchemaProblem]:
                                                 "(and none vendored under fleet/catalog/crds/)")]
     problems = []
     for error in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path))):
+        if error.validator == "required" and unknown and isinstance(error.instance, dict):
+            missing = [p for p in error.validator_value if p not in error.instance]
+            if all(_join(_path(error), p) in unknown for p in missing):
+                continue
         message = error.message if len(error.message) < 300 else error.message[:297] + "..."
         problems.append(SchemaProblem(kind, name, _path(error), message))
     return problems

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fleet.derive import pod_resources
-from fleet.labels import DEVICE_PLUGIN_NAMESPACE, GPU_RESOURCE, MANAGED_BY, MODEL_LABEL, TEAM_LABEL, VLLM_PORT
+from fleet.labels import GPU_RESOURCE, MANAGED_BY, MODEL_LABEL, TEAM_LABEL, VLLM_PORT
 from fleet.render import Manifest, meta
+from fleet.render.cache import PREFETCH_ROLE, has_cache, prefetches
 from fleet.spec.loader import FleetSpec, ResolvedTeam
 
 # Edit rights inside the team namespace, listed verb by verb (no `*`, policy A6).
@@ -98,10 +101,21 @@ def network_policies(spec: FleetSpec, team: ResolvedTeam) -> list[Manifest]:
             "policyTypes": ["Ingress"], "ingress": [{
                 "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
                 "ports": [{"protocol": "TCP", "port": VLLM_PORT}]}]}))
-    # Pods download weights from the Hugging Face Hub over HTTPS (until a model cache is prefetched).
-    out.append(policy("allow-hf-egress", {
-        "podSelector": {"matchExpressions": [{"key": MODEL_LABEL, "operator": "Exists"}]},
-        "policyTypes": ["Egress"], "egress": [{"ports": [{"protocol": "TCP", "port": 443}]}]}))
+    # HTTPS to the Hugging Face Hub: only the prefetch Jobs when a cache exists (serving pods run offline
+    # from it); the serving pods themselves when there is no cache; nobody for an S3 cache staged outside.
+    # Cache mounts need no rule here: the CSI node plugin mounts EFS/FSx/S3 from the node, outside the
+    # pod's network namespace, so pod NetworkPolicies never see that traffic.
+    hub_selector: dict[str, Any] | None
+    if prefetches(spec):
+        hub_selector = {"matchLabels": {"vllm-fleet.io/role": PREFETCH_ROLE}}
+    elif not has_cache(spec):
+        hub_selector = {"matchExpressions": [{"key": MODEL_LABEL, "operator": "Exists"}]}
+    else:
+        hub_selector = None
+    if hub_selector is not None:
+        out.append(policy("allow-hf-egress", {
+            "podSelector": hub_selector, "policyTypes": ["Egress"],
+            "egress": [{"ports": [{"protocol": "TCP", "port": 443}]}]}))
     for model in team.models:
         if model.multi_node:
             # Ray, NCCL and Gloo between the pods of one multi-node replica (ports are dynamic).
@@ -116,4 +130,4 @@ def team_manifests(spec: FleetSpec, team: ResolvedTeam) -> list[Manifest]:
     return [namespace(team), resource_quota(team), limit_range(team), *rbac(team), *network_policies(spec, team)]
 
 
-__all__ = ["DEVICE_PLUGIN_NAMESPACE", "team_manifests"]
+__all__ = ["team_manifests"]

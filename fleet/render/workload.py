@@ -27,6 +27,7 @@ from fleet.labels import (
     VLLM_PORT,
 )
 from fleet.render import Manifest, meta
+from fleet.render.cache import CACHE_CLAIM, CACHE_MOUNT, HF_HOME_ON_CACHE, has_cache, prefetch_job, prefetches
 from fleet.spec.loader import FleetSpec, ResolvedModel
 from fleet.spec.team import SecretRef
 from fleet.versions import parse_version
@@ -70,34 +71,42 @@ def vllm_args(spec: FleetSpec, model: ResolvedModel) -> list[str]:
     return args
 
 
-def _env(model: ResolvedModel) -> list[dict[str, Any]]:
+def _env(spec: FleetSpec, model: ResolvedModel) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         # Writable homes for a non-root user: without them vLLM dies with PermissionError: '/.cache'.
         {"name": "HOME", "value": f"{SCRATCH}/home"},
         {"name": "XDG_CACHE_HOME", "value": f"{SCRATCH}/cache"},
         {"name": "TRITON_CACHE_DIR", "value": f"{SCRATCH}/triton"},
         {"name": "VLLM_CACHE_ROOT", "value": f"{SCRATCH}/vllm"},
-        {"name": "HF_HOME", "value": f"{SCRATCH}/hf"},
     ]
+    if has_cache(spec):
+        # Weights come from the shared cache, filled by the prefetch Job (or staged into S3): never the Hub.
+        env += [{"name": "HF_HOME", "value": HF_HOME_ON_CACHE}, {"name": "HF_HUB_OFFLINE", "value": "1"}]
+    else:
+        env.append({"name": "HF_HOME", "value": f"{SCRATCH}/hf"})
+        if model.spec.hf_token is not None:
+            _, key = secret_name(model.spec.hf_token)
+            env.append({"name": "HF_TOKEN_PATH", "value": f"{HF_TOKEN_DIR}/{key}"})
     if model.spec.api_key is not None:
         name, key = secret_name(model.spec.api_key)
         env.append({"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": name, "key": key}}})
-    if model.spec.hf_token is not None:
-        _, key = secret_name(model.spec.hf_token)
-        env.append({"name": "HF_TOKEN_PATH", "value": f"{HF_TOKEN_DIR}/{key}"})
     if model.multi_node and model.pool.efa and model.instance.efa:
         env += [{"name": "FI_PROVIDER", "value": "efa"}, {"name": "NCCL_SOCKET_IFNAME", "value": "eth0"}]
     return env
 
 
-def _volumes(model: ResolvedModel, scratch_gib: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _volumes(spec: FleetSpec, model: ResolvedModel, scratch_gib: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     res = pod_resources(model)
     volumes: list[dict[str, Any]] = [{"name": "scratch", "emptyDir": {"sizeLimit": f"{scratch_gib}Gi"}}]
     mounts: list[dict[str, Any]] = [{"name": "scratch", "mountPath": SCRATCH}]
     if res.shm_gib:
         volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{res.shm_gib}Gi"}})
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
-    if model.spec.hf_token is not None:
+    if has_cache(spec):
+        read_only = spec.config.model_cache.backend == "s3"
+        volumes.append({"name": "model-cache", "persistentVolumeClaim": {"claimName": CACHE_CLAIM, "readOnly": read_only}})
+        mounts.append({"name": "model-cache", "mountPath": CACHE_MOUNT, "readOnly": read_only})
+    elif model.spec.hf_token is not None:
         name, key = secret_name(model.spec.hf_token)
         volumes.append({"name": "hf-token", "secret": {"secretName": name, "items": [{"key": key, "path": key}],
                                                        "defaultMode": 0o440}})
@@ -151,7 +160,7 @@ CONTAINER_SECURITY = {
 
 
 def _pod_spec(spec: FleetSpec, model: ResolvedModel, container: dict[str, Any], scratch_gib: int) -> dict[str, Any]:
-    volumes, mounts = _volumes(model, scratch_gib)
+    volumes, mounts = _volumes(spec, model, scratch_gib)
     container = {**container, "volumeMounts": mounts, "resources": _resources(model),
                  "securityContext": dict(CONTAINER_SECURITY)}
     pod: dict[str, Any] = {
@@ -183,7 +192,7 @@ def _server_container(spec: FleetSpec, model: ResolvedModel) -> dict[str, Any]:
         "image": image(spec),
         "imagePullPolicy": "IfNotPresent",
         "ports": [{"name": "http", "containerPort": VLLM_PORT, "protocol": "TCP"}],
-        "env": _env(model),
+        "env": _env(spec, model),
         **_probes(spec, model),
         # Routers stop sending before vLLM drains in-flight requests (--shutdown-timeout).
         "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_SECONDS)]}}},
@@ -207,12 +216,14 @@ def _worker_container(spec: FleetSpec, model: ResolvedModel) -> dict[str, Any]:
         "imagePullPolicy": "IfNotPresent",
         "command": ["/bin/sh", "-c"],
         "args": [f"exec bash {MULTI_NODE_SCRIPT} worker --ray_address=$(LWS_LEADER_ADDRESS)"],
-        "env": _env(model),
+        "env": _env(spec, model),
     }
 
 
-def _scratch_gib(model: ResolvedModel) -> int:
-    # Without a shared cache the weights land in scratch: room for them plus compile caches.
+def _scratch_gib(spec: FleetSpec, model: ResolvedModel) -> int:
+    """Compile caches always; without a shared cache the weights land in scratch too."""
+    if has_cache(spec):
+        return 20
     arch = model.spec.architecture
     weights = arch.params_b * 2 if arch is not None else 40
     return int(min(max(50, weights * 1.2 + 20), model.pool.disk_gib * 0.8))
@@ -221,7 +232,7 @@ def _scratch_gib(model: ResolvedModel) -> int:
 def workload(spec: FleetSpec, model: ResolvedModel) -> Manifest:
     """A Deployment when one replica fits on one node, otherwise a LeaderWorkerSet."""
     lbl = labels(model)
-    scratch = _scratch_gib(model)
+    scratch = _scratch_gib(spec, model)
     if not model.multi_node:
         r = rollout(spec, model)
         strategy: dict[str, Any] = {"type": r.type}
@@ -311,8 +322,20 @@ def _quantity(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{int(value * 1000)}m"
 
 
+def prefetch(spec: FleetSpec, model: ResolvedModel) -> Manifest | None:
+    if not prefetches(spec):
+        return None
+    token = secret_name(model.spec.hf_token) if model.spec.hf_token is not None else None
+    return prefetch_job(spec, model, image(spec), token)
+
+
 def model_manifests(spec: FleetSpec, model: ResolvedModel) -> list[Manifest]:
-    out = [service_account(model), workload(spec, model), service(model)]
+    """In creation order: the workload comes after the prefetch Job (components add the dependency)."""
+    out = [service_account(model)]
+    job = prefetch(spec, model)
+    if job is not None:
+        out.append(job)
+    out += [workload(spec, model), service(model)]
     for extra in (disruption_budget(model), autoscaler(spec, model)):
         if extra is not None:
             out.append(extra)

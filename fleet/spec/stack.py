@@ -68,9 +68,14 @@ class GpuPool(Strict):
                                                                      "added by the stack and cannot be overridden.")
     subnet_ids: list[str] = Field(min_length=1, description="Private subnet ids for the nodes (no public IPs are assigned).")
     efa: bool = Field(False, description="Attach EFA interfaces (multi-node tensor/pipeline parallel). Only on instance types that support EFA.")
+    capacity_reservation_id: Annotated[str, StringConstraints(pattern=r"^cr-[0-9a-f]{8,17}$")] | None = Field(
+        None, description="EC2 Capacity Block reservation the pool launches into. Required with `capacity_type: capacity-block`, "
+                          "refused otherwise.")
 
     @model_validator(mode="after")
     def _sizes(self) -> GpuPool:
+        if (self.capacity_type == "capacity-block") != (self.capacity_reservation_id is not None):
+            raise ValueError("capacity_type capacity-block and capacity_reservation_id go together — set both or neither")
         if self.max_size < self.min_size:
             raise ValueError(f"max_size {self.max_size} is below min_size {self.min_size} — raise max_size or lower min_size")
         if self.desired_size is not None and not self.min_size <= self.desired_size <= self.max_size:
@@ -91,18 +96,36 @@ class DevicePlugin(Strict):
     image: str = Field("nvcr.io/nvidia/k8s-device-plugin:v0.17.4", description="Pinned device plugin image.")
     mig_strategy: Literal["none", "single", "mixed"] = Field("none", description="MIG strategy for A100/H100 partitions.")
     time_slicing: TimeSlicing = Field(default_factory=TimeSlicing)  # type: ignore[arg-type]
-    dcgm_exporter: bool = Field(True, description="Run the DCGM exporter DaemonSet for GPU metrics.")
+    dcgm_exporter: bool = Field(True, description="Run the DCGM exporter DaemonSet for GPU metrics on every GPU pool.")
+    dcgm_image: str = Field("nvcr.io/nvidia/k8s/dcgm-exporter:4.4.1-4.6.0-ubuntu22.04", description="Pinned DCGM exporter image.")
 
 
 class ModelCache(Strict):
-    """Shared model-weight cache mounted at HF_HOME and filled once per model by a prefetch Job."""
+    """Shared model-weight cache mounted at HF_HOME and filled once per model and revision by a prefetch Job."""
 
-    backend: Literal["efs", "fsx-lustre", "s3", "none"] = Field("efs", description="`efs` (RWX, simple), `fsx-lustre` (fast loads for large models), `s3` "
-                                                                                   "(Mountpoint, read-only), `none` (each pod downloads; dev only).")
-    size_gib: int = Field(1200, ge=1200, description="FSx for Lustre capacity (multiples of 1200 GiB for persistent SSD); informative for EFS.")
-    throughput_mibps: int = Field(250, ge=1, description="Expected read throughput per pod in MiB/s, used to derive startup probe budgets; for FSx, "
-                                                         "per-TiB throughput (125, 250, 500, 1000).")
-    s3_bucket_name: str | None = Field(None, description="Bucket name for `s3` (or the FSx data repository). Default: generated.")
+    backend: Literal["efs", "fsx-lustre", "s3", "none"] = Field(
+        "efs", description="`efs` (RWX, simple), `fsx-lustre` (fast loads for large models), `s3` (Mountpoint, read-only; "
+                           "weights are staged into the bucket outside the stack), `none` (each pod downloads; dev only).")
+    size_gib: int = Field(1200, ge=1200, description="FSx for Lustre capacity (multiples of 1200 GiB for PERSISTENT_2); "
+                                                    "the advertised PV capacity for EFS and S3.")
+    throughput_mibps: int = Field(250, ge=1, description="Expected read throughput per pod in MiB/s, used to derive startup "
+                                                         "probe budgets. For FSx, also the per-TiB throughput (125, 250, 500 or 1000).")
+    kms_key_arn: str | None = Field(None, description="KMS key for the file system or bucket. Default: a key created by the stack.")
+    s3_bucket_name: str | None = Field(None, description="Bucket for `s3`. Default: generated from the stack and cluster.")
+    fsx_import_path: Annotated[str, StringConstraints(pattern=r"^s3://[a-z0-9.\-]+(/.*)?$")] | None = Field(
+        None, description="`fsx-lustre` only: an S3 data repository linked to the file system (lazy-loaded on first read).")
+    subnet_ids: list[str] = Field(default_factory=list, description="Subnets for EFS mount targets or the FSx file system. "
+                                                                    "Default: the subnets of all GPU pools.")
+
+    @model_validator(mode="after")
+    def _backend_fields(self) -> ModelCache:
+        if self.fsx_import_path is not None and self.backend != "fsx-lustre":
+            raise ValueError("fsx_import_path is only for backend fsx-lustre")
+        if self.s3_bucket_name is not None and self.backend != "s3":
+            raise ValueError("s3_bucket_name is only for backend s3")
+        if self.backend == "fsx-lustre" and (self.size_gib % 1200 or self.throughput_mibps not in (125, 250, 500, 1000)):
+            raise ValueError("fsx-lustre needs size_gib in multiples of 1200 and throughput_mibps of 125, 250, 500 or 1000")
+        return self
 
 
 class Autoscaling(Strict):

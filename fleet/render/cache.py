@@ -1,0 +1,157 @@
+"""Model cache objects in Kubernetes: one static PV per team (Retain) bound to the team's PVC, and the
+prefetch Job that fills the cache once per model and revision.
+
+Identifiers that AWS assigns (file system id, access point id, DNS name) arrive as arguments so these
+functions stay pure; components pass Pulumi outputs through them unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from fleet.labels import MANAGED_BY, MODEL_LABEL, NONROOT_UID, TEAM_LABEL
+from fleet.render import Manifest, meta
+from fleet.spec.loader import FleetSpec, ResolvedModel, ResolvedTeam
+
+CACHE_CLAIM = "model-cache"
+CACHE_STORAGE_CLASS = "model-cache"   # static binding only: PV and PVC carry the same class name
+CACHE_MOUNT = "/models"
+HF_HOME_ON_CACHE = f"{CACHE_MOUNT}/hf"
+PREFETCH_ROLE = "prefetch"
+
+CSI_DRIVERS = {"efs": "efs.csi.aws.com", "fsx-lustre": "fsx.csi.aws.com", "s3": "s3.csi.aws.com"}
+
+
+def has_cache(spec: FleetSpec) -> bool:
+    return spec.config.model_cache.backend != "none"
+
+
+def prefetches(spec: FleetSpec) -> bool:
+    """A prefetch Job fills the cache (EFS, FSx); an S3 cache is staged outside the stack and mounted read-only."""
+    return spec.config.model_cache.backend in ("efs", "fsx-lustre")
+
+
+def pv_name(team: ResolvedTeam) -> str:
+    return f"model-cache-{team.namespace}"
+
+
+def persistent_volume(spec: FleetSpec, team: ResolvedTeam, source: dict[str, Any]) -> Manifest:
+    """`source` carries the backend identifiers: efs {file_system_id, access_point_id};
+    fsx-lustre {file_system_id, dns_name, mount_name}; s3 {bucket}."""
+    cache = spec.config.model_cache
+    backend = cache.backend
+    csi: dict[str, Any] = {"driver": CSI_DRIVERS[backend]}
+    mount_options: list[str] = []
+    access = ["ReadWriteMany"]
+    if backend == "efs":
+        csi["volumeHandle"] = source["volume_handle"]       # "<fs-id>::<access-point-id>"
+        mount_options = ["tls"]                             # encryption in transit
+    elif backend == "fsx-lustre":
+        csi["volumeHandle"] = source["file_system_id"]
+        csi["volumeAttributes"] = {"dnsname": source["dns_name"], "mountname": source["mount_name"]}
+        mount_options = ["flock"]
+    else:
+        csi["volumeHandle"] = source["bucket"]
+        csi["volumeAttributes"] = {"bucketName": source["bucket"]}
+        mount_options = ["read-only", "allow-other", f"uid={NONROOT_UID}", f"gid={NONROOT_UID}", f"region {spec.config.region}"]
+        access = ["ReadOnlyMany"]
+    return {
+        "apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": meta(pv_name(team), labels={**MANAGED_BY, TEAM_LABEL: team.name}),
+        "spec": {
+            "capacity": {"storage": f"{cache.size_gib}Gi"},
+            "accessModes": access,
+            # The weights outlive any PVC: deleting the claim never deletes the data.
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": CACHE_STORAGE_CLASS,
+            "mountOptions": mount_options,
+            "claimRef": {"namespace": team.namespace, "name": CACHE_CLAIM},
+            "csi": csi,
+        },
+    }
+
+
+def persistent_volume_claim(spec: FleetSpec, team: ResolvedTeam) -> Manifest:
+    backend = spec.config.model_cache.backend
+    return {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": meta(CACHE_CLAIM, team.namespace, {**MANAGED_BY, TEAM_LABEL: team.name}),
+        "spec": {
+            "accessModes": ["ReadOnlyMany"] if backend == "s3" else ["ReadWriteMany"],
+            "storageClassName": CACHE_STORAGE_CLASS,
+            "volumeName": pv_name(team),
+            "resources": {"requests": {"storage": f"{spec.config.model_cache.size_gib}Gi"}},
+        },
+    }
+
+
+def prefetch_name(model: ResolvedModel) -> str:
+    """One Job per model and revision: a new revision is a new Job, a re-run of the same one is a no-op."""
+    digest = hashlib.sha256(f"{model.spec.model}@{model.spec.revision or 'main'}".encode()).hexdigest()[:8]
+    return f"{model.name}-prefetch-{digest}"
+
+
+PREFETCH_DEADLINE_SECONDS = 4 * 3600
+
+
+def prefetch_job(spec: FleetSpec, model: ResolvedModel, image: str, hf_token: tuple[str, str] | None) -> Manifest:
+    """`hf download` of the model (and LoRA adapters and draft model hosted on the Hub) into the cache."""
+    labels = {**MANAGED_BY, TEAM_LABEL: model.team, MODEL_LABEL: model.name, "vllm-fleet.io/role": PREFETCH_ROLE}
+    repos = [(model.spec.model, model.spec.revision)]
+    if model.spec.speculative is not None and model.spec.speculative.model:
+        repos.append((model.spec.speculative.model, None))
+    if model.spec.lora is not None:
+        repos += [(m.path, None) for m in model.spec.lora.modules if not m.path.startswith("/")]
+    commands = []
+    for repo, revision in repos:
+        rev = f" --revision {revision}" if revision else ""
+        # The original/ folder of Meta checkpoints duplicates the weights in another format.
+        commands.append(f"hf download {repo}{rev} --exclude 'original/*'")
+    env: list[dict[str, Any]] = [
+        {"name": "HF_HOME", "value": HF_HOME_ON_CACHE},
+        {"name": "HOME", "value": "/scratch"},
+        {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
+    ]
+    mounts: list[dict[str, Any]] = [{"name": "model-cache", "mountPath": CACHE_MOUNT},
+                                    {"name": "scratch", "mountPath": "/scratch"}]
+    volumes: list[dict[str, Any]] = [{"name": "model-cache", "persistentVolumeClaim": {"claimName": CACHE_CLAIM}},
+                                     {"name": "scratch", "emptyDir": {"sizeLimit": "1Gi"}}]
+    if hf_token is not None:
+        name, key = hf_token
+        env.append({"name": "HF_TOKEN_PATH", "value": f"/var/run/secrets/huggingface/{key}"})
+        volumes.append({"name": "hf-token", "secret": {"secretName": name, "items": [{"key": key, "path": key}],
+                                                       "defaultMode": 0o440}})
+        mounts.append({"name": "hf-token", "mountPath": "/var/run/secrets/huggingface", "readOnly": True})
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": meta(prefetch_name(model), model.namespace, labels),
+        "spec": {
+            "backoffLimit": 3,
+            "activeDeadlineSeconds": PREFETCH_DEADLINE_SECONDS,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "OnFailure",
+                    "serviceAccountName": model.name,
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": NONROOT_UID, "runAsGroup": NONROOT_UID,
+                                        "fsGroup": NONROOT_UID, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{
+                        "name": "prefetch",
+                        "image": image,
+                        "imagePullPolicy": "IfNotPresent",
+                        "command": ["/bin/sh", "-c"],
+                        "args": [" && ".join(["set -e", *commands])],
+                        "env": env,
+                        "resources": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
+                        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                                            "runAsNonRoot": True, "runAsUser": NONROOT_UID, "readOnlyRootFilesystem": True},
+                        "volumeMounts": mounts,
+                    }],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }

@@ -1,0 +1,119 @@
+"""GPU system objects: the namespace, the NVIDIA device plugin and the DCGM exporter.
+
+Both DaemonSets mirror NVIDIA's published static manifests (k8s-device-plugin `nvidia-device-plugin.yml`,
+dcgm-exporter `dcgm-exporter.yaml`) with pinned images; they need host paths (kubelet sockets), so they
+live in one system namespace that the policy pack exempts by name.
+"""
+
+from __future__ import annotations
+
+import json
+
+from fleet.labels import GPU_SYSTEM_NAMESPACE, GPU_TAINT_KEY, MANAGED_BY, POOL_LABEL
+from fleet.render import Manifest, meta
+from fleet.spec.stack import DevicePlugin, GpuPool
+
+DEVICE_PLUGIN_CONFIG_KEY = "config.yaml"
+DCGM_PORT = 9400
+
+
+def namespace() -> Manifest:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta(GPU_SYSTEM_NAMESPACE, labels={
+        **MANAGED_BY, "pod-security.kubernetes.io/enforce": "privileged",
+        "pod-security.kubernetes.io/warn": "baseline"})}
+
+
+def _on_pools(pools: list[GpuPool]) -> dict:
+    return {
+        "tolerations": [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": POOL_LABEL, "operator": "In", "values": sorted(p.name for p in pools)}]}]}}},
+    }
+
+
+def device_plugin_config(settings: DevicePlugin) -> str:
+    """The device plugin's config file (MIG strategy, optional time-slicing)."""
+    cfg: dict = {"version": "v1", "flags": {"migStrategy": settings.mig_strategy, "failOnInitError": True}}
+    ts = settings.time_slicing
+    if ts.enabled:
+        cfg["sharing"] = {"timeSlicing": {
+            "renameByDefault": ts.rename_by_default,
+            "failRequestsGreaterThanOne": ts.fail_requests_greater_than_one,
+            "resources": [{"name": "nvidia.com/gpu", "replicas": ts.replicas}]}}
+    return json.dumps(cfg, indent=2, sort_keys=True)
+
+
+def device_plugin(settings: DevicePlugin, pools: list[GpuPool]) -> list[Manifest]:
+    labels = {"app.kubernetes.io/name": "nvidia-device-plugin", **MANAGED_BY}
+    config = {"apiVersion": "v1", "kind": "ConfigMap",
+              "metadata": meta("nvidia-device-plugin-config", GPU_SYSTEM_NAMESPACE, labels),
+              "data": {DEVICE_PLUGIN_CONFIG_KEY: device_plugin_config(settings)}}
+    ds = {
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": meta("nvidia-device-plugin", GPU_SYSTEM_NAMESPACE, labels),
+        "spec": {
+            "selector": {"matchLabels": {"app.kubernetes.io/name": "nvidia-device-plugin"}},
+            "updateStrategy": {"type": "RollingUpdate"},
+            "template": {"metadata": {"labels": labels}, "spec": {
+                "priorityClassName": "system-node-critical",
+                **_on_pools(pools),
+                "containers": [{
+                    "name": "nvidia-device-plugin-ctr",
+                    "image": settings.image,
+                    "args": ["--config-file", f"/etc/nvidia-device-plugin/{DEVICE_PLUGIN_CONFIG_KEY}"],
+                    "env": [{"name": "FAIL_ON_INIT_ERROR", "value": "true"}],
+                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                    "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "256Mi"}},
+                    "volumeMounts": [
+                        {"name": "device-plugin", "mountPath": "/var/lib/kubelet/device-plugins"},
+                        {"name": "config", "mountPath": "/etc/nvidia-device-plugin", "readOnly": True}],
+                }],
+                "volumes": [
+                    {"name": "device-plugin", "hostPath": {"path": "/var/lib/kubelet/device-plugins", "type": "Directory"}},
+                    {"name": "config", "configMap": {"name": "nvidia-device-plugin-config"}}],
+            }},
+        },
+    }
+    return [config, ds]
+
+
+def dcgm_exporter(settings: DevicePlugin, pools: list[GpuPool], service_monitor: bool) -> list[Manifest]:
+    labels = {"app.kubernetes.io/name": "dcgm-exporter", **MANAGED_BY}
+    selector = {"app.kubernetes.io/name": "dcgm-exporter"}
+    ds = {
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": meta("dcgm-exporter", GPU_SYSTEM_NAMESPACE, labels),
+        "spec": {
+            "selector": {"matchLabels": selector},
+            "updateStrategy": {"type": "RollingUpdate"},
+            "template": {"metadata": {"labels": labels}, "spec": {
+                "automountServiceAccountToken": False,
+                **_on_pools(pools),
+                "containers": [{
+                    "name": "dcgm-exporter",
+                    "image": settings.dcgm_image,
+                    "env": [{"name": "DCGM_EXPORTER_LISTEN", "value": f":{DCGM_PORT}"},
+                            {"name": "DCGM_EXPORTER_KUBERNETES", "value": "true"}],
+                    "ports": [{"name": "metrics", "containerPort": DCGM_PORT, "protocol": "TCP"}],
+                    # SYS_ADMIN: DCGM profiling counters (as in NVIDIA's manifest).
+                    "securityContext": {"capabilities": {"add": ["SYS_ADMIN"]}, "runAsNonRoot": False, "runAsUser": 0},
+                    "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}},
+                    "readinessProbe": {"httpGet": {"path": "/health", "port": DCGM_PORT}, "periodSeconds": 10, "timeoutSeconds": 5},
+                    "livenessProbe": {"httpGet": {"path": "/health", "port": DCGM_PORT}, "periodSeconds": 30, "timeoutSeconds": 5,
+                                      "initialDelaySeconds": 45},
+                    "volumeMounts": [{"name": "pod-gpu-resources", "mountPath": "/var/lib/kubelet/pod-resources", "readOnly": True}],
+                }],
+                "volumes": [{"name": "pod-gpu-resources", "hostPath": {"path": "/var/lib/kubelet/pod-resources"}}],
+            }},
+        },
+    }
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": meta("dcgm-exporter", GPU_SYSTEM_NAMESPACE, labels),
+           "spec": {"type": "ClusterIP", "selector": selector,
+                    "ports": [{"name": "metrics", "port": DCGM_PORT, "targetPort": "metrics", "protocol": "TCP"}]}}
+    out = [ds, svc]
+    if service_monitor:
+        out.append({"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+                    "metadata": meta("dcgm-exporter", GPU_SYSTEM_NAMESPACE, labels),
+                    "spec": {"selector": {"matchLabels": selector},
+                             "endpoints": [{"port": "metrics", "interval": "15s", "path": "/metrics"}]}})
+    return out
