@@ -50,6 +50,18 @@ def node_labels(pool: GpuPool) -> dict[str, str]:
             GPU_MEMORY_LABEL: str(int(inst.gpu_memory_gib)), GPUS_PER_NODE_LABEL: str(inst.gpus)}
 
 
+def network_interfaces(pool: GpuPool, efa_cards: int) -> list[aws.ec2.LaunchTemplateNetworkInterfaceArgs]:
+    """No public IP on any interface. With EFA: one EFA interface per network card (32 on p5.48xlarge);
+    the primary ENI stays on card 0."""
+    if efa_cards == 0:
+        return [aws.ec2.LaunchTemplateNetworkInterfaceArgs(
+            device_index=0, associate_public_ip_address="false", delete_on_termination="true")]
+    return [aws.ec2.LaunchTemplateNetworkInterfaceArgs(
+        device_index=0 if card == 0 else 1, network_card_index=card, interface_type="efa",
+        associate_public_ip_address="false", delete_on_termination="true")
+        for card in range(efa_cards)]
+
+
 class GpuNodeGroup(pulumi.ComponentResource):
     """An EKS managed node group of GPU instances with its own launch template and node role.
 
@@ -77,14 +89,16 @@ class GpuNodeGroup(pulumi.ComponentResource):
         ]
         # Bottlerocket boots from /dev/xvda and keeps images and logs on the data volume /dev/xvdb.
         device = "/dev/xvdb" if pool.ami_family == "bottlerocket" else "/dev/xvda"
-        interfaces: list[aws.ec2.LaunchTemplateNetworkInterfaceArgs] = []
-        if pool.efa and inst.efa:
-            interfaces = [aws.ec2.LaunchTemplateNetworkInterfaceArgs(
-                device_index=0, network_card_index=0, interface_type="efa", associate_public_ip_address="false",
-                delete_on_termination="true")]
-        else:
-            interfaces = [aws.ec2.LaunchTemplateNetworkInterfaceArgs(
-                device_index=0, associate_public_ip_address="false", delete_on_termination="true")]
+        interfaces = network_interfaces(pool, inst.efa_interfaces if pool.efa and inst.efa else 0)
+        market: dict = {}
+        if pool.capacity_type == "capacity-block":
+            # Capacity Blocks launch only into their reservation, with the capacity-block market type.
+            market = {
+                "instance_market_options": aws.ec2.LaunchTemplateInstanceMarketOptionsArgs(market_type="capacity-block"),
+                "capacity_reservation_specification": aws.ec2.LaunchTemplateCapacityReservationSpecificationArgs(
+                    capacity_reservation_target=aws.ec2.LaunchTemplateCapacityReservationSpecificationCapacityReservationTargetArgs(
+                        capacity_reservation_id=pool.capacity_reservation_id)),
+            }
         self.launch_template = aws.ec2.LaunchTemplate(
             f"{name}-lt",
             description=f"GPU pool {pool.name} ({inst.gpu_model})",
@@ -95,6 +109,7 @@ class GpuNodeGroup(pulumi.ComponentResource):
                 ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
                     volume_size=pool.disk_gib, volume_type="gp3", encrypted="true", delete_on_termination="true"))],
             network_interfaces=interfaces,
+            **market,
             tag_specifications=[aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type="instance", tags=tags)],
             tags=tags, opts=child)
         self.node_group = aws.eks.NodeGroup(

@@ -1,0 +1,253 @@
+"""Platform components under mocks: node groups, launch templates, IAM, GPU system DaemonSets, model cache,
+prefetch Jobs and team tenancy — fields asserted on the captured resources."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fleet.engine.mocks import Captured
+from fleet.plan import capture, make_plan
+from fleet.spec.loader import load
+from tests.conftest import ROOT
+
+STATEFUL = ("aws:kms/key:Key", "aws:efs/fileSystem:FileSystem", "aws:fsx/lustreFileSystem:LustreFileSystem",
+            "aws:s3/bucket:Bucket", "kubernetes:core/v1:PersistentVolume", "kubernetes:core/v1:PersistentVolumeClaim")
+
+
+@pytest.fixture(scope="module")
+def prod() -> dict[str, Captured]:
+    return {c.name: c for c in capture(load("prod", ROOT))}
+
+
+@pytest.fixture(scope="module")
+def dev() -> dict[str, Captured]:
+    return {c.name: c for c in capture(load("dev", ROOT))}
+
+
+def of_type(resources: dict[str, Captured], typ: str) -> list[Captured]:
+    return [c for c in resources.values() if c.type == typ]
+
+
+def test_node_groups_take_ami_capacity_labels_taint_and_scaling_from_the_pools(prod) -> None:
+    h100 = prod["pool-h100-ng"].inputs
+    assert h100["amiType"] == "AL2023_x86_64_NVIDIA"
+    assert h100["capacityType"] == "CAPACITY_BLOCK"
+    assert h100["instanceTypes"] == ["p5.48xlarge"]
+    assert h100["scalingConfig"] == {"minSize": 2, "maxSize": 6, "desiredSize": 4}
+    assert h100["updateConfig"] == {"maxUnavailable": 1}
+    assert h100["subnetIds"] == ["subnet-0a9e7c1b2c3d40011"]
+    assert h100["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
+    assert h100["labels"] == {"vllm-fleet.io/pool": "h100", "vllm-fleet.io/gpu-model": "H100",
+                              "vllm-fleet.io/gpu-memory-gib": "80", "vllm-fleet.io/gpus-per-node": "8"}
+    assert prod["pool-h100-ng"].ignore_changes == ["scalingConfig.desiredSize"]
+    l4 = prod["pool-l4-ng"].inputs
+    assert l4["amiType"] == "BOTTLEROCKET_x86_64_NVIDIA" and l4["capacityType"] == "ON_DEMAND"
+    assert l4["scalingConfig"]["desiredSize"] == 2  # defaults to min_size
+
+
+def test_launch_templates_enforce_imdsv2_private_encrypted_and_efa(prod) -> None:
+    lt = prod["pool-h100-lt"].inputs
+    assert lt["metadataOptions"] == {"httpEndpoint": "enabled", "httpTokens": "required", "httpPutResponseHopLimit": 1}
+    (disk,) = lt["blockDeviceMappings"]
+    assert disk == {"deviceName": "/dev/xvda", "ebs": {"volumeSize": 400, "volumeType": "gp3", "encrypted": "true",
+                                                         "deleteOnTermination": "true"}}
+    nics = lt["networkInterfaces"]
+    assert len(nics) == 32 and all(n["interfaceType"] == "efa" and n["associatePublicIpAddress"] == "false" for n in nics)
+    assert [n["networkCardIndex"] for n in nics] == list(range(32))
+    assert lt["instanceMarketOptions"] == {"marketType": "capacity-block"}
+    assert lt["capacityReservationSpecification"] == {"capacityReservationTarget": {"capacityReservationId": "cr-0a1b2c3d4e5f60789"}}
+    l4 = prod["pool-l4-lt"].inputs
+    assert l4["blockDeviceMappings"][0]["deviceName"] == "/dev/xvdb"  # Bottlerocket's data volume
+    assert l4["networkInterfaces"] == [{"deviceIndex": 0, "associatePublicIpAddress": "false", "deleteOnTermination": "true"}]
+    assert "instanceMarketOptions" not in l4
+
+
+def test_node_role_has_exactly_the_worker_policies_and_no_wildcards(prod) -> None:
+    role = prod["pool-h100-node-role"].inputs
+    assert json.loads(role["assumeRolePolicy"])["Statement"] == [
+        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]
+    attached = sorted(c.inputs["policyArn"] for c in of_type(prod, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+                      if c.name.startswith("pool-h100-"))
+    assert attached == ["arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
+                        "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy", "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy"]
+    for c in prod.values():
+        if c.type.startswith("aws:iam/"):
+            assert '"*"' not in json.dumps(c.inputs), c.name
+
+
+def test_device_plugin_only_on_pools_whose_ami_lacks_it_and_dcgm_everywhere(prod) -> None:
+    def pools(name: str) -> list[str]:
+        spec = prod[name].inputs["spec"]["template"]["spec"]
+        return spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0][
+            "matchExpressions"][0]["values"]
+
+    plugin = prod["daemonset-gpu-system-nvidia-device-plugin"].inputs
+    assert pools("daemonset-gpu-system-nvidia-device-plugin") == ["h100", "l40s"]  # l4 is Bottlerocket
+    pod = plugin["spec"]["template"]["spec"]
+    assert pod["priorityClassName"] == "system-node-critical"
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert pod["containers"][0]["image"] == "nvcr.io/nvidia/k8s-device-plugin:v0.17.4"
+    config = json.loads(prod["configmap-gpu-system-nvidia-device-plugin-config"].inputs["data"]["config.yaml"])
+    assert config == {"version": "v1", "flags": {"migStrategy": "none", "failOnInitError": True}}
+    assert pools("daemonset-gpu-system-dcgm-exporter") == ["h100", "l4", "l40s"]
+    assert prod["servicemonitor-gpu-system-dcgm-exporter"].inputs["spec"]["endpoints"][0]["port"] == "metrics"
+
+
+def test_time_slicing_config_carries_both_safety_switches(project: Path) -> None:
+    stack = project / "stacks" / "Pulumi.dev.yaml"
+    stack.write_text(stack.read_text().replace("  vllm-fleet:model_cache:", "  vllm-fleet:device_plugin:\n    time_slicing: {enabled: true, replicas: 4}\n  vllm-fleet:model_cache:"))
+    caps = {c.name: c for c in capture(load("dev", project))}
+    config = json.loads(caps["configmap-gpu-system-nvidia-device-plugin-config"].inputs["data"]["config.yaml"])
+    assert config["sharing"] == {"timeSlicing": {"renameByDefault": True, "failRequestsGreaterThanOne": True,
+                                                 "resources": [{"name": "nvidia.com/gpu", "replicas": 4}]}}
+
+
+def test_no_device_plugin_when_every_pool_is_bottlerocket(project: Path) -> None:
+    stack = project / "stacks" / "Pulumi.dev.yaml"
+    stack.write_text(stack.read_text().replace("      capacity_type: on-demand\n", "      capacity_type: on-demand\n      ami_family: bottlerocket\n", 1))
+    caps = {c.name: c for c in capture(load("dev", project))}
+    assert "daemonset-gpu-system-nvidia-device-plugin" not in caps
+    assert "daemonset-gpu-system-dcgm-exporter" in caps
+
+
+def test_prod_protects_every_stateful_resource_and_dev_does_not(prod, dev) -> None:
+    for resources, expected in ((prod, True), (dev, False)):
+        stateful = [c for c in resources.values() if c.type in STATEFUL]
+        assert len(stateful) >= 5
+        for c in stateful:
+            assert (c.protect, c.retain_on_delete) == (expected, expected), c.name
+        for team in ("search", "assistant"):
+            ns = resources[f"namespace-team-{team}"]
+            assert (ns.protect, ns.retain_on_delete) == (expected, expected)
+
+
+def test_fsx_cache_in_prod(prod) -> None:
+    fsx = prod["model-cache-fsx"].inputs
+    assert fsx["deploymentType"] == "PERSISTENT_2" and fsx["perUnitStorageThroughput"] == 500
+    assert fsx["storageCapacity"] == 4800 and fsx["subnetIds"] == "subnet-0a9e7c1b2c3d40011"
+    assert "kmsKeyId" in fsx  # the stack's KMS key (unknown until created)
+    pv = prod["persistentvolume-model-cache-team-search"].inputs["spec"]
+    assert pv["persistentVolumeReclaimPolicy"] == "Retain" and pv["csi"]["driver"] == "fsx.csi.aws.com"
+    assert pv["claimRef"] == {"namespace": "team-search", "name": "model-cache"}
+
+
+def test_efs_cache_in_dev(dev) -> None:
+    efs = dev["model-cache-efs"].inputs
+    assert efs["encrypted"] is True and efs["throughputMode"] == "elastic"
+    assert sorted(c.inputs["subnetId"] for c in of_type(dev, "aws:efs/mountTarget:MountTarget")) == [
+        "subnet-0d1e5a1b2c3d40001", "subnet-0d1e5a1b2c3d40002"]
+    (rule,) = dev["model-cache-efs-sg"].inputs["ingress"]
+    assert (rule["protocol"], rule["fromPort"], rule["toPort"], rule["securityGroups"]) == ("tcp", 2049, 2049, ["sg-0cluster"])
+    ap = dev["model-cache-ap-search"].inputs
+    assert ap["rootDirectory"]["path"] == "/teams/search" and ap["posixUser"] == {"uid": 1000, "gid": 1000}
+    addon = dev["model-cache-efs-csi"].inputs
+    assert addon["addonName"] == "aws-efs-csi-driver" and "serviceAccountRoleArn" in addon
+    trust = json.loads(dev["model-cache-efs-csi-role"].inputs["assumeRolePolicy"])["Statement"][0]
+    assert trust["Principal"] == {"Federated": "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-west-2.amazonaws.com/id/EXAMPLE"}
+    assert trust["Condition"]["StringEquals"]["oidc.eks.us-west-2.amazonaws.com/id/EXAMPLE:sub"] == "system:serviceaccount:kube-system:efs-csi-controller-sa"
+    pv = dev["persistentvolume-model-cache-team-search"].inputs["spec"]
+    assert pv["mountOptions"] == ["tls"] and pv["persistentVolumeReclaimPolicy"] == "Retain"
+    assert pv["accessModes"] == ["ReadWriteMany"]
+    pvc = dev["persistentvolumeclaim-team-search-model-cache"].inputs["spec"]
+    assert pvc["accessModes"] == ["ReadWriteMany"] and pvc["storageClassName"] == "model-cache"
+    assert pvc["volumeName"] == "model-cache-team-search"
+
+
+def test_s3_cache_blocks_public_access_encrypts_versions_and_mounts_read_only(project: Path) -> None:
+    stack = project / "stacks" / "Pulumi.dev.yaml"
+    stack.write_text(stack.read_text().replace("    backend: efs", "    backend: s3"))
+    caps = {c.name: c for c in capture(load("dev", project))}
+    assert caps["model-cache-bucket"].inputs["bucket"] == "fleet-dev-dev-model-cache"
+    pab = caps["model-cache-bucket-pab"].inputs
+    assert all(pab[k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
+    rule = caps["model-cache-bucket-sse"].inputs["rules"][0]["applyServerSideEncryptionByDefault"]
+    assert rule["sseAlgorithm"] == "aws:kms"
+    assert caps["model-cache-bucket-versioning"].inputs["versioningConfiguration"] == {"status": "Enabled"}
+    pv = caps["persistentvolume-model-cache-team-search"].inputs["spec"]
+    assert pv["accessModes"] == ["ReadOnlyMany"] and "read-only" in pv["mountOptions"]
+    assert not any(c.type == "kubernetes:batch/v1:Job" for c in caps.values())  # staged outside the stack
+    deploy = caps["deployment-team-search-qwen-3b"].inputs["spec"]["template"]["spec"]
+    assert {"name": "model-cache", "mountPath": "/models", "readOnly": True} in deploy["containers"][0]["volumeMounts"]
+
+
+def test_prefetch_job_per_model_and_revision_before_the_workload(dev) -> None:
+    jobs = of_type(dev, "kubernetes:batch/v1:Job")
+    assert len(jobs) == 3
+    job = next(c for c in jobs if c.inputs["metadata"]["name"].startswith("llama-8b-prefetch-"))
+    pod = job.inputs["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"] == ["set -e && hf download meta-llama/Llama-3.1-8B-Instruct --revision "
+                                 "0e9e39f249a16976918f6564b8830bc894c89659 --exclude 'original/*'"]
+    assert {"name": "HF_TOKEN_PATH", "value": "/var/run/secrets/huggingface/value"} in container["env"]
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert job.inputs["spec"]["activeDeadlineSeconds"] == 4 * 3600
+    deploy = dev["deployment-team-assistant-llama-8b"]
+    assert job.urn in deploy.dependencies
+    env = {e["name"]: e.get("value") for e in deploy.inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["HF_HOME"] == "/models/hf" and env["HF_HUB_OFFLINE"] == "1" and "HF_TOKEN_PATH" not in env
+
+
+def test_team_tenancy(dev) -> None:
+    ns = dev["namespace-team-search"].inputs["metadata"]["labels"]
+    assert ns["pod-security.kubernetes.io/enforce"] == "restricted"
+    hard = dev["resourcequota-team-search-team-quota"].inputs["spec"]["hard"]
+    assert hard["requests.nvidia.com/gpu"] == "2" and not any(k.startswith("limits.nvidia") for k in hard)
+    assert {"requests.cpu", "limits.cpu", "requests.memory", "limits.memory"} <= set(hard)
+    role = dev["role-team-search-team-edit"].inputs
+    assert all("*" not in r["verbs"] and "*" not in r["resources"] for r in role["rules"])
+    binding = dev["rolebinding-team-search-team-edit"].inputs
+    assert binding["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "vllm-fleet:search"}]
+    policies = {c.inputs["metadata"]["name"]: c.inputs["spec"] for c in of_type(dev, "kubernetes:networking.k8s.io/v1:NetworkPolicy")
+                if c.inputs["metadata"]["namespace"] == "team-search"}
+    assert policies["default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    assert policies["allow-dns"]["egress"][0]["ports"] == [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+    assert policies["allow-gateway"]["ingress"][0]["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gateway"}}}]
+    # With a prefetched cache only the prefetch Jobs reach the Hub.
+    assert policies["allow-hf-egress"]["podSelector"] == {"matchLabels": {"vllm-fleet.io/role": "prefetch"}}
+
+
+def changed_paths(before: list[Captured], after: list[Captured]) -> set[tuple[str, str]]:
+    def flat(value: Any, path: str, out: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                flat(v, f"{path}.{k}" if path else k, out)
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                flat(v, f"{path}[{i}]", out)
+        else:
+            out[path] = value
+        return out
+
+    a = {c.name: flat(c.inputs, "", {}) for c in before}
+    b = {c.name: flat(c.inputs, "", {}) for c in after}
+    assert a.keys() == b.keys()
+    return {(name, p) for name in a for p in a[name].keys() | b[name].keys() if a[name].get(p) != b[name].get(p)}
+
+
+def test_one_config_value_changes_exactly_the_expected_fields(project: Path) -> None:
+    before = capture(load("dev", project))
+    stack = project / "stacks" / "Pulumi.dev.yaml"
+    stack.write_text(stack.read_text().replace("      desired_size: 2\n", "      desired_size: 2\n      disk_gib: 300\n"))
+    after = capture(load("dev", project))
+    assert changed_paths(before, after) == {("pool-l40s-lt", "blockDeviceMappings[0].ebs.volumeSize")}
+    stack.write_text(stack.read_text().replace("vllm-fleet:spare_gpus: 1", "vllm-fleet:spare_gpus: 0"))
+    again = capture(load("dev", project))
+    assert changed_paths(after, again) == set()  # every dev model is single-replica: Recreate either way
+    team = project / "stacks" / "teams" / "search.yaml"
+    team.write_text(team.read_text().replace("  dev: 2\n", "  dev: 3\n"))
+    assert changed_paths(again, capture(load("dev", project))) == {
+        ("resourcequota-team-search-team-quota", "spec.hard.requests.nvidia.com/gpu")}
+
+
+def test_prod_plan_is_clean_with_every_platform_piece() -> None:
+    plan = make_plan("prod", ROOT)
+    assert plan.exit_code == 0
+    kinds = {c.type for c in plan.resources}
+    assert {"aws:eks/nodeGroup:NodeGroup", "aws:ec2/launchTemplate:LaunchTemplate",
+            "aws:fsx/lustreFileSystem:LustreFileSystem", "kubernetes:monitoring.coreos.com/v1:ServiceMonitor"} <= kinds
+    assert sum(1 for c in plan.resources if c.type == "vllm-fleet:tenancy:TeamTenancy") == 3
