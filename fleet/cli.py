@@ -1,4 +1,5 @@
-"""`vllm-fleet`: plan, validate and schema (exit 0 clean, 1 mandatory finding or invalid manifest, 2 config error)."""
+"""`vllm-fleet`: plan, validate, size and schema (exit 0 clean, 1 mandatory finding / invalid manifest / a model
+that does not fit, 2 config error)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,33 @@ def _parser() -> argparse.ArgumentParser:
 
     val = sub.add_parser("validate", help="check the stack and team files only (fast, no program run)")
     val.add_argument("--stack", required=True, help="stack name: stacks/Pulumi.<stack>.yaml")
+
+    sz = sub.add_parser("size", help="GPU-memory fit check for one model (weights, KV cache, concurrency, verdict)",
+                        description="Predict vLLM's per-GPU memory split and whether one max-model-len sequence fits. "
+                                    "Give the model by catalog id, a config.json, or its architecture numbers.")
+    src = sz.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="Hugging Face id from fleet/catalog/models.yaml")
+    src.add_argument("--config-json", type=Path, help="a model's config.json")
+    src.add_argument("--params-b", type=float, help="parameters in billions (with --layers --kv-heads --head-dim)")
+    sz.add_argument("--layers", type=int)
+    sz.add_argument("--kv-heads", type=int)
+    sz.add_argument("--head-dim", type=int)
+    sz.add_argument("--hidden-size", type=int)
+    sz.add_argument("--vocab-size", type=int)
+    gpu = sz.add_mutually_exclusive_group(required=True)
+    gpu.add_argument("--gpu", help="GPU model (H100, L40S, A100-40GB...) or instance type (p5.48xlarge) from the catalog")
+    gpu.add_argument("--gpu-memory-gib", type=float, help="usable memory per GPU in GiB")
+    sz.add_argument("--tp", type=int, default=1, help="tensor parallel size (default 1)")
+    sz.add_argument("--pp", type=int, default=1, help="pipeline parallel size (default 1)")
+    sz.add_argument("--max-model-len", type=int, help="default: the model's context")
+    sz.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    sz.add_argument("--dtype", default="auto")
+    sz.add_argument("--quantization", default=None)
+    sz.add_argument("--kv-cache-dtype", default="auto")
+    sz.add_argument("--max-num-batched-tokens", type=int)
+    sz.add_argument("--max-num-seqs", type=int)
+    sz.add_argument("--json", action="store_true", help="print JSON (weights_gib_per_gpu, kv_cache_gib, kv_cache_tokens, "
+                                                       "max_concurrency, fits, reason, fixes, ...)")
 
     sch = sub.add_parser("schema", help="regenerate stacks/schema/*.json and docs/configuration.md from the models")
     sch.add_argument("--check", action="store_true", help="exit 1 when the committed files are stale instead of writing")
@@ -83,6 +111,58 @@ def cmd_validate(args: argparse.Namespace, root: Path) -> int:
     return EXIT_OK
 
 
+def cmd_size(args: argparse.Namespace, root: Path) -> int:
+    from fleet.catalog import gpu_instance_types
+    from fleet.sizing import Arch, Settings, arch_from_config_json, model_catalog, size
+
+    if args.model:
+        arch = model_catalog().get(args.model)
+        if arch is None:
+            print(f"--model {args.model}: not in fleet/catalog/models.yaml — use --config-json or --params-b with the "
+                  "architecture numbers", file=sys.stderr)
+            return EXIT_CONFIG
+    elif args.config_json:
+        try:
+            arch = arch_from_config_json(args.config_json, str(args.config_json))
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"--config-json {args.config_json}: cannot read it ({exc})", file=sys.stderr)
+            return EXIT_CONFIG
+    else:
+        missing = [f"--{n.replace('_', '-')}" for n in ("layers", "kv_heads", "head_dim") if getattr(args, n) is None]
+        if missing:
+            print(f"--params-b needs {', '.join(missing)}", file=sys.stderr)
+            return EXIT_CONFIG
+        arch = Arch(id=f"{args.params_b}B", params_b=args.params_b, layers=args.layers, kv_heads=args.kv_heads,
+                    head_dim=args.head_dim, hidden_size=args.hidden_size, vocab_size=args.vocab_size)
+    gpus_per_node = 8
+    if args.gpu:
+        catalog = gpu_instance_types()
+        inst = catalog.get(args.gpu) or next((i for i in catalog.values() if i.gpu_model.lower() == args.gpu.lower()), None)
+        if inst is None:
+            models = sorted({i.gpu_model for i in catalog.values()})
+            print(f"--gpu {args.gpu}: not a GPU model ({', '.join(models)}) or instance type of the catalog", file=sys.stderr)
+            return EXIT_CONFIG
+        memory, gpus_per_node = inst.gpu_usable_memory_gib, inst.gpus
+    else:
+        memory = args.gpu_memory_gib
+    result = size(arch, Settings(
+        gpu_memory_gib=memory, gpus_per_node=gpus_per_node, tensor_parallel_size=args.tp, pipeline_parallel_size=args.pp,
+        max_model_len=args.max_model_len, gpu_memory_utilization=args.gpu_memory_utilization, dtype=args.dtype,
+        quantization=args.quantization, kv_cache_dtype=args.kv_cache_dtype,
+        max_num_batched_tokens=args.max_num_batched_tokens, max_num_seqs=args.max_num_seqs))
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        d = result.as_dict()
+        for key in ("model", "gpu_memory_gib", "budget_gib", "weights_gib_per_gpu", "activation_gib", "non_torch_gib",
+                    "cuda_graph_gib", "kv_cache_gib", "kv_bytes_per_token", "kv_cache_tokens", "max_model_len",
+                    "max_concurrency", "fits", "reason"):
+            print(f"{key:>20}: {d[key]}")
+        for fix in result.fixes:
+            print(f"{'fix':>20}: {fix}")
+    return EXIT_OK if result.fits else EXIT_FINDINGS
+
+
 def cmd_schema(args: argparse.Namespace, root: Path) -> int:
     from fleet import schema
 
@@ -99,7 +179,7 @@ def cmd_schema(args: argparse.Namespace, root: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     root = (args.root or find_root(Path.cwd())).resolve()
-    handlers = {"plan": cmd_plan, "validate": cmd_validate, "schema": cmd_schema}
+    handlers = {"plan": cmd_plan, "validate": cmd_validate, "size": cmd_size, "schema": cmd_schema}
     return handlers[args.command](args, root)
 
 

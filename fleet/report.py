@@ -45,7 +45,8 @@ def document(plan: Plan) -> dict[str, Any]:
                "pipeline_parallel_size": m.spec.pipeline_parallel_size or 1,
                "gpus_per_replica": m.gpus_per_replica, "nodes_per_replica": m.nodes_per_replica,
                "min_replicas": m.min_replicas, "max_replicas": m.max_replicas,
-               "workload": "LeaderWorkerSet" if m.multi_node else "Deployment"} for m in spec.models]
+               "workload": "LeaderWorkerSet" if m.multi_node else "Deployment",
+               "sizing": m.sizing.as_dict() if m.sizing is not None else None} for m in spec.models]
     mandatory = len(plan.mandatory)
     advisory = sum(1 for f in plan.findings if f.level == "advisory")
     return {
@@ -93,6 +94,18 @@ def print_table(doc: dict[str, Any], console: Console) -> None:
                        f"{m['tensor_parallel_size']}x{m['pipeline_parallel_size']}", str(m["gpus_per_replica"]),
                        str(m["nodes_per_replica"]), f"{m['min_replicas']}-{m['max_replicas']}", m["workload"])
     console.print(models)
+    sizing = Table(title="Sizing per GPU (vLLM V1 estimate)", box=box.SIMPLE_HEAD)
+    for col in ("team/model", "GPU", "weights GiB", "KV cache GiB", "KV tokens", "max model len", "concurrency", "fits"):
+        sizing.add_column(col, justify="left" if col in ("team/model", "GPU") else "right")
+    for m in doc["models"]:
+        sz = m["sizing"]
+        if sz is None:
+            sizing.add_row(f"{m['team']}/{m['model']}", m["gpu"], "?", "?", "?", "?", "?", "unknown architecture")
+            continue
+        sizing.add_row(f"{m['team']}/{m['model']}", m["gpu"], f"{sz['weights_gib_per_gpu']:.1f}", f"{sz['kv_cache_gib']:.1f}",
+                       f"{sz['kv_cache_tokens']:,}", f"{sz['max_model_len']:,}", f"{sz['max_concurrency']:.1f}",
+                       "yes" if sz["fits"] else "NO")
+    console.print(sizing)
     gpus = Table(title="GPUs", box=box.SIMPLE_HEAD)
     for col in ("team", "models", "GPUs at min", "GPUs at max", "quota"):
         gpus.add_column(col, justify="left" if col == "team" else "right")

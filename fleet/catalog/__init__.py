@@ -16,6 +16,7 @@ class InstanceType:
     instance_type: str
     family: str
     gpu_model: str
+    gpu_usable_memory_gib: float
     gpus: int
     gpu_memory_gib: float
     vcpus: int

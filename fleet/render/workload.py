@@ -123,13 +123,10 @@ def _resources(model: ResolvedModel) -> dict[str, Any]:
 
 
 def weights_gib_estimate(model: ResolvedModel) -> float | None:
-    """Weights on disk for the probe budget; exact sizing lives in the sizing module."""
-    arch = model.spec.architecture
-    if arch is None:
+    """Weights of one replica (all its GPUs), from the sizing check; None for an unknown architecture."""
+    if model.sizing is None:
         return None
-    bytes_per_param = 1 if model.spec.quantization in ("fp8", "modelopt") else 0.5 if model.spec.quantization in (
-        "awq", "awq_marlin", "gptq", "gptq_marlin", "bitsandbytes", "mxfp4") else 2
-    return arch.params_b * bytes_per_param * 1e9 / 2**30
+    return model.sizing.weights_gib_per_gpu * model.gpus_per_replica
 
 
 def _probes(spec: FleetSpec, model: ResolvedModel) -> dict[str, Any]:
@@ -224,8 +221,7 @@ def _scratch_gib(spec: FleetSpec, model: ResolvedModel) -> int:
     """Compile caches always; without a shared cache the weights land in scratch too."""
     if has_cache(spec):
         return 20
-    arch = model.spec.architecture
-    weights = arch.params_b * 2 if arch is not None else 40
+    weights = weights_gib_estimate(model) or 40
     return int(min(max(50, weights * 1.2 + 20), model.pool.disk_gib * 0.8))
 
 

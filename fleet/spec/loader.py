@@ -17,9 +17,10 @@ from pydantic import BaseModel, ValidationError
 
 from fleet.catalog import InstanceType, gpu_instance, gpu_instance_types
 from fleet.errors import ConfigError, ConfigIssue, format_path
+from fleet.sizing import Arch, Settings, Sizing, arch_from_config_json, model_catalog, size
 from fleet.spec.stack import GpuPool, StackConfig, StackFile
 from fleet.spec.team import ModelFields, ModelSpec, Team
-from fleet.vllm.compiler import FlagError, compile_args
+from fleet.vllm.compiler import PROFILES, FlagError, compile_args
 from fleet.yamlsrc import Located, Path, load_file
 
 SECRET_FIELDS = {"api_key", "hf_token"}
@@ -51,6 +52,7 @@ class ResolvedModel:
     gpus_per_pod: int
     min_replicas: int
     max_replicas: int
+    sizing: Sizing | None = None      # None when the architecture is unknown (not in the catalog, none given)
 
     @property
     def name(self) -> str:
@@ -331,12 +333,53 @@ def _model_checks(stack: str, cfg: StackConfig, team: Team, spec: ModelSpec, src
             issue("extra_args" if spec.extra_args else "model", f"{exc}")
         except KeyError as exc:
             issue("model", str(exc.args[0]))
+    sizing = None
+    if not issues:
+        arch, arch_issue = resolve_arch(spec, src)
+        if arch_issue:
+            issue("config_json", arch_issue)
+        elif arch is not None:
+            sizing = size(arch, settings_for(spec, inst.gpu_usable_memory_gib, inst.gpus))
+            if not sizing.fits:
+                field_name = "max_model_len" if spec.max_model_len is not None else "tensor_parallel_size"
+                placement = f"{per_replica}× {inst.gpu_model} ({pool.name}: {inst.instance_type})"
+                fixes = "; ".join(sizing.fixes) if sizing.fixes else "no change within the catalog fits"
+                issue(field_name, f"{spec.model} does not fit on {placement}: {sizing.reason} — fixes: {fixes}")
     if issues:
         return None, issues
     return ResolvedModel(
         team=team.name, namespace=f"team-{team.name}", source=src.file, spec=spec, pool=pool, instance=inst,
         gpus_per_replica=per_replica, nodes_per_replica=nodes, gpus_per_pod=per_pod, min_replicas=lo, max_replicas=hi,
+        sizing=sizing,
     ), []
+
+
+def resolve_arch(spec: ModelSpec, src: Located) -> tuple[Arch | None, str | None]:
+    """The model's architecture: inline in the team file, from a local config.json, or from the catalog."""
+    if spec.architecture is not None:
+        a = spec.architecture
+        return Arch(id=spec.model, params_b=a.params_b, layers=a.layers, kv_heads=a.kv_heads, head_dim=a.head_dim,
+                    hidden_size=a.hidden_size, vocab_size=a.vocab_size, max_context=a.max_context,
+                    active_params_b=a.active_params_b, family="moe" if a.active_params_b else "dense"), None
+    if spec.config_json is not None:
+        path = FsPath(src.file).parent / spec.config_json
+        root_relative = FsPath.cwd() / path
+        try:
+            return arch_from_config_json(root_relative if root_relative.exists() else path, spec.model), None
+        except (OSError, ValueError, KeyError) as exc:
+            return None, f"cannot read {spec.config_json}: {exc} — point at a Hugging Face config.json or give `architecture:`"
+    return model_catalog().get(spec.model), None
+
+
+def settings_for(spec: ModelSpec, gpu_memory_gib: float, gpus_per_node: int) -> Settings:
+    profile = PROFILES[spec.profile or "balanced"]
+    return Settings(
+        gpu_memory_gib=gpu_memory_gib, gpus_per_node=gpus_per_node,
+        tensor_parallel_size=spec.tensor_parallel_size or 1, pipeline_parallel_size=spec.pipeline_parallel_size or 1,
+        max_model_len=spec.max_model_len, gpu_memory_utilization=spec.gpu_memory_utilization or 0.9,
+        dtype=spec.dtype or "auto", quantization=spec.quantization, kv_cache_dtype=spec.kv_cache_dtype or "auto",
+        max_num_batched_tokens=spec.max_num_batched_tokens or profile.get("max_num_batched_tokens"),
+        max_num_seqs=spec.max_num_seqs or profile.get("max_num_seqs"), enforce_eager=bool(spec.enforce_eager))
 
 
 def known_stacks(root: FsPath) -> list[str]:

@@ -1,0 +1,294 @@
+"""GPU-memory fit check for vLLM (V1 engine), per GPU. Pure functions; no Pulumi, no vLLM import.
+
+Per GPU, as vLLM's worker computes it at startup:
+    budget    = usable GPU memory × gpu_memory_utilization
+    kv_cache  = budget − weights/(TP·PP) − peak activation (profiled at max_num_batched_tokens)
+                − non-torch memory (CUDA context, NCCL) − CUDA graph memory
+    kv tokens = kv_cache / (2 · layers_on_this_stage · max(1, kv_heads/TP) · head_dim · bytes(kv dtype)),
+                rounded down to whole 16-token blocks
+and the server refuses to start when one `max_model_len` sequence does not fit in kv tokens.
+MLA models store one latent vector per layer (kv_lora_rank + rope dims) that tensor parallelism does
+not split; sliding-window layers hold at most `sliding_window` tokens of a sequence; encoder (embedding)
+models keep no KV cache.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fleet.catalog import CATALOG_DIR, InstanceType, gpu_instance_types
+
+BLOCK = 16
+GIB = 2**30
+DTYPE_BYTES = {"auto": 2.0, "bfloat16": 2.0, "float16": 2.0, "half": 2.0, "float": 4.0, "float32": 4.0}
+# Bytes per parameter of the quantized linear layers (embeddings and lm_head stay in 16-bit);
+# the small extra covers scales and zero points.
+QUANT_BYTES = {"fp8": 1.02, "modelopt": 1.02, "compressed-tensors": 1.02, "awq": 0.53, "awq_marlin": 0.53,
+               "gptq": 0.53, "gptq_marlin": 0.53, "bitsandbytes": 0.55, "mxfp4": 0.53}
+KV_BYTES = {"auto": None, "fp8": 1.0, "fp8_e4m3": 1.0, "fp8_e5m2": 1.0}
+NON_TORCH_GIB = {1: 0.3}          # CUDA context and allocator slack; more with NCCL buffers
+NON_TORCH_TP_GIB = 0.6
+CUDA_GRAPH_GIB = 0.5              # V1 captures CUDA graphs for decode batch sizes (none with enforce_eager)
+LARGE_GPU_GIB = 70                # vLLM's defaults for the OpenAI server differ above this (arg_utils)
+
+
+@dataclass(frozen=True)
+class Arch:
+    id: str
+    params_b: float
+    layers: int
+    kv_heads: int
+    head_dim: int
+    hidden_size: int | None = None
+    intermediate_size: int | None = None
+    vocab_size: int | None = None
+    tied_embeddings: bool = False
+    max_context: int | None = None
+    family: str = "dense"
+    active_params_b: float | None = None
+    default_dtype: str = "bfloat16"
+    attention_heads: int | None = None
+    sliding_window: int | None = None
+    sliding_window_layers: int = 0
+    kv_lora_rank: int | None = None
+    qk_rope_head_dim: int | None = None
+    source: str = ""
+
+    @property
+    def embedding_params_b(self) -> float:
+        if not self.hidden_size or not self.vocab_size:
+            return 0.0
+        return self.hidden_size * self.vocab_size * (1 if self.tied_embeddings else 2) / 1e9
+
+
+@lru_cache(maxsize=1)
+def model_catalog() -> dict[str, Arch]:
+    with open(CATALOG_DIR / "models.yaml", encoding="utf-8") as fh:
+        rows = yaml.safe_load(fh)["models"]
+    fields = set(Arch.__dataclass_fields__)
+    return {r["id"]: Arch(**{k: v for k, v in r.items() if k in fields}) for r in rows}
+
+
+def arch_from_config_json(path: str | Path, model_id: str = "config.json") -> Arch:
+    """Read the sizing facts from a Hugging Face config.json (text config of multimodal models)."""
+    cfg: dict[str, Any] = json.loads(Path(path).read_text())
+    text = cfg.get("text_config", cfg)
+    heads = text["num_attention_heads"]
+    hidden = text["hidden_size"]
+    layers = text["num_hidden_layers"]
+    vocab = text.get("vocab_size")
+    inter = text.get("intermediate_size")
+    head_dim = text.get("head_dim") or hidden // heads
+    kv = text.get("num_key_value_heads", heads)
+    tied = bool(text.get("tie_word_embeddings", cfg.get("tie_word_embeddings", False)))
+    # Parameter count estimate for dense decoders: attention + MLP per layer + embeddings.
+    attn = hidden * head_dim * (heads + 2 * kv) + heads * head_dim * hidden
+    mlp = 3 * hidden * (inter or 4 * hidden)
+    params = (layers * (attn + mlp) + (vocab or 0) * hidden * (1 if tied else 2)) / 1e9
+    family = "mla" if text.get("kv_lora_rank") else "dense"
+    return Arch(id=model_id, params_b=round(params, 3), layers=layers, kv_heads=kv, head_dim=head_dim, hidden_size=hidden,
+                intermediate_size=inter, vocab_size=vocab, tied_embeddings=tied,
+                max_context=text.get("max_position_embeddings"), family=family, attention_heads=heads,
+                kv_lora_rank=text.get("kv_lora_rank"), qk_rope_head_dim=text.get("qk_rope_head_dim"),
+                default_dtype=str(text.get("torch_dtype") or cfg.get("torch_dtype") or "bfloat16"), source=str(path))
+
+
+@dataclass(frozen=True)
+class Settings:
+    gpu_memory_gib: float
+    gpus_per_node: int = 8
+    tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
+    max_model_len: int | None = None
+    gpu_memory_utilization: float = 0.9
+    dtype: str = "auto"
+    quantization: str | None = None
+    kv_cache_dtype: str = "auto"
+    max_num_batched_tokens: int | None = None
+    max_num_seqs: int | None = None
+    enforce_eager: bool = False
+
+
+@dataclass
+class Sizing:
+    model: str
+    gpu_memory_gib: float
+    budget_gib: float
+    weights_gib_per_gpu: float
+    activation_gib: float
+    non_torch_gib: float
+    cuda_graph_gib: float
+    kv_cache_gib: float
+    kv_bytes_per_token: int
+    kv_cache_tokens: int
+    max_model_len: int
+    max_concurrency: float
+    fits: bool
+    reason: str
+    fixes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for k, v in out.items():
+            if isinstance(v, float):
+                out[k] = round(v, 3)
+        return out
+
+
+def weight_bytes_per_param(arch: Arch, s: Settings) -> float:
+    if s.quantization in QUANT_BYTES:
+        return QUANT_BYTES[s.quantization]
+    if s.dtype == "auto" and arch.default_dtype in QUANT_BYTES:
+        return QUANT_BYTES[arch.default_dtype]
+    return DTYPE_BYTES.get(s.dtype if s.dtype != "auto" else arch.default_dtype, 2.0)
+
+
+def weights_gib_per_gpu(arch: Arch, s: Settings) -> float:
+    """Quantization applies to the linear layers; embeddings and lm_head stay 16-bit."""
+    per_param = weight_bytes_per_param(arch, s)
+    embed = min(arch.embedding_params_b, arch.params_b * 0.5)
+    total = (arch.params_b - embed) * 1e9 * per_param + embed * 1e9 * (2.0 if per_param < 2 else per_param)
+    return total / GIB / (s.tensor_parallel_size * s.pipeline_parallel_size)
+
+
+def kv_bytes_per_token(arch: Arch, s: Settings) -> int:
+    """KV bytes a token costs on one GPU (layers of one pipeline stage, KV heads split by TP)."""
+    if arch.family == "encoder":
+        return 0
+    dtype_bytes = KV_BYTES.get(s.kv_cache_dtype) or DTYPE_BYTES.get(s.dtype if s.dtype != "auto" else arch.default_dtype, 2.0)
+    if arch.default_dtype in ("fp8", "mxfp4") and KV_BYTES.get(s.kv_cache_dtype) is None:
+        dtype_bytes = 2.0  # quantized checkpoints still keep a 16-bit KV cache unless asked
+    layers = math.ceil(arch.layers / s.pipeline_parallel_size)
+    if arch.family == "mla" and arch.kv_lora_rank:
+        return int(layers * (arch.kv_lora_rank + (arch.qk_rope_head_dim or 0)) * dtype_bytes)
+    heads = max(1, math.ceil(arch.kv_heads / s.tensor_parallel_size))
+    return int(2 * layers * heads * arch.head_dim * dtype_bytes)
+
+
+def default_batched_tokens(s: Settings) -> tuple[int, int]:
+    """vLLM's OpenAI-server defaults (arg_utils): larger batches on ≥70 GiB GPUs."""
+    large = s.gpu_memory_gib >= LARGE_GPU_GIB
+    tokens = s.max_num_batched_tokens or (8192 if large else 2048)
+    seqs = s.max_num_seqs or (1024 if large else 256)
+    return tokens, seqs
+
+
+def activation_gib(arch: Arch, s: Settings) -> float:
+    """Peak activation of the profiling run: one batch of max_num_batched_tokens through a layer
+    (attention projections and the MLP's gate/up/down intermediates, split by TP) plus the logits of
+    max_num_seqs sampled rows in fp32."""
+    tokens, seqs = default_batched_tokens(s)
+    hidden = arch.hidden_size or 4096
+    inter = arch.intermediate_size or 4 * hidden
+    if arch.family == "moe" and arch.active_params_b:
+        inter = inter  # the dense shape of one routed expert set is what a token touches
+    tp = s.tensor_parallel_size
+    per_token = 2 * (3 * inter / tp + 4 * hidden)           # 16-bit activations
+    logits = seqs * (arch.vocab_size or 32000) * 4 / tp
+    return (tokens * per_token + logits) / GIB
+
+
+def size(arch: Arch, s: Settings, *, explain: bool = True) -> Sizing:
+    """The fit check; with `explain`, a failing verdict lists verified fixes."""
+    budget = s.gpu_memory_gib * s.gpu_memory_utilization
+    weights = weights_gib_per_gpu(arch, s)
+    act = activation_gib(arch, s)
+    non_torch = NON_TORCH_GIB.get(s.tensor_parallel_size * s.pipeline_parallel_size, NON_TORCH_TP_GIB)
+    graphs = 0.0 if s.enforce_eager else CUDA_GRAPH_GIB
+    kv_gib = budget - weights - act - non_torch - graphs
+    per_token = kv_bytes_per_token(arch, s)
+    max_len = s.max_model_len or arch.max_context or 4096
+    if per_token == 0:
+        tokens, concurrency = 0, 0.0
+    else:
+        # Sliding-window layers hold at most `window` tokens of a sequence: a long sequence costs less.
+        tokens = max(0, int(kv_gib * GIB // per_token) // BLOCK * BLOCK)
+        concurrency = tokens / max_len if max_len else 0.0
+    needed = per_token * _effective_len(arch, max_len) / GIB if per_token else 0.0
+    if weights > budget:
+        fits, reason = False, (f"weights need {weights:.1f} GiB per GPU but the budget is {budget:.1f} GiB "
+                               f"({s.gpu_memory_utilization:g} × {s.gpu_memory_gib:g} GiB)")
+    elif per_token and kv_gib < needed:
+        fits, reason = False, (f"one {max_len:,}-token sequence needs {needed:.2f} GiB of KV cache per GPU but only "
+                               f"{max(kv_gib, 0):.2f} GiB remain after weights ({weights:.1f} GiB), activations "
+                               f"({act:.1f} GiB) and runtime overhead ({non_torch + graphs:.1f} GiB)")
+    else:
+        fits, reason = True, (f"{tokens:,} KV tokens per replica: {concurrency:.1f} concurrent sequences of "
+                              f"{max_len:,} tokens" if per_token else "encoder model: no KV cache")
+    result = Sizing(model=arch.id, gpu_memory_gib=s.gpu_memory_gib, budget_gib=budget, weights_gib_per_gpu=weights,
+                    activation_gib=act, non_torch_gib=non_torch, cuda_graph_gib=graphs, kv_cache_gib=max(kv_gib, 0.0),
+                    kv_bytes_per_token=per_token, kv_cache_tokens=tokens, max_model_len=max_len,
+                    max_concurrency=concurrency, fits=fits, reason=reason)
+    if not fits and explain:
+        result.fixes = fixes(arch, s)
+    return result
+
+
+def _effective_len(arch: Arch, max_len: int) -> float:
+    """Sequence length in full-attention-layer equivalents (sliding layers cap at their window)."""
+    if not arch.sliding_window or not arch.sliding_window_layers:
+        return max_len
+    full = arch.layers - arch.sliding_window_layers
+    return (full * max_len + arch.sliding_window_layers * min(max_len, arch.sliding_window)) / arch.layers
+
+
+def _replace(s: Settings, **changes: Any) -> Settings:
+    return Settings(**{**asdict(s), **changes})
+
+
+def fixes(arch: Arch, s: Settings) -> list[str]:
+    """Concrete changes that make it fit, each verified by re-running the check."""
+    out: list[str] = []
+    tp = s.tensor_parallel_size
+    for bigger in (2 * tp, 4 * tp, 8 * tp):
+        if bigger * s.pipeline_parallel_size <= s.gpus_per_node and size(arch, _replace(s, tensor_parallel_size=bigger), explain=False).fits:
+            out.append(f"raise tensor_parallel_size to {bigger}")
+            break
+    probe = size(arch, _replace(s, max_model_len=BLOCK), explain=False)
+    if probe.kv_cache_tokens >= BLOCK and probe.weights_gib_per_gpu <= probe.budget_gib:
+        longest = _longest_fitting_len(arch, s)
+        if longest:
+            out.append(f"lower max_model_len to {longest:,} or less")
+    if s.kv_cache_dtype == "auto" and arch.default_dtype not in ("fp8",) and size(arch, _replace(s, kv_cache_dtype="fp8"), explain=False).fits:
+        out.append("set kv_cache_dtype: fp8 (halves the KV cache)")
+    if s.quantization is None and size(arch, _replace(s, quantization="fp8"), explain=False).fits:
+        out.append("serve an FP8-quantized checkpoint or set quantization: fp8 (halves the weights)")
+    current = s.gpu_memory_gib
+    for inst in sorted(_gpu_shapes(), key=lambda i: (i.gpu_usable_memory_gib, i.gpus)):
+        if inst.gpu_usable_memory_gib <= current or inst.gpus < tp * s.pipeline_parallel_size:
+            continue
+        if size(arch, _replace(s, gpu_memory_gib=inst.gpu_usable_memory_gib, gpus_per_node=inst.gpus), explain=False).fits:
+            out.append(f"use a larger GPU: {inst.gpu_model} ({inst.instance_type}, {inst.gpu_memory_gib:g} GB per GPU)")
+            break
+    if s.gpu_memory_utilization < 0.95 and size(arch, _replace(s, gpu_memory_utilization=0.95), explain=False).fits:
+        out.append("raise gpu_memory_utilization to 0.95")
+    return out
+
+
+def _longest_fitting_len(arch: Arch, s: Settings) -> int:
+    lo, hi = BLOCK, s.max_model_len or arch.max_context or 4096
+    if not size(arch, _replace(s, max_model_len=lo), explain=False).fits:
+        return 0
+    while hi - lo > BLOCK:
+        mid = (lo + hi) // 2 // BLOCK * BLOCK
+        if size(arch, _replace(s, max_model_len=mid), explain=False).fits:
+            lo = mid
+        else:
+            hi = mid
+    return lo // 1024 * 1024 if lo >= 2048 else lo
+
+
+@lru_cache(maxsize=1)
+def _gpu_shapes() -> tuple[InstanceType, ...]:
+    """One instance type per (GPU model, GPUs per node): the distinct shapes a fix can suggest."""
+    seen: dict[tuple[str, int], InstanceType] = {}
+    for inst in gpu_instance_types().values():
+        seen.setdefault((inst.gpu_model, inst.gpus), inst)
+    return tuple(seen.values())

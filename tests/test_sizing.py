@@ -1,0 +1,119 @@
+"""The GPU-memory fit check: arithmetic, verdicts with fixes, the loader's early error, the CLI, calibration."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fleet.calibration import checks, summary
+from fleet.cli import main
+from fleet.errors import ConfigError
+from fleet.sizing import Arch, Settings, kv_bytes_per_token, model_catalog, size, weights_gib_per_gpu
+from fleet.spec.loader import load
+from tests.conftest import write
+
+CATALOG = model_catalog()
+LLAMA8 = CATALOG["meta-llama/Llama-3.1-8B-Instruct"]
+LLAMA70 = CATALOG["meta-llama/Llama-3.1-70B-Instruct"]
+
+
+def test_kv_bytes_per_token_splits_gqa_heads_by_tp_and_layers_by_pp() -> None:
+    assert kv_bytes_per_token(LLAMA8, Settings(gpu_memory_gib=80)) == 2 * 32 * 8 * 128 * 2 == 131072
+    assert kv_bytes_per_token(LLAMA8, Settings(gpu_memory_gib=80, tensor_parallel_size=4)) == 2 * 32 * 2 * 128 * 2
+    # more TP ranks than KV heads: heads are replicated, never fewer than one per GPU
+    assert kv_bytes_per_token(LLAMA8, Settings(gpu_memory_gib=80, tensor_parallel_size=16)) == 2 * 32 * 1 * 128 * 2
+    assert kv_bytes_per_token(LLAMA8, Settings(gpu_memory_gib=80, pipeline_parallel_size=2)) == 2 * 16 * 8 * 128 * 2
+    assert kv_bytes_per_token(LLAMA8, Settings(gpu_memory_gib=80, kv_cache_dtype="fp8")) == 65536
+    # MLA: one latent vector per layer, not split by TP
+    v3 = CATALOG["deepseek-ai/DeepSeek-V3"]
+    assert kv_bytes_per_token(v3, Settings(gpu_memory_gib=141, tensor_parallel_size=8)) == 61 * (512 + 64) * 2
+    assert kv_bytes_per_token(CATALOG["BAAI/bge-m3"], Settings(gpu_memory_gib=24)) == 0
+
+
+def test_weights_split_by_parallelism_and_quantization() -> None:
+    assert weights_gib_per_gpu(LLAMA8, Settings(gpu_memory_gib=80)) == pytest.approx(14.96, abs=0.02)
+    assert weights_gib_per_gpu(LLAMA70, Settings(gpu_memory_gib=80, tensor_parallel_size=4)) == pytest.approx(32.85, abs=0.05)
+    fp8 = weights_gib_per_gpu(LLAMA70, Settings(gpu_memory_gib=80, tensor_parallel_size=4, quantization="fp8"))
+    assert 0.5 < fp8 / 32.85 < 0.56  # linear layers at 1 byte, embeddings stay 16-bit
+
+
+def test_a_70b_at_128k_on_four_40gb_gpus_does_not_fit_and_names_fixes() -> None:
+    result = size(LLAMA70, Settings(gpu_memory_gib=39.39, gpus_per_node=8, tensor_parallel_size=4, max_model_len=131072))
+    assert not result.fits
+    assert result.reason.startswith("one 131,072-token sequence needs 10.00 GiB of KV cache per GPU")
+    assert result.fixes == ["raise tensor_parallel_size to 8", "lower max_model_len to 16,384 or less",
+                            "serve an FP8-quantized checkpoint or set quantization: fp8 (halves the weights)",
+                            "use a larger GPU: A100-80GB (p4de.24xlarge, 80 GB per GPU)"]
+    # every fix, applied, really fits
+    assert size(LLAMA70, Settings(gpu_memory_gib=39.39, tensor_parallel_size=8, max_model_len=131072)).fits
+    assert size(LLAMA70, Settings(gpu_memory_gib=39.39, tensor_parallel_size=4, max_model_len=16384)).fits
+    assert size(LLAMA70, Settings(gpu_memory_gib=79.15, tensor_parallel_size=4, max_model_len=131072)).fits
+
+
+def test_weights_larger_than_the_budget_is_its_own_reason() -> None:
+    result = size(LLAMA70, Settings(gpu_memory_gib=22.05, gpus_per_node=1))
+    assert not result.fits and result.reason.startswith("weights need 131.4 GiB per GPU but the budget is 19.8 GiB")
+
+
+def test_sliding_window_layers_make_long_sequences_cheaper() -> None:
+    gemma = CATALOG["google/gemma-3-27b-it"]
+    full = Arch(**{**gemma.__dict__, "sliding_window": None, "sliding_window_layers": 0})
+    s = Settings(gpu_memory_gib=44.53, tensor_parallel_size=2, max_model_len=131072)
+    assert size(gemma, s).fits and not size(full, s).fits
+
+
+def test_loader_refuses_a_model_that_does_not_fit_with_the_fixes(project: Path) -> None:
+    stack = project / "stacks" / "Pulumi.prod.yaml"
+    text = stack.read_text().replace("instance_types: [g6e.12xlarge, g6e.24xlarge]", "instance_types: [p4d.24xlarge]")
+    stack.write_text(text.replace("allowed_instance_types: [p5.48xlarge,", "allowed_instance_types: [p4d.24xlarge, p5.48xlarge,"))
+    for f in (project / "stacks" / "teams").glob("*.yaml"):
+        f.unlink()
+    write(project / "stacks" / "teams" / "big.yaml", """\
+name: big
+owners: ["@acme/big"]
+gpu_quota: {prod: 8}
+models:
+  - name: llama-70b
+    model: meta-llama/Llama-3.1-70B-Instruct
+    pool: l40s
+    tensor_parallel_size: 4
+    max_model_len: 131072
+""")
+    with pytest.raises(ConfigError) as info:
+        load("prod", project)
+    (issue,) = info.value.issues
+    assert str(issue).startswith("stacks/teams/big.yaml:9 models[0].max_model_len: meta-llama/Llama-3.1-70B-Instruct does not fit "
+                                 "on 4× A100-40GB (l40s: p4d.24xlarge): one 131,072-token sequence needs 10.00 GiB")
+    assert str(issue).endswith("— fixes: raise tensor_parallel_size to 8; lower max_model_len to 16,384 or less; serve an "
+                               "FP8-quantized checkpoint or set quantization: fp8 (halves the weights); use a larger GPU: "
+                               "A100-80GB (p4de.24xlarge, 80 GB per GPU)")
+
+
+def test_size_command_json_and_exit_codes(capsys) -> None:
+    assert main(["size", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "L4", "--max-model-len", "8192", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert {"weights_gib_per_gpu", "kv_cache_gib", "kv_cache_tokens", "max_concurrency", "fits", "reason"} <= set(doc)
+    assert doc["fits"] is True and doc["kv_cache_tokens"] % 16 == 0
+    assert main(["size", "--params-b", "70", "--layers", "80", "--kv-heads", "8", "--head-dim", "128",
+                 "--gpu-memory-gib", "40", "--tp", "4", "--max-model-len", "131072"]) == 1
+    assert main(["size", "--model", "nobody/none", "--gpu", "H100"]) == 2
+    assert "not in fleet/catalog/models.yaml" in capsys.readouterr().err
+
+
+def test_size_from_a_config_json(tmp_path: Path, capsys) -> None:
+    cfg = {"num_attention_heads": 32, "num_key_value_heads": 8, "hidden_size": 4096, "num_hidden_layers": 32,
+           "intermediate_size": 14336, "vocab_size": 128256, "max_position_embeddings": 131072, "torch_dtype": "bfloat16"}
+    path = write(tmp_path / "config.json", json.dumps(cfg))
+    assert main(["size", "--config-json", str(path), "--gpu", "H100", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["kv_bytes_per_token"] == 131072 and doc["weights_gib_per_gpu"] == pytest.approx(14.96, rel=0.01)
+
+
+def test_calibration_against_recorded_startup_logs() -> None:
+    s = summary(checks())
+    assert s["records"] >= 9
+    assert s["weights"]["median_pct"] <= 5
+    assert s["kv_tokens_from_memory"]["median_pct"] <= 1
+    assert s["verdicts"]["right"] == s["verdicts"]["n"] >= 5
