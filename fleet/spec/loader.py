@@ -199,6 +199,10 @@ def load_stack_file(root: FsPath, stack: str) -> tuple[StackConfig | None, Locat
 
 def _stack_checks(cfg: StackConfig, src: Located) -> list[ConfigIssue]:
     issues = []
+    if cfg.cluster.create is not None:
+        p: Path = ("config", "vllm-fleet:cluster", "create")
+        issues.append(ConfigIssue(src.file, src.line_of(p), format_path(p),
+                                  "creating the cluster is not supported yet — create it separately and adopt it by `name`"))
     catalog = gpu_instance_types()
     names: dict[str, int] = {}
     for i, pool in enumerate(cfg.gpu_pools):

@@ -41,7 +41,8 @@ class Cluster(Strict):
 
     name: Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z][A-Za-z0-9\-_]{0,99}$")] = Field(
         description="EKS cluster name. Adopted as-is when `create` is omitted (looked up with aws.eks.getCluster).")
-    create: CreateCluster | None = Field(None, description="Create a minimal private cluster with this name. Default: adopt an existing one.")
+    create: CreateCluster | None = Field(None, description="Reserved: creating a minimal private cluster is not supported yet and is "
+                                                           "refused; adopt an existing cluster by `name`.")
     oidc_provider_arn: str | None = Field(None, description="IAM OIDC provider of the cluster for IRSA roles (EFS CSI driver). Default: derived from the "
                                                             "cluster.")
 
