@@ -66,6 +66,17 @@ def _parser() -> argparse.ArgumentParser:
     sz.add_argument("--json", action="store_true", help="print JSON (weights_gib_per_gpu, kv_cache_gib, kv_cache_tokens, "
                                                        "max_concurrency, fits, reason, fixes, ...)")
 
+    chk = sub.add_parser("check", help="run the guardrail policies and schema validation on Kubernetes YAML files",
+                         description="Check arbitrary Kubernetes manifests (multi-document YAML, e.g. `helm template` "
+                                     "output) against the policy pack at its catalogue levels and the upstream schemas.")
+    chk.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    chk.add_argument("--format", choices=("table", "json"), default="table")
+    chk.add_argument("--kubernetes-version", default="1.33", help="schema version for validation (default 1.33)")
+
+    pc = sub.add_parser("policy-config", help="write the policy pack config of a stack (levels, exemptions, settings) "
+                                              "for `pulumi preview --policy-pack-config`")
+    pc.add_argument("--stack", required=True)
+
     sch = sub.add_parser("schema", help="regenerate stacks/schema/*.json and docs/configuration.md from the models")
     sch.add_argument("--check", action="store_true", help="exit 1 when the committed files are stale instead of writing")
     return ap
@@ -163,6 +174,27 @@ def cmd_size(args: argparse.Namespace, root: Path) -> int:
     return EXIT_OK if result.fits else EXIT_FINDINGS
 
 
+def cmd_check(args: argparse.Namespace, root: Path) -> int:
+    from fleet.check import check_files
+
+    return check_files(args.files, args.format, args.kubernetes_version)
+
+
+def cmd_policy_config(args: argparse.Namespace, root: Path) -> int:
+    from fleet.errors import ConfigError
+    from fleet.policy_harness import policy_config, policy_levels
+    from fleet.spec.loader import load
+
+    try:
+        spec = load(args.stack, root)
+    except ConfigError as exc:
+        return _config_error(exc)
+    levels, config = policy_levels(spec), policy_config(spec)
+    doc = {name: {"enforcementLevel": levels[name], **config[name]} for name in sorted(levels)}
+    print(json.dumps(doc, indent=2, sort_keys=True))
+    return EXIT_OK
+
+
 def cmd_schema(args: argparse.Namespace, root: Path) -> int:
     from fleet import schema
 
@@ -179,7 +211,8 @@ def cmd_schema(args: argparse.Namespace, root: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     root = (args.root or find_root(Path.cwd())).resolve()
-    handlers = {"plan": cmd_plan, "validate": cmd_validate, "size": cmd_size, "schema": cmd_schema}
+    handlers = {"plan": cmd_plan, "validate": cmd_validate, "size": cmd_size, "check": cmd_check,
+                "policy-config": cmd_policy_config, "schema": cmd_schema}
     return handlers[args.command](args, root)
 
 

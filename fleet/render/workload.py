@@ -46,6 +46,11 @@ def image(spec: FleetSpec) -> str:
     return f"{v.repository}:v{v.version}@{v.digest}" if v.digest else f"{v.repository}:v{v.version}"
 
 
+# readOnlyRootFilesystem stays false for GPU containers: exempt D11 with the reason, as the pack requires.
+WRITABLE_ROOT_EXEMPTION = {"vllm-fleet.io/exempt-d11": "the NVIDIA container runtime hook writes the injected driver "
+                                                     "libraries into the root file system when the GPU is attached"}
+
+
 def labels(model: ResolvedModel) -> dict[str, str]:
     return {"app.kubernetes.io/name": "vllm", "app.kubernetes.io/instance": model.name,
             "app.kubernetes.io/component": "server", **MANAGED_BY, TEAM_LABEL: model.team, MODEL_LABEL: model.name}
@@ -236,7 +241,7 @@ def workload(spec: FleetSpec, model: ResolvedModel) -> Manifest:
             strategy["rollingUpdate"] = {"maxSurge": r.max_surge, "maxUnavailable": r.max_unavailable}
         return {
             "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": meta(model.name, model.namespace, lbl),
+            "metadata": meta(model.name, model.namespace, lbl, WRITABLE_ROOT_EXEMPTION),
             "spec": {
                 "replicas": model.min_replicas,
                 "revisionHistoryLimit": 3,
@@ -248,7 +253,7 @@ def workload(spec: FleetSpec, model: ResolvedModel) -> Manifest:
         }
     return {
         "apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
-        "metadata": meta(model.name, model.namespace, lbl),
+        "metadata": meta(model.name, model.namespace, lbl, WRITABLE_ROOT_EXEMPTION),
         "spec": {
             "replicas": model.min_replicas,
             "startupPolicy": "LeaderCreated",

@@ -1,0 +1,248 @@
+"""Rule metadata, registration, and the views rules use: pod templates of every workload kind, containers,
+vLLM servers and their arguments. Rules judge resources (what reaches the engine), never the stack config."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pulumi_policy import (
+    EnforcementLevel,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    Severity,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+from fleet.labels import GPU_SYSTEM_NAMESPACE
+
+EXEMPT_ANNOTATION = "vllm-fleet.io/exempt-"        # + rule id (lower case), value: the reason
+SYSTEM_NAMESPACES = frozenset({GPU_SYSTEM_NAMESPACE})  # GPU system DaemonSets (device plugin, DCGM)
+SEVERITY = {"low": Severity.LOW, "medium": Severity.MEDIUM, "high": Severity.HIGH, "critical": Severity.CRITICAL}
+
+
+@dataclass
+class Rule:
+    id: str                      # catalogue id (GUARDRAILS.md), e.g. "D2"
+    name: str                    # <provider>-<resource>-<verb>-<thing>
+    description: str
+    level: str                   # default: "mandatory" | "advisory"
+    severity: str
+    remediation: str
+    sources: tuple[str, ...]
+    kinds: tuple[str, ...]       # resource types judged (for docs and fixtures); () for stack rules
+    validate: Callable[..., Any]
+    stack: bool = False
+    system_exempt: bool = False  # GPU system namespace exempt by name
+    policy: Any = field(default=None, repr=False)
+
+    @property
+    def policy_name(self) -> str:
+        return f"{self.id.lower()}-{self.name}"
+
+
+RULES: list[Rule] = []
+
+POD_KINDS = ("kubernetes:core/v1:Pod", "kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet",
+             "kubernetes:apps/v1:DaemonSet", "kubernetes:batch/v1:Job", "kubernetes:batch/v1:CronJob",
+             "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet")
+
+
+def k8s_type(api_version: str, kind: str) -> str:
+    """The engine's type token of a Kubernetes object: core `v1` is `core/v1`."""
+    return f"kubernetes:{'core/v1' if api_version == 'v1' else api_version}:{kind}"
+
+
+def _exemption(props: Any, rule_id: str) -> tuple[bool, str | None]:
+    annotations = ((props.get("metadata") or {}).get("annotations") or {}) if isinstance(props, Mapping) else {}
+    key = EXEMPT_ANNOTATION + rule_id.lower()
+    if key not in annotations:
+        return False, None
+    reason = str(annotations[key] or "").strip()
+    if len(reason) < 10:
+        return False, f"annotation {key} exempts this resource without a reason — write why (10+ characters) or remove it"
+    return True, None
+
+
+def namespace_of(props: Any) -> str | None:
+    md = props.get("metadata") if isinstance(props, Mapping) else None
+    return md.get("namespace") if isinstance(md, Mapping) else None
+
+
+def rule(rule_id: str, name: str, description: str, *, level: str, severity: str, remediation: str,
+         sources: tuple[str, ...], kinds: tuple[str, ...] = (), system_exempt: bool = False
+         ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a resource rule. The function gets (props, report, args) and calls report(message)."""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+            if kinds and args.resource_type not in kinds:
+                return
+            props = args.props
+            exempt, problem = _exemption(props, rule_id)
+            if problem:
+                report_violation(problem, None)
+            if exempt:
+                return
+            if system_exempt and namespace_of(props) in SYSTEM_NAMESPACES:
+                return
+            config = args.get_config() or {}
+            if ref(props) in set(config.get("exempt_resources", [])):
+                return
+            if namespace_of(props) in set(config.get("exempt_namespaces", [])):
+                return
+            fn(props, report_violation, args)
+
+        r = Rule(rule_id, name, description, level, severity, remediation, sources, kinds, validate, system_exempt=system_exempt)
+        r.policy = ResourceValidationPolicy(
+            name=r.policy_name, description=description, validate=validate,
+            enforcement_level=EnforcementLevel.MANDATORY if level == "mandatory" else EnforcementLevel.ADVISORY,
+            severity=SEVERITY[severity], remediation_steps=remediation, tags=[rule_id, *sources])
+        RULES.append(r)
+        return fn
+
+    return wrap
+
+
+def stack_rule(rule_id: str, name: str, description: str, *, level: str, severity: str, remediation: str,
+               sources: tuple[str, ...]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a rule over the whole stack (relations between resources)."""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+            fn(args.resources, report_violation, args)
+
+        r = Rule(rule_id, name, description, level, severity, remediation, sources, (), validate, stack=True)
+        r.policy = StackValidationPolicy(
+            name=r.policy_name, description=description, validate=validate,
+            enforcement_level=EnforcementLevel.MANDATORY if level == "mandatory" else EnforcementLevel.ADVISORY,
+            severity=SEVERITY[severity], remediation_steps=remediation, tags=[rule_id, *sources])
+        RULES.append(r)
+        return fn
+
+    return wrap
+
+
+# ------------------------------------------------------------------------------------------ pod views
+
+@dataclass
+class PodView:
+    path: str                     # where the pod spec lives, e.g. "spec.template.spec"
+    spec: Mapping[str, Any]
+    labels: Mapping[str, Any]
+
+
+def pod_specs(resource_type: str, props: Any) -> Iterator[PodView]:
+    spec = props.get("spec") or {}
+    if resource_type == "kubernetes:core/v1:Pod":
+        yield PodView("spec", spec, (props.get("metadata") or {}).get("labels") or {})
+    elif resource_type in ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet",
+                           "kubernetes:apps/v1:DaemonSet", "kubernetes:apps/v1:ReplicaSet", "kubernetes:batch/v1:Job"):
+        template = spec.get("template") or {}
+        yield PodView("spec.template.spec", template.get("spec") or {}, (template.get("metadata") or {}).get("labels") or {})
+    elif resource_type == "kubernetes:batch/v1:CronJob":
+        template = ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {}
+        yield PodView("spec.jobTemplate.spec.template.spec", template.get("spec") or {},
+                      (template.get("metadata") or {}).get("labels") or {})
+    elif resource_type == "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet":
+        lwt = spec.get("leaderWorkerTemplate") or {}
+        for key in ("leaderTemplate", "workerTemplate"):
+            template = lwt.get(key)
+            if template:
+                yield PodView(f"spec.leaderWorkerTemplate.{key}.spec", template.get("spec") or {},
+                              (template.get("metadata") or {}).get("labels") or {})
+
+
+def containers(pod: PodView, init: bool = True) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    for key in ("containers", *(("initContainers", "ephemeralContainers") if init else ())):
+        for i, c in enumerate(pod.spec.get(key) or []):
+            yield f"{pod.path}.{key}[{i}]", c
+
+
+def gpu_limit(container: Mapping[str, Any]) -> int:
+    limits = (container.get("resources") or {}).get("limits") or {}
+    try:
+        return int(str(limits.get("nvidia.com/gpu", 0)))
+    except ValueError:
+        return 0
+
+
+def pod_gpus(pod: PodView) -> int:
+    return sum(gpu_limit(c) for _, c in containers(pod, init=False))
+
+
+def argv(container: Mapping[str, Any]) -> list[str]:
+    """The container's command line, with `sh -c` scripts split into words."""
+    words = [str(w) for w in [*(container.get("command") or []), *(container.get("args") or [])]]
+    if len(words) >= 2 and words[0].endswith("sh") and words[1] == "-c":
+        try:
+            return shlex.split(" ".join(words[2:]))
+        except ValueError:
+            return words
+    return words
+
+
+def vllm_serve_args(container: Mapping[str, Any]) -> list[str] | None:
+    """Arguments after `vllm serve` (the model first), or None when the container does not run vLLM's server."""
+    words = argv(container)
+    for i in range(len(words) - 1):
+        if words[i].endswith("vllm") and words[i + 1] == "serve":
+            return words[i + 2:]
+    image = str(container.get("image", ""))
+    if "vllm-openai" in image and not container.get("command"):
+        return [str(a) for a in container.get("args") or []]  # the image's entrypoint is the server
+    return None
+
+
+def flag_value(args: list[str], *flags: str) -> str | None:
+    for i, a in enumerate(args):
+        name, eq, value = a.partition("=")
+        if name in flags:
+            return value if eq else (args[i + 1] if i + 1 < len(args) else "")
+    return None
+
+
+def has_flag(args: list[str], *flags: str) -> bool:
+    return any(a.partition("=")[0] in flags for a in args)
+
+
+def env_map(container: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    return {str(e.get("name")): e for e in container.get("env") or [] if isinstance(e, Mapping)}
+
+
+def plain(value: Any) -> Any:
+    """Policy props (read-only proxies that raise on unknown values) as plain data; unknowns become None."""
+    from pulumi_policy.proxy import UnknownValueError
+
+    if isinstance(value, Mapping):
+        out = {}
+        for k in list(value):
+            try:
+                out[k] = plain(value[k])
+            except UnknownValueError:
+                out[k] = None
+        return out
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        items = []
+        for i in range(len(value)):
+            try:
+                items.append(plain(value[i]))
+            except UnknownValueError:
+                items.append(None)
+        return items
+    return value
+
+
+def has_key(props: Any, key: str) -> bool:
+    """Whether an input is set, without reading it (its value may be unknown at preview)."""
+    return key in list(props)
+
+
+def ref(props: Any) -> str:
+    md = props.get("metadata") or {}
+    ns = md.get("namespace")
+    return f"{props.get('kind', '?')}/{ns + '/' if ns else ''}{md.get('name', '?')}"

@@ -1,0 +1,97 @@
+"""C: model cache and data (file systems, buckets, volumes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from policies.framework import has_key, plain, rule, stack_rule
+
+STATEFUL = ("aws:efs/fileSystem:FileSystem", "aws:fsx/lustreFileSystem:LustreFileSystem", "aws:s3/bucket:Bucket",
+            "kubernetes:core/v1:PersistentVolume", "kubernetes:core/v1:PersistentVolumeClaim")
+
+
+@rule("C1", "aws-efs-enable-encryption", "EFS file systems are encrypted; EFS volumes mount with TLS.", level="mandatory",
+      severity="high", remediation="Set encrypted: true (with a KMS key) and mountOptions [tls] on EFS PVs.", sources=("BPG",),
+      kinds=("aws:efs/fileSystem:FileSystem", "kubernetes:core/v1:PersistentVolume"))
+def efs(props: Any, report: Any, args: Any) -> None:
+    if args.resource_type == "aws:efs/fileSystem:FileSystem":
+        if props.get("encrypted") is not True:
+            report("the file system is not encrypted")
+        return
+    spec = props.get("spec") or {}
+    if (spec.get("csi") or {}).get("driver") == "efs.csi.aws.com":
+        attrs = (spec.get("csi") or {}).get("volumeAttributes") or {}
+        if "tls" not in list(spec.get("mountOptions") or []) and attrs.get("encryptInTransit") != "true":
+            report("the EFS volume mounts without tls")
+
+
+@rule("C2", "aws-fsx-enable-kms-encryption", "FSx for Lustre uses a KMS key; no Scratch deployment for production caches.",
+      level="mandatory", severity="medium", remediation="Set kmsKeyId and a PERSISTENT deployment type.", sources=("BPG",),
+      kinds=("aws:fsx/lustreFileSystem:LustreFileSystem",))
+def fsx(props: Any, report: Any, args: Any) -> None:
+    if not has_key(props, "kmsKeyId"):  # set to the stack's key: present, unknown until the key exists
+        report("no kmsKeyId")
+    if str(props.get("deploymentType", "SCRATCH_1")).startswith("SCRATCH") and (args.get_config() or {}).get("prod"):
+        report(f"deployment type {props.get('deploymentType', 'SCRATCH_1')} loses data on failure")
+
+
+@rule("C3", "kubernetes-storageclass-enable-ebs-encryption", "EBS StorageClasses encrypt volumes.", level="mandatory",
+      severity="high", remediation="Set parameters.encrypted: \"true\".", sources=("BPG",),
+      kinds=("kubernetes:storage.k8s.io/v1:StorageClass",))
+def ebs_storage_class(props: Any, report: Any, args: Any) -> None:
+    if props.get("provisioner") in ("ebs.csi.aws.com", "kubernetes.io/aws-ebs") and \
+            str((props.get("parameters") or {}).get("encrypted", "")).lower() != "true":
+        report("EBS StorageClass without encrypted: \"true\"")
+
+
+@stack_rule("C4", "aws-s3-bucket-configure-model-bucket", "Model buckets block public access, use SSE-KMS and versioning.",
+            level="mandatory", severity="high", remediation="Add a BucketPublicAccessBlock (all four true), SSE with aws:kms "
+            "and versioning Enabled.", sources=("BPG",))
+def model_bucket(resources: Any, report: Any, args: Any) -> None:
+    buckets = {r.urn: r for r in resources if r.resource_type == "aws:s3/bucket:Bucket"}
+    if not buckets:
+        return
+    pab = [r for r in resources if r.resource_type == "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
+           and all(r.props.get(k) is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))]
+    sse = [r for r in resources if r.resource_type.startswith("aws:s3/bucketServerSideEncryptionConfiguration")
+           and "aws:kms" in str(plain(r.props.get("rules")))]
+    versioning = [r for r in resources if r.resource_type.startswith("aws:s3/bucketVersioning")
+                  and (r.props.get("versioningConfiguration") or {}).get("status") == "Enabled"]
+
+    def covers(items: list[Any], bucket: Any) -> bool:
+        return any(bucket.urn in [d.urn for d in getattr(i, "dependencies", [])] or str(i.props.get("bucket")) in
+                   (str(bucket.props.get("bucket")), bucket.name) or i.parent is bucket.parent for i in items)
+
+    for bucket in buckets.values():
+        for items, what in ((pab, "a public access block with all four switches"), (sse, "SSE-KMS"), (versioning, "versioning")):
+            if not covers(items, bucket):
+                report(f"bucket {bucket.props.get('bucket', bucket.name)} has no {what}", bucket.urn)
+
+
+@rule("C5", "kubernetes-pv-configure-retain", "Model-cache volumes and StorageClasses use Retain; never Recycle.",
+      level="mandatory", severity="high", remediation="Set persistentVolumeReclaimPolicy (or reclaimPolicy) Retain.",
+      sources=("K8S",), kinds=("kubernetes:core/v1:PersistentVolume", "kubernetes:storage.k8s.io/v1:StorageClass"))
+def retain(props: Any, report: Any, args: Any) -> None:
+    if args.resource_type == "kubernetes:core/v1:PersistentVolume":
+        policy = (props.get("spec") or {}).get("persistentVolumeReclaimPolicy", "Retain")
+    else:
+        policy = props.get("reclaimPolicy", "Delete")
+    name = str((props.get("metadata") or {}).get("name", ""))
+    if policy == "Recycle" or (policy != "Retain" and "model-cache" in name):
+        report(f"reclaim policy {policy}")
+
+
+@rule("C6", "pulumi-stateful-enable-protect", "Stateful cache resources carry `protect` in production stacks.",
+      level="mandatory", severity="high", remediation="Set protect (and retain_on_delete) on the resource.", sources=("Pulumi",),
+      kinds=STATEFUL)
+def protect(props: Any, report: Any, args: Any) -> None:
+    if (args.get_config() or {}).get("prod") and not args.opts.protect:
+        report("stateful resource without protect in a production stack")
+
+
+@rule("C7", "kubernetes-pvc-configure-storage-class", "PVCs name an explicit storage class.", level="advisory",
+      severity="low", remediation="Set spec.storageClassName (and ReadWriteMany for multi-replica models).",
+      sources=("GK", "production-stack#107"), kinds=("kubernetes:core/v1:PersistentVolumeClaim",))
+def storage_class(props: Any, report: Any, args: Any) -> None:
+    if not (props.get("spec") or {}).get("storageClassName"):
+        report("no storageClassName: the cluster default decides")

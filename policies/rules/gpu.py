@@ -1,0 +1,280 @@
+"""E: GPU scheduling and sizing rules."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from fleet.catalog import gpu_instance_types
+from fleet.labels import GPU_MEMORY_LABEL, GPU_TAINT_KEY, GPUS_PER_NODE_LABEL
+from fleet.sizing import Settings, model_catalog, size
+from policies.framework import (
+    POD_KINDS,
+    containers,
+    flag_value,
+    gpu_limit,
+    has_flag,
+    pod_gpus,
+    pod_specs,
+    rule,
+    stack_rule,
+    vllm_serve_args,
+)
+
+INSTANCE_LABEL = "node.kubernetes.io/instance-type"
+
+
+def _tolerates_gpu(spec: Mapping[str, Any]) -> bool:
+    return any((t.get("key") == GPU_TAINT_KEY and t.get("effect") in (None, "", "NoSchedule")) or
+               (t.get("operator") == "Exists" and not t.get("key")) for t in spec.get("tolerations") or [])
+
+
+def _node_labels(spec: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Label keys the pod requires on its node, with the values it accepts."""
+    out: dict[str, list[str]] = {k: [str(v)] for k, v in (spec.get("nodeSelector") or {}).items()}
+    terms = (((spec.get("affinity") or {}).get("nodeAffinity") or {})
+             .get("requiredDuringSchedulingIgnoredDuringExecution") or {}).get("nodeSelectorTerms") or []
+    for term in terms:
+        for e in term.get("matchExpressions") or []:
+            if e.get("operator") == "In":
+                out.setdefault(str(e.get("key")), []).extend(str(v) for v in e.get("values") or [])
+            elif e.get("operator") == "Exists":
+                out.setdefault(str(e.get("key")), [])
+    return out
+
+
+def _node_gpu_facts(spec: Mapping[str, Any]) -> tuple[int | None, float | None]:
+    """GPUs per node and usable GPU memory (GiB) the pod's node selection guarantees, when it says."""
+    labels = _node_labels(spec)
+    catalog = gpu_instance_types()
+    types = [catalog[t] for t in labels.get(INSTANCE_LABEL, []) if t in catalog]
+    if types:
+        return min(t.gpus for t in types), min(t.gpu_usable_memory_gib for t in types)
+    gpus = labels.get(GPUS_PER_NODE_LABEL)
+    memory = labels.get(GPU_MEMORY_LABEL)
+    usable = None
+    if memory:
+        marketed = min(float(m) for m in memory)
+        matches = [i.gpu_usable_memory_gib for i in catalog.values() if i.gpu_memory_gib == marketed]
+        usable = min(matches) if matches else marketed * 0.97
+    return (min(int(g) for g in gpus) if gpus else None), usable
+
+
+def _selects_gpu_nodes(spec: Mapping[str, Any]) -> bool:
+    keys = set(_node_labels(spec))
+    return bool(keys & {INSTANCE_LABEL, GPUS_PER_NODE_LABEL, GPU_MEMORY_LABEL, "vllm-fleet.io/pool",
+                        "nvidia.com/gpu.present", "karpenter.k8s.aws/instance-gpu-count", "eks.amazonaws.com/nodegroup"})
+
+
+@rule("E1", "kubernetes-container-configure-gpu-limits", "GPUs are requested in limits, and requests equal limits.",
+      level="mandatory", severity="high", remediation="Put nvidia.com/gpu in resources.limits (requests, if set, equal).",
+      sources=("K8S",), kinds=POD_KINDS)
+def gpu_limits(props: Any, report: Any, args: Any) -> None:
+    for pod in pod_specs(args.resource_type, props):
+        for path, c in containers(pod):
+            res = c.get("resources") or {}
+            req = (res.get("requests") or {}).get("nvidia.com/gpu")
+            lim = (res.get("limits") or {}).get("nvidia.com/gpu")
+            if req is not None and lim is None:
+                report(f"{path} requests nvidia.com/gpu without a limit")
+            elif req is not None and str(req) != str(lim):
+                report(f"{path} requests {req} nvidia.com/gpu but limits {lim}")
+
+
+@rule("E2", "kubernetes-pod-configure-gpu-placement", "GPU pods tolerate the GPU taint and select GPU nodes by label.",
+      level="mandatory", severity="high", remediation="Tolerate nvidia.com/gpu:NoSchedule and select the GPU pool "
+      "(nodeSelector vllm-fleet.io/pool or an instance-type affinity).", sources=("BPG",), kinds=POD_KINDS)
+def gpu_placement(props: Any, report: Any, args: Any) -> None:
+    for pod in pod_specs(args.resource_type, props):
+        if pod_gpus(pod) == 0:
+            continue
+        if not _tolerates_gpu(pod.spec):
+            report(f"{pod.path} requests GPUs but does not tolerate the {GPU_TAINT_KEY} taint")
+        if not _selects_gpu_nodes(pod.spec):
+            report(f"{pod.path} requests GPUs but selects no GPU nodes by label")
+
+
+@rule("E3", "kubernetes-pod-disallow-gpu-toleration-without-gpus", "Pods without GPUs do not tolerate the GPU taint.",
+      level="mandatory", severity="medium", remediation="Remove the nvidia.com/gpu toleration or request a GPU.",
+      sources=("BPG",), kinds=POD_KINDS, system_exempt=True)
+def gpu_toleration(props: Any, report: Any, args: Any) -> None:
+    for pod in pod_specs(args.resource_type, props):
+        if pod_gpus(pod) == 0 and _tolerates_gpu(pod.spec):
+            report(f"{pod.path} tolerates the {GPU_TAINT_KEY} taint but requests no GPU")
+
+
+@rule("E4", "kubernetes-pod-configure-gpu-count", "GPUs per pod fit the node, and TP × PP on one node equals the GPU limit.",
+      level="mandatory", severity="high", remediation="Request at most the node's GPUs; set nvidia.com/gpu to "
+      "tensor × pipeline parallel size for a single-node server.", sources=("vLLM", "AWS"), kinds=POD_KINDS)
+def gpu_count(props: Any, report: Any, args: Any) -> None:
+    for pod in pod_specs(args.resource_type, props):
+        gpus = pod_gpus(pod)
+        node_gpus, _ = _node_gpu_facts(pod.spec)
+        if gpus and node_gpus is not None and gpus > node_gpus:
+            report(f"{pod.path} requests {gpus} GPUs but its nodes have {node_gpus}")
+        for path, c in containers(pod, init=False):
+            vargs = vllm_serve_args(c)
+            if vargs is None or flag_value(vargs, "--distributed-executor-backend") == "ray":
+                continue  # a multi-node replica spreads TP × PP over several pods
+            tp = int(flag_value(vargs, "--tensor-parallel-size", "-tp") or 1)
+            pp = int(flag_value(vargs, "--pipeline-parallel-size", "-pp") or 1)
+            if tp * pp != gpu_limit(c):
+                report(f"{path} runs tensor × pipeline parallel {tp * pp} on {gpu_limit(c)} GPU(s)")
+
+
+@rule("E5", "kubernetes-pod-configure-shared-memory", "Pods with more than one GPU mount /dev/shm from a sized Memory emptyDir.",
+      level="mandatory", severity="high", remediation="Add an emptyDir {medium: Memory, sizeLimit} mounted at /dev/shm, "
+      "within the memory limit.", sources=("vLLM", "production-stack#276"), kinds=POD_KINDS)
+def shared_memory(props: Any, report: Any, args: Any) -> None:
+    from fleet.quantity import parse_quantity
+
+    for pod in pod_specs(args.resource_type, props):
+        if pod_gpus(pod) <= 1 and not any(vllm_serve_args(c) is not None and
+                                          flag_value(vllm_serve_args(c) or [], "--distributed-executor-backend") == "ray"
+                                          for _, c in containers(pod, init=False)):
+            continue
+        volumes = {v.get("name"): v for v in pod.spec.get("volumes") or []}
+        for path, c in containers(pod, init=False):
+            if not (gpu_limit(c) or vllm_serve_args(c) is not None):
+                continue
+            mount = next((m for m in c.get("volumeMounts") or [] if m.get("mountPath") == "/dev/shm"), None)
+            vol = volumes.get(mount.get("name")) if mount else None
+            empty = (vol or {}).get("emptyDir") or {}
+            if mount is None or empty.get("medium") != "Memory":
+                report(f"{path} has no Memory emptyDir at /dev/shm")
+                continue
+            if not empty.get("sizeLimit"):
+                report(f"{path}: the /dev/shm emptyDir has no sizeLimit")
+                continue
+            limit = ((c.get("resources") or {}).get("limits") or {}).get("memory")
+            if limit and parse_quantity(str(empty["sizeLimit"])) > parse_quantity(str(limit)):
+                report(f"{path}: /dev/shm sizeLimit {empty['sizeLimit']} exceeds the memory limit {limit}")
+
+
+@stack_rule("E6", "kubernetes-namespace-configure-gpu-quota", "Every namespace with GPU pods has a quota on requests.nvidia.com/gpu.",
+            level="mandatory", severity="high", remediation="Add a ResourceQuota with hard requests.nvidia.com/gpu "
+            "(the limits. form is invalid for extended resources).", sources=("K8S",))
+def gpu_quota(resources: Any, report: Any, args: Any) -> None:
+    quotas: dict[Any, set[str]] = {}
+    gpu_namespaces: dict[Any, str] = {}
+    for r in resources:
+        props = r.props
+        ns = (props.get("metadata") or {}).get("namespace")
+        if r.resource_type == "kubernetes:core/v1:ResourceQuota":
+            hard = (props.get("spec") or {}).get("hard") or {}
+            quotas.setdefault(ns, set()).update(hard)
+            if "limits.nvidia.com/gpu" in hard:
+                report(f"ResourceQuota {ns}/{(props.get('metadata') or {}).get('name')} uses limits.nvidia.com/gpu, "
+                       "which Kubernetes rejects for extended resources — use requests.nvidia.com/gpu", r.urn)
+        elif r.resource_type in POD_KINDS and ns != "gpu-system" and any(pod_gpus(p) for p in pod_specs(r.resource_type, props)):
+            gpu_namespaces.setdefault(ns, r.urn)
+    for ns, urn in sorted(gpu_namespaces.items(), key=lambda kv: str(kv[0])):
+        if "requests.nvidia.com/gpu" not in quotas.get(ns, set()):
+            report(f"namespace {ns or 'default'} runs GPU pods without a requests.nvidia.com/gpu quota", urn)
+
+
+@stack_rule("E7", "kubernetes-autoscaler-configure-gpu-quota-fit", "Autoscaler max replicas × GPUs per pod fit the namespace GPU quota.",
+            level="mandatory", severity="medium", remediation="Lower maxReplicas or raise the namespace's GPU quota.",
+            sources=("K8S",))
+def autoscaler_quota(resources: Any, report: Any, args: Any) -> None:
+    from fleet.quantity import parse_quantity
+
+    quota: dict[Any, float] = {}
+    gpus_per_pod: dict[tuple[Any, Any, Any], int] = {}
+    for r in resources:
+        props = r.props
+        md = props.get("metadata") or {}
+        if r.resource_type == "kubernetes:core/v1:ResourceQuota":
+            value = ((props.get("spec") or {}).get("hard") or {}).get("requests.nvidia.com/gpu")
+            if value is not None:
+                quota[md.get("namespace")] = parse_quantity(str(value))
+        elif r.resource_type in POD_KINDS:
+            pods = list(pod_specs(r.resource_type, props))
+            size_ = ((props.get("spec") or {}).get("leaderWorkerTemplate") or {}).get("size") or 1
+            gpus_per_pod[(md.get("namespace"), props.get("kind"), md.get("name"))] = sum(pod_gpus(p) for p in pods[:1]) * int(size_)
+    for r in resources:
+        if r.resource_type not in ("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "kubernetes:keda.sh/v1alpha1:ScaledObject"):
+            continue
+        props = r.props
+        md = props.get("metadata") or {}
+        spec = props.get("spec") or {}
+        target = spec.get("scaleTargetRef") or {}
+        max_replicas = spec.get("maxReplicas", spec.get("maxReplicaCount"))
+        gpus = gpus_per_pod.get((md.get("namespace"), target.get("kind", "Deployment"), target.get("name")))
+        granted = quota.get(md.get("namespace"))
+        if max_replicas is None or not gpus or granted is None:
+            continue
+        if int(max_replicas) * gpus > granted:
+            report(f"{props.get('kind')} {md.get('namespace')}/{md.get('name')} can scale to {int(max_replicas) * gpus} GPUs "
+                   f"({max_replicas} × {gpus}) but the namespace quota is {granted:g}", r.urn)
+
+
+@rule("E8", "kubernetes-container-disallow-nvidia-env", "Containers do not set NVIDIA_VISIBLE_DEVICES or NVIDIA_DRIVER_CAPABILITIES.",
+      level="mandatory", severity="high", remediation="Request GPUs with nvidia.com/gpu; the device plugin sets the devices.",
+      sources=("NV",), kinds=POD_KINDS, system_exempt=True)
+def nvidia_env(props: Any, report: Any, args: Any) -> None:
+    for pod in pod_specs(args.resource_type, props):
+        for path, c in containers(pod):
+            for e in c.get("env") or []:
+                if e.get("name") in ("NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES"):
+                    report(f"{path}.env sets {e.get('name')}")
+
+
+@rule("E9", "kubernetes-configmap-configure-time-slicing", "GPU time-slicing, if on, fails multi-GPU requests and renames shared GPUs; "
+      "vLLM never runs on shared GPUs.", level="advisory", severity="medium", remediation="Set failRequestsGreaterThanOne "
+      "and renameByDefault in the device plugin config; request whole nvidia.com/gpu for vLLM.", sources=("NV",),
+      kinds=("kubernetes:core/v1:ConfigMap", *POD_KINDS))
+def time_slicing(props: Any, report: Any, args: Any) -> None:
+    if args.resource_type == "kubernetes:core/v1:ConfigMap":
+        for key, text in (props.get("data") or {}).items():
+            if "timeSlicing" not in str(text):
+                continue
+            try:
+                cfg = json.loads(str(text))
+            except ValueError:
+                import yaml
+
+                cfg = yaml.safe_load(str(text))
+            ts = ((cfg or {}).get("sharing") or {}).get("timeSlicing") or {}
+            for flag in ("failRequestsGreaterThanOne", "renameByDefault"):
+                if ts.get(flag) is not True:
+                    report(f"data.{key}: timeSlicing.{flag} is not true")
+        return
+    for pod in pod_specs(args.resource_type, props):
+        for path, c in containers(pod, init=False):
+            limits = (c.get("resources") or {}).get("limits") or {}
+            if vllm_serve_args(c) is not None and "nvidia.com/gpu.shared" in limits:
+                report(f"{path} runs vLLM on time-sliced nvidia.com/gpu.shared")
+
+
+@rule("E11", "kubernetes-vllm-configure-model-fit", "The model fits: weights and one max-model-len sequence of KV cache fit in "
+      "gpu-memory-utilization × GPU memory × GPUs.", level="mandatory", severity="high",
+      remediation="Apply one of the listed fixes (more tensor parallelism, shorter max-model-len, fp8 KV cache, a larger GPU, "
+      "quantization).", sources=("vLLM",), kinds=POD_KINDS)
+def model_fit(props: Any, report: Any, args: Any) -> None:
+    catalog = model_catalog()
+    for pod in pod_specs(args.resource_type, props):
+        for path, c in containers(pod, init=False):
+            vargs = vllm_serve_args(c)
+            if not vargs:
+                continue
+            model = vargs[0] if not vargs[0].startswith("-") else flag_value(vargs, "--model")
+            arch = catalog.get(model or "")
+            _, memory = _node_gpu_facts(pod.spec)
+            if arch is None or memory is None:
+                continue  # unknown model or GPU: the rule cannot judge (the plan's sizing table says so)
+            tp = int(flag_value(vargs, "--tensor-parallel-size", "-tp") or 1)
+            pp = int(flag_value(vargs, "--pipeline-parallel-size", "-pp") or 1)
+            max_len = flag_value(vargs, "--max-model-len")
+            result = size(arch, Settings(
+                gpu_memory_gib=memory, tensor_parallel_size=tp, pipeline_parallel_size=pp,
+                max_model_len=int(max_len) if max_len else None,
+                gpu_memory_utilization=float(flag_value(vargs, "--gpu-memory-utilization") or 0.9),
+                dtype=flag_value(vargs, "--dtype") or "auto", quantization=flag_value(vargs, "--quantization", "-q"),
+                kv_cache_dtype=flag_value(vargs, "--kv-cache-dtype") or "auto",
+                max_num_batched_tokens=int(v) if (v := flag_value(vargs, "--max-num-batched-tokens")) else None,
+                max_num_seqs=int(v) if (v := flag_value(vargs, "--max-num-seqs")) else None,
+                enforce_eager=has_flag(vargs, "--enforce-eager")), explain=False)
+            if not result.fits:
+                report(f"{path}: {model} does not fit on {tp * pp} GPU(s) of {memory:g} GiB: {result.reason}")

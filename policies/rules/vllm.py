@@ -1,0 +1,159 @@
+"""F: vLLM-specific rules (security advisories, flags of the pinned version, exposure, secrets)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from fleet.versions import parse_version
+from fleet.vllm.compiler import check_args
+from fleet.vllm.flags import available_versions
+from policies.framework import POD_KINDS, containers, env_map, flag_value, has_flag, plain, pod_specs, rule, vllm_serve_args
+
+FLOOR_DEFAULT = "0.32.0"
+COMMIT = re.compile(r"^[0-9a-f]{40}$")
+REMOVED_METRICS = ("vllm:gpu_cache_usage_perc", "vllm:cpu_cache_usage_perc", "vllm:num_requests_swapped",
+                   "vllm_gpu_cache_usage_perc", "vllm_cpu_cache_usage_perc", "vllm_num_requests_swapped")
+FORBIDDEN_ENV = ("VLLM_SERVER_DEV_MODE", "VLLM_TORCH_PROFILER_DIR", "VLLM_TORCH_CUDA_PROFILE", "PYTHONOPTIMIZE")
+
+
+def image_version(image: str) -> str | None:
+    """vllm/vllm-openai:v0.33.0[@sha256:…] → 0.33.0."""
+    name = image.partition("@")[0]
+    tag = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else ""
+    m = re.match(r"^v?(\d+\.\d+\.\d+)", tag)
+    return m.group(1) if m else None
+
+
+def _vllm_containers(args: Any, props: Any) -> list[tuple[str, Mapping[str, Any], list[str]]]:
+    out = []
+    for pod in pod_specs(args.resource_type, props):
+        for path, c in containers(pod, init=False):
+            vargs = vllm_serve_args(c)
+            if vargs is not None:
+                out.append((path, c, vargs))
+    return out
+
+
+@rule("F1", "kubernetes-vllm-disallow-trust-remote-code", "No --trust-remote-code unless the model is allow-listed and its "
+      "revision is a 40-hex commit.", level="mandatory", severity="critical", remediation="Drop --trust-remote-code, or "
+      "pin --revision to a commit and add the model to the allow-list.", sources=("VL", "CVE-2025-66448", "CVE-2026-22807",
+      "CVE-2026-27893"), kinds=POD_KINDS)
+def trust_remote_code(props: Any, report: Any, args: Any) -> None:
+    allowed = set((args.get_config() or {}).get("trust_remote_code_models", []))
+    for path, _, vargs in _vllm_containers(args, props):
+        if not has_flag(vargs, "--trust-remote-code"):
+            continue
+        model = vargs[0] if vargs and not vargs[0].startswith("-") else flag_value(vargs, "--model")
+        revision = flag_value(vargs, "--revision") or ""
+        if not COMMIT.match(revision):
+            report(f"{path}: --trust-remote-code with revision {revision or 'unset'} (needs a 40-hex commit)")
+        if model not in allowed:
+            report(f"{path}: --trust-remote-code for {model}, which is not allow-listed")
+
+
+@rule("F2", "kubernetes-vllm-configure-version-floor", "The vLLM image is at least the security floor.", level="mandatory",
+      severity="critical", remediation="Upgrade the image to the floor (0.32.0 fixes the advisories known in Oct 2026).",
+      sources=("VL",), kinds=POD_KINDS)
+def version_floor(props: Any, report: Any, args: Any) -> None:
+    floor = (args.get_config() or {}).get("version_floor", FLOOR_DEFAULT)
+    for path, c, _ in _vllm_containers(args, props):
+        version = image_version(str(c.get("image", "")))
+        if version is None:
+            report(f"{path}: image {c.get('image')} carries no vLLM version tag")
+        elif parse_version(version) < parse_version(floor):
+            report(f"{path}: vLLM {version} is below the floor {floor}")
+
+
+@rule("F3", "kubernetes-vllm-configure-api-key-secret", "The API key comes from a Secret (secretKeyRef), never a literal.",
+      level="mandatory", severity="critical", remediation="Set VLLM_API_KEY with valueFrom.secretKeyRef; drop --api-key.",
+      sources=("VL",), kinds=POD_KINDS)
+def api_key(props: Any, report: Any, args: Any) -> None:
+    for path, c, vargs in _vllm_containers(args, props):
+        env = env_map(c).get("VLLM_API_KEY")
+        if has_flag(vargs, "--api-key"):
+            report(f"{path}: --api-key on the command line")
+        if env is not None and not (env.get("valueFrom") or {}).get("secretKeyRef"):
+            report(f"{path}: VLLM_API_KEY is not from a secretKeyRef")
+
+
+@rule("F4", "kubernetes-vllm-disallow-dangerous-env", "No development or profiling switches in a serving container.",
+      level="mandatory", severity="critical", remediation="Remove VLLM_SERVER_DEV_MODE, profiler directories and PYTHONOPTIMIZE.",
+      sources=("VL", "CVE-2026-41523"), kinds=POD_KINDS)
+def dangerous_env(props: Any, report: Any, args: Any) -> None:
+    for path, c, _ in _vllm_containers(args, props):
+        for name in env_map(c):
+            if name in FORBIDDEN_ENV:
+                report(f"{path}.env sets {name}")
+
+
+@rule("F5", "kubernetes-service-disallow-public-vllm", "vLLM Services are ClusterIP; exposure only through a gateway or an "
+      "Ingress with TLS.", level="mandatory", severity="high", remediation="Use type ClusterIP and route through the gateway; "
+      "give Ingresses a tls section.", sources=("VL",),
+      kinds=("kubernetes:core/v1:Service", "kubernetes:networking.k8s.io/v1:Ingress"))
+def exposure(props: Any, report: Any, args: Any) -> None:
+    spec = props.get("spec") or {}
+    if args.resource_type == "kubernetes:core/v1:Service":
+        selector = spec.get("selector") or {}
+        is_vllm = selector.get("app.kubernetes.io/name") == "vllm" or "vllm-fleet.io/model" in selector or \
+            any("vllm" in str(v) for v in selector.values())
+        if is_vllm and spec.get("type", "ClusterIP") != "ClusterIP":
+            report(f"Service type {spec.get('type')} exposes vLLM directly")
+    elif not spec.get("tls"):
+        report("Ingress has no tls section")
+
+
+@rule("F6", "kubernetes-vllm-configure-hf-token", "The Hugging Face token comes from a Secret; a prefetched cache runs with "
+      "HF_HUB_OFFLINE=1.", level="mandatory", severity="high", remediation="Mount the token from a Secret (HF_TOKEN_PATH) or "
+      "use secretKeyRef; set HF_HUB_OFFLINE=1 when HF_HOME is a prefetched cache.", sources=("HF docs",), kinds=POD_KINDS)
+def hf_token(props: Any, report: Any, args: Any) -> None:
+    for path, c, _ in _vllm_containers(args, props):
+        env = env_map(c)
+        for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+            if name in env and not (env[name].get("valueFrom") or {}).get("secretKeyRef"):
+                report(f"{path}.env {name} is not from a Secret")
+        cache_mounted = any(str(m.get("mountPath", "")) == "/models" for m in c.get("volumeMounts") or [])
+        home = str((env.get("HF_HOME") or {}).get("value", ""))
+        if cache_mounted and home.startswith("/models") and (env.get("HF_HUB_OFFLINE") or {}).get("value") != "1":
+            report(f"{path}: HF_HOME is on the shared cache but HF_HUB_OFFLINE is not 1")
+
+
+@rule("F7", "kubernetes-vllm-configure-media-domains", "Multimodal servers restrict the domains they fetch media from.",
+      level="advisory", severity="medium", remediation="Set --allowed-media-domains.", sources=("VL SSRF advisories",),
+      kinds=POD_KINDS)
+def media_domains(props: Any, report: Any, args: Any) -> None:
+    for path, _, vargs in _vllm_containers(args, props):
+        if has_flag(vargs, "--limit-mm-per-prompt") and not has_flag(vargs, "--allowed-media-domains"):
+            report(f"{path}: multimodal inputs without --allowed-media-domains")
+
+
+@rule("F8", "kubernetes-vllm-disallow-removed-flags", "No flag that the pinned vLLM removed or never had; no removed metric in "
+      "autoscaler queries.", level="mandatory", severity="high", remediation="Use the replacement the message names.",
+      sources=("vLLM release notes",),
+      kinds=(*POD_KINDS, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "kubernetes:keda.sh/v1alpha1:ScaledObject"))
+def removed_flags(props: Any, report: Any, args: Any) -> None:
+    if args.resource_type in ("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "kubernetes:keda.sh/v1alpha1:ScaledObject"):
+        text = str(plain(props.get("spec")))
+        for name in REMOVED_METRICS:
+            if name in text:
+                report(f"uses the removed metric {name} (use vllm:kv_cache_usage_perc or vllm:num_requests_waiting)")
+        return
+    versions = available_versions()
+    for path, c, vargs in _vllm_containers(args, props):
+        version = image_version(str(c.get("image", "")))
+        if version not in versions:
+            continue
+        flags = [a for a in vargs[1:]] if vargs and not vargs[0].startswith("-") else list(vargs)
+        for problem in check_args(flags, version):
+            report(f"{path}: {problem}")
+
+
+@rule("F9", "kubernetes-vllm-configure-model-revision", "The model revision is pinned to a commit.", level="advisory",
+      severity="low", remediation="Set --revision to the model's 40-hex commit.", sources=("production-stack modelRevision",),
+      kinds=POD_KINDS)
+def revision(props: Any, report: Any, args: Any) -> None:
+    for path, _, vargs in _vllm_containers(args, props):
+        rev = flag_value(vargs, "--revision")
+        if not rev or not COMMIT.match(rev):
+            report(f"{path}: model revision {rev or 'unset'} is not a commit")
