@@ -242,6 +242,11 @@ def has_key(props: Any, key: str) -> bool:
     return key in list(props)
 
 
+def num(value: Any) -> Any:
+    """Numbers reach policies as protobuf doubles (8000.0): show whole numbers as ints."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def ref(props: Any) -> str:
     md = props.get("metadata") or {}
     ns = md.get("namespace")

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fleet.catalog import gpu_instance_types
-from policies.framework import has_key, plain, rule, stack_rule
+from policies.framework import has_key, num, plain, rule, stack_rule
 
 CLUSTER = ("aws:eks/cluster:Cluster",)
 NODEGROUP = ("aws:eks/nodeGroup:NodeGroup",)
@@ -99,7 +99,7 @@ def imdsv2(props: Any, report: Any, args: Any) -> None:
 def hop_limit(props: Any, report: Any, args: Any) -> None:
     hops = (props.get("metadataOptions") or {}).get("httpPutResponseHopLimit")
     if hops is None or int(hops) > 1:
-        report(f"metadataOptions.httpPutResponseHopLimit is {hops if hops is not None else 'unset (defaults to 1 only for IMDSv2-only AMIs)'}")
+        report(f"metadataOptions.httpPutResponseHopLimit is {num(hops) if hops is not None else 'unset (defaults to 1 only for IMDSv2-only AMIs)'}")
 
 
 @rule("B3", "aws-ec2-launchtemplate-disallow-public-ip", "GPU nodes get no public IP.", level="mandatory", severity="high",

@@ -207,7 +207,7 @@ def autoscaler_quota(resources: Any, report: Any, args: Any) -> None:
             continue
         if int(max_replicas) * gpus > granted:
             report(f"{props.get('kind')} {md.get('namespace')}/{md.get('name')} can scale to {int(max_replicas) * gpus} GPUs "
-                   f"({max_replicas} × {gpus}) but the namespace quota is {granted:g}", r.urn)
+                   f"({int(max_replicas)} × {gpus}) but the namespace quota is {granted:g}", r.urn)
 
 
 @rule("E8", "kubernetes-container-disallow-nvidia-env", "Containers do not set NVIDIA_VISIBLE_DEVICES or NVIDIA_DRIVER_CAPABILITIES.",

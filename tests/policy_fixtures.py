@@ -1,0 +1,358 @@
+"""Fixtures for the policy pack: a compliant baseline and one violating case per path to violation."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from fleet.engine.mocks import Captured
+from fleet.render.workload import WRITABLE_ROOT_EXEMPTION, workload
+from fleet.spec.loader import load
+from tests.conftest import ROOT
+
+KINDS = ("Pod", "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "LeaderWorkerSet")
+API = {"Pod": "v1", "Deployment": "apps/v1", "StatefulSet": "apps/v1", "DaemonSet": "apps/v1", "Job": "batch/v1",
+       "CronJob": "batch/v1", "LeaderWorkerSet": "leaderworkerset.x-k8s.io/v1"}
+POD_PATH = {"Pod": "spec", "Deployment": "spec.template.spec", "StatefulSet": "spec.template.spec",
+            "DaemonSet": "spec.template.spec", "Job": "spec.template.spec", "CronJob": "spec.jobTemplate.spec.template.spec",
+            "LeaderWorkerSet": "spec.leaderWorkerTemplate.workerTemplate.spec"}
+
+
+@dataclass
+class Case:
+    name: str
+    resources: list[Captured]
+    expected: set[tuple[str, str]]          # (rule id, exact message) that must be reported
+    collateral: set[str] = field(default_factory=set)   # other rule ids the mutation legitimately trips
+    exercises: set[str] = field(default_factory=set)    # rule ids a compliant case is meant to show passing
+
+
+def cap(typ: str, props: dict[str, Any], name: str | None = None, protect: bool = False) -> Captured:
+    name = name or str((props.get("metadata") or {}).get("name", "x"))
+    return Captured(urn=f"urn:pulumi:test::fixtures::{typ}::{name}", type=typ, name=name, custom=True, parent=None,
+                    inputs=props, protect=protect)
+
+
+@lru_cache(maxsize=1)
+def prod_spec() -> Any:
+    return load("prod", ROOT)
+
+
+def base_pod() -> dict[str, Any]:
+    """The pod spec vllm-fleet renders for prod search/qwen-3b: compliant with every rule."""
+    spec = prod_spec()
+    model = next(m for m in spec.models if m.name == "qwen-3b")
+    return copy.deepcopy(workload(spec, model)["spec"]["template"]["spec"])
+
+
+def wrap(kind: str, pod: dict[str, Any], name: str = "m", annotations: dict[str, str] | None = None) -> Captured:
+    md = {"name": name, "namespace": "team-search", "annotations": dict(WRITABLE_ROOT_EXEMPTION if annotations is None else annotations)}
+    labels = {"vllm-fleet.io/team": "search", "vllm-fleet.io/model": name}
+    template = {"metadata": {"labels": labels}, "spec": pod}
+    if kind == "Pod":
+        props: dict[str, Any] = {"metadata": {**md, "labels": labels}, "spec": pod}
+    elif kind == "CronJob":
+        props = {"metadata": md, "spec": {"schedule": "0 * * * *", "jobTemplate": {"spec": {"template": template}}}}
+    elif kind == "LeaderWorkerSet":
+        props = {"metadata": md, "spec": {"replicas": 1, "leaderWorkerTemplate": {"size": 1, "workerTemplate": template}}}
+    elif kind == "Job":
+        props = {"metadata": md, "spec": {"template": template}}
+    else:
+        props = {"metadata": md, "spec": {"selector": {"matchLabels": labels}, "template": template}}
+        if kind == "Deployment":
+            props["spec"].update(replicas=1, strategy={"type": "Recreate"})
+        if kind == "StatefulSet":
+            props["spec"].update(replicas=1, serviceName=name)
+    typ = f"kubernetes:{'core/v1' if API[kind] == 'v1' else API[kind]}:{kind}"
+    return cap(typ, {"apiVersion": API[kind], "kind": kind, **props}, name=f"{kind.lower()}-{name}")
+
+
+def container(pod: dict[str, Any]) -> dict[str, Any]:
+    return pod["containers"][0]
+
+
+def set_arg(pod: dict[str, Any], flag: str, value: str | None = None) -> None:
+    args = container(pod)["args"]
+    if flag in args:
+        i = args.index(flag)
+        del args[i:i + (2 if value is not None or (i + 1 < len(args) and not args[i + 1].startswith("--")) else 1)]
+    args.extend([flag] if value is None else [flag, value])
+
+
+def drop_arg(pod: dict[str, Any], flag: str) -> None:
+    args = container(pod)["args"]
+    i = args.index(flag)
+    del args[i:i + 2]
+
+
+def env(pod: dict[str, Any], name: str, value: str | None = None, drop: bool = False) -> None:
+    c = container(pod)
+    c["env"] = [e for e in c["env"] if e["name"] != name]
+    if not drop:
+        c["env"].append({"name": name, "value": value or "x"})
+
+
+Mutation = Callable[[dict[str, Any]], None]
+# rule id → [(mutation of the pod spec, message after the pod path, collateral rule ids)]
+POD_CASES: dict[str, list[tuple[Mutation, str, set[str]]]] = {
+    "D1": [(lambda p: p.update(hostNetwork=True), "{p}.hostNetwork is true", set()),
+           (lambda p: p.update(hostIPC=True), "{p}.hostIPC is true", set())],
+    "D2": [(lambda p: container(p)["securityContext"].update(privileged=True),
+            "{p}.containers[0].securityContext.privileged is true", set())],
+    "D3": [(lambda p: p["volumes"].append({"name": "host", "hostPath": {"path": "/var/run"}}),
+            "{p}.volumes[2] (host) is a hostPath volume", {"D9"})],
+    "D4": [(lambda p: container(p)["ports"][0].update(hostPort=8000), "{p}.containers[0].ports[0].hostPort is 8000", set())],
+    "D5": [(lambda p: container(p)["securityContext"]["capabilities"].update(drop=[]),
+            "{p}.containers[0].securityContext.capabilities.drop does not contain ALL", set()),
+           (lambda p: container(p)["securityContext"]["capabilities"].update(add=["SYS_ADMIN"]),
+            "{p}.containers[0].securityContext.capabilities.add has SYS_ADMIN", set())],
+    "D6": [(lambda p: container(p)["securityContext"].update(allowPrivilegeEscalation=True),
+            "{p}.containers[0].securityContext.allowPrivilegeEscalation is not false", set())],
+    "D7": [(lambda p: container(p)["securityContext"].update(runAsUser=0), "{p}.containers[0]: runAsUser is 0", set()),
+           (lambda p: (container(p)["securityContext"].pop("runAsNonRoot"), p["securityContext"].pop("runAsNonRoot")),
+            "{p}.containers[0]: runAsNonRoot is not true (container or pod securityContext)", set())],
+    "D8": [(lambda p: p["securityContext"].update(seccompProfile={"type": "Unconfined"}),
+            "{p}.containers[0]: seccompProfile.type is Unconfined", set())],
+    "D9": [(lambda p: p["volumes"].append({"name": "nfs", "nfs": {"server": "10.0.0.1", "path": "/"}}),
+            "{p}.volumes[2] (nfs) uses nfs", set())],
+    "D10": [(lambda p: container(p)["securityContext"].update(procMount="Unmasked"),
+             "{p}.containers[0].securityContext.procMount is Unmasked", set()),
+            (lambda p: p["securityContext"].update(sysctls=[{"name": "kernel.msgmax", "value": "1"}]),
+             "{p}.securityContext.sysctls sets kernel.msgmax", set())],
+    "D12": [(lambda p: p.update(automountServiceAccountToken=True), "{p}.automountServiceAccountToken is not false", set()),
+            (lambda p: p.update(serviceAccountName="default"), "{p}.serviceAccountName is the namespace's default account", set())],
+    "D14": [(lambda p: container(p)["resources"]["limits"].pop("cpu"), "{p}.containers[0].resources.limits has no cpu", set())],
+    "D15": [(lambda p: container(p).update(image="docker.io/vllm/vllm-openai:latest"),
+             "{p}.containers[0].image docker.io/vllm/vllm-openai:latest is latest", {"F2"}),
+            (lambda p: container(p).update(image="quay.io/someone/vllm:v0.33.0@sha256:" + "a" * 64),
+             "{p}.containers[0].image quay.io/someone/vllm:v0.33.0@sha256:" + "a" * 64 + " is not from an allowed registry "
+             "(docker.io/vllm, nvcr.io/nvidia, public.ecr.aws)", set())],
+    "D16": [(lambda p: env(p, "OPENAI_API_KEY", "sk-live"), "{p}.containers[0].env OPENAI_API_KEY holds a literal value", set())],
+    "E1": [(lambda p: container(p)["resources"]["requests"].update({"nvidia.com/gpu": "2"}),
+            "{p}.containers[0] requests 2 nvidia.com/gpu but limits 1", set())],
+    "E2": [(lambda p: p.pop("tolerations"), "{p} requests GPUs but does not tolerate the nvidia.com/gpu taint", set()),
+           (lambda p: p.pop("nodeSelector"), "{p} requests GPUs but selects no GPU nodes by label", set())],
+    "E3": [(lambda p: (container(p).update(command=["sleep", "3600"], args=[]),
+                       [container(p)["resources"][k].pop("nvidia.com/gpu") for k in ("requests", "limits")]),
+            "{p} tolerates the nvidia.com/gpu taint but requests no GPU", set())],
+    "E4": [(lambda p: set_arg(p, "--tensor-parallel-size", "2"), "{p}.containers[0] runs tensor × pipeline parallel 2 on 1 GPU(s)", set())],
+    "E5": [(lambda p: ([container(p)["resources"][k].update({"nvidia.com/gpu": "2"}) for k in ("requests", "limits")],
+                       set_arg(p, "--tensor-parallel-size", "2")),
+            "{p}.containers[0] has no Memory emptyDir at /dev/shm", set())],
+    "E8": [(lambda p: env(p, "NVIDIA_VISIBLE_DEVICES", "all"), "{p}.containers[0].env sets NVIDIA_VISIBLE_DEVICES", set())],
+    "E9": [(lambda p: container(p)["resources"]["limits"].update({"nvidia.com/gpu.shared": "1"}),
+            "{p}.containers[0] runs vLLM on time-sliced nvidia.com/gpu.shared", set())],
+    "E11": [(lambda p: (container(p)["args"].__setitem__(0, "meta-llama/Llama-3.1-70B-Instruct"),
+                        p["nodeSelector"].update({"vllm-fleet.io/gpu-memory-gib": "24"})),
+             "{p}.containers[0]: meta-llama/Llama-3.1-70B-Instruct does not fit on 1 GPU(s) of 22.05 GiB: weights need 131.4 GiB "
+             "per GPU but the budget is 19.8 GiB (0.9 × 22.05 GiB)", set())],
+    "F1": [(lambda p: set_arg(p, "--trust-remote-code"),
+            "{p}.containers[0]: --trust-remote-code for Qwen/Qwen2.5-3B-Instruct, which is not allow-listed", set())],
+    "F2": [(lambda p: container(p).update(image="docker.io/vllm/vllm-openai:v0.31.0@sha256:" + "b" * 64),
+            "{p}.containers[0]: vLLM 0.31.0 is below the floor 0.32.0", set())],
+    "F3": [(lambda p: set_arg(p, "--api-key", "abc"), "{p}.containers[0]: --api-key on the command line", {"D16"}),
+           (lambda p: env(p, "VLLM_API_KEY", "abc"), "{p}.containers[0]: VLLM_API_KEY is not from a secretKeyRef", {"D16"})],
+    "F4": [(lambda p: env(p, "VLLM_SERVER_DEV_MODE", "1"), "{p}.containers[0].env sets VLLM_SERVER_DEV_MODE", set())],
+    "F6": [(lambda p: env(p, "HF_HUB_OFFLINE", drop=True),
+            "{p}.containers[0]: HF_HOME is on the shared cache but HF_HUB_OFFLINE is not 1", set()),
+           (lambda p: env(p, "HF_TOKEN", "hf_abc"), "{p}.containers[0].env HF_TOKEN is not from a Secret", {"D16"})],
+    "F7": [(lambda p: set_arg(p, "--limit-mm-per-prompt", '{"image":2}'),
+            "{p}.containers[0]: multimodal inputs without --allowed-media-domains", set())],
+    "F8": [(lambda p: set_arg(p, "--speculative-model", "org/draft"),
+            "{p}.containers[0]: --speculative-model is not a flag of vLLM 0.33.0 — use --speculative-config "
+            "'{\"method\": \"draft_model\", \"model\": ..., \"num_speculative_tokens\": N}' (team file: `speculative:`)", set())],
+    "F9": [(lambda p: drop_arg(p, "--revision"), "{p}.containers[0]: model revision unset is not a commit", set())],
+    "G1": [(lambda p: container(p).pop("startupProbe"), "{p}.containers[0] has no startupProbe", set()),
+           (lambda p: container(p)["startupProbe"].update(failureThreshold=10),
+            "{p}.containers[0]: startupProbe allows 100 s, less than 600 s", set())],
+    "G2": [(lambda p: container(p).pop("readinessProbe"), "{p}.containers[0] has no readinessProbe", set()),
+           (lambda p: container(p)["livenessProbe"].pop("timeoutSeconds"),
+            "{p}.containers[0].livenessProbe has no timeoutSeconds", set())],
+    "G3": [(lambda p: container(p).pop("lifecycle"), "{p}.containers[0] has no preStop sleep", set()),
+           (lambda p: p.update(terminationGracePeriodSeconds=30),
+            "{p}.containers[0]: terminationGracePeriodSeconds 30 < preStop 15 + shutdown-timeout 30 + 5", set())],
+}
+
+QUOTA = cap("kubernetes:core/v1:ResourceQuota", {
+    "apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "team-quota", "namespace": "team-search"},
+    "spec": {"hard": {"requests.nvidia.com/gpu": "100", "requests.cpu": "1000", "limits.cpu": "1000",
+                      "requests.memory": "4000Gi", "limits.memory": "4000Gi"}}})
+
+
+def pod_cases() -> list[Case]:
+    cases = [Case("baseline pods", [wrap(k, base_pod()) for k in KINDS] + [QUOTA], set(),
+                  exercises={rid for rid in POD_CASES} | {"D11", "D13"})]
+    for rule_id, variants in POD_CASES.items():
+        for n, (mutate, message, collateral) in enumerate(variants):
+            for kind in KINDS:
+                pod = base_pod()
+                mutate(pod)
+                cases.append(Case(f"{rule_id}#{n} on {kind}", [wrap(kind, pod), QUOTA],
+                                  {(rule_id, message.replace("{p}", POD_PATH[kind]))}, collateral))
+    for kind in KINDS:
+        cases.append(Case(f"D11 without exemption on {kind}", [wrap(kind, base_pod(), annotations={}), QUOTA],
+                          {("D11", f"{POD_PATH[kind]}.containers[0].securityContext.readOnlyRootFilesystem is not true")}))
+        cases.append(Case(f"D11 exemption without a reason on {kind}",
+                          [wrap(kind, base_pod(), annotations={"vllm-fleet.io/exempt-d11": "yes"}), QUOTA],
+                          {("D11", "annotation vllm-fleet.io/exempt-d11 exempts this resource without a reason — write why "
+                                   "(10+ characters) or remove it"),
+                           ("D11", f"{POD_PATH[kind]}.containers[0].securityContext.readOnlyRootFilesystem is not true")}))
+        moved = wrap(kind, base_pod())
+        moved.inputs["metadata"]["namespace"] = "default"
+        cases.append(Case(f"D13 on {kind}", [moved, QUOTA], {("D13", "namespace is default")}, {"E6"}))
+    return cases
+
+
+def r(typ: str, props: dict[str, Any], name: str = "x", protect: bool = False) -> Captured:
+    kind = typ.rsplit(":", 1)[-1]
+    if typ.startswith("kubernetes:"):
+        group = typ.split(":")[1]
+        props = {"apiVersion": "v1" if group == "core/v1" else group, "kind": kind, **props}
+    return cap(typ, props, name=name, protect=protect)
+
+
+CLUSTER_OK = {"vpcConfig": {"endpointPublicAccess": False, "endpointPrivateAccess": True},
+              "encryptionConfig": {"resources": ["secrets"], "provider": {"keyArn": "arn:aws:kms:us-east-1:1:key/k"}},
+              "enabledClusterLogTypes": ["api", "audit", "authenticator", "controllerManager", "scheduler"],
+              "version": "1.33", "accessConfig": {"authenticationMode": "API", "bootstrapClusterCreatorAdminPermissions": False}}
+CLUSTER = "aws:eks/cluster:Cluster"
+
+
+def mutated(base: dict[str, Any], change: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    change(out)
+    return out
+
+
+def other_cases(prod: dict[str, Captured]) -> list[Case]:
+    lt = prod["pool-h100-lt"].inputs
+    ng = prod["pool-h100-ng"].inputs
+    ns_labels = {"vllm-fleet.io/team": "t", "pod-security.kubernetes.io/enforce": "restricted"}
+    deny = r("kubernetes:networking.k8s.io/v1:NetworkPolicy", {"metadata": {"name": "default-deny", "namespace": "t"},
+             "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}}, "deny")
+    hpa = {"metadata": {"name": "m", "namespace": "team-search"}, "spec": {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "m"}, "minReplicas": 1, "maxReplicas": 3,
+        "metrics": [{"type": "Pods", "pods": {"metric": {"name": "vllm_num_requests_waiting"},
+                                              "target": {"type": "AverageValue", "averageValue": "5"}}}],
+        "behavior": {"scaleDown": {"stabilizationWindowSeconds": 600}}}}
+    deployment = wrap("Deployment", base_pod())
+    return [
+        Case("compliant cluster", [r(CLUSTER, CLUSTER_OK)], set(), exercises={"A1", "A2", "A3", "A4", "A5"}),
+        Case("A1 public endpoint", [r(CLUSTER, mutated(CLUSTER_OK, lambda p: p["vpcConfig"].update(endpointPublicAccess=True)))],
+             {("A1", "the API endpoint is public to 0.0.0.0/0")}),
+        Case("A2 no encryption", [r(CLUSTER, mutated(CLUSTER_OK, lambda p: p.pop("encryptionConfig")))],
+             {("A2", "Secrets are not envelope-encrypted with a KMS key")}),
+        Case("A3 logs", [r(CLUSTER, mutated(CLUSTER_OK, lambda p: p.update(enabledClusterLogTypes=["api"])))],
+             {("A3", "control-plane logs missing: audit, authenticator, controllerManager, scheduler")}),
+        Case("A4 version", [r(CLUSTER, mutated(CLUSTER_OK, lambda p: p.update(version="1.27")))],
+             {("A4", "Kubernetes 1.27 is not in 1.31, 1.32, 1.33, 1.34, 1.35")}),
+        Case("A5 access", [r(CLUSTER, mutated(CLUSTER_OK, lambda p: p.pop("accessConfig")))],
+             {("A5", "authenticationMode is CONFIG_MAP (default)"), ("A5", "the cluster creator gets implicit admin")}),
+        Case("A6 wildcard role", [r("kubernetes:rbac.authorization.k8s.io/v1:Role", {"metadata": {"name": "x", "namespace": "t"},
+             "rules": [{"apiGroups": [""], "resources": ["*"], "verbs": ["*"]}]})],
+             {("A6", "rules[0].verbs contains *"), ("A6", "rules[0].resources contains *")}),
+        Case("A6 cluster-admin", [r("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding", {"metadata": {"name": "x"},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+             "subjects": [{"kind": "Group", "name": "devs"}]})], {("A6", "binds cluster-admin to devs")}),
+        Case("B1 IMDSv1", [r("aws:ec2/launchTemplate:LaunchTemplate", mutated(lt, lambda p: p["metadataOptions"].update(httpTokens="optional")))],
+             {("B1", "metadataOptions.httpTokens is not required")}),
+        Case("B2 hop limit", [r("aws:ec2/launchTemplate:LaunchTemplate", mutated(lt, lambda p: p["metadataOptions"].update(httpPutResponseHopLimit=2)))],
+             {("B2", "metadataOptions.httpPutResponseHopLimit is 2")}),
+        Case("B3 public IP", [r("aws:ec2/launchTemplate:LaunchTemplate", mutated(lt, lambda p: p["networkInterfaces"][0].update(associatePublicIpAddress="true")))],
+             {("B3", "networkInterfaces[0].associatePublicIpAddress is true")}),
+        Case("B4 open SSH", [r("aws:eks/nodeGroup:NodeGroup", mutated(ng, lambda p: p.update(remoteAccess={"ec2SshKey": "k"})))],
+             {("B4", "remoteAccess allows SSH from 0.0.0.0/0 (no sourceSecurityGroupIds)")}, {"B6"}),
+        Case("B5 unencrypted", [r("aws:ec2/launchTemplate:LaunchTemplate", mutated(lt, lambda p: p["blockDeviceMappings"][0]["ebs"].update(encrypted="false")))],
+             {("B5", "blockDeviceMappings[0] (/dev/xvda) is not encrypted")}),
+        Case("B6 AMI", [r("aws:eks/nodeGroup:NodeGroup", mutated(ng, lambda p: p.update(amiType="AL2023_x86_64_STANDARD")))],
+             {("B6", "GPU instance types with amiType AL2023_x86_64_STANDARD")}),
+        Case("B6 no device plugin", [r("aws:eks/nodeGroup:NodeGroup", ng)],
+             {("B6", "AL2023 NVIDIA node group without an NVIDIA device plugin DaemonSet")}),
+        Case("B7 taint", [r("aws:eks/nodeGroup:NodeGroup", mutated(ng, lambda p: p.update(taints=[])))],
+             {("B7", "GPU node group without the nvidia.com/gpu NO_SCHEDULE taint")}, {"B6"}),
+        Case("B8 wildcard policy", [r("aws:iam/rolePolicy:RolePolicy", {"role": "x", "policy": '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}'}),
+                                    r("aws:iam/rolePolicyAttachment:RolePolicyAttachment", {"role": "x", "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"}, "att")],
+             {("B8", "allows s3:*"), ("B8", "attaches AdministratorAccess")}),
+        Case("B9 outside allow-list and spot", [r("aws:eks/nodeGroup:NodeGroup", mutated(ng, lambda p: p.update(instanceTypes=["p4d.24xlarge"], capacityType="SPOT")))],
+             {("B9", "instance types outside the allow-list: p4d.24xlarge"), ("B9", "spot GPU capacity in a prod stack")}, {"B6"}),
+        Case("C1 EFS", [r("aws:efs/fileSystem:FileSystem", {"encrypted": False}, protect=True),
+                        r("kubernetes:core/v1:PersistentVolume", {"metadata": {"name": "model-cache-x"}, "spec": {
+                            "persistentVolumeReclaimPolicy": "Retain", "csi": {"driver": "efs.csi.aws.com", "volumeHandle": "fs-1"}}}, "pv", protect=True)],
+             {("C1", "the file system is not encrypted"), ("C1", "the EFS volume mounts without tls")}),
+        Case("C2 FSx", [r("aws:fsx/lustreFileSystem:LustreFileSystem", {"deploymentType": "SCRATCH_2", "storageCapacity": 1200}, protect=True)],
+             {("C2", "no kmsKeyId"), ("C2", "deployment type SCRATCH_2 loses data on failure")}),
+        Case("C3 storage class", [r("kubernetes:storage.k8s.io/v1:StorageClass", {"metadata": {"name": "gp3"}, "provisioner": "ebs.csi.aws.com",
+                                                                                 "reclaimPolicy": "Delete", "parameters": {"type": "gp3"}})],
+             {("C3", 'EBS StorageClass without encrypted: "true"')}),
+        Case("C3 compliant", [r("kubernetes:storage.k8s.io/v1:StorageClass", {"metadata": {"name": "gp3"}, "provisioner": "ebs.csi.aws.com",
+                                                                             "reclaimPolicy": "Retain", "parameters": {"encrypted": "true"}})],
+             set(), exercises={"C3", "C5"}),
+        Case("C4 bare bucket", [r("aws:s3/bucket:Bucket", {"bucket": "weights"}, "bucket", protect=True)],
+             {("C4", "bucket weights has no a public access block with all four switches"), ("C4", "bucket weights has no SSE-KMS"),
+              ("C4", "bucket weights has no versioning")}),
+        Case("C5 recycle", [r("kubernetes:core/v1:PersistentVolume", {"metadata": {"name": "model-cache-x"}, "spec": {
+            "persistentVolumeReclaimPolicy": "Recycle", "csi": {"driver": "fsx.csi.aws.com", "volumeHandle": "fs-1"}}}, "pv", protect=True)],
+             {("C5", "reclaim policy Recycle")}),
+        Case("C6 unprotected", [r("kubernetes:core/v1:PersistentVolumeClaim", {"metadata": {"name": "model-cache", "namespace": "t"},
+             "spec": {"storageClassName": "model-cache", "accessModes": ["ReadWriteMany"]}}, "pvc")],
+             {("C6", "stateful resource without protect in a production stack")}),
+        Case("C7 no class", [r("kubernetes:core/v1:PersistentVolumeClaim", {"metadata": {"name": "data", "namespace": "t"},
+             "spec": {"accessModes": ["ReadWriteOnce"]}}, "pvc", protect=True)],
+             {("C7", "no storageClassName: the cluster default decides")}),
+        Case("D17 no default deny", [r("kubernetes:core/v1:Namespace", {"metadata": {"name": "t", "labels": ns_labels}}, "ns")],
+             {("D17", "namespace t has no default-deny NetworkPolicy")}),
+        Case("D17 compliant", [r("kubernetes:core/v1:Namespace", {"metadata": {"name": "t", "labels": ns_labels}}, "ns"), deny],
+             set(), exercises={"D17", "D18"}),
+        Case("D18 baseline only", [r("kubernetes:core/v1:Namespace", {"metadata": {"name": "t", "labels": {
+            **ns_labels, "pod-security.kubernetes.io/enforce": "baseline"}}}, "ns"), deny],
+             {("D18", "namespace t enforces baseline Pod Security level")}),
+        Case("E6 no quota", [deployment], {("E6", "namespace team-search runs GPU pods without a requests.nvidia.com/gpu quota")}),
+        Case("E6 limits form", [deployment, QUOTA, r("kubernetes:core/v1:ResourceQuota", {"metadata": {"name": "bad", "namespace": "team-search"},
+             "spec": {"hard": {"limits.nvidia.com/gpu": "4"}}}, "bad")],
+             {("E6", "ResourceQuota team-search/bad uses limits.nvidia.com/gpu, which Kubernetes rejects for extended resources — "
+                     "use requests.nvidia.com/gpu")}),
+        Case("E7 autoscaler beyond quota", [deployment, r("kubernetes:core/v1:ResourceQuota", {"metadata": {"name": "q", "namespace": "team-search"},
+             "spec": {"hard": {"requests.nvidia.com/gpu": "2"}}}, "q"), r("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", hpa, "hpa")],
+             {("E7", "HorizontalPodAutoscaler team-search/m can scale to 3 GPUs (3 × 1) but the namespace quota is 2")}),
+        Case("E7 compliant", [deployment, QUOTA, r("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", hpa, "hpa")], set(),
+             exercises={"E7", "G6", "F8", "E6"}),
+        Case("E9 time-slicing unsafe", [r("kubernetes:core/v1:ConfigMap", {"metadata": {"name": "dp", "namespace": "gpu-system"},
+             "data": {"config.yaml": '{"sharing": {"timeSlicing": {"renameByDefault": false, "resources": []}}}'}}, "cm")],
+             {("E9", "data.config.yaml: timeSlicing.failRequestsGreaterThanOne is not true"),
+              ("E9", "data.config.yaml: timeSlicing.renameByDefault is not true")}),
+        Case("E10 spot single replica", [r("aws:eks/nodeGroup:NodeGroup", mutated(ng, lambda p: p.update(capacityType="SPOT", instanceTypes=["g6e.12xlarge"],
+                                                                                                          labels={"vllm-fleet.io/pool": "l4"})), "ng"),
+                                         deployment, QUOTA],
+             {("E10", "Deployment team-search/m runs one replica on spot GPUs")}, {"B6", "B9"}),
+        Case("F5 public service", [r("kubernetes:core/v1:Service", {"metadata": {"name": "m", "namespace": "t"}, "spec": {
+            "type": "LoadBalancer", "selector": {"app.kubernetes.io/name": "vllm"}, "ports": [{"port": 8000}]}}, "svc")],
+             {("F5", "Service type LoadBalancer exposes vLLM directly")}),
+        Case("F5 ingress without TLS", [r("kubernetes:networking.k8s.io/v1:Ingress", {"metadata": {"name": "m", "namespace": "t"},
+                                                                                     "spec": {"rules": [{"host": "m.example.com"}]}}, "ing")],
+             {("F5", "Ingress has no tls section")}),
+        Case("F5 compliant ingress", [r("kubernetes:networking.k8s.io/v1:Ingress", {"metadata": {"name": "m", "namespace": "t"},
+                                                                                   "spec": {"tls": [{"hosts": ["m.example.com"]}]}}, "ing")],
+             set(), exercises={"F5"}),
+        Case("F8 removed metric", [r("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", mutated(hpa, lambda p: p["spec"]["metrics"].append(
+            {"type": "Pods", "pods": {"metric": {"name": "vllm_gpu_cache_usage_perc"}, "target": {"type": "AverageValue", "averageValue": "1"}}})), "hpa")],
+             {("F8", "uses the removed metric vllm_gpu_cache_usage_perc (use vllm:kv_cache_usage_perc or vllm:num_requests_waiting)")}),
+        Case("G4 surge without headroom", [r("kubernetes:apps/v1:Deployment", mutated(deployment.inputs, lambda p: p["spec"].update(
+            replicas=20, strategy={"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "100%", "maxUnavailable": 0}})), "d"), QUOTA],
+             {("G4", "maxSurge 100% adds 20 GPU(s) during a rollout but the stack keeps 8 spare")}, {"G5", "G7"}),
+        Case("G5 zero-disruption PDB", [r("kubernetes:policy/v1:PodDisruptionBudget", {"metadata": {"name": "m", "namespace": "t"},
+                                                                                       "spec": {"maxUnavailable": 0}}, "pdb")],
+             {("G5", "maxUnavailable 0 blocks node drains")}),
+        Case("G5 no PDB, G7 no spread", [r("kubernetes:apps/v1:Deployment", mutated(deployment.inputs, lambda p: (
+            p["spec"].update(replicas=2), p["spec"]["template"]["spec"].pop("topologySpreadConstraints"))), "d"), QUOTA],
+             {("G5", "Deployment team-search/m has 2 replicas and no PodDisruptionBudget"),
+              ("G7", "2 replicas without topology spread or anti-affinity")}),
+        Case("G6 GPU utilisation", [r("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", mutated(hpa, lambda p: p["spec"].update(
+            metrics=[{"type": "Pods", "pods": {"metric": {"name": "DCGM_FI_DEV_GPU_UTIL"}, "target": {"type": "AverageValue", "averageValue": "80"}}}],
+            behavior={"scaleDown": {"stabilizationWindowSeconds": 60}})), "hpa")],
+             {("G6", "scales on DCGM_FI_DEV_GPU_UTIL instead of the vLLM queue"),
+              ("G6", "scales on DCGM_FI_DEV_GPU_UTIL, which continuous batching keeps high"),
+              ("G6", "scale-down stabilization window is 60 (< 300 s)")}),
+    ]

@@ -1,0 +1,129 @@
+"""The guardrail pack: per-rule fixtures with exact messages, metadata, harness semantics, the seed sheet."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from fleet.cli import main
+from fleet.plan import capture, make_plan
+from fleet.policy_harness import analyze, policy_config, policy_levels
+from fleet.spec.loader import load
+from policies.rules import RULES
+from tests.conftest import ROOT
+from tests.policy_fixtures import Case, other_cases, pod_cases, prod_spec
+
+ALL_MANDATORY = {r.policy_name: "mandatory" for r in RULES}
+
+
+@pytest.fixture(scope="module")
+def cases() -> list[Case]:
+    prod = {c.name: c for c in capture(prod_spec())}
+    return pod_cases() + other_cases(prod)
+
+
+def findings_of(case: Case) -> list[tuple[str, str]]:
+    return [(f.rule_id, f.message) for f in analyze(case.resources, ALL_MANDATORY, policy_config(prod_spec()))]
+
+
+def test_every_fixture_trips_exactly_its_rules(cases: list[Case]) -> None:
+    failures = []
+    for case in cases:
+        got = findings_of(case)
+        targeted = {g for g in got if g[0] not in case.collateral}
+        collateral = {g[0] for g in got if g[0] in case.collateral}
+        if targeted != case.expected or (case.collateral and not collateral <= case.collateral):
+            failures.append((case.name, sorted(targeted ^ case.expected)))
+    assert failures == []
+
+
+def test_every_rule_has_metadata_and_both_kinds_of_fixture(cases: list[Case]) -> None:
+    violating = {rid for c in cases for rid, _ in c.expected}
+    compliant = {rid for c in cases if not c.expected for rid in c.exercises}
+    catalogue = {f"{area}{n}" for area, top in (("A", 6), ("B", 9), ("C", 7), ("D", 18), ("E", 11), ("F", 9), ("G", 7))
+                 for n in range(1, top + 1)}
+    ids = {r.id for r in RULES}
+    assert ids == catalogue
+    for r in RULES:
+        assert r.description and r.remediation and r.sources and r.severity in ("low", "medium", "high", "critical")
+        assert r.level in ("mandatory", "advisory")
+        assert r.policy.name == r.policy_name and r.policy.remediation_steps == r.remediation
+    assert sorted(catalogue - violating) == []
+    # compliant fixtures: explicit cases plus the bundled prod plan (test_bundled_plans_are_clean)
+    prod_kinds = {c.type for c in capture(prod_spec())}
+    covered = compliant | {r.id for r in RULES if r.stack or set(r.kinds) & prod_kinds}
+    assert sorted(catalogue - covered) == []
+
+
+def test_bundled_plans_have_no_mandatory_findings() -> None:
+    for stack in ("dev", "prod"):
+        plan = make_plan(stack, ROOT)
+        assert plan.mandatory == [], plan.mandatory
+        assert {f.rule_id for f in plan.findings} <= {"F9"}  # the two models whose revision is not pinned
+
+
+def test_levels_follow_the_stack_and_overrides(project: Path) -> None:
+    dev, prod = load("dev", ROOT), load("prod", ROOT)
+    d2 = next(r.policy_name for r in RULES if r.id == "D2")
+    d11 = next(r.policy_name for r in RULES if r.id == "D11")
+    assert policy_levels(dev)[d2] == "advisory" and policy_levels(prod)[d2] == "mandatory"
+    assert policy_levels(prod)[d11] == "advisory"
+    stack = project / "stacks" / "Pulumi.prod.yaml"
+    stack.write_text(stack.read_text() + "  vllm-fleet:policy:\n    overrides: {D11: mandatory, D2: disabled}\n")
+    levels = policy_levels(load("prod", project))
+    assert levels[d11] == "mandatory" and levels[d2] == "disabled"
+
+
+def test_harness_applies_levels_disabled_rules_and_unknowns(cases: list[Case]) -> None:
+    case = next(c for c in cases if c.name == "D2#0 on Deployment")
+    d2 = next(r.policy_name for r in RULES if r.id == "D2")
+    found = analyze(case.resources, {**ALL_MANDATORY, d2: "advisory"}, policy_config(prod_spec()))
+    assert [(f.rule_id, f.level) for f in found] == [("D2", "advisory")]
+    assert analyze(case.resources, {**ALL_MANDATORY, d2: "disabled"}, policy_config(prod_spec())) == []
+    # a value unknown at preview: the SDK reports that the rule could not run, as advisory, instead of passing
+    unknown = next(c for c in cases if c.name == "C2 FSx")
+    unknown.resources[0].inputs.update(kmsKeyId="arn:aws:kms:us-east-1:1:key/k",
+                                       deploymentType="04da6b54-80e4-46f7-96ec-b56ff0331ba9")
+    found = analyze(unknown.resources, ALL_MANDATORY, policy_config(prod_spec()))
+    assert [(f.rule_id, f.level) for f in found if f.rule_id == "C2"] == [("C2", "advisory")]
+    assert "during preview: string value at .deploymentType can't be known during preview" in found[0].message
+
+
+def test_stack_exemption_by_namespace(project: Path, cases: list[Case]) -> None:
+    stack = project / "stacks" / "Pulumi.prod.yaml"
+    stack.write_text(stack.read_text() + "  vllm-fleet:policy:\n    exemptions:\n      - {rule: D2, namespace: team-search, "
+                     "reason: vendor image needs it until 2027}\n")
+    case = next(c for c in cases if c.name == "D2#0 on Deployment")
+    assert analyze(case.resources, ALL_MANDATORY, policy_config(load("prod", project))) == []
+
+
+SEED = ROOT / "tests" / "manifests" / "seed-deployment-sheet.yaml"
+
+
+def test_seed_sheet_is_flagged_for_its_real_defects(capsys) -> None:
+    assert main(["check", str(SEED), "--format", "json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    by_rule = Counter(f["rule_id"] for f in doc["findings"])
+    # latest image, no security context, no startupProbe, no drain, GPU toleration without GPU nodes, default namespace
+    for rule_id in ("D15", "D5", "D6", "D7", "D8", "G1", "G3", "E2", "D13"):
+        assert by_rule[rule_id] >= 1, rule_id
+    # what it does right is not flagged: GPU limits, ClusterIP service, token from a Secret, scale-down window, schema
+    for rule_id in ("E1", "F5", "F6", "E3", "E5", "F3"):
+        assert by_rule[rule_id] == 0, rule_id
+    assert not any("stabilization" in f["message"] for f in doc["findings"])
+    assert doc["schema_problems"] == []
+    assert {"rule_id", "level", "resource", "message"} <= set(doc["findings"][0])
+
+
+def test_check_reads_multi_document_yaml_and_reports_bad_input(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("just: text\n")
+    assert main(["check", str(bad)]) == 2
+    assert "not a Kubernetes object" in capsys.readouterr().err
+    good = tmp_path / "ns.yaml"
+    good.write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n  labels:\n"
+                    "    pod-security.kubernetes.io/enforce: restricted\n---\n")
+    assert main(["check", str(good)]) == 0
