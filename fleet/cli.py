@@ -73,6 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     chk.add_argument("--format", choices=("table", "json"), default="table")
     chk.add_argument("--kubernetes-version", default="1.33", help="schema version for validation (default 1.33)")
 
+    gd = sub.add_parser("guard", help="fail when `pulumi preview --json` would delete or replace a protected or stateful "
+                                      "resource (file system, bucket, PV, PVC, StorageClass, namespace with a claim)")
+    gd.add_argument("preview", type=Path, metavar="PREVIEW.json")
+
     pc = sub.add_parser("policy-config", help="write the policy pack config of a stack (levels, exemptions, settings) "
                                               "for `pulumi preview --policy-pack-config`")
     pc.add_argument("--stack", required=True)
@@ -180,6 +184,12 @@ def cmd_check(args: argparse.Namespace, root: Path) -> int:
     return check_files(args.files, args.format, args.kubernetes_version)
 
 
+def cmd_guard(args: argparse.Namespace, root: Path) -> int:
+    from fleet.guard import main as guard
+
+    return guard(args.preview)
+
+
 def cmd_policy_config(args: argparse.Namespace, root: Path) -> int:
     from fleet.errors import ConfigError
     from fleet.policy_harness import policy_config, policy_levels
@@ -212,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     root = (args.root or find_root(Path.cwd())).resolve()
     handlers = {"plan": cmd_plan, "validate": cmd_validate, "size": cmd_size, "check": cmd_check,
-                "policy-config": cmd_policy_config, "schema": cmd_schema}
+                "policy-config": cmd_policy_config, "guard": cmd_guard, "schema": cmd_schema}
     return handlers[args.command](args, root)
 
 

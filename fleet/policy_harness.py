@@ -7,15 +7,24 @@ unknown at preview time behave as they do with the real engine.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import Iterator
+from inspect import isawaitable
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2 as proto
-from pulumi_policy import EnforcementLevel
-from pulumi_policy.policy import _PolicyAnalyzerServicer
+from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy, StackValidationPolicy
+from pulumi_policy.deserialize import deserialize_properties
+from pulumi_policy.policy import (
+    PolicyResource,
+    StackValidationArgs,
+    _NotApplicableError,
+    _PolicyAnalyzerServicer,
+)
+from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
 if TYPE_CHECKING:
     from fleet.engine.mocks import Captured
@@ -68,8 +77,96 @@ def policy_config(spec: FleetSpec | None) -> dict[str, dict[str, Any]]:
     return out
 
 
-def make_servicer(levels: dict[str, str], config: dict[str, dict[str, Any]]) -> _PolicyAnalyzerServicer:
-    servicer = _PolicyAnalyzerServicer(PACK_NAME, PACK_VERSION, [r.policy for r in rules()], EnforcementLevel.ADVISORY)
+class SharedViewServicer(_PolicyAnalyzerServicer):
+    """The SDK's servicer, except that a request's properties are deserialised once and the read-only view is
+    shared by every policy (the SDK rebuilds it per policy: 69 times per resource). Levels, config, unknown
+    values, not-applicable and diagnostics are the SDK's own code paths, copied from pulumi-policy 1.21.0."""
+
+    def _unknown_diagnostic(self, policy: Any, e: UnknownValueError) -> Any:
+        name, version = self._private("policy_pack_name"), self._private("policy_pack_version")
+        return proto.AnalyzeDiagnostic(
+            policyName=policy.name, policyPackName=name, policyPackVersion=version,
+            message=f"can't run policy '{policy.name}' from policy pack '{name}@v{version}' during preview: {e.message}",
+            urn="", description=policy.description, enforcementLevel=self._map_enforcement_level(EnforcementLevel.ADVISORY))
+
+    @staticmethod
+    def _run(result: Any) -> None:
+        if isawaitable(result):
+            loop = asyncio.new_event_loop()
+            loop.run_until_complete(asyncio.ensure_future(result, loop=loop))
+            loop.close()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._views: dict[str, Any] = {}   # urn → view, reused by AnalyzeStack within one harness run
+
+    def _private(self, name: str) -> Any:
+        """The SDK servicer's name-mangled state (pulumi-policy is pinned exactly for this)."""
+        return getattr(self, f"_PolicyAnalyzerServicer__{name}")
+
+    def _view(self, urn: str, properties: Any) -> Any:
+        view = self._views.get(urn)
+        if view is None:
+            view = self._views[urn] = unknown_checking_proxy(deserialize_properties(json_format.MessageToDict(properties)))
+        return view
+
+    def Analyze(self, request: Any, _context: Any) -> Any:
+        self._configure_runtime_settings()
+        response = proto.AnalyzeResponse()
+        props = self._view(request.urn, request.properties)
+        opts = self._get_resource_options(request)
+        provider = self._get_provider_resource(request)
+        stack_tags = self._private("stack_tags")
+        for policy in self._private("policies"):
+            judged = getattr(policy, "judged_types", None)
+            if judged and request.type not in judged:
+                continue  # the rule returns at once for other types: same outcome, without the per-policy setup
+            level = self._get_enforcement_level(policy)
+            if level == EnforcementLevel.DISABLED or not isinstance(policy, ResourceValidationPolicy):
+                continue
+            if level == EnforcementLevel.REMEDIATE:
+                level = EnforcementLevel.MANDATORY
+            report = self._create_report_violation(response, policy.name, policy.description, level, policy.severity)
+            args = ResourceValidationArgs(request.type, props, request.urn, request.name, opts, provider,
+                                          self._get_policy_config(policy.name), stack_tags)
+            try:
+                self._run(policy.validate(args, report))
+            except UnknownValueError as e:
+                response.diagnostics.append(self._unknown_diagnostic(policy, e))
+            except _NotApplicableError as e:
+                response.not_applicable.append(proto.PolicyNotApplicable(policy_name=policy.name, reason=e.reason or ""))
+        return response
+
+    def AnalyzeStack(self, request: Any, _context: Any) -> Any:
+        self._configure_runtime_settings()
+        response = proto.AnalyzeResponse()
+        resources = [PolicyResource(r.type, self._view(r.urn, r.properties), r.urn, r.name, self._get_resource_options(r),
+                                    self._get_provider_resource(r), None, [], {})
+                     for r in request.resources]
+        by_urn = {res.urn: res for res in resources}
+        for res, r in zip(resources, request.resources, strict=True):
+            res.parent = by_urn.get(r.parent) if r.parent else None
+            res.dependencies.extend(by_urn[d] for d in r.dependencies if d in by_urn)
+        stack_tags = self._private("stack_tags")
+        for policy in self._private("policies"):
+            level = self._get_enforcement_level(policy)
+            if level == EnforcementLevel.DISABLED or not isinstance(policy, StackValidationPolicy):
+                continue
+            if level == EnforcementLevel.REMEDIATE:
+                level = EnforcementLevel.MANDATORY
+            report = self._create_report_violation(response, policy.name, policy.description, level, policy.severity)
+            try:
+                self._run(policy.validate(StackValidationArgs(resources, self._get_policy_config(policy.name), stack_tags), report))
+            except UnknownValueError as e:
+                response.diagnostics.append(self._unknown_diagnostic(policy, e))
+            except _NotApplicableError as e:
+                response.not_applicable.append(proto.PolicyNotApplicable(policy_name=policy.name, reason=e.reason or ""))
+        return response
+
+
+def make_servicer(levels: dict[str, str], config: dict[str, dict[str, Any]], shared_view: bool = True) -> _PolicyAnalyzerServicer:
+    cls = SharedViewServicer if shared_view else _PolicyAnalyzerServicer
+    servicer = cls(PACK_NAME, PACK_VERSION, [r.policy for r in rules()], EnforcementLevel.ADVISORY)
     request = proto.ConfigureAnalyzerRequest()
     for name, level in levels.items():
         props = struct_pb2.Struct()
@@ -95,11 +192,13 @@ def _struct(props: dict[str, Any]) -> struct_pb2.Struct:
     return s
 
 
-def analyze(resources: list[Captured], levels: dict[str, str], config: dict[str, dict[str, Any]]) -> list[Finding]:
+def analyze(resources: list[Captured], levels: dict[str, str], config: dict[str, dict[str, Any]],
+            shared_view: bool = True) -> list[Finding]:
+    """Findings of the pack over `resources`; `shared_view=False` uses the SDK's servicer unchanged."""
     from fleet.plan import Finding
 
     by_policy = {r.policy_name: r for r in rules()}
-    servicer = make_servicer(levels, config)
+    servicer = make_servicer(levels, config, shared_view)
     findings: list[Finding] = []
 
     def collect(response: Any, default_urn: str, default_name: str) -> None:
@@ -113,13 +212,14 @@ def analyze(resources: list[Captured], levels: dict[str, str], config: dict[str,
                                     name=default_name if not d.urn else d.urn.rsplit("::", 1)[-1]))
 
     custom = [c for c in resources if c.custom and not c.type.startswith("pulumi:providers:")]
+    structs = {c.urn: _struct(c.inputs) for c in custom}
     with _engine_env_hidden():
         for c in custom:
-            request = proto.AnalyzeRequest(type=c.type, properties=_struct(c.inputs), urn=c.urn, name=c.name,
+            request = proto.AnalyzeRequest(type=c.type, properties=structs[c.urn], urn=c.urn, name=c.name,
                                            options=proto.AnalyzerResourceOptions(protect=c.protect, parent=c.parent or ""))
             collect(servicer.Analyze(request, None), c.urn, c.name)
         stack = proto.AnalyzeStackRequest(resources=[
-            proto.AnalyzerResource(type=c.type, properties=_struct(c.inputs), urn=c.urn, name=c.name,
+            proto.AnalyzerResource(type=c.type, properties=structs[c.urn], urn=c.urn, name=c.name,
                                    options=proto.AnalyzerResourceOptions(protect=c.protect), parent=c.parent or "",
                                    dependencies=list(c.dependencies))
             for c in custom])

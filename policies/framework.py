@@ -3,6 +3,7 @@ vLLM servers and their arguments. Rules judge resources (what reaches the engine
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -88,12 +89,13 @@ def rule(rule_id: str, name: str, description: str, *, level: str, severity: str
                 report_violation(problem, None)
             if exempt:
                 return
-            if system_exempt and namespace_of(props) in SYSTEM_NAMESPACES:
+            namespace = namespace_of(props)
+            if system_exempt and namespace in SYSTEM_NAMESPACES:
                 return
             config = args.get_config() or {}
-            if ref(props) in set(config.get("exempt_resources", [])):
+            if config.get("exempt_resources") and ref(props) in set(config["exempt_resources"]):
                 return
-            if namespace_of(props) in set(config.get("exempt_namespaces", [])):
+            if config.get("exempt_namespaces") and namespace in set(config["exempt_namespaces"]):
                 return
             fn(props, report_violation, args)
 
@@ -102,6 +104,7 @@ def rule(rule_id: str, name: str, description: str, *, level: str, severity: str
             name=r.policy_name, description=description, validate=validate,
             enforcement_level=EnforcementLevel.MANDATORY if level == "mandatory" else EnforcementLevel.ADVISORY,
             severity=SEVERITY[severity], remediation_steps=remediation, tags=[rule_id, *sources])
+        r.policy.judged_types = frozenset(kinds)  # read by the in-process harness to skip non-matching resources
         RULES.append(r)
         return fn
 
@@ -186,8 +189,22 @@ def argv(container: Mapping[str, Any]) -> list[str]:
     return words
 
 
+_UNSET = object()
+
+
 def vllm_serve_args(container: Mapping[str, Any]) -> list[str] | None:
-    """Arguments after `vllm serve` (the model first), or None when the container does not run vLLM's server."""
+    """Arguments after `vllm serve` (the model first), or None when the container does not run vLLM's server.
+    Parsed once per container view: many rules ask, and the view is shared by every policy of a request."""
+    cached = getattr(container, "_vllm_fleet_args", _UNSET)
+    if cached is not _UNSET:
+        return cached  # type: ignore[return-value]
+    result = _vllm_serve_args(container)
+    with contextlib.suppress(AttributeError, TypeError):  # a plain dict: nothing to cache on
+        object.__setattr__(container, "_vllm_fleet_args", result)
+    return result
+
+
+def _vllm_serve_args(container: Mapping[str, Any]) -> list[str] | None:
     words = argv(container)
     for i in range(len(words) - 1):
         if words[i].endswith("vllm") and words[i + 1] == "serve":

@@ -127,3 +127,14 @@ def test_check_reads_multi_document_yaml_and_reports_bad_input(tmp_path: Path, c
     good.write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n  labels:\n"
                     "    pod-security.kubernetes.io/enforce: restricted\n---\n")
     assert main(["check", str(good)]) == 0
+
+
+def test_shared_view_servicer_gives_the_sdk_servicers_verdicts(cases: list[Case]) -> None:
+    """The harness's faster servicer must report exactly what pulumi-policy's own servicer reports."""
+    resources = [*capture(prod_spec()), *(r for c in cases[:60] for r in c.resources)]
+    config = policy_config(prod_spec())
+    for levels in (ALL_MANDATORY, policy_levels(prod_spec()), policy_levels(load("dev", ROOT))):
+        fast = analyze(resources, levels, config)
+        sdk = analyze(resources, levels, config, shared_view=False)
+        assert sorted(map(repr, fast)) == sorted(map(repr, sdk))
+        assert fast  # the comparison is not vacuous
