@@ -6,9 +6,11 @@ import pulumi
 import pulumi_aws as aws
 
 from components.cache import ModelCache
+from components.kube import apply
 from components.platform import GpuNodeGroup, GpuSystem, kube_provider
 from components.tenancy import TeamTenancy
 from components.vllm_service import VllmService
+from fleet.render.observability import adapter_rules
 from fleet.spec.loader import FleetSpec
 
 
@@ -23,6 +25,9 @@ class Fleet(pulumi.ComponentResource):
         self.node_groups = [GpuNodeGroup(f"pool-{pool.name}", cfg, pool, pulumi.ResourceOptions(parent=self))
                             for pool in cfg.gpu_pools]
         self.gpu_system = GpuSystem("gpu-system", cfg, k8s_opts)
+        # prometheus-adapter reads its vLLM rule from this ConfigMap (chart value rules.existing).
+        self.adapter_rules = (apply(adapter_rules(spec), k8s_opts)
+                              if cfg.autoscaling.backend == "hpa" and any(m.spec.autoscaling for m in spec.models) else None)
 
         secrets = pulumi.Config("vllm-fleet").get_secret_object("secrets") or pulumi.Output.secret({})
         self.teams = {team.name: TeamTenancy(f"team-{team.name}", spec, team, pulumi.Output.from_input(secrets), k8s_opts)

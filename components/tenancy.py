@@ -7,6 +7,7 @@ import pulumi_kubernetes as k8s
 
 from components.kube import apply
 from fleet.labels import MANAGED_BY, TEAM_LABEL
+from fleet.render.observability import dashboard
 from fleet.render.tenancy import team_manifests
 from fleet.spec.loader import FleetSpec, ResolvedTeam
 
@@ -28,6 +29,8 @@ class TeamTenancy(pulumi.ComponentResource):
                                                                      retain_on_delete=holds_claim))
         after_ns = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
         self.objects = [apply(m, after_ns) for m in manifests[1:]]
+        if spec.config.observability.dashboards and team.models:
+            self.objects.append(apply(dashboard(spec, team), after_ns))
         # Stack secrets (`vllm-fleet:secrets.<name>`, decrypted by the engine) become Secrets with key `value`.
         self.secrets = [self._secret(team, name, secrets, after_ns) for name in referenced_secrets(team)]
         self.register_outputs({"namespace": team.namespace})

@@ -28,10 +28,12 @@ from fleet.labels import (
 )
 from fleet.render import Manifest, meta
 from fleet.render.cache import CACHE_CLAIM, CACHE_MOUNT, HF_HOME_ON_CACHE, has_cache, prefetch_job, prefetches
+from fleet.render.observability import ingress, prometheus_rule, service_monitor
 from fleet.spec.loader import FleetSpec, ResolvedModel
 from fleet.spec.team import SecretRef
 from fleet.versions import parse_version
 from fleet.vllm.compiler import compile_args
+from fleet.vllm.flags import metric as vllm_metric
 
 QUEUE_METRIC = "vllm:num_requests_waiting"
 HF_TOKEN_DIR = "/var/run/secrets/huggingface"
@@ -293,13 +295,40 @@ def disruption_budget(model: ResolvedModel) -> Manifest | None:
             "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(model)}}}
 
 
+def _behavior(spec: FleetSpec, model: ResolvedModel) -> dict[str, Any]:
+    return {
+        "scaleUp": {"stabilizationWindowSeconds": SCALE_UP_WINDOW, "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]},
+        "scaleDown": {"stabilizationWindowSeconds": scale_down_window(startup_budget(spec, model)),
+                      "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}]},
+    }
+
+
 def autoscaler(spec: FleetSpec, model: ResolvedModel) -> Manifest | None:
     auto = model.spec.autoscaling
-    if auto is None or spec.config.autoscaling.backend != "hpa":
+    if auto is None or spec.config.autoscaling.backend == "none":
         return None
     target = workload(spec, model)
+    queue = vllm_metric(QUEUE_METRIC, spec.config.vllm.version)
+    if spec.config.autoscaling.backend == "keda":
+        # KEDA queries Prometheus directly (':' is fine there); AverageValue divides by the replicas.
+        return {
+            "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+            "metadata": meta(model.name, model.namespace, labels(model)),
+            "spec": {
+                "scaleTargetRef": {"apiVersion": target["apiVersion"], "kind": target["kind"], "name": model.name},
+                "minReplicaCount": auto.min_replicas, "maxReplicaCount": auto.max_replicas,
+                "pollingInterval": 15, "cooldownPeriod": scale_down_window(startup_budget(spec, model)),
+                "advanced": {"horizontalPodAutoscalerConfig": {"behavior": _behavior(spec, model)}},
+                "triggers": [{"type": "prometheus", "metricType": "AverageValue", "metadata": {
+                    "serverAddress": spec.config.autoscaling.prometheus_url,
+                    "query": f'sum({queue}{{namespace="{model.namespace}",service="{model.name}"}})',
+                    "threshold": _quantity(auto.target_queue_per_pod),
+                    # From zero, the first waiting request wakes the model; above zero, scale on the threshold.
+                    "activationThreshold": "0"}}],
+            },
+        }
     # The custom metrics API cannot carry ':' — prometheus-adapter exposes the renamed series.
-    metric = QUEUE_METRIC.replace(":", "_")
+    metric = queue.replace(":", "_")
     return {
         "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
         "metadata": meta(model.name, model.namespace, labels(model)),
@@ -309,12 +338,7 @@ def autoscaler(spec: FleetSpec, model: ResolvedModel) -> Manifest | None:
             "metrics": [{"type": "Pods", "pods": {"metric": {"name": metric},
                                                   "target": {"type": "AverageValue",
                                                              "averageValue": _quantity(auto.target_queue_per_pod)}}}],
-            "behavior": {
-                "scaleUp": {"stabilizationWindowSeconds": SCALE_UP_WINDOW,
-                            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]},
-                "scaleDown": {"stabilizationWindowSeconds": scale_down_window(startup_budget(spec, model)),
-                              "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}]},
-            },
+            "behavior": _behavior(spec, model),
         },
     }
 
@@ -337,7 +361,9 @@ def model_manifests(spec: FleetSpec, model: ResolvedModel) -> list[Manifest]:
     if job is not None:
         out.append(job)
     out += [workload(spec, model), service(model)]
-    for extra in (disruption_budget(model), autoscaler(spec, model)):
+    for extra in (disruption_budget(model), autoscaler(spec, model), ingress(spec, model)):
         if extra is not None:
             out.append(extra)
+    if spec.config.observability.prometheus_operator:
+        out += [service_monitor(spec, model, selector(model)), prometheus_rule(spec, model)]
     return out

@@ -318,6 +318,10 @@ def _model_checks(stack: str, cfg: StackConfig, team: Team, spec: ModelSpec, src
     if hi * nodes > pool.max_size:
         issue("replicas" if spec.autoscaling is None else "autoscaling",
               f"{hi} replica(s) × {nodes} node(s) exceed pool '{pool.name}' max_size {pool.max_size} — raise the pool's max_size or lower replicas")
+    if spec.disaggregated_prefill:
+        issue("disaggregated_prefill", "disaggregated prefill/decode is not built by this stack — vLLM has no single-server flag "
+                                       "for it (`--enable-disagg-prefill` never existed); run separate prefill and decode models "
+                                       "with `--kv-transfer-config` in extra_args behind a P/D-aware router, or remove the field")
     if spec.trust_remote_code and not (spec.revision and len(spec.revision) == 40 and all(c in "0123456789abcdef" for c in spec.revision)):
         issue("trust_remote_code", "trust_remote_code needs `revision` pinned to a 40-hex commit (remote code runs at load; CVE-2025-66448)")
     if spec.quantization == "bitsandbytes" and spec.extra_args and any(a.startswith("--load-format") for a in spec.extra_args):

@@ -133,6 +133,9 @@ class Autoscaling(Strict):
     backend: Literal["hpa", "keda", "none"] = Field("hpa", description="`hpa`: autoscaling/v2 on vllm:num_requests_waiting via prometheus-adapter. `keda`: "
                                                                        "ScaledObject with a Prometheus trigger. `none`: fixed replicas.")
     prometheus_url: str = Field("http://prometheus-operated.monitoring.svc:9090", description="Prometheus for KEDA triggers.")
+    adapter_namespace: Annotated[str, StringConstraints(pattern=DNS_LABEL)] = Field(
+        "monitoring", description="Namespace of prometheus-adapter; the stack renders its vLLM rules there as a ConfigMap "
+                                  "(`vllm-fleet-adapter-rules`, for the chart's `rules.existing`).")
     allow_scale_to_zero: bool = Field(False, description="Let KEDA scale models with `autoscaling.min_replicas: 0` to zero. Only with backend `keda`.")
 
     @model_validator(mode="after")
@@ -190,11 +193,20 @@ class Secure(Strict):
 
 
 class Gateway(Strict):
-    namespace: Annotated[str, StringConstraints(pattern=DNS_LABEL)] = Field("gateway", description="Namespace of the gateway/ingress controller; the only "
-                                                                                                   "namespace admitted to vLLM pods.")
-    kind: Literal["none", "httproute", "ingress"] = Field("none", description="Render a Gateway API HTTPRoute or an Ingress per model.")
-    parent_gateway: str = Field("llm-gateway", description="Gateway name for HTTPRoutes.")
-    hostname_suffix: str | None = Field(None, description="Models are exposed as `<model>.<team>.<suffix>`.")
+    namespace: Annotated[str, StringConstraints(pattern=DNS_LABEL)] = Field(
+        "gateway", description="Namespace of the gateway/ingress controller; the only namespace admitted to vLLM pods.")
+    kind: Literal["none", "ingress"] = Field("none", description="`ingress`: an Ingress per model with TLS that routes only `/v1`. "
+                                                                 "`none`: reach models through your own gateway (ClusterIP only).")
+    ingress_class: str = Field("nginx", description="ingressClassName of the Ingresses.")
+    hostname_suffix: str | None = Field(None, description="Models are exposed as `<model>.<team>.<suffix>`. Required with kind ingress.")
+    tls_secret_name: str | None = Field(None, description="TLS certificate Secret (in each team namespace) for the Ingresses. "
+                                                          "Required with kind ingress.")
+
+    @model_validator(mode="after")
+    def _ingress(self) -> Gateway:
+        if self.kind == "ingress" and (not self.hostname_suffix or not self.tls_secret_name):
+            raise ValueError("kind ingress needs hostname_suffix and tls_secret_name — models are only exposed with TLS")
+        return self
 
 
 class StackConfig(Strict):

@@ -146,6 +146,8 @@ class ModelFields(Strict):
     multimodal: Multimodal | None = None
     runner: Literal["generate", "pooling"] | None = Field(None, description="`--runner`; `pooling` for embedding models. Default generate.")
     convert: Literal["embed", "classify", "reward"] | None = Field(None, description="`--convert` a causal LM into a pooling model. Only with runner pooling.")
+    disaggregated_prefill: bool | None = Field(None, description="Refused: disaggregated prefill/decode needs separate "
+                                                                  "prefill and decode servers with --kv-transfer-config behind a P/D-aware router.")
     extra_args: list[Annotated[str, StringConstraints(min_length=1)]] | None = Field(None, description="Extra `vllm serve` arguments, checked against the "
             "flag table of the pinned version; flags that have a typed field here are refused.")
 

@@ -74,3 +74,17 @@ def table(version: str) -> FlagTable:
 def renames() -> dict[str, str]:
     with open(TABLE_DIR / "renames.yaml", encoding="utf-8") as fh:
         return dict(yaml.safe_load(fh))
+
+
+class MetricError(KeyError):
+    """A metric name the pinned vLLM version does not export."""
+
+
+def metric(name: str, version: str) -> str:
+    """`name` if vLLM `version` exports it; removed names fail with the replacement (autoscalers, alerts, dashboards)."""
+    if name in table(version).metrics:
+        return name
+    renamed = {"vllm:gpu_cache_usage_perc": "vllm:kv_cache_usage_perc", "vllm:cpu_cache_usage_perc": "(removed with V0)",
+               "vllm:num_requests_swapped": "(removed with V0)", "vllm:time_per_output_token_seconds": "vllm:inter_token_latency_seconds"}
+    hint = f" — use {renamed[name]}" if name in renamed else ""
+    raise MetricError(f"vLLM {version} does not export {name}{hint}")
