@@ -35,6 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--out", type=Path, default=None, help="write manifests/ and plan.json into this directory")
     plan.add_argument("--format", choices=("table", "json", "markdown"), default="table", help="report format (default table)")
     plan.add_argument("--no-policies", action="store_true", help="skip the policy pack (schema validation still runs)")
+    plan.add_argument("--base", metavar="REF", help="compare with the plan of git REF (read with `git archive`; the working tree "
+                                                    "is not touched): resources added/changed/removed, GPU and finding deltas, and "
+                                                    "stateful resources an immutable change would replace (exit 1). Formats: "
+                                                    "markdown (default with --base) or json")
 
     val = sub.add_parser("validate", help="check the stack and team files only (fast, no program run)")
     val.add_argument("--stack", required=True, help="stack name: stacks/Pulumi.<stack>.yaml")
@@ -98,6 +102,10 @@ def cmd_plan(args: argparse.Namespace, root: Path) -> int:
     from fleet.plan import make_plan, write_outputs
     from fleet.report import document, markdown, print_table
 
+    if args.base:
+        from fleet.diff import run as diff
+
+        return diff(root, args.stack, args.base, "json" if args.format == "json" else "markdown")
     try:
         plan = make_plan(args.stack, root, policies=not args.no_policies)
     except ConfigError as exc:

@@ -32,7 +32,7 @@ def document(plan: Plan) -> dict[str, Any]:
         md = c.inputs.get("metadata") or {} if c.is_kubernetes else {}
         resources.append({"urn": c.urn, "type": c.type, "name": c.name, "team": plan.teams_by_urn.get(c.urn),
                           "kind": _kind(c), "namespace": md.get("namespace"), "protect": c.protect,
-                          "retain_on_delete": c.retain_on_delete})
+                          "retain_on_delete": c.retain_on_delete, "inputs": c.inputs})
     teams = []
     for t in spec.teams:
         teams.append({"team": t.name, "namespace": t.namespace, "gpu_quota": t.gpu_quota,

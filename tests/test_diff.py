@@ -1,0 +1,84 @@
+"""`plan --base REF`: diff against a git ref, read without touching the working tree."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from fleet import diff
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A git repository holding the project's code and stacks, one commit."""
+    dest = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(dest)], check=True)
+    for part in ("Pulumi.yaml", "pyproject.toml", "fleet", "components", "policies", "stacks"):
+        src = ROOT / part
+        subprocess.run(["cp", "-r", str(src), str(dest / part)], check=True)
+    subprocess.run(["git", "-C", str(dest), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(dest), "-c", "user.email=ci@example.com", "-c", "user.name=ci", "commit", "-qm", "base"], check=True)
+    return dest
+
+
+def run_json(repo: Path, stack: str, capsys) -> tuple[int, dict]:
+    code = diff.run(repo, stack, "HEAD", "json")
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_a_team_file_change_shows_gpu_and_field_deltas_and_leaves_the_tree_alone(repo: Path, capsys) -> None:
+    team = repo / "stacks" / "teams" / "search.yaml"
+    team.write_text(team.read_text().replace("  prod: 16", "  prod: 20"))
+    status_before = subprocess.run(["git", "-C", str(repo), "status", "--porcelain"], capture_output=True, text=True).stdout
+    code, doc = run_json(repo, "prod", capsys)
+    assert code == 0 and doc["base_planned_with"] == "base code"
+    (change,) = doc["changed"]
+    assert change["urn"].endswith("::resourcequota-team-search-team-quota")
+    assert "spec.hard.requests.nvidia.com/gpu" in change["fields"] and change["replaces"] == []
+    search = next(g for g in doc["gpu"] if g["team"] == "search")
+    assert search["gpu_quota"] == [16, 20]
+    assert subprocess.run(["git", "-C", str(repo), "status", "--porcelain"], capture_output=True, text=True).stdout == status_before
+
+
+def test_a_storage_class_change_to_the_cache_claim_exits_1_naming_the_field(repo: Path, capsys, monkeypatch) -> None:
+    import fleet.render.cache as cache
+
+    monkeypatch.setattr(cache, "CACHE_STORAGE_CLASS", "efs-sc")  # the change under review, in this checkout's code
+    code, doc = run_json(repo, "dev", capsys)
+    assert code == 1
+    assert any(r.endswith("::persistentvolumeclaim-team-search-model-cache would be replaced: spec.storageClassName changed")
+               for r in doc["stateful_replacements"])
+    pvc = next(c for c in doc["changed"] if c["urn"].endswith("persistentvolumeclaim-team-search-model-cache"))
+    assert pvc["replaces"] == ["spec.storageClassName"]
+
+
+def test_switching_the_cache_backend_deletes_the_file_system(repo: Path, capsys) -> None:
+    stack = repo / "stacks" / "Pulumi.dev.yaml"
+    stack.write_text(stack.read_text().replace("    backend: efs", "    backend: s3"))
+    code, doc = run_json(repo, "dev", capsys)
+    assert code == 1
+    assert any("aws:efs/fileSystem:FileSystem::model-cache-efs would be deleted" in r for r in doc["stateful_replacements"])
+
+
+def test_markdown_fits_a_comment_and_masks_secrets(repo: Path, capsys) -> None:
+    stack = repo / "stacks" / "Pulumi.dev.yaml"
+    stack.write_text(stack.read_text().replace("vllm-fleet:spare_gpus: 1", "vllm-fleet:spare_gpus: 2"))
+    team = repo / "stacks" / "teams" / "assistant.yaml"
+    team.write_text(team.read_text().replace("  dev: 1\n", "  dev: 2\n"))
+    assert diff.run(repo, "dev", "HEAD", "markdown") == 0
+    md = capsys.readouterr().out
+    assert md.startswith("### ✅ vllm-fleet plan `dev` vs `HEAD`")
+    assert "| assistant | 1 | 1 | 1 → 2 |" in md and len(md) < diff.GITHUB_COMMENT_LIMIT
+    change = diff.Change("urn:x::secret-team-a-key", "kubernetes:core/v1:Secret", [("stringData.value", "old-key", "new-key")])
+    masked = diff.markdown(diff.Diff("dev", "HEAD", "base code", [], [], [change], [], [], [], 0, [], 0),
+                           {"urn:x::secret-team-a-key": {"stringData"}})
+    assert "`stringData.value`: `[secret]` → `[secret]`" in masked and "new-key" not in masked
+
+
+def test_an_unknown_ref_is_a_config_error(repo: Path, capsys) -> None:
+    assert diff.run(repo, "dev", "no-such-ref", "markdown") == 2
+    assert "--base no-such-ref: cannot read it from git" in capsys.readouterr().err
