@@ -11,7 +11,10 @@ lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/mypy
 
-test: lint
+node_modules/.package-lock.json: package-lock.json
+	npm ci --silent --no-audit --no-fund
+
+test: lint node_modules/.package-lock.json
 	.venv/bin/python -m pytest
 
 bench: setup

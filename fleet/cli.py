@@ -85,6 +85,9 @@ def _parser() -> argparse.ArgumentParser:
                                               "for `pulumi preview --policy-pack-config`")
     pc.add_argument("--stack", required=True)
 
+    co = sub.add_parser("codeowners", help="regenerate .github/CODEOWNERS from the owners of the team files")
+    co.add_argument("--check", action="store_true", help="exit 1 when the committed file is stale instead of writing")
+
     sch = sub.add_parser("schema", help="regenerate stacks/schema/*.json and docs/configuration.md from the models")
     sch.add_argument("--check", action="store_true", help="exit 1 when the committed files are stale instead of writing")
     return ap
@@ -213,6 +216,21 @@ def cmd_policy_config(args: argparse.Namespace, root: Path) -> int:
     return EXIT_OK
 
 
+def cmd_codeowners(args: argparse.Namespace, root: Path) -> int:
+    from fleet import codeowners
+
+    text, target = codeowners.render(root), codeowners.path(root)
+    if args.check:
+        if not target.exists() or target.read_text() != text:
+            print(f"stale: {target.relative_to(root)} — run `vllm-fleet codeowners`", file=sys.stderr)
+            return 1
+        return EXIT_OK
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+    print(f"wrote {target.relative_to(root)}")
+    return EXIT_OK
+
+
 def cmd_schema(args: argparse.Namespace, root: Path) -> int:
     from fleet import schema
 
@@ -230,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     root = (args.root or find_root(Path.cwd())).resolve()
     handlers = {"plan": cmd_plan, "validate": cmd_validate, "size": cmd_size, "check": cmd_check,
-                "policy-config": cmd_policy_config, "guard": cmd_guard, "schema": cmd_schema}
+                "policy-config": cmd_policy_config, "guard": cmd_guard, "codeowners": cmd_codeowners,
+                "schema": cmd_schema}
     return handlers[args.command](args, root)
 
 
