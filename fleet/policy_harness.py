@@ -89,12 +89,24 @@ class SharedViewServicer(_PolicyAnalyzerServicer):
             message=f"can't run policy '{policy.name}' from policy pack '{name}@v{version}' during preview: {e.message}",
             urn="", description=policy.description, enforcementLevel=self._map_enforcement_level(EnforcementLevel.ADVISORY))
 
-    @staticmethod
-    def _run(result: Any) -> None:
-        if isawaitable(result):
-            loop = asyncio.new_event_loop()
-            loop.run_until_complete(asyncio.ensure_future(result, loop=loop))
-            loop.close()
+    def _judge(self, response: Any, policy: Any, kind: type[Any], call: Any) -> None:
+        """One policy on one request, as the SDK does it: level, report, unknown values, not applicable."""
+        level = self._get_enforcement_level(policy)
+        if level == EnforcementLevel.DISABLED or not isinstance(policy, kind):
+            return
+        if level == EnforcementLevel.REMEDIATE:
+            level = EnforcementLevel.MANDATORY
+        report = self._create_report_violation(response, policy.name, policy.description, level, policy.severity)
+        try:
+            result = call(report)
+            if isawaitable(result):
+                loop = asyncio.new_event_loop()
+                loop.run_until_complete(asyncio.ensure_future(result, loop=loop))
+                loop.close()
+        except UnknownValueError as e:
+            response.diagnostics.append(self._unknown_diagnostic(policy, e))
+        except _NotApplicableError as e:
+            response.not_applicable.append(proto.PolicyNotApplicable(policy_name=policy.name, reason=e.reason or ""))
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -121,20 +133,9 @@ class SharedViewServicer(_PolicyAnalyzerServicer):
             judged = getattr(policy, "judged_types", None)
             if judged and request.type not in judged:
                 continue  # the rule returns at once for other types: same outcome, without the per-policy setup
-            level = self._get_enforcement_level(policy)
-            if level == EnforcementLevel.DISABLED or not isinstance(policy, ResourceValidationPolicy):
-                continue
-            if level == EnforcementLevel.REMEDIATE:
-                level = EnforcementLevel.MANDATORY
-            report = self._create_report_violation(response, policy.name, policy.description, level, policy.severity)
-            args = ResourceValidationArgs(request.type, props, request.urn, request.name, opts, provider,
-                                          self._get_policy_config(policy.name), stack_tags)
-            try:
-                self._run(policy.validate(args, report))
-            except UnknownValueError as e:
-                response.diagnostics.append(self._unknown_diagnostic(policy, e))
-            except _NotApplicableError as e:
-                response.not_applicable.append(proto.PolicyNotApplicable(policy_name=policy.name, reason=e.reason or ""))
+            self._judge(response, policy, ResourceValidationPolicy, lambda report, p=policy: p.validate(
+                ResourceValidationArgs(request.type, props, request.urn, request.name, opts, provider,
+                                       self._get_policy_config(p.name), stack_tags), report))
         return response
 
     def AnalyzeStack(self, request: Any, _context: Any) -> Any:
@@ -149,18 +150,8 @@ class SharedViewServicer(_PolicyAnalyzerServicer):
             res.dependencies.extend(by_urn[d] for d in r.dependencies if d in by_urn)
         stack_tags = self._private("stack_tags")
         for policy in self._private("policies"):
-            level = self._get_enforcement_level(policy)
-            if level == EnforcementLevel.DISABLED or not isinstance(policy, StackValidationPolicy):
-                continue
-            if level == EnforcementLevel.REMEDIATE:
-                level = EnforcementLevel.MANDATORY
-            report = self._create_report_violation(response, policy.name, policy.description, level, policy.severity)
-            try:
-                self._run(policy.validate(StackValidationArgs(resources, self._get_policy_config(policy.name), stack_tags), report))
-            except UnknownValueError as e:
-                response.diagnostics.append(self._unknown_diagnostic(policy, e))
-            except _NotApplicableError as e:
-                response.not_applicable.append(proto.PolicyNotApplicable(policy_name=policy.name, reason=e.reason or ""))
+            self._judge(response, policy, StackValidationPolicy, lambda report, p=policy: p.validate(
+                StackValidationArgs(resources, self._get_policy_config(p.name), stack_tags), report))
         return response
 
 
