@@ -26,6 +26,8 @@ from pulumi_policy.policy import (
 )
 from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
+from fleet.gcpause import paused
+
 if TYPE_CHECKING:
     from fleet.engine.mocks import Captured
     from fleet.plan import Finding, Plan
@@ -204,7 +206,7 @@ def analyze(resources: list[Captured], levels: dict[str, str], config: dict[str,
 
     custom = [c for c in resources if c.custom and not c.type.startswith("pulumi:providers:")]
     structs = {c.urn: _struct(c.inputs) for c in custom}
-    with _engine_env_hidden():
+    with _engine_env_hidden(), paused():
         for c in custom:
             request = proto.AnalyzeRequest(type=c.type, properties=structs[c.urn], urn=c.urn, name=c.name,
                                            options=proto.AnalyzerResourceOptions(protect=c.protect, parent=c.parent or ""))

@@ -25,6 +25,8 @@ from pulumi.runtime import rpc, settings
 from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
+from fleet.gcpause import paused
+
 UNKNOWN = rpc.UNKNOWN
 SECRET_MASK = "[secret]"
 
@@ -192,7 +194,8 @@ def run(program: Any, *, project: str, stack: str, preview: bool = True,
     except RuntimeError:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-    _sync_await(pulumi.runtime.stack.run_pulumi_func(program))
+    with paused():
+        _sync_await(pulumi.runtime.stack.run_pulumi_func(program))
     if monitor.errors:
         raise DuplicateUrnError("; ".join(monitor.errors))
     return sorted(monitor.captured.values(), key=lambda c: c.urn)
