@@ -138,3 +138,31 @@ def test_shared_view_servicer_gives_the_sdk_servicers_verdicts(cases: list[Case]
         sdk = analyze(resources, levels, config, shared_view=False)
         assert sorted(map(repr, fast)) == sorted(map(repr, sdk))
         assert fast  # the comparison is not vacuous
+
+
+BAD = sorted((ROOT / "tests" / "manifests" / "bad").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", BAD, ids=lambda p: p.name)
+def test_bad_manifests_trip_exactly_the_rules_they_target(path: Path, capsys) -> None:
+    expected = set(path.read_text().splitlines()[0].removeprefix("# expect:").split())
+    assert main(["check", str(path), "--format", "json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert {f["rule_id"] for f in doc["findings"]} == expected
+    assert doc["schema_problems"] == []
+
+
+def test_the_real_engine_entry_point_builds_the_pack_and_serves() -> None:
+    """`pulumi preview --policy-pack policies` runs policies/__main__.py, which starts the analyzer and prints its
+    port; it must import and construct the pack with every rule."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, str(ROOT / "policies" / "__main__.py")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT / "policies")
+    try:
+        port = proc.stdout.readline().strip() if proc.stdout else ""
+    finally:
+        proc.kill()
+        _, err = proc.communicate(timeout=10)
+    assert port.isdigit(), err
