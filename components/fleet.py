@@ -7,7 +7,7 @@ import pulumi_aws as aws
 
 from components.cache import ModelCache
 from components.kube import apply
-from components.platform import GpuNodeGroup, GpuSystem, kube_provider
+from components.platform import GpuNodeGroup, GpuSystem, KarpenterGpuPool, kube_provider
 from components.tenancy import TeamTenancy
 from components.vllm_service import VllmService
 from fleet.render.observability import adapter_rules
@@ -22,8 +22,10 @@ class Fleet(pulumi.ComponentResource):
         self.provider = kube_provider("eks", cfg, self.cluster, pulumi.ResourceOptions(parent=self))
         k8s_opts = pulumi.ResourceOptions(parent=self, providers={"kubernetes": self.provider})
 
-        self.node_groups = [GpuNodeGroup(f"pool-{pool.name}", cfg, pool, pulumi.ResourceOptions(parent=self))
-                            for pool in cfg.gpu_pools]
+        self.node_groups: list[pulumi.Resource] = [
+            KarpenterGpuPool(f"pool-{pool.name}", cfg, pool, self.cluster, k8s_opts, pulumi.ResourceOptions(parent=self))
+            if pool.provisioner == "karpenter" else GpuNodeGroup(f"pool-{pool.name}", cfg, pool, pulumi.ResourceOptions(parent=self))
+            for pool in cfg.gpu_pools]
         self.gpu_system = GpuSystem("gpu-system", cfg, k8s_opts)
         # prometheus-adapter reads its vLLM rule from this ConfigMap (chart value rules.existing).
         self.adapter_rules = (apply(adapter_rules(spec), k8s_opts)

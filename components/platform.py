@@ -14,15 +14,12 @@ from fleet.catalog import gpu_instance
 from fleet.labels import (
     AMI_TYPES,
     CAPACITY_TYPES,
-    GPU_MEMORY_LABEL,
-    GPU_MODEL_LABEL,
     GPU_TAINT_KEY,
-    GPUS_PER_NODE_LABEL,
     NODE_MANAGED_POLICIES,
-    POOL_LABEL,
     SHIPS_DEVICE_PLUGIN,
 )
-from fleet.render import gpu_system
+from fleet.render import gpu_system, karpenter
+from fleet.render.platform_labels import pool_labels as node_labels
 from fleet.spec.stack import GpuPool, StackConfig
 
 
@@ -43,13 +40,6 @@ def kube_provider(name: str, cfg: StackConfig, cluster: Any, opts: pulumi.Resour
     return k8s.Provider(name, kubeconfig=config, enable_server_side_apply=True, opts=opts)
 
 
-def node_labels(pool: GpuPool) -> dict[str, str]:
-    inst = gpu_instance(pool.instance_types[0])
-    assert inst is not None  # the loader checked every instance type
-    return {**pool.labels, POOL_LABEL: pool.name, GPU_MODEL_LABEL: inst.gpu_model,
-            GPU_MEMORY_LABEL: str(int(inst.gpu_memory_gib)), GPUS_PER_NODE_LABEL: str(inst.gpus)}
-
-
 def network_interfaces(pool: GpuPool, efa_cards: int) -> list[aws.ec2.LaunchTemplateNetworkInterfaceArgs]:
     """No public IP on any interface. With EFA: one EFA interface per network card (32 on p5.48xlarge);
     the primary ENI stays on card 0."""
@@ -60,6 +50,38 @@ def network_interfaces(pool: GpuPool, efa_cards: int) -> list[aws.ec2.LaunchTemp
         device_index=0 if card == 0 else 1, network_card_index=card, interface_type="efa",
         associate_public_ip_address="false", delete_on_termination="true")
         for card in range(efa_cards)]
+
+
+def node_role(name: str, tags: dict[str, str], opts: pulumi.ResourceOptions) -> tuple[aws.iam.Role, list[aws.iam.RolePolicyAttachment]]:
+    """The node IAM role: EC2 may assume it; exactly the managed policies a worker needs."""
+    role = aws.iam.Role(
+        f"{name}-node-role",
+        assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}),
+        tags=tags, opts=opts)
+    attachments = [aws.iam.RolePolicyAttachment(f"{name}-{policy}", role=role.name,
+                                                policy_arn=f"arn:aws:iam::aws:policy/{policy}", opts=opts)
+                   for policy in NODE_MANAGED_POLICIES]
+    return role, attachments
+
+
+class KarpenterGpuPool(pulumi.ComponentResource):
+    """`provisioner: karpenter`: NodePool + EC2NodeClass, a node role and the access entry that lets its nodes join.
+    Needs the Karpenter controller in the cluster (installed separately)."""
+
+    def __init__(self, name: str, cfg: StackConfig, pool: GpuPool, cluster: Any, k8s_opts: pulumi.ResourceOptions,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("vllm-fleet:platform:KarpenterGpuPool", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        tags = {"vllm-fleet/pool": pool.name, "vllm-fleet/cluster": cfg.cluster.name}
+        self.role, attachments = node_role(name, tags, child)
+        self.access_entry = aws.eks.AccessEntry(f"{name}-access", cluster_name=cfg.cluster.name,
+                                                principal_arn=self.role.arn, type="EC2_LINUX", tags=tags, opts=child)
+        k8s_child = pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(parent=self, depends_on=[self.access_entry, *attachments]))
+        self.node_class = apply(karpenter.node_class(pool, self.role.name, cluster.vpc_config.cluster_security_group_id, tags), k8s_child)
+        self.node_pool = apply(karpenter.node_pool(pool, node_labels(pool)),
+                               pulumi.ResourceOptions.merge(k8s_child, pulumi.ResourceOptions(depends_on=[self.node_class])))
+        self.register_outputs({})
 
 
 class GpuNodeGroup(pulumi.ComponentResource):
@@ -76,17 +98,7 @@ class GpuNodeGroup(pulumi.ComponentResource):
         assert inst is not None
         tags = {"vllm-fleet/pool": pool.name, "vllm-fleet/cluster": cfg.cluster.name}
 
-        self.role = aws.iam.Role(
-            f"{name}-node-role",
-            assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [{
-                "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}),
-            tags=tags, opts=child)
-        self.attachments = [
-            aws.iam.RolePolicyAttachment(
-                f"{name}-{policy}", role=self.role.name,
-                policy_arn=f"arn:aws:iam::aws:policy/{policy}", opts=child)
-            for policy in NODE_MANAGED_POLICIES
-        ]
+        self.role, self.attachments = node_role(name, tags, child)
         # Bottlerocket boots from /dev/xvda and keeps images and logs on the data volume /dev/xvdb.
         device = "/dev/xvdb" if pool.ami_family == "bottlerocket" else "/dev/xvda"
         interfaces = network_interfaces(pool, inst.efa_interfaces if pool.efa and inst.efa else 0)

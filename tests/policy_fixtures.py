@@ -227,7 +227,18 @@ def mutated(base: dict[str, Any], change: Callable[[dict[str, Any]], Any]) -> di
     return out
 
 
+def karpenter_objects() -> tuple[dict[str, Any], dict[str, Any]]:
+    from fleet.render.karpenter import node_class, node_pool
+    from fleet.render.platform_labels import pool_labels
+
+    pool = next(p for p in prod_spec().config.gpu_pools if p.name == "l40s")
+    return (node_pool(pool, pool_labels(pool)),
+            node_class(pool, "pool-l40s-node-role", "sg-0cluster", {"vllm-fleet/pool": "l40s"}))
+
+
 def other_cases(prod: dict[str, Captured]) -> list[Case]:
+    np_, nc = karpenter_objects()
+    NP, NC = "kubernetes:karpenter.sh/v1:NodePool", "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"
     lt = prod["pool-h100-lt"].inputs
     ng = prod["pool-h100-ng"].inputs
     ns_labels = {"vllm-fleet.io/team": "t", "pod-security.kubernetes.io/enforce": "restricted"}
@@ -240,6 +251,19 @@ def other_cases(prod: dict[str, Captured]) -> list[Case]:
         "behavior": {"scaleDown": {"stabilizationWindowSeconds": 600}}}}
     deployment = wrap("Deployment", base_pod())
     return [
+        Case("compliant Karpenter pool", [cap(NP, np_), cap(NC, nc)], set(), exercises={"B1", "B2", "B3", "B5", "B7", "B9"}),
+        Case("B1/B2/B3/B5 on an EC2NodeClass", [cap(NC, mutated(nc, lambda p: (
+            p["spec"]["metadataOptions"].update(httpTokens="optional", httpPutResponseHopLimit=2),
+            p["spec"].pop("associatePublicIPAddress"), p["spec"]["blockDeviceMappings"][0]["ebs"].update(encrypted=False))))],
+             {("B1", "metadataOptions.httpTokens is not required"), ("B2", "metadataOptions.httpPutResponseHopLimit is 2"),
+              ("B3", "spec.associatePublicIPAddress is not false (the subnet's default decides)"),
+              ("B5", "blockDeviceMappings[0] (/dev/xvda) is not encrypted")}),
+        Case("B7/B9 on a NodePool", [cap(NP, mutated(np_, lambda p: (
+            p["spec"]["template"]["spec"].update(taints=[]),
+            p["spec"]["template"]["spec"]["requirements"][1].update(values=["spot"]))))],
+             {("B7", "GPU NodePool without the nvidia.com/gpu NoSchedule taint"), ("B9", "spot GPU capacity in a prod stack")}),
+        Case("B9 NodePool without instance types", [cap(NP, mutated(np_, lambda p: p["spec"]["template"]["spec"]["requirements"].pop(0)))],
+             {("B9", "no node.kubernetes.io/instance-type requirement: Karpenter may launch any instance type")}),
         Case("compliant cluster", [r(CLUSTER, CLUSTER_OK)], set(), exercises={"A1", "A2", "A3", "A4", "A5"}),
         Case("A1 public endpoint", [r(CLUSTER, mutated(CLUSTER_OK, lambda p: p["vpcConfig"].update(endpointPublicAccess=True)))],
              {("A1", "the API endpoint is public to 0.0.0.0/0")}),

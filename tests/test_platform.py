@@ -251,3 +251,35 @@ def test_prod_plan_is_clean_with_every_platform_piece() -> None:
     assert {"aws:eks/nodeGroup:NodeGroup", "aws:ec2/launchTemplate:LaunchTemplate",
             "aws:fsx/lustreFileSystem:LustreFileSystem", "kubernetes:monitoring.coreos.com/v1:ServiceMonitor"} <= kinds
     assert sum(1 for c in plan.resources if c.type == "vllm-fleet:tenancy:TeamTenancy") == 3
+
+
+def test_karpenter_pool_renders_nodepool_and_nodeclass_and_scales_from_zero(project: Path) -> None:
+    stack = project / "stacks" / "Pulumi.dev.yaml"
+    stack.write_text(stack.read_text().replace("      capacity_type: on-demand\n      min_size: 1\n      max_size: 4\n      desired_size: 2\n",
+                                               "      capacity_type: on-demand\n      provisioner: karpenter\n      max_size: 4\n"))
+    caps = {c.name: c for c in capture(load("dev", project))}
+    assert "pool-l40s-ng" not in caps and "pool-l40s-lt" not in caps
+    pool = caps["nodepool-l40s"].inputs["spec"]
+    template = pool["template"]["spec"]
+    assert template["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}]
+    assert template["requirements"][0] == {"key": "node.kubernetes.io/instance-type", "operator": "In",
+                                           "values": ["g6e.xlarge", "g6e.2xlarge"]}
+    assert pool["disruption"] == {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "10m", "budgets": [{"nodes": "1"}]}
+    assert pool["limits"] == {"nvidia.com/gpu": "4"}
+    assert pool["template"]["metadata"]["labels"]["vllm-fleet.io/pool"] == "l40s"
+    nc = caps["ec2nodeclass-l40s"].inputs["spec"]
+    assert nc["amiSelectorTerms"] == [{"alias": "al2023@latest"}]
+    assert nc["metadataOptions"] == {"httpEndpoint": "enabled", "httpTokens": "required", "httpPutResponseHopLimit": 1}
+    assert nc["associatePublicIPAddress"] is False and nc["blockDeviceMappings"][0]["ebs"]["encrypted"] is True
+    assert caps["pool-l40s-access"].inputs["type"] == "EC2_LINUX"
+    plan = make_plan("dev", project)
+    assert plan.schema_problems == [] and plan.mandatory == []
+
+
+def test_karpenter_pools_take_no_minimum(project: Path) -> None:
+    stack = project / "stacks" / "Pulumi.dev.yaml"
+    stack.write_text(stack.read_text().replace("      capacity_type: on-demand\n", "      capacity_type: on-demand\n      provisioner: karpenter\n", 1))
+    from fleet.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="a karpenter pool scales from zero on demand — remove min_size and desired_size"):
+        load("dev", project)

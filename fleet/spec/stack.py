@@ -77,6 +77,8 @@ class GpuPool(Strict):
     def _sizes(self) -> GpuPool:
         if (self.capacity_type == "capacity-block") != (self.capacity_reservation_id is not None):
             raise ValueError("capacity_type capacity-block and capacity_reservation_id go together — set both or neither")
+        if self.provisioner == "karpenter" and (self.min_size or self.desired_size):
+            raise ValueError("a karpenter pool scales from zero on demand — remove min_size and desired_size")
         if self.max_size < self.min_size:
             raise ValueError(f"max_size {self.max_size} is below min_size {self.min_size} — raise max_size or lower min_size")
         if self.desired_size is not None and not self.min_size <= self.desired_size <= self.max_size:

@@ -12,6 +12,13 @@ from policies.framework import has_key, num, plain, rule, stack_rule
 CLUSTER = ("aws:eks/cluster:Cluster",)
 NODEGROUP = ("aws:eks/nodeGroup:NodeGroup",)
 LAUNCH_TEMPLATE = ("aws:ec2/launchTemplate:LaunchTemplate",)
+NODE_CLASS = "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"
+NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
+
+
+def _spec_if_node_class(args: Any, props: Any) -> Any:
+    """EC2NodeClass keeps the launch settings under spec (metadataOptions, blockDeviceMappings, …)."""
+    return props.get("spec") or {} if args.resource_type == NODE_CLASS else props
 LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
 SUPPORTED_VERSIONS = ("1.31", "1.32", "1.33", "1.34", "1.35")
 NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly",
@@ -87,25 +94,30 @@ def rbac(props: Any, report: Any, args: Any) -> None:
 
 
 @rule("B1", "aws-ec2-launchtemplate-enable-imdsv2", "Instance metadata requires IMDSv2 tokens.", level="mandatory",
-      severity="high", remediation="Set metadataOptions.httpTokens: required.", sources=("BPG", "CKV_AWS_79"), kinds=LAUNCH_TEMPLATE)
+      severity="high", remediation="Set metadataOptions.httpTokens: required.", sources=("BPG", "CKV_AWS_79"),
+      kinds=(*LAUNCH_TEMPLATE, NODE_CLASS))
 def imdsv2(props: Any, report: Any, args: Any) -> None:
-    if (props.get("metadataOptions") or {}).get("httpTokens") != "required":
+    if (_spec_if_node_class(args, props).get("metadataOptions") or {}).get("httpTokens") != "required":
         report("metadataOptions.httpTokens is not required")
 
 
 @rule("B2", "aws-ec2-launchtemplate-configure-hop-limit", "Metadata hop limit is 1, so pods cannot reach node credentials.",
       level="mandatory", severity="high", remediation="Set metadataOptions.httpPutResponseHopLimit: 1 (2 only with an exemption).",
-      sources=("BPG", "CKV_AWS_341"), kinds=LAUNCH_TEMPLATE)
+      sources=("BPG", "CKV_AWS_341"), kinds=(*LAUNCH_TEMPLATE, NODE_CLASS))
 def hop_limit(props: Any, report: Any, args: Any) -> None:
-    hops = (props.get("metadataOptions") or {}).get("httpPutResponseHopLimit")
+    hops = (_spec_if_node_class(args, props).get("metadataOptions") or {}).get("httpPutResponseHopLimit")
     if hops is None or int(hops) > 1:
         report(f"metadataOptions.httpPutResponseHopLimit is {num(hops) if hops is not None else 'unset (defaults to 1 only for IMDSv2-only AMIs)'}")
 
 
 @rule("B3", "aws-ec2-launchtemplate-disallow-public-ip", "GPU nodes get no public IP.", level="mandatory", severity="high",
       remediation="Set associatePublicIpAddress false on every network interface and use private subnets.",
-      sources=("CIS 5.4.3",), kinds=LAUNCH_TEMPLATE)
+      sources=("CIS 5.4.3",), kinds=(*LAUNCH_TEMPLATE, NODE_CLASS))
 def public_ip(props: Any, report: Any, args: Any) -> None:
+    if args.resource_type == NODE_CLASS:
+        if (props.get("spec") or {}).get("associatePublicIPAddress") is not False:
+            report("spec.associatePublicIPAddress is not false (the subnet's default decides)")
+        return
     for i, nic in enumerate(props.get("networkInterfaces") or []):
         if str(nic.get("associatePublicIpAddress", "")).lower() == "true":
             report(f"networkInterfaces[{i}].associatePublicIpAddress is true")
@@ -121,9 +133,9 @@ def open_ssh(props: Any, report: Any, args: Any) -> None:
 
 @rule("B5", "aws-ec2-launchtemplate-enable-volume-encryption", "Root and data volumes are encrypted.", level="mandatory",
       severity="high", remediation="Set ebs.encrypted: true on every block device mapping.", sources=("CKV_AWS_8/189",),
-      kinds=LAUNCH_TEMPLATE)
+      kinds=(*LAUNCH_TEMPLATE, NODE_CLASS))
 def volume_encryption(props: Any, report: Any, args: Any) -> None:
-    for i, bdm in enumerate(props.get("blockDeviceMappings") or []):
+    for i, bdm in enumerate(_spec_if_node_class(args, props).get("blockDeviceMappings") or []):
         if str((bdm.get("ebs") or {}).get("encrypted", "")).lower() != "true":
             report(f"blockDeviceMappings[{i}] ({bdm.get('deviceName')}) is not encrypted")
 
@@ -156,11 +168,23 @@ def device_plugin_present(resources: Any, report: Any, args: Any) -> None:
 
 @rule("B7", "aws-eks-nodegroup-configure-gpu-taint", "GPU node groups carry the nvidia.com/gpu NoSchedule taint.",
       level="mandatory", severity="high", remediation="Add taint {key: nvidia.com/gpu, effect: NO_SCHEDULE}.",
-      sources=("BPG AI/ML",), kinds=NODEGROUP)
+      sources=("BPG AI/ML",), kinds=(*NODEGROUP, NODE_POOL))
 def gpu_taint(props: Any, report: Any, args: Any) -> None:
+    if args.resource_type == NODE_POOL:
+        template = ((props.get("spec") or {}).get("template") or {}).get("spec") or {}
+        if _pool_types(template) and not any(t.get("key") == "nvidia.com/gpu" and t.get("effect") == "NoSchedule"
+                                             for t in template.get("taints") or []):
+            report("GPU NodePool without the nvidia.com/gpu NoSchedule taint")
+        return
     if _gpu_types(props) and not any(t.get("key") == "nvidia.com/gpu" and t.get("effect") == "NO_SCHEDULE"
                                      for t in props.get("taints") or []):
         report("GPU node group without the nvidia.com/gpu NO_SCHEDULE taint")
+
+
+def _pool_types(template_spec: Any) -> list[str]:
+    catalog = gpu_instance_types()
+    return [str(v) for r in template_spec.get("requirements") or [] if r.get("key") == "node.kubernetes.io/instance-type"
+            and r.get("operator") == "In" for v in r.get("values") or [] if v in catalog]
 
 
 def _actions(doc: Any) -> list[str]:
@@ -197,10 +221,23 @@ def wildcard_actions(props: Any, report: Any, args: Any) -> None:
 
 @rule("B9", "aws-eks-nodegroup-configure-allowed-instances", "Instance types are within the stack's allow-list; no spot GPUs in "
       "prod unless allowed.", level="mandatory", severity="medium", remediation="Use allowed instance types; on-demand or "
-      "capacity blocks in prod.", sources=("cost control",), kinds=NODEGROUP)
+      "capacity blocks in prod.", sources=("cost control",), kinds=(*NODEGROUP, NODE_POOL))
 def allowed_instances(props: Any, report: Any, args: Any) -> None:
     config = args.get_config() or {}
     allowed = config.get("allowed_instance_types")
+    if args.resource_type == NODE_POOL:
+        template = ((props.get("spec") or {}).get("template") or {}).get("spec") or {}
+        types = [str(v) for r in template.get("requirements") or [] if r.get("key") == "node.kubernetes.io/instance-type"
+                 for v in r.get("values") or []]
+        capacity = [str(v) for r in template.get("requirements") or [] if r.get("key") == "karpenter.sh/capacity-type"
+                    for v in r.get("values") or []]
+        if allowed is not None and [t for t in types if t not in allowed]:
+            report(f"instance types outside the allow-list: {', '.join(t for t in types if t not in allowed)}")
+        if not types:
+            report("no node.kubernetes.io/instance-type requirement: Karpenter may launch any instance type")
+        if config.get("prod") and not config.get("allow_spot") and "spot" in capacity and _pool_types(template):
+            report("spot GPU capacity in a prod stack")
+        return
     if allowed is not None:
         outside = [t for t in props.get("instanceTypes") or [] if t not in allowed]
         if outside:

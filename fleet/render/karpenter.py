@@ -1,0 +1,68 @@
+"""A Karpenter alternative for a GPU pool: NodePool + EC2NodeClass (just-in-time GPU nodes, scale to zero)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fleet.catalog import gpu_instance
+from fleet.labels import GPU_TAINT_KEY, MANAGED_BY
+from fleet.render import Manifest, meta
+from fleet.spec.stack import GpuPool
+
+AMI_ALIASES = {"al2023": "al2023@latest", "bottlerocket": "bottlerocket@latest"}
+CAPACITY = {"on-demand": "on-demand", "spot": "spot", "capacity-block": "reserved"}
+ARCH = {"x86_64": "amd64", "arm64": "arm64"}
+# GPU nodes are slow and costly to start: keep an empty node ten minutes before giving it back.
+CONSOLIDATE_AFTER = "10m"
+
+
+def node_pool(pool: GpuPool, labels: dict[str, str]) -> Manifest:
+    inst = gpu_instance(pool.instance_types[0])
+    assert inst is not None
+    return {
+        "apiVersion": "karpenter.sh/v1", "kind": "NodePool",
+        "metadata": meta(pool.name, labels=dict(MANAGED_BY)),
+        "spec": {
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": pool.name},
+                    "taints": [{"key": GPU_TAINT_KEY, "value": "true", "effect": "NoSchedule"}],
+                    "requirements": [
+                        {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": list(pool.instance_types)},
+                        {"key": "karpenter.sh/capacity-type", "operator": "In", "values": [CAPACITY[pool.capacity_type]]},
+                        {"key": "kubernetes.io/arch", "operator": "In", "values": [ARCH[inst.architecture]]},
+                    ],
+                    "expireAfter": "720h",
+                },
+            },
+            # Only empty nodes are removed: a GPU node running a model is never consolidated away under it.
+            "disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": CONSOLIDATE_AFTER,
+                           "budgets": [{"nodes": "1"}]},
+            "limits": {"nvidia.com/gpu": str(pool.max_size * inst.gpus)},
+        },
+    }
+
+
+def node_class(pool: GpuPool, role: Any, security_group: Any, tags: dict[str, str]) -> Manifest:
+    inst = gpu_instance(pool.instance_types[0])
+    assert inst is not None
+    device = "/dev/xvdb" if pool.ami_family == "bottlerocket" else "/dev/xvda"
+    spec: dict[str, Any] = {
+        "amiSelectorTerms": [{"alias": AMI_ALIASES[pool.ami_family]}],
+        "role": role,
+        "subnetSelectorTerms": [{"id": s} for s in pool.subnet_ids],
+        "securityGroupSelectorTerms": [{"id": security_group}],
+        "associatePublicIPAddress": False,
+        "metadataOptions": {"httpEndpoint": "enabled", "httpTokens": "required", "httpPutResponseHopLimit": 1},
+        "blockDeviceMappings": [{"deviceName": device, "rootVolume": pool.ami_family != "bottlerocket", "ebs": {
+            "volumeSize": f"{pool.disk_gib}Gi", "volumeType": "gp3", "encrypted": True, "deleteOnTermination": True}}],
+        "tags": tags,
+    }
+    if pool.efa and inst.efa:
+        spec["networkInterfaces"] = [{"networkCardIndex": card, "deviceIndex": 0 if card == 0 else 1, "interfaceType": "efa"}
+                                     for card in range(inst.efa_interfaces)]
+    if pool.capacity_type == "capacity-block":
+        spec["capacityReservationSelectorTerms"] = [{"id": pool.capacity_reservation_id}]
+    return {"apiVersion": "karpenter.k8s.aws/v1", "kind": "EC2NodeClass", "metadata": meta(pool.name, labels=dict(MANAGED_BY)),
+            "spec": spec}
