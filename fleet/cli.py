@@ -29,14 +29,14 @@ def _parser() -> argparse.ArgumentParser:
 
     plan = sub.add_parser("plan", help="run the program under Pulumi's mocks, apply the policies, validate every manifest",
                           description="Show what `pulumi up --stack S` would create: resources per team and kind, "
-                                      "models, GPU totals and policy findings. Writes one YAML file per Kubernetes "
+                                      "models, GPUs, $/hour and pool headroom, and policy findings. Writes one YAML file per Kubernetes "
                                       "object plus plan.json when --out is given.")
     plan.add_argument("--stack", required=True, help="stack name: stacks/Pulumi.<stack>.yaml")
     plan.add_argument("--out", type=Path, default=None, help="write manifests/ and plan.json into this directory")
     plan.add_argument("--format", choices=("table", "json", "markdown"), default="table", help="report format (default table)")
     plan.add_argument("--no-policies", action="store_true", help="skip the policy pack (schema validation still runs)")
     plan.add_argument("--base", metavar="REF", help="compare with the plan of git REF (read with `git archive`; the working tree "
-                                                    "is not touched): resources added/changed/removed, GPU and finding deltas, and "
+                                                    "is not touched): resources added/changed/removed, GPU, $/hour and finding deltas, and "
                                                     "stateful resources an immutable change would replace (exit 1). Formats: "
                                                     "markdown (default with --base) or json")
 

@@ -21,6 +21,8 @@ from typing import Any
 from fleet.engine.mocks import SECRET_MASK
 
 GITHUB_COMMENT_LIMIT = 65536
+# Per-team figures the diff compares (plan JSON `teams[]`); a base planned by older code may lack some: they count as 0.
+TEAM_FIELDS = ("gpus_min", "gpus_max", "gpu_quota", "usd_per_hour_min", "usd_per_hour_max")
 STATEFUL = {
     "kubernetes:core/v1:PersistentVolumeClaim", "kubernetes:core/v1:PersistentVolume",
     "kubernetes:storage.k8s.io/v1:StorageClass", "aws:efs/fileSystem:FileSystem",
@@ -145,11 +147,10 @@ def compare(stack: str, ref: str, base: dict[str, Any] | None, head: dict[str, A
     gpu = []
     base_teams = {t["team"]: t for t in (base or {}).get("teams", [])}
     for t in head["teams"]:
-        bt = base_teams.pop(t["team"], {"gpus_min": 0, "gpus_max": 0, "gpu_quota": 0})
-        gpu.append({"team": t["team"], "gpus_min": (bt["gpus_min"], t["gpus_min"]), "gpus_max": (bt["gpus_max"], t["gpus_max"]),
-                    "gpu_quota": (bt["gpu_quota"], t["gpu_quota"])})
+        bt = base_teams.pop(t["team"], {})
+        gpu.append({"team": t["team"], **{f: (bt.get(f, 0), t.get(f, 0)) for f in TEAM_FIELDS}})
     for name, bt in base_teams.items():
-        gpu.append({"team": name, "gpus_min": (bt["gpus_min"], 0), "gpus_max": (bt["gpus_max"], 0), "gpu_quota": (bt["gpu_quota"], 0)})
+        gpu.append({"team": name, **{f: (bt.get(f, 0), 0) for f in TEAM_FIELDS}})
 
     def key(f: dict[str, Any]) -> tuple[str, str, str]:
         return (f["rule_id"], f["urn"], f["message"])
@@ -159,6 +160,15 @@ def compare(stack: str, ref: str, base: dict[str, Any] | None, head: dict[str, A
     return Diff(stack, ref, engine, added, removed, changed, gpu,
                 [head_f[k] for k in sorted(head_f.keys() - base_f.keys())], [base_f[k] for k in sorted(base_f.keys() - head_f.keys())],
                 len(head_f.keys() & base_f.keys()), replacements, head["summary"]["exit_code"])
+
+
+def _delta(before: float, after: float, money: bool = False) -> str:
+    show = (lambda v: f"${v:,.2f}") if money else str
+    if before == after:
+        return show(after)
+    sign = "+" if after > before else "−"
+    diff = f"${abs(after - before):,.2f}" if money else str(abs(after - before))
+    return f"{show(before)} → {show(after)} ({sign}{diff})"
 
 
 def _field_root(path: str, roots: tuple[str, ...]) -> str:
@@ -182,9 +192,9 @@ def markdown(d: Diff, head_secret_paths: dict[str, set[str]] | None = None) -> s
     if d.stateful_replacements:
         lines += ["**Stateful resources would be replaced or deleted (data loss):**", ""]
         lines += [f"- `{r}`" for r in d.stateful_replacements] + [""]
-    lines += ["| team | GPUs at min | GPUs at max | GPU quota |", "|---|---:|---:|---:|"]
+    lines += ["| team | GPUs at min | GPUs at max | GPU quota | $/h at min | $/h at max |", "|---|---:|---:|---:|---:|---:|"]
     for g in d.gpu:
-        cells = [f"{a} → {b}" if a != b else str(b) for a, b in (g["gpus_min"], g["gpus_max"], g["gpu_quota"])]
+        cells = [_delta(g[f][0], g[f][1], money=f.startswith("usd")) for f in TEAM_FIELDS]
         lines.append(f"| {g['team']} | " + " | ".join(cells) + " |")
     lines.append("")
     if d.findings_new:

@@ -9,6 +9,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from fleet.cost import estimate
 from fleet.plan import Plan
 
 PLATFORM = "(platform)"
@@ -33,12 +34,8 @@ def document(plan: Plan) -> dict[str, Any]:
         resources.append({"urn": c.urn, "type": c.type, "name": c.name, "team": plan.teams_by_urn.get(c.urn),
                           "kind": _kind(c), "namespace": md.get("namespace"), "protect": c.protect,
                           "retain_on_delete": c.retain_on_delete, "inputs": c.inputs})
-    teams = []
-    for t in spec.teams:
-        teams.append({"team": t.name, "namespace": t.namespace, "gpu_quota": t.gpu_quota,
-                      "gpus_min": sum(m.min_replicas * m.gpus_per_replica for m in t.models),
-                      "gpus_max": sum(m.max_replicas * m.gpus_per_replica for m in t.models),
-                      "models": len(t.models)})
+    cost = estimate(spec)
+    teams = cost["teams"]
     models = [{"team": m.team, "model": m.name, "hf_id": m.spec.model, "pool": m.pool.name,
                "instance_type": m.instance.instance_type, "gpu": m.instance.gpu_model,
                "tensor_parallel_size": m.spec.tensor_parallel_size or 1,
@@ -58,11 +55,13 @@ def document(plan: Plan) -> dict[str, Any]:
         "schema_problems": [{"urn": urn, "kind": p.kind, "name": p.name, "path": p.path, "message": p.message}
                             for urn, p in plan.schema_problems],
         "unknown_at_preview": plan.unknown_fields,
-        "teams": teams, "models": models,
+        "teams": teams, "models": models, "pools": cost["pools"], "spare_gpus": cost["spare_gpus"],
+        "cost_warnings": cost["warnings"],
         "summary": {
             "resources": len(plan.resources), "kubernetes_objects": len(plan.kubernetes_objects()),
             "teams": len(spec.teams), "models": len(spec.models),
-            "gpus_min": sum(t["gpus_min"] for t in teams), "gpus_max": sum(t["gpus_max"] for t in teams),
+            "gpus_min": cost["total"]["gpus_min"], "gpus_max": cost["total"]["gpus_max"],
+            "usd_per_hour_min": cost["total"]["usd_per_hour_min"], "usd_per_hour_max": cost["total"]["usd_per_hour_max"],
             "mandatory_findings": mandatory, "advisory_findings": advisory,
             "invalid_manifests": len({urn for urn, _ in plan.schema_problems}),
             "exit_code": plan.exit_code,
@@ -73,6 +72,16 @@ def document(plan: Plan) -> dict[str, Any]:
 def _resource_rows(doc: dict[str, Any]) -> list[tuple[str, str, int]]:
     counts = Counter((r["team"] or PLATFORM, r["kind"]) for r in doc["resources"] if "(component)" not in r["kind"])
     return sorted(((team, kind, n) for (team, kind), n in counts.items()), key=lambda r: (r[0] != PLATFORM, r[0], r[1]))
+
+
+def _usd(value: float) -> str:
+    return f"${value:,.2f}"
+
+
+def _team_cells(t: dict[str, Any]) -> list[str]:
+    unpriced = f" (+{len(t['unpriced_models'])} unpriced)" if t["unpriced_models"] else ""
+    return [t["team"], str(t["models"]), f"{t['gpus_min']}-{t['gpus_max']}", str(t["gpu_quota"]), str(t["quota_left_at_max"]),
+            f"{t['nodes_min']}-{t['nodes_max']}", _usd(t["usd_per_hour_min"]) + unpriced, _usd(t["usd_per_hour_max"]) + unpriced]
 
 
 def print_table(doc: dict[str, Any], console: Console) -> None:
@@ -106,14 +115,22 @@ def print_table(doc: dict[str, Any], console: Console) -> None:
                        f"{sz['kv_cache_tokens']:,}", f"{sz['max_model_len']:,}", f"{sz['max_concurrency']:.1f}",
                        "yes" if sz["fits"] else "NO")
     console.print(sizing)
-    gpus = Table(title="GPUs", box=box.SIMPLE_HEAD)
-    for col in ("team", "models", "GPUs at min", "GPUs at max", "quota"):
+    gpus = Table(title=f"GPUs and cost per hour ({doc['region']})", box=box.SIMPLE_HEAD)
+    for col in ("team", "models", "GPUs min-max", "quota", "quota left at max", "nodes min-max", "$/h at min", "$/h at max"):
         gpus.add_column(col, justify="left" if col == "team" else "right")
     for t in doc["teams"]:
-        gpus.add_row(t["team"], str(t["models"]), str(t["gpus_min"]), str(t["gpus_max"]), str(t["gpu_quota"]))
-    gpus.add_row("total", str(s["models"]), str(s["gpus_min"]), str(s["gpus_max"]),
-                 str(sum(t["gpu_quota"] for t in doc["teams"])), style="bold")
+        gpus.add_row(*_team_cells(t))
+    gpus.add_row("total", str(s["models"]), f"{s['gpus_min']}-{s['gpus_max']}", str(sum(t["gpu_quota"] for t in doc["teams"])),
+                 "", "", _usd(s["usd_per_hour_min"]), _usd(s["usd_per_hour_max"]), style="bold")
     console.print(gpus)
+    pools = Table(title=f"Pool headroom (spare GPUs kept for rollouts: {doc['spare_gpus']})", box=box.SIMPLE_HEAD)
+    for col in ("pool", "capacity", "GPUs at max size", "GPUs at max replicas", "headroom"):
+        pools.add_column(col, justify="left" if col in ("pool", "capacity") else "right")
+    for p in doc["pools"]:
+        pools.add_row(p["pool"], p["capacity_type"], str(p["gpu_capacity"]), str(p["gpus_at_max"]), str(p["headroom"]))
+    console.print(pools)
+    for w in doc["cost_warnings"]:
+        console.print(f"[yellow]cost warning[/yellow] {w}")
     if doc["findings"]:
         ft = Table(title="Policy findings", box=box.SIMPLE_HEAD)
         for col in ("rule", "level", "resource", "message"):
@@ -134,11 +151,13 @@ def markdown(doc: dict[str, Any]) -> str:
     icon = "✅" if s["exit_code"] == 0 else "❌"
     lines = [f"### {icon} vllm-fleet plan `{doc['stack']}`", "",
              f"{s['resources']} resources, {s['models']} models, GPUs {s['gpus_min']}–{s['gpus_max']}, "
+             f"{_usd(s['usd_per_hour_min'])}–{_usd(s['usd_per_hour_max'])}/h in {doc['region']}, "
              f"{s['mandatory_findings']} mandatory / {s['advisory_findings']} advisory findings, "
              f"{s['invalid_manifests']} invalid manifests.", "",
-             "| team | models | GPUs at min | GPUs at max | quota |", "|---|---:|---:|---:|---:|"]
-    for t in doc["teams"]:
-        lines.append(f"| {t['team']} | {t['models']} | {t['gpus_min']} | {t['gpus_max']} | {t['gpu_quota']} |")
+             "| team | models | GPUs min-max | quota | quota left at max | nodes min-max | $/h at min | $/h at max |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += ["| " + " | ".join(_team_cells(t)) + " |" for t in doc["teams"]]
+    lines += [f"- cost warning: {w}" for w in doc["cost_warnings"]]
     if doc["findings"]:
         lines += ["", "<details><summary>Policy findings</summary>", "", "| rule | level | resource | message |",
                   "|---|---|---|---|"]

@@ -44,6 +44,18 @@ def test_a_team_file_change_shows_gpu_and_field_deltas_and_leaves_the_tree_alone
     assert subprocess.run(["git", "-C", str(repo), "status", "--porcelain"], capture_output=True, text=True).stdout == status_before
 
 
+def test_fewer_max_replicas_show_gpu_and_cost_deltas(repo: Path, capsys) -> None:
+    team = repo / "stacks" / "teams" / "search.yaml"
+    team.write_text(team.read_text().replace("max_replicas: 6", "max_replicas: 4"))
+    code, doc = run_json(repo, "prod", capsys)
+    assert code == 0
+    search = next(g for g in doc["gpu"] if g["team"] == "search")
+    # qwen-3b runs one L4 per pod on g6.2xlarge ($0.9776/h on demand in us-east-1): 6 -> 4 nodes at max
+    assert search["gpus_max"] == [8, 6] and search["usd_per_hour_max"] == [7.82, 5.87]
+    assert search["usd_per_hour_min"][0] == search["usd_per_hour_min"][1]
+    assert diff._delta(7.82, 5.87, money=True) == "$7.82 → $5.87 (−$1.95)" and diff._delta(2, 2) == "2"
+
+
 def test_a_storage_class_change_to_the_cache_claim_exits_1_naming_the_field(repo: Path, capsys, monkeypatch) -> None:
     import fleet.render.cache as cache
 
@@ -72,7 +84,7 @@ def test_markdown_fits_a_comment_and_masks_secrets(repo: Path, capsys) -> None:
     assert diff.run(repo, "dev", "HEAD", "markdown") == 0
     md = capsys.readouterr().out
     assert md.startswith("### ✅ vllm-fleet plan `dev` vs `HEAD`")
-    assert "| assistant | 1 | 1 | 1 → 2 |" in md and len(md) < diff.GITHUB_COMMENT_LIMIT
+    assert "| assistant | 1 | 1 | 1 → 2 (+1) | $1.86 | $1.86 |" in md and len(md) < diff.GITHUB_COMMENT_LIMIT
     change = diff.Change("urn:x::secret-team-a-key", "kubernetes:core/v1:Secret", [("stringData.value", "old-key", "new-key")])
     masked = diff.markdown(diff.Diff("dev", "HEAD", "base code", [], [], [change], [], [], [], 0, [], 0),
                            {"urn:x::secret-team-a-key": {"stringData"}})

@@ -55,7 +55,7 @@ def test_markdown_and_table_formats(capsys) -> None:
     assert main(["--root", str(ROOT), "plan", "--stack", "dev", "--format", "markdown"]) == 0
     md = capsys.readouterr().out
     assert md.startswith("### ✅ vllm-fleet plan `dev`")
-    assert "| search | 2 | 2 | 2 | 2 |" in md
+    assert "| search | 2 | 2-2 | 2 | 0 | 2-2 | $3.72 | $3.72 |" in md and "$5.58–$5.58/h in us-west-2" in md
     assert main(["--root", str(ROOT), "plan", "--stack", "dev"]) == 0
     table = capsys.readouterr().out
     assert "search/bge-m3" in table and "clean" in table.splitlines()[-1]

@@ -43,3 +43,29 @@ def gpu_instance_types() -> dict[str, InstanceType]:
 
 def gpu_instance(name: str) -> InstanceType | None:
     return gpu_instance_types().get(name)
+
+
+@dataclass(frozen=True)
+class Price:
+    """Hourly USD price of one instance type in one region (fleet/catalog/prices.yaml)."""
+
+    instance_type: str
+    region: str
+    on_demand: float
+    spot: float | None
+    source: str
+    as_of: str
+
+
+@lru_cache(maxsize=1)
+def prices() -> dict[tuple[str, str], Price]:
+    with open(CATALOG_DIR / "prices.yaml", encoding="utf-8") as fh:
+        rows = yaml.safe_load(fh)["prices"]
+    table: dict[tuple[str, str], Price] = {}
+    for row in rows:
+        price = Price(**row)
+        key = (price.instance_type, price.region)
+        if key in table:
+            raise ValueError(f"fleet/catalog/prices.yaml: {key[0]} in {key[1]} is listed twice — keep one row")
+        table[key] = price
+    return table

@@ -233,6 +233,8 @@ class StackConfig(Strict):
     vllm: VllmImage = Field(alias="vllm-fleet:vllm")
     spare_gpus: int = Field(0, ge=0, alias="vllm-fleet:spare_gpus", description="Spare GPUs kept for rolling updates. A rollout surges only when surge × "
                                                                                 "GPUs per pod fits here (policy G4).")
+    price_max_age_days: int = Field(90, ge=1, alias="vllm-fleet:price_max_age_days",
+                                    description="`plan` warns when a price it uses (fleet/catalog/prices.yaml) is older than this many days.")
     gateway: Gateway = Field(default_factory=Gateway, alias="vllm-fleet:gateway")  # type: ignore[arg-type]
     policy: Policy = Field(default_factory=Policy, alias="vllm-fleet:policy")  # type: ignore[arg-type]
     secrets: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9\-]*$")], Secure] = Field(

@@ -1,0 +1,98 @@
+"""GPU, node and $/hour estimates per team and stack, from the resolved spec and the price catalog.
+
+Nodes are counted per model: a pod takes `gpus_per_pod` GPUs of a node with `instance.gpus` GPUs, so
+`gpus // gpus_per_pod` pods share a node and a replica spans `nodes_per_replica` nodes. Models do not share nodes
+in the estimate, so several small models on one pool are priced as an upper bound. The pool's capacity type picks
+the rate: on-demand or spot from fleet/catalog/prices.yaml; capacity-block pools stay unpriced (reserved ahead).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from fleet.catalog import Price, gpu_instance, prices
+from fleet.spec.loader import FleetSpec, ResolvedModel
+
+
+def nodes_for(model: ResolvedModel, replicas: int) -> int:
+    pods = replicas * model.nodes_per_replica
+    per_node = max(1, model.instance.gpus // model.gpus_per_pod)
+    return math.ceil(pods / per_node)
+
+
+@dataclass(frozen=True)
+class Rate:
+    usd_per_hour: float | None
+    price: Price | None
+    note: str | None          # why there is no rate, when there is none
+
+
+def hourly_rate(model: ResolvedModel, region: str) -> Rate:
+    capacity = model.pool.capacity_type
+    if capacity == "capacity-block":
+        return Rate(None, None, f"pool {model.pool.name} uses a capacity block, priced at reservation")
+    price = prices().get((model.instance.instance_type, region))
+    if price is None:
+        return Rate(None, None, f"no price for {model.instance.instance_type} in {region} in fleet/catalog/prices.yaml")
+    rate = price.on_demand if capacity == "on-demand" else price.spot
+    if rate is None:
+        return Rate(None, price, f"no spot price for {model.instance.instance_type} in {region} in fleet/catalog/prices.yaml")
+    return Rate(rate, price, None)
+
+
+def estimate(spec: FleetSpec, today: dt.date | None = None) -> dict[str, Any]:
+    """Per-team and stack totals: GPUs, nodes and $/hour at min and max replicas, quota use, warnings."""
+    today = today or dt.date.today()
+    region = spec.config.region
+    warnings: list[str] = []
+    stale: set[tuple[str, str]] = set()
+    teams = []
+    for team in spec.teams:
+        row: dict[str, Any] = {"team": team.name, "gpu_quota": team.gpu_quota, "models": len(team.models),
+                               "gpus_min": 0, "gpus_max": 0, "nodes_min": 0, "nodes_max": 0,
+                               "usd_per_hour_min": 0.0, "usd_per_hour_max": 0.0, "unpriced_models": []}
+        for m in team.models:
+            row["gpus_min"] += m.min_replicas * m.gpus_per_replica
+            row["gpus_max"] += m.max_replicas * m.gpus_per_replica
+            nodes_min, nodes_max = nodes_for(m, m.min_replicas), nodes_for(m, m.max_replicas)
+            row["nodes_min"] += nodes_min
+            row["nodes_max"] += nodes_max
+            rate = hourly_rate(m, region)
+            if rate.usd_per_hour is None:
+                row["unpriced_models"].append(m.name)
+                warnings.append(f"{team.name}/{m.name}: unpriced — {rate.note}")
+            else:
+                row["usd_per_hour_min"] += nodes_min * rate.usd_per_hour
+                row["usd_per_hour_max"] += nodes_max * rate.usd_per_hour
+            if rate.price is not None and (rate.price.instance_type, region) not in stale:
+                age = (today - dt.date.fromisoformat(rate.price.as_of)).days
+                if age > spec.config.price_max_age_days:
+                    stale.add((rate.price.instance_type, region))
+                    warnings.append(f"price of {rate.price.instance_type} in {region} is {age} days old (as of "
+                                    f"{rate.price.as_of}, limit {spec.config.price_max_age_days}) — refresh "
+                                    "fleet/catalog/prices.yaml")
+        row["usd_per_hour_min"] = round(row["usd_per_hour_min"], 2)
+        row["usd_per_hour_max"] = round(row["usd_per_hour_max"], 2)
+        row["quota_left_at_max"] = team.gpu_quota - row["gpus_max"]
+        teams.append(row)
+    total = {k: sum(t[k] for t in teams) for k in ("gpus_min", "gpus_max", "nodes_min", "nodes_max", "gpu_quota")}
+    total["usd_per_hour_min"] = round(sum(t["usd_per_hour_min"] for t in teams), 2)
+    total["usd_per_hour_max"] = round(sum(t["usd_per_hour_max"] for t in teams), 2)
+    return {"teams": teams, "total": total, "spare_gpus": spec.config.spare_gpus, "warnings": warnings,
+            "pools": _pools(spec)}
+
+
+def _pools(spec: FleetSpec) -> list[dict[str, Any]]:
+    """Per pool: GPU capacity at max size, GPUs the models need at max replicas, and what is left for rollouts."""
+    out = []
+    for pool in spec.config.gpu_pools:
+        used = sum(m.max_replicas * m.gpus_per_replica for m in spec.models if m.pool.name == pool.name)
+        instance = gpu_instance(pool.instance_types[0])
+        assert instance is not None  # the loader refuses instance types missing from the catalog
+        capacity = pool.max_size * instance.gpus
+        out.append({"pool": pool.name, "capacity_type": pool.capacity_type, "gpu_capacity": capacity,
+                    "gpus_at_max": used, "headroom": capacity - used})
+    return out
