@@ -29,6 +29,8 @@ def test_the_price_catalog_covers_three_regions_with_dated_sourced_rows() -> Non
         assert itype in gpu_instance_types(), f"{itype} is not in fleet/catalog/gpus.yaml"
         assert p.on_demand > 0 and (p.spot is None or 0 < p.spot <= p.on_demand), (itype, region)
         assert p.source and dt.date.fromisoformat(p.as_of)
+    # every catalog type is priced somewhere, except the one the source gives no on-demand price for
+    assert set(gpu_instance_types()) - {itype for itype, _ in table} == {"p5e.48xlarge"}
 
 
 def test_pods_pack_onto_nodes_by_gpus_per_node_and_multi_node_replicas_take_whole_nodes(prod: FleetSpec) -> None:
