@@ -17,6 +17,11 @@ from fleet.catalog import Price, gpu_instance, prices
 from fleet.spec.loader import FleetSpec, ResolvedModel
 
 
+def usd(value: float) -> str:
+    """Dollar figures as plan and diff print them: `$1,234.56`."""
+    return f"${value:,.2f}"
+
+
 def nodes_for(model: ResolvedModel, replicas: int) -> int:
     pods = replicas * model.nodes_per_replica
     per_node = max(1, model.instance.gpus // model.gpus_per_pod)

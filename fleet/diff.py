@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fleet.cost import usd
 from fleet.engine.mocks import SECRET_MASK
 
 GITHUB_COMMENT_LIMIT = 65536
@@ -163,12 +164,11 @@ def compare(stack: str, ref: str, base: dict[str, Any] | None, head: dict[str, A
 
 
 def _delta(before: float, after: float, money: bool = False) -> str:
-    show = (lambda v: f"${v:,.2f}") if money else str
+    show = usd if money else str
     if before == after:
         return show(after)
     sign = "+" if after > before else "−"
-    diff = f"${abs(after - before):,.2f}" if money else str(abs(after - before))
-    return f"{show(before)} → {show(after)} ({sign}{diff})"
+    return f"{show(before)} → {show(after)} ({sign}{show(abs(after - before))})"
 
 
 def _field_root(path: str, roots: tuple[str, ...]) -> str:

@@ -9,7 +9,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from fleet.cost import estimate
+from fleet.cost import estimate, usd
 from fleet.plan import Plan
 
 PLATFORM = "(platform)"
@@ -60,7 +60,7 @@ def document(plan: Plan) -> dict[str, Any]:
         "summary": {
             "resources": len(plan.resources), "kubernetes_objects": len(plan.kubernetes_objects()),
             "teams": len(spec.teams), "models": len(spec.models),
-            "gpus_min": cost["total"]["gpus_min"], "gpus_max": cost["total"]["gpus_max"],
+            "gpus_min": cost["total"]["gpus_min"], "gpus_max": cost["total"]["gpus_max"], "gpu_quota": cost["total"]["gpu_quota"],
             "usd_per_hour_min": cost["total"]["usd_per_hour_min"], "usd_per_hour_max": cost["total"]["usd_per_hour_max"],
             "mandatory_findings": mandatory, "advisory_findings": advisory,
             "invalid_manifests": len({urn for urn, _ in plan.schema_problems}),
@@ -74,14 +74,10 @@ def _resource_rows(doc: dict[str, Any]) -> list[tuple[str, str, int]]:
     return sorted(((team, kind, n) for (team, kind), n in counts.items()), key=lambda r: (r[0] != PLATFORM, r[0], r[1]))
 
 
-def _usd(value: float) -> str:
-    return f"${value:,.2f}"
-
-
 def _team_cells(t: dict[str, Any]) -> list[str]:
     unpriced = f" (+{len(t['unpriced_models'])} unpriced)" if t["unpriced_models"] else ""
     return [t["team"], str(t["models"]), f"{t['gpus_min']}-{t['gpus_max']}", str(t["gpu_quota"]), str(t["quota_left_at_max"]),
-            f"{t['nodes_min']}-{t['nodes_max']}", _usd(t["usd_per_hour_min"]) + unpriced, _usd(t["usd_per_hour_max"]) + unpriced]
+            f"{t['nodes_min']}-{t['nodes_max']}", usd(t["usd_per_hour_min"]) + unpriced, usd(t["usd_per_hour_max"]) + unpriced]
 
 
 def print_table(doc: dict[str, Any], console: Console) -> None:
@@ -120,8 +116,8 @@ def print_table(doc: dict[str, Any], console: Console) -> None:
         gpus.add_column(col, justify="left" if col == "team" else "right")
     for t in doc["teams"]:
         gpus.add_row(*_team_cells(t))
-    gpus.add_row("total", str(s["models"]), f"{s['gpus_min']}-{s['gpus_max']}", str(sum(t["gpu_quota"] for t in doc["teams"])),
-                 "", "", _usd(s["usd_per_hour_min"]), _usd(s["usd_per_hour_max"]), style="bold")
+    gpus.add_row("total", str(s["models"]), f"{s['gpus_min']}-{s['gpus_max']}", str(s["gpu_quota"]),
+                 "", "", usd(s["usd_per_hour_min"]), usd(s["usd_per_hour_max"]), style="bold")
     console.print(gpus)
     pools = Table(title=f"Pool headroom (spare GPUs kept for rollouts: {doc['spare_gpus']})", box=box.SIMPLE_HEAD)
     for col in ("pool", "capacity", "GPUs at max size", "GPUs at max replicas", "headroom"):
@@ -151,7 +147,7 @@ def markdown(doc: dict[str, Any]) -> str:
     icon = "✅" if s["exit_code"] == 0 else "❌"
     lines = [f"### {icon} vllm-fleet plan `{doc['stack']}`", "",
              f"{s['resources']} resources, {s['models']} models, GPUs {s['gpus_min']}–{s['gpus_max']}, "
-             f"{_usd(s['usd_per_hour_min'])}–{_usd(s['usd_per_hour_max'])}/h in {doc['region']}, "
+             f"{usd(s['usd_per_hour_min'])}–{usd(s['usd_per_hour_max'])}/h in {doc['region']}, "
              f"{s['mandatory_findings']} mandatory / {s['advisory_findings']} advisory findings, "
              f"{s['invalid_manifests']} invalid manifests.", "",
              "| team | models | GPUs min-max | quota | quota left at max | nodes min-max | $/h at min | $/h at max |",
