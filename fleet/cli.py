@@ -160,7 +160,7 @@ def cmd_size(args: argparse.Namespace, root: Path) -> int:
             return EXIT_CONFIG
         arch = Arch(id=f"{args.params_b}B", params_b=args.params_b, layers=args.layers, kv_heads=args.kv_heads,
                     head_dim=args.head_dim, hidden_size=args.hidden_size, vocab_size=args.vocab_size)
-    gpus_per_node = 8
+    gpus_per_node, gpu_model = 8, None
     if args.gpu:
         catalog = gpu_instance_types()
         inst = catalog.get(args.gpu) or next((i for i in catalog.values() if i.gpu_model.lower() == args.gpu.lower()), None)
@@ -168,14 +168,14 @@ def cmd_size(args: argparse.Namespace, root: Path) -> int:
             models = sorted({i.gpu_model for i in catalog.values()})
             print(f"--gpu {args.gpu}: not a GPU model ({', '.join(models)}) or instance type of the catalog", file=sys.stderr)
             return EXIT_CONFIG
-        memory, gpus_per_node = inst.gpu_usable_memory_gib, inst.gpus
+        memory, gpus_per_node, gpu_model = inst.gpu_usable_memory_gib, inst.gpus, inst.gpu_model
     else:
         memory = args.gpu_memory_gib
     result = size(arch, Settings(
         gpu_memory_gib=memory, gpus_per_node=gpus_per_node, tensor_parallel_size=args.tp, pipeline_parallel_size=args.pp,
         max_model_len=args.max_model_len, gpu_memory_utilization=args.gpu_memory_utilization, dtype=args.dtype,
         quantization=args.quantization, kv_cache_dtype=args.kv_cache_dtype,
-        max_num_batched_tokens=args.max_num_batched_tokens, max_num_seqs=args.max_num_seqs))
+        max_num_batched_tokens=args.max_num_batched_tokens, max_num_seqs=args.max_num_seqs, gpu_model=gpu_model))
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
     else:

@@ -2,8 +2,9 @@
 
 Per GPU, as vLLM's worker computes it at startup:
     budget    = usable GPU memory × gpu_memory_utilization
-    kv_cache  = budget − weights/(TP·PP) − peak activation (profiled at max_num_batched_tokens)
-                − non-torch memory (CUDA context, NCCL) − CUDA graph memory
+    kv_cache  = budget − weights/(TP·PP) − peak activation (the larger of a max_num_batched_tokens forward
+                pass and sampling max_num_seqs dummy requests) − non-torch memory (CUDA context, NCCL)
+                − CUDA graph memory (estimated in the budget since vLLM 0.21)
     kv tokens = kv_cache / (2 · layers_on_this_stage · max(1, kv_heads/TP) · head_dim · bytes(kv dtype)),
                 rounded down to whole 16-token blocks
 and the server refuses to start when one `max_model_len` sequence does not fit in kv tokens.
@@ -31,12 +32,25 @@ DTYPE_BYTES = {"auto": 2.0, "bfloat16": 2.0, "float16": 2.0, "half": 2.0, "float
 # Bytes per parameter of the quantized linear layers (embeddings and lm_head stay in 16-bit);
 # the small extra covers scales and zero points.
 QUANT_BYTES = {"fp8": 1.02, "modelopt": 1.02, "compressed-tensors": 1.02, "awq": 0.53, "awq_marlin": 0.53,
-               "gptq": 0.53, "gptq_marlin": 0.53, "bitsandbytes": 0.55, "mxfp4": 0.53}
+               "gptq": 0.53, "gptq_marlin": 0.53, "bitsandbytes": 0.55,
+               # MXFP4 is 4.25 bits; vLLM's MoE kernels pad gpt-oss's 2880-wide expert dims to 3072 (× 1.067),
+               # which the loaded weights of gpt-oss-20b/120b on H100 show (13.47 and 64.38 GiB).
+               "mxfp4": 0.565}
 KV_BYTES = {"auto": None, "fp8": 1.0, "fp8_e4m3": 1.0, "fp8_e5m2": 1.0}
 NON_TORCH_GIB = {1: 0.3}          # CUDA context and allocator slack; more with NCCL buffers
 NON_TORCH_TP_GIB = 0.6
 CUDA_GRAPH_GIB = 0.5              # V1 captures CUDA graphs for decode batch sizes (none with enforce_eager)
 LARGE_GPU_GIB = 70                # vLLM's defaults for the OpenAI server differ above this (arg_utils)
+HUGE_GPU_GIB = 160                # ... and again above this (B200 class)
+# The profiling run samples one token for each of max_num_seqs dummy requests over the whole vocabulary
+# (top-k/top-p, so sort buffers and probabilities besides the fp32 logits): bytes per (request × vocab entry).
+# V1: 38.5, fitted to the activation peaks vLLM 0.11 printed on H100 for Llama-3.1-8B, Llama-3.3-70B,
+# Qwen3-0.6B/32B and gpt-oss-20b/120b (4.76–7.38 GiB, within 3 %; llm-d/llm-d-benchmark, see calibration.yaml).
+# V0 kept only the fp32 logits.
+SAMPLER_BYTES_PER_LOGIT = {"v0": 4.0, "v1-early": 38.5, "current": 38.5}
+# How vLLM's startup profile budgets memory: "current" (V1, 0.21 and later) also reserves the CUDA graphs it
+# will capture; "v1-early" (V1 before 0.21) and "v0" captured them after sizing the KV cache.
+ENGINE_PROFILES = tuple(SAMPLER_BYTES_PER_LOGIT)
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,7 @@ class Arch:
     sliding_window: int | None = None
     sliding_window_layers: int = 0
     kv_lora_rank: int | None = None
+    unquantized_params_b: float | None = None   # what a quantized checkpoint keeps 16-bit (default: embeddings)
     qk_rope_head_dim: int | None = None
     source: str = ""
 
@@ -114,6 +129,8 @@ class Settings:
     max_num_batched_tokens: int | None = None
     max_num_seqs: int | None = None
     enforce_eager: bool = False
+    gpu_model: str | None = None          # vLLM picks smaller batch defaults on A100 whatever its memory
+    engine_profile: str = "current"       # one of ENGINE_PROFILES; only calibration uses the older ones
 
 
 @dataclass
@@ -151,9 +168,11 @@ def weight_bytes_per_param(arch: Arch, s: Settings) -> float:
 
 
 def weights_gib_per_gpu(arch: Arch, s: Settings) -> float:
-    """Quantization applies to the linear layers; embeddings and lm_head stay 16-bit."""
+    """Quantization applies to the linear layers; embeddings and lm_head stay 16-bit (and whatever else the
+    catalog says a natively quantized checkpoint keeps 16-bit, like gpt-oss's attention)."""
     per_param = weight_bytes_per_param(arch, s)
-    embed = min(arch.embedding_params_b, arch.params_b * 0.5)
+    embed = arch.unquantized_params_b if arch.unquantized_params_b is not None and per_param < 2 else (
+        min(arch.embedding_params_b, arch.params_b * 0.5))
     total = (arch.params_b - embed) * 1e9 * per_param + embed * 1e9 * (2.0 if per_param < 2 else per_param)
     return total / GIB / (s.tensor_parallel_size * s.pipeline_parallel_size)
 
@@ -173,26 +192,30 @@ def kv_bytes_per_token(arch: Arch, s: Settings) -> int:
 
 
 def default_batched_tokens(s: Settings) -> tuple[int, int]:
-    """vLLM's OpenAI-server defaults (arg_utils): larger batches on ≥70 GiB GPUs."""
-    large = s.gpu_memory_gib >= LARGE_GPU_GIB
-    tokens = s.max_num_batched_tokens or (8192 if large else 2048)
-    seqs = s.max_num_seqs or (1024 if large else 256)
-    return tokens, seqs
+    """vLLM's OpenAI-server defaults (EngineArgs): 16384/1024 from 160 GiB, 8192/1024 from 70 GiB except on
+    A100 (whose throughput drops with large batches), 2048/256 below."""
+    if s.gpu_memory_gib >= HUGE_GPU_GIB:
+        tokens, seqs = 16384, 1024
+    elif s.gpu_memory_gib >= LARGE_GPU_GIB and "a100" not in (s.gpu_model or "").lower():
+        tokens, seqs = 8192, 1024
+    else:
+        tokens, seqs = 2048, 256
+    return s.max_num_batched_tokens or tokens, s.max_num_seqs or seqs
 
 
 def activation_gib(arch: Arch, s: Settings) -> float:
-    """Peak activation of the profiling run: one batch of max_num_batched_tokens through a layer
-    (attention projections and the MLP's gate/up/down intermediates, split by TP) plus the logits of
-    max_num_seqs sampled rows in fp32."""
+    """Peak activation of the profiling run, the larger of its two steps: one batch of
+    max_num_batched_tokens through a layer (attention projections and the MLP's gate/up/down
+    intermediates, split by TP), then sampling for max_num_seqs dummy requests over the full vocabulary
+    (the logits are gathered on every rank, so TP does not split them; pooling models skip it)."""
     tokens, seqs = default_batched_tokens(s)
     hidden = arch.hidden_size or 4096
     inter = arch.intermediate_size or 4 * hidden
-    if arch.family == "moe" and arch.active_params_b:
-        inter = inter  # the dense shape of one routed expert set is what a token touches
     tp = s.tensor_parallel_size
     per_token = 2 * (3 * inter / tp + 4 * hidden)           # 16-bit activations
-    logits = seqs * (arch.vocab_size or 32000) * 4 / tp
-    return (tokens * per_token + logits) / GIB
+    forward = tokens * per_token
+    sampler = 0.0 if arch.family == "encoder" else seqs * (arch.vocab_size or 32000) * SAMPLER_BYTES_PER_LOGIT[s.engine_profile]
+    return max(forward, sampler) / GIB
 
 
 def size(arch: Arch, s: Settings, *, explain: bool = True) -> Sizing:
@@ -201,7 +224,7 @@ def size(arch: Arch, s: Settings, *, explain: bool = True) -> Sizing:
     weights = weights_gib_per_gpu(arch, s)
     act = activation_gib(arch, s)
     non_torch = NON_TORCH_GIB.get(s.tensor_parallel_size * s.pipeline_parallel_size, NON_TORCH_TP_GIB)
-    graphs = 0.0 if s.enforce_eager else CUDA_GRAPH_GIB
+    graphs = 0.0 if s.enforce_eager or s.engine_profile != "current" else CUDA_GRAPH_GIB
     kv_gib = budget - weights - act - non_torch - graphs
     per_token = kv_bytes_per_token(arch, s)
     max_len = s.max_model_len or arch.max_context or 4096

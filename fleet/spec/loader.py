@@ -347,7 +347,7 @@ def _model_checks(stack: str, cfg: StackConfig, team: Team, spec: ModelSpec, src
         if arch_issue:
             issue("config_json", arch_issue)
         elif arch is not None:
-            sizing = size(arch, settings_for(spec, inst.gpu_usable_memory_gib, inst.gpus))
+            sizing = size(arch, settings_for(spec, inst.gpu_usable_memory_gib, inst.gpus, inst.gpu_model))
             if not sizing.fits:
                 field_name = "max_model_len" if spec.max_model_len is not None else "tensor_parallel_size"
                 placement = f"{per_replica}× {inst.gpu_model} ({pool.name}: {inst.instance_type})"
@@ -379,7 +379,7 @@ def resolve_arch(spec: ModelSpec, src: Located) -> tuple[Arch | None, str | None
     return model_catalog().get(spec.model), None
 
 
-def settings_for(spec: ModelSpec, gpu_memory_gib: float, gpus_per_node: int) -> Settings:
+def settings_for(spec: ModelSpec, gpu_memory_gib: float, gpus_per_node: int, gpu_model: str | None = None) -> Settings:
     profile = PROFILES[spec.profile or "balanced"]
     return Settings(
         gpu_memory_gib=gpu_memory_gib, gpus_per_node=gpus_per_node,
@@ -387,7 +387,8 @@ def settings_for(spec: ModelSpec, gpu_memory_gib: float, gpus_per_node: int) -> 
         max_model_len=spec.max_model_len, gpu_memory_utilization=spec.gpu_memory_utilization or 0.9,
         dtype=spec.dtype or "auto", quantization=spec.quantization, kv_cache_dtype=spec.kv_cache_dtype or "auto",
         max_num_batched_tokens=spec.max_num_batched_tokens or profile.get("max_num_batched_tokens"),
-        max_num_seqs=spec.max_num_seqs or profile.get("max_num_seqs"), enforce_eager=bool(spec.enforce_eager))
+        max_num_seqs=spec.max_num_seqs or profile.get("max_num_seqs"), enforce_eager=bool(spec.enforce_eager),
+        gpu_model=gpu_model)
 
 
 def known_stacks(root: FsPath) -> list[str]:

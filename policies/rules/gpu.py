@@ -61,6 +61,14 @@ def _node_gpu_facts(spec: Mapping[str, Any]) -> tuple[int | None, float | None]:
     return (min(int(g) for g in gpus) if gpus else None), usable
 
 
+def _node_gpu_model(spec: Mapping[str, Any]) -> str | None:
+    """The GPU model when every instance type the pod may land on has the same one (vLLM's batch defaults
+    depend on it)."""
+    catalog = gpu_instance_types()
+    models = {catalog[t].gpu_model for t in _node_labels(spec).get(INSTANCE_LABEL, []) if t in catalog}
+    return models.pop() if len(models) == 1 else None
+
+
 def _selects_gpu_nodes(spec: Mapping[str, Any]) -> bool:
     keys = set(_node_labels(spec))
     return bool(keys & {INSTANCE_LABEL, GPUS_PER_NODE_LABEL, GPU_MEMORY_LABEL, "vllm-fleet.io/pool",
@@ -275,6 +283,6 @@ def model_fit(props: Any, report: Any, args: Any) -> None:
                 kv_cache_dtype=flag_value(vargs, "--kv-cache-dtype") or "auto",
                 max_num_batched_tokens=int(v) if (v := flag_value(vargs, "--max-num-batched-tokens")) else None,
                 max_num_seqs=int(v) if (v := flag_value(vargs, "--max-num-seqs")) else None,
-                enforce_eager=has_flag(vargs, "--enforce-eager")), explain=False)
+                enforce_eager=has_flag(vargs, "--enforce-eager"), gpu_model=_node_gpu_model(pod.spec)), explain=False)
             if not result.fits:
                 report(f"{path}: {model} does not fit on {tp * pp} GPU(s) of {memory:g} GiB: {result.reason}")
