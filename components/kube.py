@@ -1,44 +1,47 @@
-"""Turn a rendered manifest into the matching pulumi-kubernetes resource (typed class per kind)."""
+"""Register a rendered manifest as the pulumi-kubernetes resource of its kind.
+
+The manifest is already the wire form (camelCase, validated against the cluster's OpenAPI schema by
+`plan`), so it is registered directly with the provider's type token (`kubernetes:apps/v1:Deployment`)
+instead of through the typed classes. The registration is the one the typed class would send — same token,
+properties, provider version, aliases and secret outputs (tests/test_kube_registration.py compares them
+kind by kind) — without importing ~20 typed modules or converting every nested field through typed
+input/output classes, which made registration twice as slow.
+"""
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from fleet.render import Manifest
 
-KINDS: dict[tuple[str, str], Any] = {
-    ("v1", "Namespace"): k8s.core.v1.Namespace,
-    ("v1", "ResourceQuota"): k8s.core.v1.ResourceQuota,
-    ("v1", "LimitRange"): k8s.core.v1.LimitRange,
-    ("v1", "ServiceAccount"): k8s.core.v1.ServiceAccount,
-    ("v1", "Service"): k8s.core.v1.Service,
-    ("v1", "ConfigMap"): k8s.core.v1.ConfigMap,
-    ("v1", "Secret"): k8s.core.v1.Secret,
-    ("v1", "PersistentVolume"): k8s.core.v1.PersistentVolume,
-    ("v1", "PersistentVolumeClaim"): k8s.core.v1.PersistentVolumeClaim,
-    ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
-    ("apps/v1", "DaemonSet"): k8s.apps.v1.DaemonSet,
-    ("batch/v1", "Job"): k8s.batch.v1.Job,
-    ("policy/v1", "PodDisruptionBudget"): k8s.policy.v1.PodDisruptionBudget,
-    ("autoscaling/v2", "HorizontalPodAutoscaler"): k8s.autoscaling.v2.HorizontalPodAutoscaler,
-    ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,
-    ("networking.k8s.io/v1", "Ingress"): k8s.networking.v1.Ingress,
-    ("rbac.authorization.k8s.io/v1", "Role"): k8s.rbac.v1.Role,
-    ("rbac.authorization.k8s.io/v1", "RoleBinding"): k8s.rbac.v1.RoleBinding,
-    ("storage.k8s.io/v1", "StorageClass"): k8s.storage.v1.StorageClass,
-}
+# The provider plugin the typed classes would pin (they pass their package version).
+PROVIDER_VERSION = version("pulumi_kubernetes")
 
-# Top-level manifest fields → constructor keyword (nested fields keep their camelCase wire names).
-TOP_LEVEL = {
-    "metadata": "metadata", "spec": "spec", "data": "data", "stringData": "string_data", "type": "type",
-    "rules": "rules", "roleRef": "role_ref", "subjects": "subjects",
-    "automountServiceAccountToken": "automount_service_account_token", "provisioner": "provisioner",
-    "parameters": "parameters", "reclaimPolicy": "reclaim_policy", "volumeBindingMode": "volume_binding_mode",
-    "mountOptions": "mount_options", "allowVolumeExpansion": "allow_volume_expansion",
+# Earlier API versions the typed classes of pulumi-kubernetes alias, so a stack created from an old
+# apiVersion is updated in place instead of replaced (checked against the installed package by the test).
+ALIASED_VERSIONS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("apps/v1", "Deployment"): ("apps/v1beta1", "apps/v1beta2", "extensions/v1beta1"),
+    ("apps/v1", "DaemonSet"): ("apps/v1beta2", "extensions/v1beta1"),
+    ("policy/v1", "PodDisruptionBudget"): ("policy/v1beta1",),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): ("autoscaling/v1", "autoscaling/v2beta1", "autoscaling/v2beta2"),
+    ("networking.k8s.io/v1", "NetworkPolicy"): ("extensions/v1beta1",),
+    ("networking.k8s.io/v1", "Ingress"): ("extensions/v1beta1", "networking.k8s.io/v1beta1"),
+    ("rbac.authorization.k8s.io/v1", "Role"): ("rbac.authorization.k8s.io/v1alpha1", "rbac.authorization.k8s.io/v1beta1"),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): ("rbac.authorization.k8s.io/v1alpha1",
+                                                       "rbac.authorization.k8s.io/v1beta1"),
+    ("storage.k8s.io/v1", "StorageClass"): ("storage.k8s.io/v1beta1",),
 }
+# Fields the typed classes register as secrets (values wrapped, outputs kept secret in state).
+SECRET_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {("v1", "Secret"): ("data", "stringData")}
+
+
+def type_token(api_version: str, kind: str) -> str:
+    """`kubernetes:<group>/<version>:<Kind>`; the core group is spelled `core`."""
+    group_version = api_version if "/" in api_version else f"core/{api_version}"
+    return f"kubernetes:{group_version}:{kind}"
 
 
 def resource_name(manifest: Manifest) -> str:
@@ -48,17 +51,19 @@ def resource_name(manifest: Manifest) -> str:
     return f"{manifest['kind'].lower()}-{ns + '-' if ns else ''}{md['name']}"
 
 
-def apply(manifest: Manifest, opts: pulumi.ResourceOptions, name: str | None = None) -> pulumi.CustomResource:
-    key = (manifest["apiVersion"], manifest["kind"])
-    name = name or resource_name(manifest)
-    cls = KINDS.get(key)
-    if cls is None:
-        return k8s.apiextensions.CustomResource(
-            name, api_version=manifest["apiVersion"], kind=manifest["kind"], metadata=manifest["metadata"],
-            spec=manifest.get("spec"), opts=opts)
-    kwargs = {}
-    for field, value in manifest.items():
-        if field in ("apiVersion", "kind"):
-            continue
-        kwargs[TOP_LEVEL[field]] = value
-    return cls(name, **kwargs, opts=opts)  # type: ignore[no-any-return]
+def apply(manifest: Manifest | dict[str, Any], opts: pulumi.ResourceOptions, name: str | None = None) -> pulumi.CustomResource:
+    api_version, kind = manifest["apiVersion"], manifest["kind"]
+    key = (api_version, kind)
+    props = dict(manifest)
+    extra = pulumi.ResourceOptions(version=PROVIDER_VERSION)
+    secret_fields = SECRET_FIELDS.get(key, ())
+    if secret_fields:
+        for f in secret_fields:
+            if props.get(f) is not None:
+                props[f] = pulumi.Output.secret(props[f])
+        extra.additional_secret_outputs = list(secret_fields)
+    aliases = ALIASED_VERSIONS.get(key)
+    if aliases:
+        extra.aliases = [pulumi.Alias(type_=type_token(v, kind)) for v in aliases]
+    return pulumi.CustomResource(type_token(api_version, kind), name or resource_name(manifest), props,
+                                 pulumi.ResourceOptions.merge(opts, extra))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from components.kube import apply
 from fleet.labels import MANAGED_BY, TEAM_LABEL
@@ -36,16 +35,14 @@ class TeamTenancy(pulumi.ComponentResource):
         self.register_outputs({"namespace": team.namespace})
 
     @staticmethod
-    def _secret(team: ResolvedTeam, name: str, secrets: pulumi.Output, opts: pulumi.ResourceOptions) -> k8s.core.v1.Secret:
+    def _secret(team: ResolvedTeam, name: str, secrets: pulumi.Output, opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
         """A stack secret (`vllm-fleet:secrets.<name>`, decrypted by the engine) as a Secret with key `value`."""
 
         def pick(values: dict[str, str]) -> str:
             return values[name]
 
         labels: dict[str, str] = {**MANAGED_BY, TEAM_LABEL: team.name}
-        return k8s.core.v1.Secret(
-            f"secret-{team.namespace}-{name}",
-            metadata={"name": name, "namespace": team.namespace, "labels": labels},
-            type="Opaque",
-            string_data={"value": pulumi.Output.secret(secrets.apply(pick))},  # type: ignore[arg-type]
-            opts=opts)
+        return apply({"apiVersion": "v1", "kind": "Secret",
+                      "metadata": {"name": name, "namespace": team.namespace, "labels": labels}, "type": "Opaque",
+                      "stringData": {"value": pulumi.Output.secret(secrets.apply(pick))}},
+                     opts, name=f"secret-{team.namespace}-{name}")
