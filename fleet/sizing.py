@@ -283,11 +283,18 @@ def fixes(arch: Arch, s: Settings) -> list[str]:
         out.append("set kv_cache_dtype: fp8 (halves the KV cache)")
     if s.quantization is None and size(arch, _replace(s, quantization="fp8"), explain=False).fits:
         out.append("serve an FP8-quantized checkpoint or set quantization: fp8 (halves the weights)")
+    # The startup profile samples max_num_seqs dummy requests over the whole vocabulary: fewer, less memory.
+    seqs = default_batched_tokens(s)[1]
+    for fewer in (n for n in (512, 256, 128, 64) if n < seqs):
+        if size(arch, _replace(s, max_num_seqs=fewer), explain=False).fits:
+            out.append(f"lower max_num_seqs to {fewer} (the startup profile samples that many requests over the vocabulary)")
+            break
     current = s.gpu_memory_gib
     for inst in sorted(_gpu_shapes(), key=lambda i: (i.gpu_usable_memory_gib, i.gpus)):
         if inst.gpu_usable_memory_gib <= current or inst.gpus < tp * s.pipeline_parallel_size:
             continue
-        if size(arch, _replace(s, gpu_memory_gib=inst.gpu_usable_memory_gib, gpus_per_node=inst.gpus), explain=False).fits:
+        if size(arch, _replace(s, gpu_memory_gib=inst.gpu_usable_memory_gib, gpus_per_node=inst.gpus,
+                               gpu_model=inst.gpu_model), explain=False).fits:
             out.append(f"use a larger GPU: {inst.gpu_model} ({inst.instance_type}, {inst.gpu_memory_gib:g} GB per GPU)")
             break
     if s.gpu_memory_utilization < 0.95 and size(arch, _replace(s, gpu_memory_utilization=0.95), explain=False).fits:

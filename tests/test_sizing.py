@@ -134,3 +134,13 @@ def test_activation_is_the_sampler_peak_on_large_gpus_and_a100_keeps_small_batch
     # Since 0.21 the CUDA graphs are part of the budget; older engines captured them afterwards.
     assert size(LLAMA8, h100).cuda_graph_gib > 0
     assert size(LLAMA8, Settings(gpu_memory_gib=79.18, engine_profile="v1-early")).cuda_graph_gib == 0
+
+
+def test_fewer_sequences_in_the_startup_profile_is_a_fix() -> None:
+    # gpt-oss-120b on one H100: 64 GiB of weights and a 7.4 GiB sampler peak for 1024 dummy requests leave no KV cache.
+    oss = CATALOG["openai/gpt-oss-120b"]
+    h100 = Settings(gpu_memory_gib=79.19, gpu_model="H100", max_model_len=131072)
+    result = size(oss, h100)
+    assert not result.fits
+    assert "lower max_num_seqs to 128 (the startup profile samples that many requests over the vocabulary)" in result.fixes
+    assert size(oss, Settings(**{**h100.__dict__, "max_num_seqs": 128})).fits
