@@ -48,9 +48,9 @@ HUGE_GPU_GIB = 160                # ... and again above this (B200 class)
 # Qwen3-0.6B/32B and gpt-oss-20b/120b (4.76–7.38 GiB, within 3 %; llm-d/llm-d-benchmark, see calibration.yaml).
 # V0 kept only the fp32 logits.
 SAMPLER_BYTES_PER_LOGIT = {"v0": 4.0, "v1-early": 38.5, "current": 38.5}
-# How vLLM's startup profile budgets memory: "current" (V1, 0.21 and later) also reserves the CUDA graphs it
-# will capture; "v1-early" (V1 before 0.21) and "v0" captured them after sizing the KV cache.
-ENGINE_PROFILES = tuple(SAMPLER_BYTES_PER_LOGIT)
+# Settings.engine_profile, how vLLM's startup profile budgets memory: "current" (V1, 0.21 and later) also
+# reserves the CUDA graphs it will capture; "v1-early" (V1 before 0.21) and "v0" captured them after sizing
+# the KV cache. Only the calibration against older logs uses the older two.
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ class Settings:
     max_num_seqs: int | None = None
     enforce_eager: bool = False
     gpu_model: str | None = None          # vLLM picks smaller batch defaults on A100 whatever its memory
-    engine_profile: str = "current"       # one of ENGINE_PROFILES; only calibration uses the older ones
+    engine_profile: str = "current"       # a key of SAMPLER_BYTES_PER_LOGIT (see there)
 
 
 @dataclass
