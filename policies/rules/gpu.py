@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from fleet.catalog import gpu_instance_types
+from fleet.catalog import InstanceType, gpu_instance_types
 from fleet.labels import GPU_MEMORY_LABEL, GPU_TAINT_KEY, GPUS_PER_NODE_LABEL
 from fleet.sizing import Settings, model_catalog, size
 from policies.framework import (
@@ -44,11 +44,17 @@ def _node_labels(spec: Mapping[str, Any]) -> dict[str, list[str]]:
     return out
 
 
+def _node_instance_types(labels: Mapping[str, list[str]]) -> list[InstanceType]:
+    """Catalog instance types the pod's instance-type selection allows."""
+    catalog = gpu_instance_types()
+    return [catalog[t] for t in labels.get(INSTANCE_LABEL, []) if t in catalog]
+
+
 def _node_gpu_facts(spec: Mapping[str, Any]) -> tuple[int | None, float | None]:
     """GPUs per node and usable GPU memory (GiB) the pod's node selection guarantees, when it says."""
     labels = _node_labels(spec)
     catalog = gpu_instance_types()
-    types = [catalog[t] for t in labels.get(INSTANCE_LABEL, []) if t in catalog]
+    types = _node_instance_types(labels)
     if types:
         return min(t.gpus for t in types), min(t.gpu_usable_memory_gib for t in types)
     gpus = labels.get(GPUS_PER_NODE_LABEL)
@@ -64,8 +70,7 @@ def _node_gpu_facts(spec: Mapping[str, Any]) -> tuple[int | None, float | None]:
 def _node_gpu_model(spec: Mapping[str, Any]) -> str | None:
     """The GPU model when every instance type the pod may land on has the same one (vLLM's batch defaults
     depend on it)."""
-    catalog = gpu_instance_types()
-    models = {catalog[t].gpu_model for t in _node_labels(spec).get(INSTANCE_LABEL, []) if t in catalog}
+    models = {t.gpu_model for t in _node_instance_types(_node_labels(spec))}
     return models.pop() if len(models) == 1 else None
 
 
