@@ -15,9 +15,10 @@ from typing import Any
 
 import yaml
 
+from fleet.checks import ForkedChecks, SerialChecks
+from fleet.checks import start as start_checks
 from fleet.engine.k8s_schema import SchemaProblem
-from fleet.engine.k8s_schema import validate as validate_manifest
-from fleet.engine.mocks import UNKNOWN, Captured, run
+from fleet.engine.mocks import Captured, run
 from fleet.labels import TEAM_LABEL
 from fleet.spec.loader import FleetSpec, load
 
@@ -47,6 +48,7 @@ class Plan:
     unknown_fields: dict[str, list[str]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     peak_memory_mib: float | None = None
+    checker_max_rss_mib: float | None = None
 
     @property
     def mandatory(self) -> list[Finding]:
@@ -74,10 +76,10 @@ def program_for(spec: FleetSpec) -> Callable[[], Any]:
     return program
 
 
-def capture(spec: FleetSpec, preview: bool = True) -> list[Captured]:
+def capture(spec: FleetSpec, preview: bool = True, on_capture: Callable[[Captured], None] | None = None) -> list[Captured]:
     config, secret_keys = secret_config(spec)
     return run(program_for(spec), project=PROJECT, stack=spec.stack, preview=preview, config=config,
-               secret_keys=secret_keys, region=spec.config.region)
+               secret_keys=secret_keys, region=spec.config.region, on_capture=on_capture)
 
 
 def team_attribution(spec: FleetSpec, resources: list[Captured]) -> dict[str, str]:
@@ -102,21 +104,6 @@ def team_attribution(spec: FleetSpec, resources: list[Captured]) -> dict[str, st
     return out
 
 
-def strip_unknowns(value: Any, path: str, found: list[str]) -> Any:
-    """Drop values unknown at preview time (recording where) so the rest still validates."""
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            if v == UNKNOWN:
-                found.append(f"{path}.{k}" if path else k)
-                continue
-            out[k] = strip_unknowns(v, f"{path}.{k}" if path else k, found)
-        return out
-    if isinstance(value, list):
-        return [strip_unknowns(v, f"{path}[{i}]", found) for i, v in enumerate(value) if v != UNKNOWN]
-    return value
-
-
 def make_plan(stack: str, root: str | Path = ".", *, preview: bool = True, policies: bool = True,
               measure_memory: bool = False, spec: FleetSpec | None = None) -> Plan:
     """Plan one stack; raises ConfigError for bad config."""
@@ -128,25 +115,31 @@ def make_plan(stack: str, root: str | Path = ".", *, preview: bool = True, polic
     import components  # noqa: F401  (provider SDK imports: a one-off cost, reported on its own)
 
     t_import = time.perf_counter()
-    resources = capture(spec, preview=preview)
+    # Policies and schema validation run beside the program in a forked checker (fleet.checks), except when
+    # memory is traced (tracemalloc sees one process only).
+    checks = SerialChecks(spec, policies) if measure_memory else start_checks(spec, policies)
+    forked = isinstance(checks, ForkedChecks)
+    try:
+        resources = capture(spec, preview=preview, on_capture=checks.add if forked else None)
+    except BaseException:
+        checks.abort()
+        raise
     t2 = time.perf_counter()
-    plan = Plan(spec=spec, resources=resources, teams_by_urn=team_attribution(spec, resources))
-    if policies:
-        from fleet.policy_harness import run_policies
+    if not forked:
+        from fleet.policy_harness import checking
 
-        plan.findings = run_policies(plan)
+        with checking():
+            for c in resources:
+                checks.add(c)
+    result = checks.finish()
     t3 = time.perf_counter()
-    version = spec.config.kubernetes_version
-    for c in plan.kubernetes_objects():
-        unknown: list[str] = []
-        manifest = strip_unknowns(c.inputs, "", unknown)
-        if unknown:
-            plan.unknown_fields[c.urn] = unknown
-        for problem in validate_manifest(manifest, version, frozenset(unknown)):
-            plan.schema_problems.append((c.urn, problem))
-    t4 = time.perf_counter()
-    plan.timings = {"load": t1 - t0, "imports": t_import - t1, "program": t2 - t_import, "policies": t3 - t2,
-                    "schema": t4 - t3}
+    plan = Plan(spec=spec, resources=resources, teams_by_urn=team_attribution(spec, resources),
+                findings=result.findings, schema_problems=result.schema_problems, unknown_fields=result.unknown_fields,
+                checker_max_rss_mib=result.checker_max_rss_mib)
+    # policies/schema: time spent in each (in the checker, alongside the program, when forked);
+    # checks: what the plan waited for them after the program.
+    plan.timings = {"load": t1 - t0, "imports": t_import - t1, "program": t2 - t_import, **result.seconds,
+                    "checks": t3 - t2}
     if measure_memory:
         plan.peak_memory_mib = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()

@@ -12,7 +12,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from inspect import isawaitable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from google.protobuf import json_format, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2 as proto
@@ -30,7 +30,7 @@ from fleet.gcpause import paused
 
 if TYPE_CHECKING:
     from fleet.engine.mocks import Captured
-    from fleet.plan import Finding, Plan
+    from fleet.plan import Finding
     from fleet.spec.loader import FleetSpec
 
 PACK_NAME = "vllm-fleet-guardrails"
@@ -118,8 +118,10 @@ class SharedViewServicer(_PolicyAnalyzerServicer):
         """The SDK servicer's name-mangled state (pulumi-policy is pinned exactly for this)."""
         return getattr(self, f"_PolicyAnalyzerServicer__{name}")
 
-    def _view(self, urn: str, properties: Any) -> Any:
-        view = self._views.get(urn)
+    def _view(self, urn: str, properties: Any, fresh: bool = False) -> Any:
+        """The read-only view of a request's properties; Analyze makes it (fresh: a URN seen again, as in
+        test fixtures, gets its own properties), AnalyzeStack reuses it."""
+        view = None if fresh else self._views.get(urn)
         if view is None:
             view = self._views[urn] = unknown_checking_proxy(deserialize_properties(json_format.MessageToDict(properties)))
         return view
@@ -127,7 +129,7 @@ class SharedViewServicer(_PolicyAnalyzerServicer):
     def Analyze(self, request: Any, _context: Any) -> Any:
         self._configure_runtime_settings()
         response = proto.AnalyzeResponse()
-        props = self._view(request.urn, request.properties)
+        props = self._view(request.urn, request.properties, fresh=True)
         opts = self._get_resource_options(request)
         provider = self._get_provider_resource(request)
         stack_tags = self._private("stack_tags")
@@ -185,40 +187,81 @@ def _struct(props: dict[str, Any]) -> struct_pb2.Struct:
     return s
 
 
-def analyze(resources: list[Captured], levels: dict[str, str], config: dict[str, dict[str, Any]],
-            shared_view: bool = True) -> list[Finding]:
-    """Findings of the pack over `resources`; `shared_view=False` uses the SDK's servicer unchanged."""
-    from fleet.plan import Finding
+class Judged(NamedTuple):
+    urn: str
+    type: str
+    name: str
+    protect: bool
+    parent: str
+    dependencies: tuple[str, ...]
 
-    by_policy = {r.policy_name: r for r in rules()}
-    servicer = make_servicer(levels, config, shared_view)
-    findings: list[Finding] = []
 
-    def collect(response: Any, default_urn: str, default_name: str) -> None:
+def analyzed(c: Captured) -> bool:
+    """Resources the engine sends to the analyzer: custom resources, not providers."""
+    return c.custom and not c.type.startswith("pulumi:providers:")
+
+
+class Analysis:
+    """The pack over a stream of resources, as the engine drives an analyzer plugin: `resource()` (Analyze)
+    for each resource as it is registered, `finish()` (AnalyzeStack) once all are. Findings come out in URN
+    order whatever order the resources arrived in. Callers wrap the calls in `checking()`."""
+
+    def __init__(self, levels: dict[str, str], config: dict[str, dict[str, Any]], shared_view: bool = True) -> None:
+        self.by_policy = {r.policy_name: r for r in rules()}
+        self.servicer = make_servicer(levels, config, shared_view)
+        # Per resource: what AnalyzeStack needs, its properties, its findings (not the inputs: the Struct has them).
+        self.judged: list[tuple[Judged, struct_pb2.Struct | None, list[Finding]]] = []
+
+    def _findings(self, response: Any, default_urn: str, default_name: str) -> list[Finding]:
+        from fleet.plan import Finding
+
+        out = []
         for d in response.diagnostics:
-            r = by_policy.get(d.policyName)
+            r = self.by_policy.get(d.policyName)
             message = d.message
             if message.startswith(d.description):
                 message = message[len(d.description):].lstrip("\n")
-            findings.append(Finding(rule_id=r.id if r else d.policyName, level=LEVEL_NAMES.get(d.enforcementLevel, "advisory"),
-                                    urn=d.urn or default_urn, message=message or d.description,
-                                    name=default_name if not d.urn else d.urn.rsplit("::", 1)[-1]))
+            out.append(Finding(rule_id=r.id if r else d.policyName, level=LEVEL_NAMES.get(d.enforcementLevel, "advisory"),
+                               urn=d.urn or default_urn, message=message or d.description,
+                               name=default_name if not d.urn else d.urn.rsplit("::", 1)[-1]))
+        return out
 
-    custom = [c for c in resources if c.custom and not c.type.startswith("pulumi:providers:")]
-    structs = {c.urn: _struct(c.inputs) for c in custom}
+    def resource(self, c: Captured) -> None:
+        if not analyzed(c):
+            return
+        struct = _struct(c.inputs)
+        request = proto.AnalyzeRequest(type=c.type, properties=struct, urn=c.urn, name=c.name,
+                                       options=proto.AnalyzerResourceOptions(protect=c.protect, parent=c.parent or ""))
+        judged = Judged(c.urn, c.type, c.name, c.protect, c.parent or "", tuple(c.dependencies))
+        self.judged.append((judged, struct, self._findings(self.servicer.Analyze(request, None), c.urn, c.name)))
+
+    def finish(self) -> list[Finding]:
+        """AnalyzeStack over every resource seen, then all findings: per resource in URN order, then the stack's.
+        Each Struct is released once copied into the request, so the properties are not held twice."""
+        self.judged.sort(key=lambda j: j[0].urn)
+        stack = proto.AnalyzeStackRequest()
+        for i, (j, struct, found) in enumerate(self.judged):
+            r = stack.resources.add(type=j.type, urn=j.urn, name=j.name, parent=j.parent, dependencies=j.dependencies,
+                                    options=proto.AnalyzerResourceOptions(protect=j.protect))
+            r.properties.CopyFrom(struct)
+            self.judged[i] = (j, None, found)
+        stack_findings = self._findings(self.servicer.AnalyzeStack(stack, None), "", "")
+        return [f for _, _, found in self.judged for f in found] + stack_findings
+
+
+@contextlib.contextmanager
+def checking() -> Iterator[None]:
+    """What policy checks run under: the engine's env hidden, the cyclic GC paused."""
     with _engine_env_hidden(), paused():
-        for c in custom:
-            request = proto.AnalyzeRequest(type=c.type, properties=structs[c.urn], urn=c.urn, name=c.name,
-                                           options=proto.AnalyzerResourceOptions(protect=c.protect, parent=c.parent or ""))
-            collect(servicer.Analyze(request, None), c.urn, c.name)
-        stack = proto.AnalyzeStackRequest(resources=[
-            proto.AnalyzerResource(type=c.type, properties=structs[c.urn], urn=c.urn, name=c.name,
-                                   options=proto.AnalyzerResourceOptions(protect=c.protect), parent=c.parent or "",
-                                   dependencies=list(c.dependencies))
-            for c in custom])
-        collect(servicer.AnalyzeStack(stack, None), "", "")
-    return findings
+        yield
 
 
-def run_policies(plan: Plan) -> list[Finding]:
-    return analyze(plan.resources, policy_levels(plan.spec), policy_config(plan.spec))
+def analyze(resources: list[Captured], levels: dict[str, str], config: dict[str, dict[str, Any]],
+            shared_view: bool = True) -> list[Finding]:
+    """Findings of the pack over `resources`; `shared_view=False` uses the SDK's servicer unchanged."""
+    analysis = Analysis(levels, config, shared_view)
+    with checking():
+        for c in resources:
+            analysis.resource(c)
+        return analysis.finish()
+

@@ -12,9 +12,10 @@ from typing import Any
 import jsonschema
 import pytest
 
+from fleet.checks import strip_unknowns
 from fleet.engine import k8s_schema
 from fleet.engine.compiled_schema import CompiledValidator, Unsupported, _regex
-from fleet.plan import capture, strip_unknowns
+from fleet.plan import capture
 from fleet.render.workload import model_manifests
 from fleet.spec.loader import load
 from tests.conftest import ROOT

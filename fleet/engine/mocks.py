@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,8 +127,10 @@ class FleetMocks(pmocks.Mocks):
 
 
 class CaptureMonitor(pmocks.MockMonitor):
-    def __init__(self, mocks: FleetMocks, project: str, stack: str) -> None:
+    def __init__(self, mocks: FleetMocks, project: str, stack: str,
+                 on_capture: Callable[[Captured], None] | None = None) -> None:
         super().__init__(mocks)
+        self.on_capture = on_capture
         self.project = project
         self.stack = stack
         self.captured: dict[str, Captured] = {}
@@ -174,16 +177,19 @@ class CaptureMonitor(pmocks.MockMonitor):
         with self._lock:
             self.resources[urn] = pmocks.MockMonitor.ResourceRegistration(urn, id_ or "", state)
             self.captured[urn] = captured
+        if self.on_capture is not None:
+            self.on_capture(captured)
         return resource_pb2.RegisterResourceResponse(urn=urn, id=id_ or "", object=obj_proto)
 
 
 def run(program: Any, *, project: str, stack: str, preview: bool = True,
         config: dict[str, str] | None = None, secret_keys: list[str] | None = None,
-        region: str = "us-west-2") -> list[Captured]:
+        region: str = "us-west-2", on_capture: Callable[[Captured], None] | None = None) -> list[Captured]:
     """Run `program()` under mocks and return every captured resource, sorted by URN (the SDK registers
-    concurrently, so registration order differs between runs; reports and diffs need a stable order)."""
+    concurrently, so registration order differs between runs; reports and diffs need a stable order).
+    `on_capture` is called with each resource as it is registered, from the SDK's executor threads."""
     mocks = FleetMocks(preview=preview, region=region)
-    monitor = CaptureMonitor(mocks, project, stack)
+    monitor = CaptureMonitor(mocks, project, stack, on_capture)
     settings.ROOT.set(None)  # the root stack resource survives between runs otherwise
     pmocks.set_mocks(mocks, project=project, stack=stack, preview=preview, monitor=monitor)
     pulumi.runtime.set_all_config(config or {}, secret_keys or [])

@@ -1,0 +1,71 @@
+"""The forked checker (policies and schema validation beside the program) answers exactly what the same
+checks give in-process, and a failure on either side ends the plan cleanly."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+import fleet.plan
+from fleet import checks
+from fleet.engine.mocks import Captured
+from fleet.plan import make_plan
+from tests.conftest import ROOT
+
+
+def outcome(plan: fleet.plan.Plan) -> tuple[Any, ...]:
+    return ([f.as_dict() for f in plan.findings], [(urn, str(p)) for urn, p in plan.schema_problems], plan.unknown_fields)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_forked_and_serial_checks_agree(stack: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    forked = make_plan(stack, ROOT)
+    assert forked.checker_max_rss_mib is not None  # it did run in a checker process
+    monkeypatch.setenv(checks.SERIAL_ENV, "1")
+    serial = make_plan(stack, ROOT)
+    assert serial.checker_max_rss_mib is None
+    assert outcome(forked) == outcome(serial)
+    assert forked.findings and forked.unknown_fields  # not vacuous: findings and preview unknowns exist
+
+
+def test_schema_problems_come_back_from_the_checker() -> None:
+    plan = make_plan("dev", ROOT)
+    assert not plan.schema_problems
+    bad = Captured(urn="urn:pulumi:dev::vllm-fleet::kubernetes:v1:ConfigMap::cm", type="kubernetes:core/v1:ConfigMap",
+                   name="cm", custom=True, parent=None,
+                   inputs={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "dataa": {}})
+    worker = checks.ForkedChecks(plan.spec, policies=True)
+    worker.add(bad)
+    result = worker.finish()
+    assert [(urn, p.path) for urn, p in result.schema_problems] == [(bad.urn, "")]
+    assert "'dataa' was unexpected" in result.schema_problems[0][1].message
+
+
+def _no_children() -> bool:
+    try:
+        os.waitpid(-1, os.WNOHANG)  # (0, 0) for a running child, or reaps a zombie
+    except ChildProcessError:
+        return True
+    return False
+
+
+def test_a_failing_program_ends_the_checker(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(spec: Any, preview: bool = True, on_capture: Any = None) -> list[Captured]:
+        raise RuntimeError("program failed")
+
+    monkeypatch.setattr(fleet.plan, "capture", broken)
+    with pytest.raises(RuntimeError, match="program failed"):
+        make_plan("dev", ROOT)
+    assert _no_children()  # the checker was told and reaped
+
+
+def test_a_failing_checker_fails_the_plan_with_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(self: Any, c: Captured) -> None:
+        raise ValueError(f"cannot check {c.name}")
+
+    monkeypatch.setattr(checks.SerialChecks, "add", broken)  # inherited by the forked checker
+    with pytest.raises(RuntimeError, match=r"checker process failed:\n(.|\n)*ValueError: cannot check"):
+        make_plan("dev", ROOT)
+    assert _no_children()
