@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 import pulumi
-import pulumi_aws as aws
 
+from components import aws
 from components.kube import apply
 from fleet.render.cache import persistent_volume, persistent_volume_claim
 from fleet.spec.loader import FleetSpec
@@ -52,105 +52,99 @@ class ModelCache(pulumi.ComponentResource):
         if cache.kms_key_arn:
             key_arn: pulumi.Input[str] = cache.kms_key_arn
         else:
-            self.key = aws.kms.Key(f"{name}-key", description=f"vllm-fleet model cache ({spec.stack})",
-                                   enable_key_rotation=True, deletion_window_in_days=30, tags=tags, opts=stateful)
-            key_arn = self.key.arn
+            self.key = aws.resource("aws:kms/key:Key", f"{name}-key", {
+                "description": f"vllm-fleet model cache ({spec.stack})", "enableKeyRotation": True,
+                "deletionWindowInDays": 30, "tags": tags}, stateful, outputs=["arn"])
+            key_arn = aws.output(self.key, "arn")
 
-        cluster_sg = cluster.vpc_config.cluster_security_group_id
-        vpc_id = cluster.vpc_config.vpc_id
-        issuer = cluster.identities[0].oidcs[0].issuer
-        account = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self)).account_id
+        cluster_sg = cluster["vpcConfig"]["clusterSecurityGroupId"]
+        vpc_id = cluster["vpcConfig"]["vpcId"]
+        issuer = cluster["identities"][0]["oidcs"][0]["issuer"]
+        account = aws.invoke("aws:index/getCallerIdentity:getCallerIdentity", {}, pulumi.InvokeOptions(parent=self))["accountId"]
         oidc_arn = cfg.cluster.oidc_provider_arn or pulumi.Output.all(account, issuer).apply(
             lambda a: f"arn:aws:iam::{a[0]}:oidc-provider/{a[1].removeprefix('https://')}")
 
         sources: dict[str, dict[str, Any]] = {}
         if cache.backend == "efs":
-            self.efs = aws.efs.FileSystem(
-                f"{name}-efs", encrypted=True, kms_key_id=key_arn, performance_mode="generalPurpose",
-                throughput_mode="elastic", tags={**tags, "Name": f"{cfg.cluster.name}-model-cache"}, opts=stateful)
-            self.security_group = aws.ec2.SecurityGroup(
-                f"{name}-efs-sg", vpc_id=vpc_id, description="NFS from the cluster's nodes to the model cache",
-                ingress=[aws.ec2.SecurityGroupIngressArgs(protocol="tcp", from_port=2049, to_port=2049,
-                                                          security_groups=[cluster_sg], description="NFS from nodes")],
-                tags=tags, opts=child)
+            self.efs = aws.resource("aws:efs/fileSystem:FileSystem", f"{name}-efs", {
+                "encrypted": True, "kmsKeyId": key_arn, "performanceMode": "generalPurpose", "throughputMode": "elastic",
+                "tags": {**tags, "Name": f"{cfg.cluster.name}-model-cache"}}, stateful)
+            self.security_group = aws.resource("aws:ec2/securityGroup:SecurityGroup", f"{name}-efs-sg", {
+                "vpcId": vpc_id, "description": "NFS from the cluster's nodes to the model cache",
+                "ingress": [{"protocol": "tcp", "fromPort": 2049, "toPort": 2049, "securityGroups": [cluster_sg],
+                             "description": "NFS from nodes"}],
+                "tags": tags}, child)
             self.mount_targets = [
-                aws.efs.MountTarget(f"{name}-mt-{subnet}", file_system_id=self.efs.id, subnet_id=subnet,
-                                    security_groups=[self.security_group.id], opts=child)
+                aws.resource("aws:efs/mountTarget:MountTarget", f"{name}-mt-{subnet}", {
+                    "fileSystemId": self.efs.id, "subnetId": subnet, "securityGroups": [self.security_group.id]}, child)
                 for subnet in cache_subnets(spec)]
-            role = aws.iam.Role(
-                f"{name}-efs-csi-role",
-                assume_role_policy=pulumi.Output.all(oidc_arn, issuer).apply(
+            role = aws.resource("aws:iam/role:Role", f"{name}-efs-csi-role", {
+                "assumeRolePolicy": pulumi.Output.all(oidc_arn, issuer).apply(
                     lambda a: irsa_trust_policy(a[0], a[1], "kube-system", "efs-csi-controller-sa")),
-                tags=tags, opts=child)
-            attach = aws.iam.RolePolicyAttachment(f"{name}-efs-csi-policy", role=role.name, policy_arn=EFS_CSI_POLICY,
-                                                  opts=child)
-            self.addon = aws.eks.Addon(
-                f"{name}-efs-csi", cluster_name=cfg.cluster.name, addon_name="aws-efs-csi-driver",
-                service_account_role_arn=role.arn, resolve_conflicts_on_update="OVERWRITE", tags=tags,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[attach]))
+                "tags": tags}, child, outputs=["arn", "name"])
+            attach = aws.resource("aws:iam/rolePolicyAttachment:RolePolicyAttachment", f"{name}-efs-csi-policy", {
+                "role": aws.output(role, "name"), "policyArn": EFS_CSI_POLICY}, child)
+            self.addon = aws.resource("aws:eks/addon:Addon", f"{name}-efs-csi", {
+                "clusterName": cfg.cluster.name, "addonName": "aws-efs-csi-driver",
+                "serviceAccountRoleArn": aws.output(role, "arn"), "resolveConflictsOnUpdate": "OVERWRITE", "tags": tags},
+                pulumi.ResourceOptions(parent=self, depends_on=[attach]))
             for team in spec.teams:
-                ap = aws.efs.AccessPoint(
-                    f"{name}-ap-{team.name}", file_system_id=self.efs.id,
-                    posix_user=aws.efs.AccessPointPosixUserArgs(uid=1000, gid=1000),
-                    root_directory=aws.efs.AccessPointRootDirectoryArgs(
-                        path=f"/teams/{team.name}",
-                        creation_info=aws.efs.AccessPointRootDirectoryCreationInfoArgs(
-                            owner_uid=1000, owner_gid=1000, permissions="0750")),
-                    tags={**tags, "vllm-fleet/team": team.name}, opts=child)
+                ap = aws.resource("aws:efs/accessPoint:AccessPoint", f"{name}-ap-{team.name}", {
+                    "fileSystemId": self.efs.id,
+                    "posixUser": {"uid": 1000, "gid": 1000},
+                    "rootDirectory": {"path": f"/teams/{team.name}",
+                                      "creationInfo": {"ownerUid": 1000, "ownerGid": 1000, "permissions": "0750"}},
+                    "tags": {**tags, "vllm-fleet/team": team.name}}, child)
                 sources[team.name] = {"volume_handle": pulumi.Output.concat(self.efs.id, "::", ap.id)}
             self.depends: list[pulumi.Resource] = [self.addon, *self.mount_targets]
         elif cache.backend == "fsx-lustre":
-            self.security_group = aws.ec2.SecurityGroup(
-                f"{name}-fsx-sg", vpc_id=vpc_id, description="Lustre from the cluster's nodes to the model cache",
-                ingress=[aws.ec2.SecurityGroupIngressArgs(protocol="tcp", from_port=lo, to_port=hi, security_groups=[cluster_sg],
-                                                          self=True, description="Lustre") for lo, hi in LUSTRE_PORTS],
-                tags=tags, opts=child)
-            self.fsx = aws.fsx.LustreFileSystem(
-                f"{name}-fsx", storage_capacity=cache.size_gib, subnet_ids=cache_subnets(spec)[0],  # one subnet (one AZ)
-                deployment_type="PERSISTENT_2", per_unit_storage_throughput=cache.throughput_mibps,
-                kms_key_id=key_arn, data_compression_type="LZ4", security_group_ids=[self.security_group.id],
-                tags={**tags, "Name": f"{cfg.cluster.name}-model-cache"}, opts=stateful)
+            self.security_group = aws.resource("aws:ec2/securityGroup:SecurityGroup", f"{name}-fsx-sg", {
+                "vpcId": vpc_id, "description": "Lustre from the cluster's nodes to the model cache",
+                "ingress": [{"protocol": "tcp", "fromPort": lo, "toPort": hi, "securityGroups": [cluster_sg], "self": True,
+                             "description": "Lustre"} for lo, hi in LUSTRE_PORTS],
+                "tags": tags}, child)
+            self.fsx = aws.resource("aws:fsx/lustreFileSystem:LustreFileSystem", f"{name}-fsx", {
+                "storageCapacity": cache.size_gib, "subnetIds": cache_subnets(spec)[0],  # one subnet (one AZ)
+                "deploymentType": "PERSISTENT_2", "perUnitStorageThroughput": cache.throughput_mibps,
+                "kmsKeyId": key_arn, "dataCompressionType": "LZ4", "securityGroupIds": [self.security_group.id],
+                "tags": {**tags, "Name": f"{cfg.cluster.name}-model-cache"}}, stateful, outputs=["dnsName", "mountName"])
             if cache.fsx_import_path:
-                aws.fsx.DataRepositoryAssociation(
-                    f"{name}-fsx-s3", file_system_id=self.fsx.id, data_repository_path=cache.fsx_import_path,
-                    file_system_path="/s3", batch_import_meta_data_on_create=True, opts=child)
+                aws.resource("aws:fsx/dataRepositoryAssociation:DataRepositoryAssociation", f"{name}-fsx-s3", {
+                    "fileSystemId": self.fsx.id, "dataRepositoryPath": cache.fsx_import_path, "fileSystemPath": "/s3",
+                    "batchImportMetaDataOnCreate": True}, child)
             for team in spec.teams:
-                sources[team.name] = {"file_system_id": self.fsx.id, "dns_name": self.fsx.dns_name,
-                                      "mount_name": self.fsx.mount_name}
+                sources[team.name] = {"file_system_id": self.fsx.id, "dns_name": aws.output(self.fsx, "dnsName"),
+                                      "mount_name": aws.output(self.fsx, "mountName")}
             self.depends = [self.fsx]
         else:  # s3
             bucket_name = cache.s3_bucket_name or f"{cfg.cluster.name}-{spec.stack}-model-cache"
-            self.bucket = aws.s3.Bucket(f"{name}-bucket", bucket=bucket_name, tags=tags, opts=stateful)
-            aws.s3.BucketPublicAccessBlock(f"{name}-bucket-pab", bucket=self.bucket.id, block_public_acls=True,
-                                           block_public_policy=True, ignore_public_acls=True, restrict_public_buckets=True,
-                                           opts=child)
-            aws.s3.BucketServerSideEncryptionConfiguration(
-                f"{name}-bucket-sse", bucket=self.bucket.id,
-                rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                        sse_algorithm="aws:kms", kms_master_key_id=key_arn),
-                    bucket_key_enabled=True)], opts=child)
-            aws.s3.BucketVersioning(f"{name}-bucket-versioning", bucket=self.bucket.id,
-                                    versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
-                                    opts=child)
-            role = aws.iam.Role(
-                f"{name}-s3-csi-role",
-                assume_role_policy=pulumi.Output.all(oidc_arn, issuer).apply(
+            self.bucket = aws.resource("aws:s3/bucket:Bucket", f"{name}-bucket", {"bucket": bucket_name, "tags": tags},
+                                       stateful, outputs=["arn"])
+            aws.resource("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", f"{name}-bucket-pab", {
+                "bucket": self.bucket.id, "blockPublicAcls": True, "blockPublicPolicy": True, "ignorePublicAcls": True,
+                "restrictPublicBuckets": True}, child)
+            aws.resource("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+                         f"{name}-bucket-sse", {"bucket": self.bucket.id, "rules": [{
+                             "applyServerSideEncryptionByDefault": {"sseAlgorithm": "aws:kms", "kmsMasterKeyId": key_arn},
+                             "bucketKeyEnabled": True}]}, child)
+            aws.resource("aws:s3/bucketVersioning:BucketVersioning", f"{name}-bucket-versioning", {
+                "bucket": self.bucket.id, "versioningConfiguration": {"status": "Enabled"}}, child)
+            role = aws.resource("aws:iam/role:Role", f"{name}-s3-csi-role", {
+                "assumeRolePolicy": pulumi.Output.all(oidc_arn, issuer).apply(
                     lambda a: irsa_trust_policy(a[0], a[1], "kube-system", "s3-csi-driver-sa")),
-                tags=tags, opts=child)
-            aws.iam.RolePolicy(
-                f"{name}-s3-csi-read", role=role.id,
-                policy=pulumi.Output.all(self.bucket.arn, key_arn).apply(lambda a: json.dumps({
+                "tags": tags}, child, outputs=["arn", "name"])
+            aws.resource("aws:iam/rolePolicy:RolePolicy", f"{name}-s3-csi-read", {
+                "role": role.id,
+                "policy": pulumi.Output.all(aws.output(self.bucket, "arn"), key_arn).apply(lambda a: json.dumps({
                     "Version": "2012-10-17", "Statement": [
                         {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [a[0]]},
                         {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"{a[0]}/*"]},
-                        {"Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": [a[1]]}]})),
-                opts=child)
-            self.addon = aws.eks.Addon(
-                f"{name}-s3-csi", cluster_name=cfg.cluster.name, addon_name="aws-mountpoint-s3-csi-driver",
-                service_account_role_arn=role.arn, resolve_conflicts_on_update="OVERWRITE", tags=tags, opts=child)
+                        {"Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": [a[1]]}]}))}, child)
+            self.addon = aws.resource("aws:eks/addon:Addon", f"{name}-s3-csi", {
+                "clusterName": cfg.cluster.name, "addonName": "aws-mountpoint-s3-csi-driver",
+                "serviceAccountRoleArn": aws.output(role, "arn"), "resolveConflictsOnUpdate": "OVERWRITE", "tags": tags}, child)
             for team in spec.teams:
-                sources[team.name] = {"bucket": self.bucket.bucket}
+                sources[team.name] = {"bucket": aws.output(self.bucket, "bucket")}
             self.depends = [self.addon]
 
         for team in spec.teams:

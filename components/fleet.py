@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pulumi
-import pulumi_aws as aws
 
+from components import aws
 from components.cache import ModelCache
 from components.kube import apply
 from components.platform import GpuNodeGroup, GpuSystem, KarpenterGpuPool, kube_provider
@@ -18,7 +18,7 @@ class Fleet(pulumi.ComponentResource):
     def __init__(self, name: str, spec: FleetSpec, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("vllm-fleet:index:Fleet", name, None, opts)
         cfg = spec.config
-        self.cluster = aws.eks.get_cluster_output(name=cfg.cluster.name, opts=pulumi.InvokeOptions(parent=self))
+        self.cluster = aws.invoke("aws:eks/getCluster:getCluster", {"name": cfg.cluster.name}, pulumi.InvokeOptions(parent=self))
         self.provider = kube_provider("eks", cfg, self.cluster, pulumi.ResourceOptions(parent=self))
         k8s_opts = pulumi.ResourceOptions(parent=self, providers={"kubernetes": self.provider})
 
