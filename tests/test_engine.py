@@ -77,3 +77,31 @@ def test_numbers_arrive_as_ints_and_secrets_are_masked() -> None:
     secret = by_name["secret-team-search-search-api-key"]
     assert secret.inputs["stringData"] == {"value": "[secret]"}
     assert secret.secret_paths == ["stringData"]
+
+
+def test_memoised_source_positions_send_the_sdks_stack_traces(monkeypatch: pytest.MonkeyPatch) -> None:
+    import contextlib
+
+    from fleet.engine import mocks
+
+    requests: list[list] = []
+    original = mocks.CaptureMonitor.RegisterResource
+
+    def record(self: mocks.CaptureMonitor, request: object) -> object:
+        requests[-1].append((request.name, request.stackTrace, request.sourcePosition))  # type: ignore[attr-defined]
+        return original(self, request)
+
+    monkeypatch.setattr(mocks.CaptureMonitor, "RegisterResource", record)
+
+    def program() -> None:
+        Outer("a")
+
+    for memoise in (True, False):  # one call site: the test's own frame is in the traces
+        if not memoise:
+            monkeypatch.setattr(mocks, "memoised_source_positions", contextlib.nullcontext)
+        requests.append([])
+        run(program, project="p", stack="s")
+    memoised, plain = (sorted(r, key=lambda x: x[0]) for r in requests)
+    assert memoised == plain
+    frames = {name: len(trace.frames) for name, trace, _ in plain}
+    assert frames["cm"] > 3 and frames["a-inner"] > 3, frames  # real traces were compared
