@@ -6,10 +6,9 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from fleet.catalog import CATALOG_DIR
 from fleet.sizing import BLOCK, GIB, Settings, kv_bytes_per_token, model_catalog, size, weights_gib_per_gpu
+from fleet.yamlsrc import safe_load
 
 
 @dataclass
@@ -28,7 +27,7 @@ class Check:
 
 def records() -> list[dict[str, Any]]:
     with open(CATALOG_DIR / "calibration.yaml", encoding="utf-8") as fh:
-        return list(yaml.safe_load(fh)["records"])
+        return list(safe_load(fh)["records"])
 
 
 def engine_profile(record: dict[str, Any]) -> str:

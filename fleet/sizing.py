@@ -22,9 +22,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from fleet.catalog import CATALOG_DIR, InstanceType, gpu_instance_types
+from fleet.yamlsrc import safe_load
 
 BLOCK = 16
 GIB = 2**30
@@ -86,7 +85,7 @@ class Arch:
 @lru_cache(maxsize=1)
 def model_catalog() -> dict[str, Arch]:
     with open(CATALOG_DIR / "models.yaml", encoding="utf-8") as fh:
-        rows = yaml.safe_load(fh)["models"]
+        rows = safe_load(fh)["models"]
     fields = set(Arch.__dataclass_fields__)
     return {r["id"]: Arch(**{k: v for k, v in r.items() if k in fields}) for r in rows}
 

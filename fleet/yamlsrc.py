@@ -13,6 +13,15 @@ from fleet.errors import ConfigIssue, format_path
 
 Path = tuple[str | int, ...]
 
+# libyaml's parser where PyYAML was built with it (the wheels are): same nodes, marks and errors, ~10x faster
+# than the pure-Python parser, which was most of the time `load` took.
+SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def safe_load(stream: Any) -> Any:
+    """`yaml.safe_load` with SAFE_LOADER, for the bundled catalogs."""
+    return yaml.load(stream, Loader=SAFE_LOADER)
+
 
 @dataclass
 class Located:
@@ -64,7 +73,12 @@ def load_text(text: str, file: str) -> tuple[Located, list[ConfigIssue]]:
     located = Located(file=file, data=None)
     issues: list[ConfigIssue] = []
     try:
-        docs = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        try:
+            docs = list(yaml.compose_all(text, Loader=SAFE_LOADER))
+        except yaml.YAMLError:
+            # libyaml's messages are terser ("did not find expected node content"): report the pure-Python
+            # parser's ("expected the node content, but found '<stream end>'") at the same place.
+            docs = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
+from fleet.yamlsrc import safe_load
 
 CATALOG_DIR = Path(__file__).parent
 
@@ -37,7 +37,7 @@ class InstanceType:
 @lru_cache(maxsize=1)
 def gpu_instance_types() -> dict[str, InstanceType]:
     with open(CATALOG_DIR / "gpus.yaml", encoding="utf-8") as fh:
-        rows = yaml.safe_load(fh)["instance_types"]
+        rows = safe_load(fh)["instance_types"]
     return {row["instance_type"]: InstanceType(**row) for row in rows}
 
 
@@ -60,7 +60,7 @@ class Price:
 @lru_cache(maxsize=1)
 def prices() -> dict[tuple[str, str], Price]:
     with open(CATALOG_DIR / "prices.yaml", encoding="utf-8") as fh:
-        rows = yaml.safe_load(fh)["prices"]
+        rows = safe_load(fh)["prices"]
     table: dict[tuple[str, str], Price] = {}
     for row in rows:
         price = Price(**row)

@@ -8,9 +8,8 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from fleet.versions import parse_version
+from fleet.yamlsrc import safe_load
 
 TABLE_DIR = Path(__file__).resolve().parent.parent / "catalog" / "vllm"
 
@@ -73,7 +72,7 @@ def table(version: str) -> FlagTable:
 @lru_cache(maxsize=1)
 def renames() -> dict[str, str]:
     with open(TABLE_DIR / "renames.yaml", encoding="utf-8") as fh:
-        return dict(yaml.safe_load(fh))
+        return dict(safe_load(fh))
 
 
 class MetricError(KeyError):
