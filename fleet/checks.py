@@ -15,6 +15,7 @@ VLLM_FLEET_SERIAL_CHECKS=1, and in the checker process itself. Both give identic
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import pickle
 import threading
@@ -176,21 +177,24 @@ class ForkedChecks:
 def _checker(spec: FleetSpec, policies: bool, feed: IO[bytes], answer: IO[bytes]) -> None:
     """The checker process: read resources until END, answer once, exit without running the parent's
     atexit handlers or flushing its inherited buffers."""
-    from fleet.policy_harness import checking
+    from fleet.policy_harness import ENGINE_ENV
 
+    # What fleet.policy_harness.checking() does for a while, for the rest of this short-lived process: no
+    # engine variables, no cyclic collector (it would only rescan what the checker holds until it exits).
+    for name in ENGINE_ENV:
+        os.environ.pop(name, None)
+    gc.disable()
     code = 0
     try:
         checks = SerialChecks(spec, policies)
-        with checking():
-            while True:
-                header = feed.read(4)
-                if len(header) < 4:  # the parent gave up (its program failed)
-                    os._exit(0)
-                if header == END:
-                    break
-                checks.add(pickle.loads(feed.read(int.from_bytes(header, "little"))))
-            result = checks.finish()
-        answer.write(pickle.dumps(("ok", result), pickle.HIGHEST_PROTOCOL))
+        while True:
+            header = feed.read(4)
+            if len(header) < 4:  # the parent gave up (its program failed)
+                os._exit(0)
+            if header == END:
+                break
+            checks.add(pickle.loads(feed.read(int.from_bytes(header, "little"))))
+        answer.write(pickle.dumps(("ok", checks.finish()), pickle.HIGHEST_PROTOCOL))
     except BaseException:
         code = 1
         answer.write(pickle.dumps(("error", traceback.format_exc())))

@@ -171,10 +171,13 @@ def make_servicer(levels: dict[str, str], config: dict[str, dict[str, Any]], sha
     return servicer
 
 
+ENGINE_ENV = ("PULUMI_PROJECT", "PULUMI_STACK", "PULUMI_DRY_RUN")
+
+
 @contextlib.contextmanager
 def _engine_env_hidden() -> Iterator[None]:
     """With PULUMI_PROJECT/STACK/DRY_RUN set the SDK reconfigures Pulumi's runtime on every check."""
-    saved = {k: os.environ.pop(k) for k in ("PULUMI_PROJECT", "PULUMI_STACK", "PULUMI_DRY_RUN") if k in os.environ}
+    saved = {k: os.environ.pop(k) for k in ENGINE_ENV if k in os.environ}
     try:
         yield
     finally:

@@ -223,7 +223,7 @@ def run(program: Any, *, project: str, stack: str, preview: bool = True,
     except RuntimeError:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-    with paused(), memoised_source_positions():
+    with paused(freeze=True), memoised_source_positions():
         _sync_await(pulumi.runtime.stack.run_pulumi_func(program))
     if monitor.errors:
         raise DuplicateUrnError("; ".join(monitor.errors))
