@@ -26,7 +26,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from fleet.engine.k8s_schema import SchemaProblem
 from fleet.engine.k8s_schema import validate as validate_manifest
-from fleet.engine.mocks import UNKNOWN, Captured
+from fleet.engine.mocks import UNKNOWN, Captured, run_core
 
 if TYPE_CHECKING:
     from fleet.plan import Finding
@@ -111,6 +111,14 @@ class SerialChecks:
 END = (0).to_bytes(4, "little")
 
 
+def checker_cores() -> None:
+    """Keep the checker off the core the program's run keeps to (fleet.engine.mocks.one_core)."""
+    if hasattr(os, "sched_getaffinity"):
+        others = os.sched_getaffinity(0) - {run_core(os.sched_getaffinity(0))}
+        if others:
+            os.sched_setaffinity(0, others)
+
+
 @dataclass
 class ForkedChecks:
     """SerialChecks in a forked checker process, fed over a pipe. `add` is called from the SDK's executor
@@ -125,6 +133,7 @@ class ForkedChecks:
         answer_r, answer_w = os.pipe()
         pid = os.fork()
         if pid == 0:  # the checker
+            checker_cores()
             os.close(feed_w)
             os.close(answer_r)
             _checker(self.spec, self.policies, os.fdopen(feed_r, "rb"), os.fdopen(answer_w, "wb"))

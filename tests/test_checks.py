@@ -4,6 +4,7 @@ checks give in-process, and a failure on either side ends the plan cleanly."""
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import pytest
@@ -69,3 +70,19 @@ def test_a_failing_checker_fails_the_plan_with_its_traceback(monkeypatch: pytest
     with pytest.raises(RuntimeError, match=r"checker process failed:\n(.|\n)*ValueError: cannot check"):
         make_plan("dev", ROOT)
     assert _no_children()
+
+
+def test_the_checker_runs_beside_the_programs_core() -> None:
+    from fleet.engine.mocks import run_core
+    from fleet.spec.loader import load
+
+    allowed = os.sched_getaffinity(0)
+    expected = allowed - {run_core(allowed)} if len(allowed) > 1 else allowed
+    worker = checks.ForkedChecks(load("dev", ROOT), policies=True)
+    try:
+        deadline = time.monotonic() + 5
+        while (cores := os.sched_getaffinity(worker._pid)) != expected and time.monotonic() < deadline:
+            time.sleep(0.01)  # the checker sets its cores first thing after the fork
+    finally:
+        worker.finish()
+    assert cores == expected

@@ -105,3 +105,15 @@ def test_memoised_source_positions_send_the_sdks_stack_traces(monkeypatch: pytes
     assert memoised == plain
     frames = {name: len(trace.frames) for name, trace, _ in plain}
     assert frames["cm"] > 3 and frames["a-inner"] > 3, frames  # real traces were compared
+
+
+def test_a_run_keeps_to_one_core_and_gives_the_others_back() -> None:
+    import os
+
+    from fleet.engine.mocks import run_core
+
+    before = os.sched_getaffinity(0)
+    seen: list[set[int]] = []
+    run(lambda: seen.append(os.sched_getaffinity(0)), project="p", stack="s")
+    assert seen == [{run_core(before)} if len(before) > 1 else before]
+    assert os.sched_getaffinity(0) == before

