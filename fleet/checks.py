@@ -154,6 +154,7 @@ class ForkedChecks:
             try:
                 self._feed.write(len(data).to_bytes(4, "little"))
                 self._feed.write(data)
+                self._feed.flush()  # the checker keeps up with the program instead of getting the last 64 KiB at the end
             except BrokenPipeError:  # the checker failed; finish() reports why
                 self._gone = True
 

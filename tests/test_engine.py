@@ -79,7 +79,7 @@ def test_numbers_arrive_as_ints_and_secrets_are_masked() -> None:
     assert secret.secret_paths == ["stringData"]
 
 
-def test_memoised_source_positions_send_the_sdks_stack_traces(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fast_stack_traces_are_the_sdks(monkeypatch: pytest.MonkeyPatch) -> None:
     import contextlib
 
     from fleet.engine import mocks
@@ -95,14 +95,15 @@ def test_memoised_source_positions_send_the_sdks_stack_traces(monkeypatch: pytes
 
     def program() -> None:
         Outer("a")
+        pulumi.CustomResource("test:index:Thing", "top", {"a": 1})  # registered outside any constructor
 
-    for memoise in (True, False):  # one call site: the test's own frame is in the traces
-        if not memoise:
-            monkeypatch.setattr(mocks, "memoised_source_positions", contextlib.nullcontext)
+    for fast in (True, False):  # one call site: the test's own frame is in the traces
+        if not fast:
+            monkeypatch.setattr(mocks, "fast_stack_traces", contextlib.nullcontext)
         requests.append([])
         run(program, project="p", stack="s")
-    memoised, plain = (sorted(r, key=lambda x: x[0]) for r in requests)
-    assert memoised == plain
+    fast, plain = (sorted(r, key=lambda x: x[0]) for r in requests)
+    assert fast == plain
     frames = {name: len(trace.frames) for name, trace, _ in plain}
     assert frames["cm"] > 3 and frames["a-inner"] > 3, frames  # real traces were compared
 
