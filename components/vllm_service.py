@@ -17,8 +17,8 @@ class VllmService(pulumi.ComponentResource):
         job: pulumi.Resource | None = None
         for manifest in model_manifests(spec, model):
             # pulumi-kubernetes waits for a Job to complete: the workload starts once the weights are cached.
-            deps = [job] if job is not None and manifest["kind"] in ("Deployment", "LeaderWorkerSet") else []
-            resource = apply(manifest, pulumi.ResourceOptions(parent=self, depends_on=deps))
+            waits = manifest["kind"] in ("Deployment", "LeaderWorkerSet")
+            resource = apply(manifest, pulumi.ResourceOptions(parent=self, depends_on=[job] if job is not None and waits else None))
             if manifest["kind"] == "Job":
                 job = resource
             self.objects.append(resource)

@@ -87,8 +87,13 @@ def test_raw_registration_equals_the_typed_classes(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(mocks.CaptureMonitor, "RegisterResource", record)
 
     def program() -> None:
+        provider = k8s.Provider("k8s")
+        first = k8s.core.v1.Namespace("ns", metadata={"name": "ns"})
         for i, m in enumerate(manifests):
-            opts = pulumi.ResourceOptions(protect=i % 2 == 0)
+            # The option shapes the components pass: plain, a provider map, depends_on, ignore_changes.
+            opts = [pulumi.ResourceOptions(protect=i % 2 == 0),
+                    pulumi.ResourceOptions(providers={"kubernetes": provider}, depends_on=[first]),
+                    pulumi.ResourceOptions(provider=provider, ignore_changes=["spec.replicas"], retain_on_delete=True)][i % 3]
             typed(m, f"typed-{i}", opts)
             apply(m, opts, name=f"raw-{i}")
 
@@ -101,6 +106,8 @@ def test_raw_registration_equals_the_typed_classes(monkeypatch: pytest.MonkeyPat
         assert a.type == b.type, where
         assert plain(a) == plain(b), where
         assert (a.version, list(a.additionalSecretOutputs), a.protect) == (b.version, list(b.additionalSecretOutputs), b.protect), where
+        assert (a.provider, sorted(a.dependencies), list(a.ignoreChanges), a.retainOnDelete, a.parent) == \
+               (b.provider, sorted(b.dependencies), list(b.ignoreChanges), b.retainOnDelete, b.parent), where
         assert not b.aliases and not b.aliasURNs, where
         # What the typed class aliases are other types of this kind, none of which the program registers.
         aliased = {x.spec.type for x in a.aliases}
