@@ -9,12 +9,44 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 
 
+def copy_project(dest: Path) -> Path:
+    """The project's Pulumi.yaml and stacks copied to `dest`, for tests that edit config files."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "Pulumi.yaml", dest / "Pulumi.yaml")
+    shutil.copytree(ROOT / "stacks", dest / "stacks")
+    return dest
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A copy of the project's stacks in a temporary directory, for tests that edit config files."""
-    shutil.copy(ROOT / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
-    shutil.copytree(ROOT / "stacks", tmp_path / "stacks")
-    return tmp_path
+    return copy_project(tmp_path)
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    """Replace `old`, which must be in the file, by `new`."""
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+# Edits of the dev stack that several tests make.
+def s3_cache(project: Path) -> None:
+    edit(project / "stacks" / "Pulumi.dev.yaml", "    backend: efs", "    backend: s3")
+
+
+def karpenter_l40s(project: Path) -> None:
+    edit(project / "stacks" / "Pulumi.dev.yaml",
+         "      capacity_type: on-demand\n      min_size: 1\n      max_size: 4\n      desired_size: 2\n",
+         "      capacity_type: on-demand\n      provisioner: karpenter\n      max_size: 4\n")
+
+
+def keda_scale_to_zero(project: Path) -> None:
+    """KEDA autoscaling with scale to zero, and search's qwen-3b autoscaled from 0 to 2 replicas."""
+    edit(project / "stacks" / "Pulumi.dev.yaml", "    backend: hpa", "    backend: keda\n    allow_scale_to_zero: true")
+    team = project / "stacks" / "teams" / "search.yaml"
+    edit(team, "    profile: throughput\n", "    profile: throughput\n    autoscaling: {min_replicas: 0, max_replicas: 2}\n")
+    edit(team, "  dev: 2\n", "  dev: 4\n")
 
 
 def write(path: Path, text: str) -> Path:

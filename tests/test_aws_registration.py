@@ -6,7 +6,6 @@ typed class from the same arguments, for the bundled stacks and every cache back
 from __future__ import annotations
 
 import re
-import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import components.aws as raw_aws
 from fleet.engine import mocks
 from fleet.plan import capture
 from fleet.spec.loader import load
-from tests.conftest import ROOT
+from tests.conftest import ROOT, copy_project, edit, karpenter_l40s, s3_cache
 from tests.test_kube_registration import plain
 
 TYPED: dict[str, Any] = {
@@ -62,25 +61,16 @@ def snake(value: Any, key: str = "") -> Any:
 def variants(tmp: Path) -> list[tuple[str, Path]]:
     """(stack, project root): dev (EFS, managed node groups), prod (FSx, capacity blocks), and edits for the
     S3 backend, an FSx import path, no cache, and a Karpenter pool."""
-    out = [("dev", ROOT), ("prod", ROOT)]
-    edits = {
-        "s3": ("dev", "    backend: efs", "    backend: s3"),
-        "fsx-import": ("prod", "    backend: fsx-lustre\n", "    backend: fsx-lustre\n    fsx_import_path: s3://models-bucket/hf\n"),
-        "none": ("dev", "    backend: efs\n    throughput_mibps: 150\n", "    backend: none\n"),
-        "karpenter": ("dev", "      capacity_type: on-demand\n      min_size: 1\n      max_size: 4\n      desired_size: 2\n",
-                      "      capacity_type: on-demand\n      provisioner: karpenter\n      max_size: 4\n"),
-    }
-    for label, (stack, old, new) in edits.items():
-        root = tmp / label
-        root.mkdir()
-        shutil.copy(ROOT / "Pulumi.yaml", root / "Pulumi.yaml")
-        shutil.copytree(ROOT / "stacks", root / "stacks")
-        path = root / "stacks" / f"Pulumi.{stack}.yaml"
-        text = path.read_text()
-        assert old in text, label
-        path.write_text(text.replace(old, new))
-        out.append((stack, root))
-    return out
+    fsx_import = copy_project(tmp / "fsx-import")
+    edit(fsx_import / "stacks" / "Pulumi.prod.yaml", "    backend: fsx-lustre\n",
+         "    backend: fsx-lustre\n    fsx_import_path: s3://models-bucket/hf\n")
+    no_cache = copy_project(tmp / "none")
+    edit(no_cache / "stacks" / "Pulumi.dev.yaml", "    backend: efs\n    throughput_mibps: 150\n", "    backend: none\n")
+    s3 = copy_project(tmp / "s3")
+    s3_cache(s3)
+    karpenter = copy_project(tmp / "karpenter")
+    karpenter_l40s(karpenter)
+    return [("dev", ROOT), ("prod", ROOT), ("dev", s3), ("prod", fsx_import), ("dev", no_cache), ("dev", karpenter)]
 
 
 def test_raw_aws_registrations_and_invokes_equal_the_typed_classes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

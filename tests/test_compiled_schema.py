@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import random
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +17,14 @@ from fleet.engine.compiled_schema import CompiledValidator, Unsupported, _regex
 from fleet.plan import capture
 from fleet.render.workload import model_manifests
 from fleet.spec.loader import load
-from tests.conftest import ROOT
+from tests.conftest import ROOT, copy_project, keda_scale_to_zero
 from tests.policy_fixtures import karpenter_objects
 
 VERSION = "1.33"
 
 
 def keda_objects(project: Path) -> list[dict[str, Any]]:
-    stack = project / "stacks" / "Pulumi.dev.yaml"
-    stack.write_text(stack.read_text().replace("    backend: hpa", "    backend: keda\n    allow_scale_to_zero: true"))
-    team = project / "stacks" / "teams" / "search.yaml"
-    team.write_text(team.read_text().replace("    profile: throughput\n", "    profile: throughput\n    autoscaling: {min_replicas: 0, max_replicas: 2}\n")
-                    .replace("  dev: 2\n", "  dev: 4\n"))
+    keda_scale_to_zero(project)
     spec = load("dev", project)
     return [m for model in spec.models for m in model_manifests(spec, model)]
 
@@ -42,9 +37,7 @@ def objects(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[dict[str, An
             if c.is_kubernetes:
                 unknown: list[str] = []
                 out.append((strip_unknowns(c.inputs, "", unknown), frozenset(unknown)))
-    project = tmp_path_factory.mktemp("keda")
-    shutil.copy(ROOT / "Pulumi.yaml", project / "Pulumi.yaml")
-    shutil.copytree(ROOT / "stacks", project / "stacks")
+    project = copy_project(tmp_path_factory.mktemp("keda"))
     out += [(o, frozenset()) for o in [*karpenter_objects(), *keda_objects(project)]]
     return out
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fleet import diff
-from tests.conftest import ROOT
+from tests.conftest import ROOT, s3_cache
 
 
 @pytest.fixture
@@ -69,8 +69,7 @@ def test_a_storage_class_change_to_the_cache_claim_exits_1_naming_the_field(repo
 
 
 def test_switching_the_cache_backend_deletes_the_file_system(repo: Path, capsys) -> None:
-    stack = repo / "stacks" / "Pulumi.dev.yaml"
-    stack.write_text(stack.read_text().replace("    backend: efs", "    backend: s3"))
+    s3_cache(repo)
     code, doc = run_json(repo, "dev", capsys)
     assert code == 1
     assert any("aws:efs/fileSystem:FileSystem::model-cache-efs would be deleted" in r for r in doc["stateful_replacements"])

@@ -12,7 +12,7 @@ import pytest
 from fleet.engine.mocks import Captured
 from fleet.plan import capture, make_plan
 from fleet.spec.loader import load
-from tests.conftest import ROOT
+from tests.conftest import ROOT, karpenter_l40s, s3_cache
 
 STATEFUL = ("aws:kms/key:Key", "aws:efs/fileSystem:FileSystem", "aws:fsx/lustreFileSystem:LustreFileSystem",
             "aws:s3/bucket:Bucket", "kubernetes:core/v1:PersistentVolume", "kubernetes:core/v1:PersistentVolumeClaim")
@@ -158,8 +158,7 @@ def test_efs_cache_in_dev(dev) -> None:
 
 
 def test_s3_cache_blocks_public_access_encrypts_versions_and_mounts_read_only(project: Path) -> None:
-    stack = project / "stacks" / "Pulumi.dev.yaml"
-    stack.write_text(stack.read_text().replace("    backend: efs", "    backend: s3"))
+    s3_cache(project)
     caps = {c.name: c for c in capture(load("dev", project))}
     assert caps["model-cache-bucket"].inputs["bucket"] == "fleet-dev-dev-model-cache"
     pab = caps["model-cache-bucket-pab"].inputs
@@ -254,9 +253,7 @@ def test_prod_plan_is_clean_with_every_platform_piece() -> None:
 
 
 def test_karpenter_pool_renders_nodepool_and_nodeclass_and_scales_from_zero(project: Path) -> None:
-    stack = project / "stacks" / "Pulumi.dev.yaml"
-    stack.write_text(stack.read_text().replace("      capacity_type: on-demand\n      min_size: 1\n      max_size: 4\n      desired_size: 2\n",
-                                               "      capacity_type: on-demand\n      provisioner: karpenter\n      max_size: 4\n"))
+    karpenter_l40s(project)
     caps = {c.name: c for c in capture(load("dev", project))}
     assert "pool-l40s-ng" not in caps and "pool-l40s-lt" not in caps
     pool = caps["nodepool-l40s"].inputs["spec"]

@@ -14,7 +14,7 @@ from fleet.render.workload import model_manifests
 from fleet.spec.loader import load
 from fleet.vllm.compiler import check_args
 from fleet.vllm.flags import MetricError, metric
-from tests.conftest import ROOT, write
+from tests.conftest import ROOT, keda_scale_to_zero, write
 
 
 def objects(stack: str, model: str, root: Path = ROOT) -> dict[str, dict]:
@@ -95,11 +95,7 @@ def test_hpa_scales_on_the_renamed_queue_metric_with_slow_scale_down() -> None:
 
 
 def test_keda_backend_with_scale_to_zero(project: Path) -> None:
-    stack = project / "stacks" / "Pulumi.dev.yaml"
-    stack.write_text(stack.read_text().replace("    backend: hpa", "    backend: keda\n    allow_scale_to_zero: true"))
-    team = project / "stacks" / "teams" / "search.yaml"
-    team.write_text(team.read_text().replace("    profile: throughput\n", "    profile: throughput\n    autoscaling: {min_replicas: 0, max_replicas: 2}\n")
-                    .replace("  dev: 2\n", "  dev: 4\n"))
+    keda_scale_to_zero(project)
     so = objects("dev", "qwen-3b", project)["ScaledObject"]
     assert so["spec"]["minReplicaCount"] == 0 and so["spec"]["maxReplicaCount"] == 2
     (trigger,) = so["spec"]["triggers"]
