@@ -18,6 +18,8 @@ from typing import Any, cast
 
 import pulumi
 
+from components.options import pinned
+
 # The provider plugin the typed classes would pin (they pass their package version).
 PROVIDER_VERSION = version("pulumi_aws")
 
@@ -27,8 +29,7 @@ def resource(token: str, name: str, props: dict[str, Any], opts: pulumi.Resource
     """Register `token` (e.g. `aws:eks/nodeGroup:NodeGroup`) with camelCase `props`; `outputs` names the
     provider-computed properties the program reads (`arn`, `latestVersion`...), which `output()` returns."""
     full = {**props, **{o: None for o in outputs if o not in props}}
-    return pulumi.CustomResource(token, name, full,
-                                 pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(version=PROVIDER_VERSION)))
+    return pulumi.CustomResource(token, name, full, pinned(opts, PROVIDER_VERSION))
 
 
 def output(res: pulumi.CustomResource, name: str) -> pulumi.Output[Any]:

@@ -10,12 +10,12 @@ field through typed input/output classes, which made registration twice as slow.
 
 from __future__ import annotations
 
-import copy
 from importlib.metadata import version
 from typing import Any
 
 import pulumi
 
+from components.options import pinned
 from fleet.render import Manifest
 
 # The provider plugin the typed classes would pin (they pass their package version).
@@ -46,14 +46,9 @@ def resource_name(manifest: Manifest) -> str:
 def apply(manifest: Manifest | dict[str, Any], opts: pulumi.ResourceOptions, name: str | None = None) -> pulumi.CustomResource:
     api_version, kind = manifest["apiVersion"], manifest["kind"]
     props = dict(manifest)
-    # The caller's options plus the provider version (and secret outputs): a copy, not ResourceOptions.merge,
-    # which would also turn an absent depends_on into an empty list the SDK then resolves for every object.
-    options = copy.copy(opts)
-    options.version = PROVIDER_VERSION
     secret_fields = SECRET_FIELDS.get((api_version, kind), ())
-    if secret_fields:
-        for f in secret_fields:
-            if props.get(f) is not None:
-                props[f] = pulumi.Output.secret(props[f])
-        options.additional_secret_outputs = [*(opts.additional_secret_outputs or []), *secret_fields]
-    return pulumi.CustomResource(type_token(api_version, kind), name or resource_name(manifest), props, options)
+    for f in secret_fields:
+        if props.get(f) is not None:
+            props[f] = pulumi.Output.secret(props[f])
+    return pulumi.CustomResource(type_token(api_version, kind), name or resource_name(manifest), props,
+                                 pinned(opts, PROVIDER_VERSION, secret_fields))

@@ -60,11 +60,6 @@ def strip_unknowns(value: Any, path: str, found: list[str]) -> Any:
     return value
 
 
-def checked(c: Captured) -> bool:
-    """What the checks look at: custom resources other than providers (components carry no properties)."""
-    return c.custom and not c.type.startswith("pulumi:providers:")
-
-
 class SerialChecks:
     """Policies (fleet.policy_harness.Analysis) and strict schema validation, resource by resource."""
 
@@ -78,7 +73,7 @@ class SerialChecks:
         self.seconds = {"policies": 0.0, "schema": 0.0}
 
     def add(self, c: Captured) -> None:
-        if not checked(c):
+        if not c.analyzed:  # components carry no properties; providers are not judged
             return
         t0 = time.perf_counter()
         if self.analysis is not None:
@@ -145,7 +140,7 @@ class ForkedChecks:
         self._answer: IO[bytes] = os.fdopen(answer_r, "rb")
 
     def add(self, c: Captured) -> None:
-        if not checked(c):
+        if not c.analyzed:  # components carry no properties; providers are not judged
             return
         data = pickle.dumps(c, pickle.HIGHEST_PROTOCOL)
         with self._lock:

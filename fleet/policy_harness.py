@@ -199,11 +199,6 @@ class Judged(NamedTuple):
     dependencies: tuple[str, ...]
 
 
-def analyzed(c: Captured) -> bool:
-    """Resources the engine sends to the analyzer: custom resources, not providers."""
-    return c.custom and not c.type.startswith("pulumi:providers:")
-
-
 class Analysis:
     """The pack over a stream of resources, as the engine drives an analyzer plugin: `resource()` (Analyze)
     for each resource as it is registered, `finish()` (AnalyzeStack) once all are. Findings come out in URN
@@ -230,7 +225,7 @@ class Analysis:
         return out
 
     def resource(self, c: Captured) -> None:
-        if not analyzed(c):
+        if not c.analyzed:
             return
         struct = _struct(c.inputs)
         request = proto.AnalyzeRequest(type=c.type, properties=struct, urn=c.urn, name=c.name,

@@ -133,3 +133,23 @@ def test_keywords_outside_the_subset_fall_back_to_jsonschema(monkeypatch) -> Non
 def test_go_patterns_with_leading_inline_flags_compile() -> None:
     assert _regex("^(?i)(abort|warn)?$").search("ABORT")
     assert not _regex("^(?i)(abort|warn)?$").search("retry")
+
+
+def test_crd_keywords_are_judged_the_same(objects) -> None:
+    """minItems, minLength (inside anyOf), anyOf, pattern, minimum: edits that hit each, compared with jsonschema."""
+    by_kind = {o["kind"]: o for o, _ in objects}
+    node_class = copy.deepcopy(by_kind["EC2NodeClass"])
+    node_class["spec"]["subnetSelectorTerms"] = []                                      # minItems
+    monitor = copy.deepcopy(by_kind["ServiceMonitor"])
+    monitor["spec"]["scrapeClass"] = ""                                                 # anyOf over minLength
+    monitor["spec"]["endpoints"][0]["oauth2"] = {"tokenUrl": "", "clientId": {}, "clientSecret": {}}  # minLength
+    pool = copy.deepcopy(by_kind["NodePool"])
+    pool["spec"]["weight"] = 0                                                          # minimum
+    pool["spec"]["disruption"]["consolidateAfter"] = "soon"                             # pattern
+    for obj in (node_class, monitor, pool):
+        fast, slow = both(obj)
+        assert fast == slow and fast, obj["kind"]
+    messages = " | ".join(both(node_class)[0] + both(monitor)[0] + both(pool)[0])
+    for expected in ("[] should be non-empty", "is not valid under any of the given schemas", "does not match",
+                     "is less than the minimum of 1"):
+        assert expected in messages, (expected, messages)

@@ -236,22 +236,10 @@ class Compiler:
         return check
 
     def _kw_minItems(self, n: int, schema: dict[str, Any], resolver: Resolver[Any]) -> Check:
-        message = "should be non-empty" if n == 1 else "is too short"
-
-        def check(x: Any) -> Errors:
-            if isinstance(x, list) and len(x) < n:
-                return [SchemaError(f"{x!r} {message}", "minItems", n, x)]
-            return None
-        return check
+        return _too_short("minItems", n, list)
 
     def _kw_minLength(self, n: int, schema: dict[str, Any], resolver: Resolver[Any]) -> Check:
-        message = "should be non-empty" if n == 1 else "is too short"
-
-        def check(x: Any) -> Errors:
-            if isinstance(x, str) and len(x) < n:
-                return [SchemaError(f"{x!r} {message}", "minLength", n, x)]
-            return None
-        return check
+        return _too_short("minLength", n, str)
 
     def _kw_minimum(self, m: float, schema: dict[str, Any], resolver: Resolver[Any]) -> Check:
         def check(x: Any) -> Errors:
@@ -275,6 +263,17 @@ class Compiler:
                 return [SchemaError(f"{x!r} does not match {pattern!r}", "pattern", pattern, x)]
             return None
         return check
+
+
+def _too_short(keyword: str, n: int, kind: type[list[Any]] | type[str]) -> Check:
+    """minItems / minLength: jsonschema's message for both."""
+    message = "should be non-empty" if n == 1 else "is too short"
+
+    def check(x: Any) -> Errors:
+        if isinstance(x, kind) and len(x) < n:
+            return [SchemaError(f"{x!r} {message}", keyword, n, x)]
+        return None
+    return check
 
 
 def _regex(pattern: str) -> re.Pattern[str]:

@@ -62,6 +62,11 @@ class Captured:
     secret_paths: list[str] = field(default_factory=list)
 
     @property
+    def analyzed(self) -> bool:
+        """What the engine sends to a policy pack: custom resources other than providers."""
+        return self.custom and not self.type.startswith("pulumi:providers:")
+
+    @property
     def is_kubernetes(self) -> bool:
         return self.type.startswith("kubernetes:") and self.custom and self.type != "pulumi:providers:kubernetes" \
             and "apiVersion" in self.inputs
