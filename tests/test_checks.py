@@ -86,3 +86,12 @@ def test_the_checker_runs_beside_the_programs_core() -> None:
     finally:
         worker.finish()
     assert cores == expected
+
+
+def test_a_plan_leaves_no_threads_behind_for_the_next_fork() -> None:
+    import threading
+
+    before = set(threading.enumerate())
+    make_plan("dev", ROOT)
+    make_plan("dev", ROOT)  # plan --base plans twice in one process: its second checker forks after the first run
+    assert set(threading.enumerate()) <= before

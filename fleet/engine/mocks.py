@@ -21,6 +21,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
@@ -275,8 +276,15 @@ def run(program: Any, *, project: str, stack: str, preview: bool = True,
     except RuntimeError:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-    with paused(freeze=True), fast_stack_traces(), one_core():
-        _sync_await(pulumi.runtime.stack.run_pulumi_func(program))
+    # The SDK sends each registration to the loop's default executor: a pool per run, whose threads end with it,
+    # so a process that plans again (plan --base, tests) forks its next checker without stray threads.
+    executor = ThreadPoolExecutor(thread_name_prefix="pulumi-mocks")
+    loop.set_default_executor(executor)
+    try:
+        with paused(freeze=True), fast_stack_traces(), one_core():
+            _sync_await(pulumi.runtime.stack.run_pulumi_func(program))
+    finally:
+        executor.shutdown(wait=True)
     if monitor.errors:
         raise DuplicateUrnError("; ".join(monitor.errors))
     return sorted(monitor.captured.values(), key=lambda c: c.urn)
