@@ -116,8 +116,9 @@ def test_thousands_of_mutations_are_judged_the_same(objects) -> None:
 
 def test_keywords_outside_the_subset_fall_back_to_jsonschema(monkeypatch) -> None:
     schema = {"type": "object", "patternProperties": {"^x-": {"type": "string"}}, "additionalProperties": False}
-    with pytest.raises(Unsupported):
-        CompiledValidator(schema, jsonschema.validators.Draft202012Validator(schema)._resolver)
+    for unsupported in (schema, {"properties": {"a": {"type": "any"}}}, {"items": {"$anchor": "x"}}):
+        with pytest.raises(Unsupported):
+            CompiledValidator(unsupported, jsonschema.validators.Draft202012Validator(unsupported)._resolver)
     monkeypatch.setattr(k8s_schema, "_schema", lambda *a: (schema, k8s_schema._definitions(VERSION)))
     k8s_schema._validator.cache_clear()
     try:

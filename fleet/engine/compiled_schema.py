@@ -122,6 +122,8 @@ class Compiler:
 
     def _kw_type(self, types: str | list[str], schema: dict[str, Any], resolver: Resolver[Any]) -> Check:
         names = [types] if isinstance(types, str) else list(types)
+        if any(n not in TYPES for n in names):
+            raise Unsupported(f"type {types!r}")  # jsonschema decides what an unknown type name means
         tests = [TYPES[n] for n in names]
         reprs = ", ".join(repr(n) for n in names)
 
