@@ -42,7 +42,6 @@ class CheckResult:
     unknown_fields: dict[str, list[str]]
     seconds: dict[str, float]                  # time spent on "policies" and on "schema"
     checker_max_rss_mib: float | None = None   # the checker process's peak resident memory, when forked
-    forked: bool = False
 
 
 def strip_unknowns(value: Any, path: str, found: list[str]) -> Any:
@@ -109,7 +108,8 @@ END = (0).to_bytes(4, "little")
 def checker_cores() -> None:
     """Keep the checker off the core the program's run keeps to (fleet.engine.mocks.one_core)."""
     if hasattr(os, "sched_getaffinity"):
-        others = os.sched_getaffinity(0) - {run_core(os.sched_getaffinity(0))}
+        allowed = os.sched_getaffinity(0)
+        others = allowed - {run_core(allowed)}
         if others:
             os.sched_setaffinity(0, others)
 
@@ -168,7 +168,6 @@ class ForkedChecks:
             raise RuntimeError(f"the plan's checker process failed:\n{payload}")
         result: CheckResult = payload
         result.checker_max_rss_mib = usage.ru_maxrss / 1024
-        result.forked = True
         return result
 
     def abort(self) -> None:

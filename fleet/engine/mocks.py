@@ -69,8 +69,7 @@ class Captured:
 
     @property
     def is_kubernetes(self) -> bool:
-        return self.type.startswith("kubernetes:") and self.custom and self.type != "pulumi:providers:kubernetes" \
-            and "apiVersion" in self.inputs
+        return self.analyzed and self.type.startswith("kubernetes:") and "apiVersion" in self.inputs
 
 
 def _plain(value: Any, path: str, secrets: list[str]) -> Any:
