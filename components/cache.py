@@ -64,6 +64,13 @@ class ModelCache(pulumi.ComponentResource):
         oidc_arn = cfg.cluster.oidc_provider_arn or pulumi.Output.all(account, issuer).apply(
             lambda a: f"arn:aws:iam::{a[0]}:oidc-provider/{a[1].removeprefix('https://')}")
 
+        def csi_role(role_name: str, service_account: str) -> pulumi.CustomResource:
+            """The IAM role a CSI driver's service account in kube-system assumes through the cluster's OIDC issuer."""
+            return aws.resource("aws:iam/role:Role", role_name, {
+                "assumeRolePolicy": pulumi.Output.all(oidc_arn, issuer).apply(
+                    lambda a: irsa_trust_policy(a[0], a[1], "kube-system", service_account)),
+                "tags": tags}, child, outputs=["arn", "name"])
+
         sources: dict[str, dict[str, Any]] = {}
         if cache.backend == "efs":
             self.efs = aws.resource("aws:efs/fileSystem:FileSystem", f"{name}-efs", {
@@ -78,10 +85,7 @@ class ModelCache(pulumi.ComponentResource):
                 aws.resource("aws:efs/mountTarget:MountTarget", f"{name}-mt-{subnet}", {
                     "fileSystemId": self.efs.id, "subnetId": subnet, "securityGroups": [self.security_group.id]}, child)
                 for subnet in cache_subnets(spec)]
-            role = aws.resource("aws:iam/role:Role", f"{name}-efs-csi-role", {
-                "assumeRolePolicy": pulumi.Output.all(oidc_arn, issuer).apply(
-                    lambda a: irsa_trust_policy(a[0], a[1], "kube-system", "efs-csi-controller-sa")),
-                "tags": tags}, child, outputs=["arn", "name"])
+            role = csi_role(f"{name}-efs-csi-role", "efs-csi-controller-sa")
             attach = aws.resource("aws:iam/rolePolicyAttachment:RolePolicyAttachment", f"{name}-efs-csi-policy", {
                 "role": aws.output(role, "name"), "policyArn": EFS_CSI_POLICY}, child)
             self.addon = aws.resource("aws:eks/addon:Addon", f"{name}-efs-csi", {
@@ -129,10 +133,7 @@ class ModelCache(pulumi.ComponentResource):
                              "bucketKeyEnabled": True}]}, child)
             aws.resource("aws:s3/bucketVersioning:BucketVersioning", f"{name}-bucket-versioning", {
                 "bucket": self.bucket.id, "versioningConfiguration": {"status": "Enabled"}}, child)
-            role = aws.resource("aws:iam/role:Role", f"{name}-s3-csi-role", {
-                "assumeRolePolicy": pulumi.Output.all(oidc_arn, issuer).apply(
-                    lambda a: irsa_trust_policy(a[0], a[1], "kube-system", "s3-csi-driver-sa")),
-                "tags": tags}, child, outputs=["arn", "name"])
+            role = csi_role(f"{name}-s3-csi-role", "s3-csi-driver-sa")
             aws.resource("aws:iam/rolePolicy:RolePolicy", f"{name}-s3-csi-read", {
                 "role": role.id,
                 "policy": pulumi.Output.all(aws.output(self.bucket, "arn"), key_arn).apply(lambda a: json.dumps({
