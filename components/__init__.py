@@ -1,5 +1,6 @@
-"""Pulumi ComponentResources that turn a validated FleetSpec into resources."""
+"""Pulumi ComponentResources that turn a loaded FleetSpec into resources, through the typed pulumi_aws and
+pulumi_kubernetes classes; components.program is the program itself."""
 
-from components.fleet import Fleet
+from components.fleet import Fleet, FleetArgs
 
-__all__ = ["Fleet"]
+__all__ = ["Fleet", "FleetArgs"]

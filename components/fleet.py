@@ -1,50 +1,83 @@
-"""Fleet: the whole stack — platform (node groups, device plugin), then per team tenancy and models."""
+"""Fleet: the whole stack — platform (node pools, GPU system, model cache), then per team tenancy and models."""
 
 from __future__ import annotations
 
-import pulumi
+from dataclasses import dataclass
+from typing import Any
 
-from components import aws
-from components.cache import ModelCache
-from components.kube import apply
-from components.platform import GpuNodeGroup, GpuSystem, KarpenterGpuPool, kube_provider
-from components.tenancy import TeamTenancy
-from components.vllm_service import VllmService
+import pulumi
+import pulumi_aws as aws
+
+from components import kubernetes
+from components.gpu_system import GpuSystem, GpuSystemArgs
+from components.model_cache import ModelCacheArgs, model_cache
+from components.node_pools import GpuNodeGroup, GpuNodeGroupArgs, KarpenterGpuPool, KarpenterGpuPoolArgs
+from components.tenancy import TeamTenancy, TeamTenancyArgs
+from components.vllm_service import VllmService, VllmServiceArgs
+from fleet.catalog import gpu_instance
 from fleet.render.observability import adapter_rules
-from fleet.spec.loader import FleetSpec
+from fleet.spec.resolved import FleetSpec
+
+
+@dataclass(frozen=True)
+class FleetArgs:
+    spec: FleetSpec
+    secret_values: pulumi.Output[Any]     # the engine's `vllm-fleet:secrets`
+
+
+def cache_subnets(spec: FleetSpec) -> tuple[str, ...]:
+    cache = spec.config.model_cache
+    if cache.subnet_ids:
+        return tuple(cache.subnet_ids)
+    return tuple(sorted({s for pool in spec.config.gpu_pools for s in pool.subnet_ids}))
 
 
 class Fleet(pulumi.ComponentResource):
-    def __init__(self, name: str, spec: FleetSpec, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, args: FleetArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("vllm-fleet:index:Fleet", name, None, opts)
-        cfg = spec.config
-        self.cluster = aws.invoke("aws:eks/getCluster:getCluster", {"name": cfg.cluster.name}, pulumi.InvokeOptions(parent=self))
-        self.provider = kube_provider("eks", cfg, self.cluster, pulumi.ResourceOptions(parent=self))
-        k8s_opts = pulumi.ResourceOptions(parent=self, providers={"kubernetes": self.provider})
+        spec, cfg = args.spec, args.spec.config
+        child = pulumi.ResourceOptions(parent=self)
+        self.cluster = aws.eks.get_cluster_output(name=cfg.cluster.name, opts=pulumi.InvokeOutputOptions(parent=self))
+        self.provider = kubernetes.provider("eks", cfg.cluster.name, cfg.region, self.cluster.endpoint,
+                                            self.cluster.certificate_authorities[0].data, child)
+        on_cluster = pulumi.ResourceOptions(parent=self, providers={"kubernetes": self.provider})
+        cluster_sg = self.cluster.vpc_config.cluster_security_group_id
 
-        self.node_groups: list[pulumi.Resource] = [
-            KarpenterGpuPool(f"pool-{pool.name}", cfg, pool, self.cluster, k8s_opts, pulumi.ResourceOptions(parent=self))
-            if pool.provisioner == "karpenter" else GpuNodeGroup(f"pool-{pool.name}", cfg, pool, pulumi.ResourceOptions(parent=self))
-            for pool in cfg.gpu_pools]
-        self.gpu_system = GpuSystem("gpu-system", cfg, k8s_opts)
+        self.node_pools: list[pulumi.Resource] = []
+        for pool in cfg.gpu_pools:
+            tags = {"vllm-fleet/pool": pool.name, "vllm-fleet/cluster": cfg.cluster.name}
+            if pool.provisioner == "karpenter":
+                self.node_pools.append(KarpenterGpuPool(f"pool-{pool.name}", KarpenterGpuPoolArgs(cfg.cluster.name, pool, cluster_sg, tags),
+                                                        on_cluster))
+            else:
+                instance = gpu_instance(pool.instance_types[0])
+                assert instance is not None  # the loader refuses instance types missing from the catalog
+                self.node_pools.append(GpuNodeGroup(f"pool-{pool.name}", GpuNodeGroupArgs(cfg.cluster.name, pool, instance, tags), child))
+        self.gpu_system = GpuSystem("gpu-system", GpuSystemArgs(cfg.device_plugin, tuple(cfg.gpu_pools),
+                                                                cfg.observability.prometheus_operator), on_cluster)
         # prometheus-adapter reads its vLLM rule from this ConfigMap (chart value rules.existing).
-        self.adapter_rules = (apply(adapter_rules(spec), k8s_opts)
-                              if cfg.autoscaling.backend == "hpa" and any(m.spec.autoscaling for m in spec.models) else None)
+        if cfg.autoscaling.backend == "hpa" and any(m.autoscaled for m in spec.models):
+            self.adapter_rules = kubernetes.register(adapter_rules(cfg), on_cluster)
 
-        secrets = pulumi.Config("vllm-fleet").get_secret_object("secrets") or pulumi.Output.secret({})
-        self.teams = {team.name: TeamTenancy(f"team-{team.name}", spec, team, pulumi.Output.from_input(secrets), k8s_opts)
+        self.teams = {team.name: TeamTenancy(f"team-{team.name}", TeamTenancyArgs(team, cfg, args.secret_values), on_cluster)
                       for team in spec.teams}
-        self.cache = ModelCache("model-cache", spec, self.cluster,
-                                {name: t.namespace for name, t in self.teams.items()}, k8s_opts)
-        platform: list[pulumi.Resource] = [*self.node_groups, self.gpu_system]
-        self.services = []
+        issuer = self.cluster.identities[0].oidcs[0].issuer
+        account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
+        oidc_arn = cfg.cluster.oidc_provider_arn or pulumi.Output.all(account, issuer).apply(
+            lambda a: f"arn:aws:iam::{a[0]}:oidc-provider/{a[1].removeprefix('https://')}")
+        self.cache = model_cache("model-cache", ModelCacheArgs(
+            stack=spec.stack, cluster_name=cfg.cluster.name, region=cfg.region, settings=cfg.model_cache, protect=cfg.tier == "prod",
+            subnet_ids=cache_subnets(spec), vpc_id=self.cluster.vpc_config.vpc_id, cluster_security_group_id=cluster_sg,
+            oidc_issuer=issuer, oidc_provider_arn=oidc_arn, teams=spec.teams,
+            namespaces={name: t.namespace for name, t in self.teams.items()}), on_cluster)
+
+        platform: list[pulumi.Resource] = [*self.node_pools, self.gpu_system]
+        self.services: list[VllmService] = []
         for team in spec.teams:
             deps: list[pulumi.Resource] = [self.teams[team.name], *platform]
-            if team.name in self.cache.claims:
+            if self.cache is not None and team.name in self.cache.claims:
                 deps.append(self.cache.claims[team.name])
             for model in team.models:
-                self.services.append(VllmService(
-                    f"{team.name}-{model.name}", spec, model,
-                    pulumi.ResourceOptions(parent=self, providers={"kubernetes": self.provider}, depends_on=deps)))
-        self.register_outputs({"teams": [t.name for t in spec.teams],
-                               "models": [f"{m.team}/{m.name}" for m in spec.models]})
+                self.services.append(VllmService(f"{team.name}-{model.name}", VllmServiceArgs(model, cfg),
+                                                 pulumi.ResourceOptions(parent=self, providers={"kubernetes": self.provider}, depends_on=deps)))
+        self.register_outputs({"teams": [t.name for t in spec.teams], "models": [f"{m.team}/{m.name}" for m in spec.models]})

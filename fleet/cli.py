@@ -102,22 +102,22 @@ def cmd_plan(args: argparse.Namespace, root: Path) -> int:
     from rich.console import Console
 
     from fleet.errors import ConfigError
-    from fleet.plan import make_plan, write_outputs
-    from fleet.report import document, markdown, print_table
+    from fleet.offline.plan import make_plan, write_outputs
+    from fleet.offline.report import markdown, print_table
 
     if args.base:
-        from fleet.diff import run as diff
+        from fleet.offline.diff import run as diff
 
         return diff(root, args.stack, args.base, "json" if args.format == "json" else "markdown")
     try:
         plan = make_plan(args.stack, root, policies=not args.no_policies)
     except ConfigError as exc:
         return _config_error(exc)
-    doc = document(plan)
+    doc = plan.document()
     if args.out is not None:
-        write_outputs(plan, args.out, doc)
+        write_outputs(plan, args.out, doc.to_json())
     if args.format == "json":
-        print(json.dumps(doc, indent=2, sort_keys=True))
+        print(json.dumps(doc.to_json(), indent=2, sort_keys=True))
     elif args.format == "markdown":
         print(markdown(doc), end="")
     else:
@@ -127,12 +127,14 @@ def cmd_plan(args: argparse.Namespace, root: Path) -> int:
 
 def cmd_validate(args: argparse.Namespace, root: Path) -> int:
     from fleet.errors import ConfigError
-    from fleet.spec.loader import load
+    from fleet.spec.load import load
 
     try:
         spec = load(args.stack, root)
     except ConfigError as exc:
         return _config_error(exc)
+    for note in spec.notes:
+        print(f"warning: {note}", file=sys.stderr)
     print(f"stack {spec.stack}: {len(spec.teams)} teams, {len(spec.models)} models — config valid")
     return EXIT_OK
 
@@ -190,21 +192,21 @@ def cmd_size(args: argparse.Namespace, root: Path) -> int:
 
 
 def cmd_check(args: argparse.Namespace, root: Path) -> int:
-    from fleet.check import check_files
+    from fleet.offline.manifest_check import check_files
 
     return check_files(args.files, args.format, args.kubernetes_version)
 
 
 def cmd_guard(args: argparse.Namespace, root: Path) -> int:
-    from fleet.guard import main as guard
+    from fleet.offline.guard import main as guard
 
     return guard(args.preview)
 
 
 def cmd_policy_config(args: argparse.Namespace, root: Path) -> int:
     from fleet.errors import ConfigError
-    from fleet.policy_harness import policy_config, policy_levels
-    from fleet.spec.loader import load
+    from fleet.offline.policy_pack import policy_config, policy_levels
+    from fleet.spec.load import load
 
     try:
         spec = load(args.stack, root)
@@ -217,7 +219,7 @@ def cmd_policy_config(args: argparse.Namespace, root: Path) -> int:
 
 
 def cmd_codeowners(args: argparse.Namespace, root: Path) -> int:
-    from fleet import codeowners
+    from fleet.offline import codeowners
 
     text, target = codeowners.render(root), codeowners.path(root)
     if args.check:
@@ -232,7 +234,7 @@ def cmd_codeowners(args: argparse.Namespace, root: Path) -> int:
 
 
 def cmd_schema(args: argparse.Namespace, root: Path) -> int:
-    from fleet import schema
+    from fleet.offline import config_docs as schema
 
     if args.check:
         stale = schema.stale_files(root)

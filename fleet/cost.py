@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 from fleet.catalog import Price, gpu_instance, prices
-from fleet.spec.loader import FleetSpec, ResolvedModel
+from fleet.spec.resolved import FleetSpec, ResolvedModel
 
 
 def usd(value: float) -> str:
@@ -48,30 +47,67 @@ def hourly_rate(model: ResolvedModel, region: str) -> Rate:
     return Rate(rate, price, None)
 
 
-def estimate(spec: FleetSpec, today: dt.date | None = None) -> dict[str, Any]:
-    """Per-team and stack totals: GPUs, nodes and $/hour at min and max replicas, quota use, warnings."""
+@dataclass
+class TeamCost:
+    team: str
+    gpu_quota: int
+    models: int
+    gpus_min: int = 0
+    gpus_max: int = 0
+    nodes_min: int = 0
+    nodes_max: int = 0
+    usd_per_hour_min: float = 0.0
+    usd_per_hour_max: float = 0.0
+    unpriced_models: list[str] = field(default_factory=list)
+
+    @property
+    def quota_left_at_max(self) -> int:
+        return self.gpu_quota - self.gpus_max
+
+
+@dataclass(frozen=True)
+class PoolHeadroom:
+    pool: str
+    capacity_type: str
+    gpu_capacity: int          # GPUs at the pool's max size
+    gpus_at_max: int           # GPUs its models need at max replicas
+    headroom: int              # what is left for rollouts (spare_gpus) and new models
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    teams: list[TeamCost]
+    pools: list[PoolHeadroom]
+    spare_gpus: int
+    warnings: list[str]
+
+    def total(self, attr: str) -> float:
+        value = sum(getattr(t, attr) for t in self.teams)
+        return round(value, 2) if isinstance(value, float) else value
+
+
+def estimate(spec: FleetSpec, today: dt.date | None = None) -> CostEstimate:
+    """Per-team GPUs, nodes and $/hour at min and max replicas, quota use, pool headroom, warnings."""
     today = today or dt.date.today()
     region = spec.config.region
     warnings: list[str] = []
     stale: set[tuple[str, str]] = set()
     teams = []
     for team in spec.teams:
-        row: dict[str, Any] = {"team": team.name, "gpu_quota": team.gpu_quota, "models": len(team.models),
-                               "gpus_min": 0, "gpus_max": 0, "nodes_min": 0, "nodes_max": 0,
-                               "usd_per_hour_min": 0.0, "usd_per_hour_max": 0.0, "unpriced_models": []}
+        row = TeamCost(team=team.name, gpu_quota=team.gpu_quota, models=len(team.models))
         for m in team.models:
-            row["gpus_min"] += m.min_replicas * m.gpus_per_replica
-            row["gpus_max"] += m.max_replicas * m.gpus_per_replica
+            row.gpus_min += m.min_replicas * m.gpus_per_replica
+            row.gpus_max += m.max_replicas * m.gpus_per_replica
             nodes_min, nodes_max = nodes_for(m, m.min_replicas), nodes_for(m, m.max_replicas)
-            row["nodes_min"] += nodes_min
-            row["nodes_max"] += nodes_max
+            row.nodes_min += nodes_min
+            row.nodes_max += nodes_max
             rate = hourly_rate(m, region)
             if rate.usd_per_hour is None:
-                row["unpriced_models"].append(m.name)
+                row.unpriced_models.append(m.name)
                 warnings.append(f"{team.name}/{m.name}: unpriced — {rate.note}")
             else:
-                row["usd_per_hour_min"] += nodes_min * rate.usd_per_hour
-                row["usd_per_hour_max"] += nodes_max * rate.usd_per_hour
+                row.usd_per_hour_min += nodes_min * rate.usd_per_hour
+                row.usd_per_hour_max += nodes_max * rate.usd_per_hour
             if rate.price is not None and (rate.price.instance_type, region) not in stale:
                 age = (today - dt.date.fromisoformat(rate.price.as_of)).days
                 if age > spec.config.price_max_age_days:
@@ -79,18 +115,13 @@ def estimate(spec: FleetSpec, today: dt.date | None = None) -> dict[str, Any]:
                     warnings.append(f"price of {rate.price.instance_type} in {region} is {age} days old (as of "
                                     f"{rate.price.as_of}, limit {spec.config.price_max_age_days}) — refresh "
                                     "fleet/catalog/prices.yaml")
-        row["usd_per_hour_min"] = round(row["usd_per_hour_min"], 2)
-        row["usd_per_hour_max"] = round(row["usd_per_hour_max"], 2)
-        row["quota_left_at_max"] = team.gpu_quota - row["gpus_max"]
+        row.usd_per_hour_min = round(row.usd_per_hour_min, 2)
+        row.usd_per_hour_max = round(row.usd_per_hour_max, 2)
         teams.append(row)
-    total = {k: sum(t[k] for t in teams) for k in ("gpus_min", "gpus_max", "nodes_min", "nodes_max", "gpu_quota")}
-    total["usd_per_hour_min"] = round(sum(t["usd_per_hour_min"] for t in teams), 2)
-    total["usd_per_hour_max"] = round(sum(t["usd_per_hour_max"] for t in teams), 2)
-    return {"teams": teams, "total": total, "spare_gpus": spec.config.spare_gpus, "warnings": warnings,
-            "pools": _pools(spec)}
+    return CostEstimate(teams=teams, pools=pool_headroom(spec), spare_gpus=spec.config.spare_gpus, warnings=warnings)
 
 
-def _pools(spec: FleetSpec) -> list[dict[str, Any]]:
+def pool_headroom(spec: FleetSpec) -> list[PoolHeadroom]:
     """Per pool: GPU capacity at max size, GPUs the models need at max replicas, and what is left for rollouts."""
     out = []
     for pool in spec.config.gpu_pools:
@@ -98,6 +129,6 @@ def _pools(spec: FleetSpec) -> list[dict[str, Any]]:
         instance = gpu_instance(pool.instance_types[0])
         assert instance is not None  # the loader refuses instance types missing from the catalog
         capacity = pool.max_size * instance.gpus
-        out.append({"pool": pool.name, "capacity_type": pool.capacity_type, "gpu_capacity": capacity,
-                    "gpus_at_max": used, "headroom": capacity - used})
+        out.append(PoolHeadroom(pool=pool.name, capacity_type=pool.capacity_type, gpu_capacity=capacity, gpus_at_max=used,
+                                headroom=capacity - used))
     return out

@@ -3,7 +3,6 @@ vLLM servers and their arguments. Rules judge resources (what reaches the engine
 
 from __future__ import annotations
 
-import contextlib
 import shlex
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +17,9 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
+from pulumi_policy.proxy import UnknownValueError
 
+from fleet.kinds import POD_TYPES
 from fleet.labels import GPU_SYSTEM_NAMESPACE
 
 EXEMPT_ANNOTATION = "vllm-fleet.io/exempt-"        # + rule id (lower case), value: the reason
@@ -48,14 +49,7 @@ class Rule:
 
 RULES: list[Rule] = []
 
-POD_KINDS = ("kubernetes:core/v1:Pod", "kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet",
-             "kubernetes:apps/v1:DaemonSet", "kubernetes:batch/v1:Job", "kubernetes:batch/v1:CronJob",
-             "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet")
-
-
-def k8s_type(api_version: str, kind: str) -> str:
-    """The engine's type token of a Kubernetes object: core `v1` is `core/v1`."""
-    return f"kubernetes:{'core/v1' if api_version == 'v1' else api_version}:{kind}"
+POD_KINDS = POD_TYPES
 
 
 def _exemption(props: Any, rule_id: str) -> tuple[bool, str | None]:
@@ -93,7 +87,7 @@ def rule(rule_id: str, name: str, description: str, *, level: str, severity: str
             if system_exempt and namespace in SYSTEM_NAMESPACES:
                 return
             config = args.get_config() or {}
-            if config.get("exempt_resources") and ref(props) in set(config["exempt_resources"]):
+            if config.get("exempt_resources") and object_ref(props) in set(config["exempt_resources"]):
                 return
             if config.get("exempt_namespaces") and namespace in set(config["exempt_namespaces"]):
                 return
@@ -104,7 +98,6 @@ def rule(rule_id: str, name: str, description: str, *, level: str, severity: str
             name=r.policy_name, description=description, validate=validate,
             enforcement_level=EnforcementLevel.MANDATORY if level == "mandatory" else EnforcementLevel.ADVISORY,
             severity=SEVERITY[severity], remediation_steps=remediation, tags=[rule_id, *sources])
-        r.policy.judged_types = frozenset(kinds)  # read by the in-process harness to skip non-matching resources
         RULES.append(r)
         return fn
 
@@ -189,22 +182,8 @@ def argv(container: Mapping[str, Any]) -> list[str]:
     return words
 
 
-_UNSET = object()
-
-
 def vllm_serve_args(container: Mapping[str, Any]) -> list[str] | None:
-    """Arguments after `vllm serve` (the model first), or None when the container does not run vLLM's server.
-    Parsed once per container view: many rules ask, and the view is shared by every policy of a request."""
-    cached = getattr(container, "_vllm_fleet_args", _UNSET)
-    if cached is not _UNSET:
-        return cached  # type: ignore[return-value]
-    result = _vllm_serve_args(container)
-    with contextlib.suppress(AttributeError, TypeError):  # a plain dict: nothing to cache on
-        object.__setattr__(container, "_vllm_fleet_args", result)
-    return result
-
-
-def _vllm_serve_args(container: Mapping[str, Any]) -> list[str] | None:
+    """Arguments after `vllm serve` (the model first), or None when the container does not run vLLM's server."""
     words = argv(container)
     for i in range(len(words) - 1):
         if words[i].endswith("vllm") and words[i + 1] == "serve":
@@ -231,15 +210,13 @@ def env_map(container: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return {str(e.get("name")): e for e in container.get("env") or [] if isinstance(e, Mapping)}
 
 
-def plain(value: Any) -> Any:
+def to_plain_data(value: Any) -> Any:
     """Policy props (read-only proxies that raise on unknown values) as plain data; unknowns become None."""
-    from pulumi_policy.proxy import UnknownValueError
-
     if isinstance(value, Mapping):
         out = {}
         for k in list(value):
             try:
-                out[k] = plain(value[k])
+                out[k] = to_plain_data(value[k])
             except UnknownValueError:
                 out[k] = None
         return out
@@ -247,7 +224,7 @@ def plain(value: Any) -> Any:
         items = []
         for i in range(len(value)):
             try:
-                items.append(plain(value[i]))
+                items.append(to_plain_data(value[i]))
             except UnknownValueError:
                 items.append(None)
         return items
@@ -259,12 +236,12 @@ def has_key(props: Any, key: str) -> bool:
     return key in list(props)
 
 
-def num(value: Any) -> Any:
+def shown_number(value: Any) -> Any:
     """Numbers reach policies as protobuf doubles (8000.0): show whole numbers as ints."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-def ref(props: Any) -> str:
+def object_ref(props: Any) -> str:
     md = props.get("metadata") or {}
     ns = md.get("namespace")
     return f"{props.get('kind', '?')}/{ns + '/' if ns else ''}{md.get('name', '?')}"

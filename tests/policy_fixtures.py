@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from fleet.engine.mocks import Captured
+from fleet.offline.engine import Captured
 from fleet.render.workload import WRITABLE_ROOT_EXEMPTION, workload
-from fleet.spec.loader import load
+from fleet.spec.load import load
 from tests.conftest import ROOT
 
 KINDS = ("Pod", "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "LeaderWorkerSet")
@@ -45,7 +45,7 @@ def base_pod() -> dict[str, Any]:
     """The pod spec vllm-fleet renders for prod search/qwen-3b: compliant with every rule."""
     spec = prod_spec()
     model = next(m for m in spec.models if m.name == "qwen-3b")
-    return copy.deepcopy(workload(spec, model)["spec"]["template"]["spec"])
+    return copy.deepcopy(workload(spec.config, model)["spec"]["template"]["spec"])
 
 
 def wrap(kind: str, pod: dict[str, Any], name: str = "m", annotations: dict[str, str] | None = None) -> Captured:

@@ -9,7 +9,8 @@ import pytest
 
 from fleet import cost
 from fleet.catalog import gpu_instance, gpu_instance_types, prices
-from fleet.spec.loader import FleetSpec, ResolvedModel, load
+from fleet.spec.load import load
+from fleet.spec.resolved import FleetSpec, ResolvedModel
 from tests.conftest import ROOT
 
 
@@ -59,24 +60,24 @@ def test_the_pool_capacity_type_picks_the_rate(prod: FleetSpec) -> None:
 
 def test_team_totals_quota_headroom_and_unpriced_models(prod: FleetSpec) -> None:
     est = cost.estimate(prod, today=dt.date(2026, 11, 28))
-    search = next(t for t in est["teams"] if t["team"] == "search")
+    search = next(t for t in est.teams if t.team == "search")
     g62 = prices()[("g6.2xlarge", "us-east-1")].on_demand
     # qwen-3b 2..6 replicas + bge-m3 2 replicas, one g6.2xlarge each
-    assert (search["nodes_min"], search["nodes_max"]) == (4, 8)
-    assert search["usd_per_hour_min"] == round(4 * g62, 2) and search["usd_per_hour_max"] == round(8 * g62, 2)
-    assert search["quota_left_at_max"] == search["gpu_quota"] - search["gpus_max"]
-    assistant = next(t for t in est["teams"] if t["team"] == "assistant")
-    assert assistant["unpriced_models"] == ["llama-70b"]
-    assert any(w.startswith("assistant/llama-70b: unpriced") for w in est["warnings"])
-    h100 = next(p for p in est["pools"] if p["pool"] == "h100")
-    assert h100["headroom"] == h100["gpu_capacity"] - h100["gpus_at_max"]
-    assert est["total"]["usd_per_hour_max"] == round(sum(t["usd_per_hour_max"] for t in est["teams"]), 2)
+    assert (search.nodes_min, search.nodes_max) == (4, 8)
+    assert search.usd_per_hour_min == round(4 * g62, 2) and search.usd_per_hour_max == round(8 * g62, 2)
+    assert search.quota_left_at_max == search.gpu_quota - search.gpus_max
+    assistant = next(t for t in est.teams if t.team == "assistant")
+    assert assistant.unpriced_models == ["llama-70b"]
+    assert any(w.startswith("assistant/llama-70b: unpriced") for w in est.warnings)
+    h100 = next(p for p in est.pools if p.pool == "h100")
+    assert h100.headroom == h100.gpu_capacity - h100.gpus_at_max
+    assert est.total("usd_per_hour_max") == round(sum(t.usd_per_hour_max for t in est.teams), 2)
 
 
 def test_a_price_older_than_the_stack_limit_is_a_warning_once_per_instance_type(prod: FleetSpec) -> None:
     fresh = cost.estimate(prod, today=dt.date(2026, 11, 28))
-    assert not any("days old" in w for w in fresh["warnings"])
+    assert not any("days old" in w for w in fresh.warnings)
     late = cost.estimate(prod, today=dt.date(2027, 6, 1))
-    stale = [w for w in late["warnings"] if "days old" in w]
+    stale = [w for w in late.warnings if "days old" in w]
     assert stale and len(stale) == len(set(stale))
     assert any("price of g6.2xlarge in us-east-1 is 185 days old (as of 2026-11-28, limit 90)" in w for w in stale)

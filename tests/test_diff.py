@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet import diff
+from fleet.offline import diff
 from tests.conftest import ROOT, s3_cache
 
 
@@ -84,9 +84,9 @@ def test_markdown_fits_a_comment_and_masks_secrets(repo: Path, capsys) -> None:
     md = capsys.readouterr().out
     assert md.startswith("### ✅ vllm-fleet plan `dev` vs `HEAD`")
     assert "| assistant | 1 | 1 | 1 → 2 (+1) | $1.86 | $1.86 |" in md and len(md) < diff.GITHUB_COMMENT_LIMIT
-    change = diff.Change("urn:x::secret-team-a-key", "kubernetes:core/v1:Secret", [("stringData.value", "old-key", "new-key")])
-    masked = diff.markdown(diff.Diff("dev", "HEAD", "base code", [], [], [change], [], [], [], 0, [], 0),
-                           {"urn:x::secret-team-a-key": {"stringData"}})
+    change = diff.Change("urn:x::secret-team-a-key", "kubernetes:core/v1:Secret", [("stringData.value", "old-key", "new-key")],
+                         secret_paths=["stringData"])
+    masked = diff.markdown(diff.Diff("dev", "HEAD", "base code", [], [], [change], [], [], [], 0, [], 0))
     assert "`stringData.value`: `[secret]` → `[secret]`" in masked and "new-key" not in masked
 
 

@@ -6,9 +6,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 
-from fleet.engine.mocks import UNKNOWN, DuplicateUrnError, run
-from fleet.plan import capture
-from fleet.spec.loader import load
+from fleet.offline.engine import UNKNOWN, DuplicateUrnError, run
+from fleet.offline.plan import capture
+from fleet.spec.load import load
 from tests.conftest import ROOT
 
 
@@ -77,44 +77,3 @@ def test_numbers_arrive_as_ints_and_secrets_are_masked() -> None:
     secret = by_name["secret-team-search-search-api-key"]
     assert secret.inputs["stringData"] == {"value": "[secret]"}
     assert secret.secret_paths == ["stringData"]
-
-
-def test_fast_stack_traces_are_the_sdks(monkeypatch: pytest.MonkeyPatch) -> None:
-    import contextlib
-
-    from fleet.engine import mocks
-
-    requests: list[list] = []
-    original = mocks.CaptureMonitor.RegisterResource
-
-    def record(self: mocks.CaptureMonitor, request: object) -> object:
-        requests[-1].append((request.name, request.stackTrace, request.sourcePosition))  # type: ignore[attr-defined]
-        return original(self, request)
-
-    monkeypatch.setattr(mocks.CaptureMonitor, "RegisterResource", record)
-
-    def program() -> None:
-        Outer("a")
-        pulumi.CustomResource("test:index:Thing", "top", {"a": 1})  # registered outside any constructor
-
-    for fast in (True, False):  # one call site: the test's own frame is in the traces
-        if not fast:
-            monkeypatch.setattr(mocks, "fast_stack_traces", contextlib.nullcontext)
-        requests.append([])
-        run(program, project="p", stack="s")
-    fast, plain = (sorted(r, key=lambda x: x[0]) for r in requests)
-    assert fast == plain
-    frames = {name: len(trace.frames) for name, trace, _ in plain}
-    assert frames["cm"] > 3 and frames["a-inner"] > 3, frames  # real traces were compared
-
-
-def test_a_run_keeps_to_one_core_and_gives_the_others_back() -> None:
-    import os
-
-    from fleet.engine.mocks import run_core
-
-    before = os.sched_getaffinity(0)
-    seen: list[set[int]] = []
-    run(lambda: seen.append(os.sched_getaffinity(0)), project="p", stack="s")
-    assert seen == [{run_core(before)} if len(before) > 1 else before]
-    assert os.sched_getaffinity(0) == before

@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from fleet.cli import main
-from fleet.engine.k8s_schema import validate
-from fleet.plan import make_plan
+from fleet.offline.manifest_schema import validate
+from fleet.offline.plan import make_plan
 from fleet.render.workload import model_manifests
-from fleet.spec.loader import load
+from fleet.spec.load import load
 from tests.conftest import ROOT
 
 
@@ -91,7 +91,7 @@ def test_schema_validation_catches_an_invalid_manifest_and_the_plan_exits_1(monk
 def test_schema_validation_is_strict_for_the_vendored_leaderworkerset_schema() -> None:
     spec = load("prod", ROOT)
     model = next(m for m in spec.models if m.multi_node)
-    lws = next(m for m in model_manifests(spec, model) if m["kind"] == "LeaderWorkerSet")
+    lws = next(m for m in model_manifests(spec.config, model) if m["kind"] == "LeaderWorkerSet")
     assert validate(lws, "1.33") == []
     lws["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"]["containers"][0]["gpus"] = 8
     lws["spec"]["leaderWorkerTemplate"]["sizee"] = 2

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from fleet.engine.mocks import Captured
-from fleet.plan import capture, make_plan
-from fleet.spec.loader import load
+from fleet.offline.engine import Captured
+from fleet.offline.plan import capture, make_plan
+from fleet.spec.load import load
 from tests.conftest import ROOT, karpenter_l40s, s3_cache
 
 STATEFUL = ("aws:kms/key:Key", "aws:efs/fileSystem:FileSystem", "aws:fsx/lustreFileSystem:LustreFileSystem",

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from fleet.cli import main
-from fleet.plan import capture, make_plan
-from fleet.policy_harness import analyze, policy_config, policy_levels
-from fleet.spec.loader import load
+from fleet.offline.plan import capture, make_plan
+from fleet.offline.policy_pack import analyze, policy_config, policy_levels
+from fleet.spec.load import load
 from policies.rules import RULES
 from tests.conftest import ROOT
 from tests.policy_fixtures import Case, other_cases, pod_cases, prod_spec

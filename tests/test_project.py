@@ -8,14 +8,17 @@ import runpy
 import jsonschema
 import yaml
 
-from fleet.engine.mocks import run
-from fleet.plan import secret_config
-from fleet.spec.loader import load
-from tests.conftest import ROOT, SHARED
+from fleet.offline.engine import run
+from fleet.offline.plan import engine_config_offline
+from fleet.spec.load import load
+from fleet.spec.stack_file import read_stack_file
+from tests.conftest import ROOT
+
+PROJECT_SCHEMA = ROOT / "tests" / "schemas" / "pulumi-project.schema.json"
 
 
 def test_pulumi_yaml_matches_the_project_schema() -> None:
-    schema = json.loads((SHARED / "schemas" / "pulumi-project.schema.json").read_text())
+    schema = json.loads(PROJECT_SCHEMA.read_text())
     project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
     jsonschema.validate(project, schema)
     assert project["name"] == "vllm-fleet"
@@ -25,7 +28,7 @@ def test_pulumi_yaml_matches_the_project_schema() -> None:
 
 
 def test_pulumi_yaml_schema_rejects_a_broken_project() -> None:
-    schema = json.loads((SHARED / "schemas" / "pulumi-project.schema.json").read_text())
+    schema = json.loads(PROJECT_SCHEMA.read_text())
     try:
         jsonschema.validate({"name": "x", "runtime": {"name": "python", "bogus": 1}}, schema)
     except jsonschema.ValidationError:
@@ -37,7 +40,9 @@ def test_main_program_runs_under_mocks_and_registers_the_fleet(monkeypatch) -> N
     """`__main__.py` is what `pulumi up` runs: execute it for real under the mocks."""
     monkeypatch.chdir(ROOT)
     spec = load("dev", ROOT)
-    config, secret_keys = secret_config(spec)
+    engine, _, _ = read_stack_file(ROOT, "dev")
+    assert engine is not None
+    config, secret_keys = engine_config_offline(engine, spec)
     captured = run(lambda: runpy.run_path(str(ROOT / "__main__.py")), project="vllm-fleet", stack="dev",
                    config=config, secret_keys=secret_keys)
     types = {c.type for c in captured}

@@ -7,8 +7,8 @@ import json
 import jsonschema
 import yaml
 
-from fleet import schema
 from fleet.cli import main
+from fleet.offline import config_docs as schema
 from tests.conftest import ROOT
 
 

@@ -11,7 +11,7 @@ from fleet.calibration import checks, summary
 from fleet.cli import main
 from fleet.errors import ConfigError
 from fleet.sizing import Arch, Settings, activation_gib, default_batched_tokens, kv_bytes_per_token, model_catalog, size, weights_gib_per_gpu
-from fleet.spec.loader import load
+from fleet.spec.load import load
 from tests.conftest import write
 
 CATALOG = model_catalog()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fleet.errors import ConfigError
-from fleet.spec.loader import load
+from fleet.spec.load import load
 from tests.conftest import ROOT, write
 
 TEAM_HEAD = """\

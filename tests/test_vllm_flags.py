@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from fleet.spec.loader import load
+from fleet.spec.load import load
 from fleet.spec.team import ModelSpec
 from fleet.vllm.compiler import FlagError, check_args, compile_args
 from fleet.vllm.flags import available_versions, table

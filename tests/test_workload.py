@@ -11,7 +11,7 @@ import yaml
 from fleet.errors import ConfigError
 from fleet.render.observability import adapter_rules, dashboard
 from fleet.render.workload import model_manifests
-from fleet.spec.loader import load
+from fleet.spec.load import load
 from fleet.vllm.compiler import check_args
 from fleet.vllm.flags import MetricError, metric
 from tests.conftest import ROOT, keda_scale_to_zero, write
@@ -20,7 +20,7 @@ from tests.conftest import ROOT, keda_scale_to_zero, write
 def objects(stack: str, model: str, root: Path = ROOT) -> dict[str, dict]:
     spec = load(stack, root)
     m = next(x for x in spec.models if x.name == model)
-    return {o["kind"]: o for o in model_manifests(spec, m)}
+    return {o["kind"]: o for o in model_manifests(spec.config, m)}
 
 
 def container(obj: dict) -> dict:
@@ -90,7 +90,7 @@ def test_hpa_scales_on_the_renamed_queue_metric_with_slow_scale_down() -> None:
     behavior = hpa["spec"]["behavior"]
     assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 60
     assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 600  # ≥ 300 s and ≥ the startup budget
-    rules = yaml.safe_load(adapter_rules(load("prod", ROOT))["data"]["config.yaml"])["rules"][0]
+    rules = yaml.safe_load(adapter_rules(load("prod", ROOT).config)["data"]["config.yaml"])["rules"][0]
     assert rules["name"] == {"matches": "^vllm:num_requests_waiting$", "as": "vllm_num_requests_waiting"}
 
 
@@ -117,7 +117,7 @@ def test_monitoring_objects_use_metrics_of_the_pinned_version() -> None:
     alerts = {r["alert"]: r["expr"] for r in objs["PrometheusRule"]["spec"]["groups"][0]["rules"]}
     assert set(alerts) == {"VllmQueueGrowing", "VllmKvCacheSaturated", "VllmPreempting", "VllmNoReadyReplicas"}
     assert "vllm:kv_cache_usage_perc" in alerts["VllmKvCacheSaturated"]
-    board = json.loads(next(iter(dashboard(load("prod", ROOT), load("prod", ROOT).teams[0])["data"].values())))
+    board = json.loads(next(iter(dashboard(load("prod", ROOT).config, load("prod", ROOT).teams[0])["data"].values())))
     assert "vllm:gpu_cache_usage_perc" not in json.dumps(board) and len(board["panels"]) == 7
     with pytest.raises(MetricError, match="use vllm:kv_cache_usage_perc"):
         metric("vllm:gpu_cache_usage_perc", "0.33.0")

@@ -12,7 +12,9 @@ from typing import Any
 
 from fleet.labels import MANAGED_BY, MODEL_LABEL, NONROOT_UID, TEAM_LABEL
 from fleet.render import Manifest, meta
-from fleet.spec.loader import FleetSpec, ResolvedModel, ResolvedTeam
+from fleet.spec.resolved import ResolvedModel, ResolvedTeam
+from fleet.spec.stack import ModelCache as CacheSettings
+from fleet.spec.stack import StackConfig
 
 CACHE_CLAIM = "model-cache"
 CACHE_STORAGE_CLASS = "model-cache"   # static binding only: PV and PVC carry the same class name
@@ -23,23 +25,22 @@ PREFETCH_ROLE = "prefetch"
 CSI_DRIVERS = {"efs": "efs.csi.aws.com", "fsx-lustre": "fsx.csi.aws.com", "s3": "s3.csi.aws.com"}
 
 
-def has_cache(spec: FleetSpec) -> bool:
-    return spec.config.model_cache.backend != "none"
+def has_cache(cfg: StackConfig) -> bool:
+    return cfg.model_cache.backend != "none"
 
 
-def prefetches(spec: FleetSpec) -> bool:
+def prefetches(cfg: StackConfig) -> bool:
     """A prefetch Job fills the cache (EFS, FSx); an S3 cache is staged outside the stack and mounted read-only."""
-    return spec.config.model_cache.backend in ("efs", "fsx-lustre")
+    return cfg.model_cache.backend in ("efs", "fsx-lustre")
 
 
 def pv_name(team: ResolvedTeam) -> str:
     return f"model-cache-{team.namespace}"
 
 
-def persistent_volume(spec: FleetSpec, team: ResolvedTeam, source: dict[str, Any]) -> Manifest:
-    """`source` carries the backend identifiers: efs {file_system_id, access_point_id};
+def persistent_volume(cache: CacheSettings, region: str, team: ResolvedTeam, source: dict[str, Any]) -> Manifest:
+    """`source` carries the backend identifiers: efs {volume_handle: "<fs-id>::<access-point-id>"};
     fsx-lustre {file_system_id, dns_name, mount_name}; s3 {bucket}."""
-    cache = spec.config.model_cache
     backend = cache.backend
     csi: dict[str, Any] = {"driver": CSI_DRIVERS[backend]}
     mount_options: list[str] = []
@@ -54,7 +55,7 @@ def persistent_volume(spec: FleetSpec, team: ResolvedTeam, source: dict[str, Any
     else:
         csi["volumeHandle"] = source["bucket"]
         csi["volumeAttributes"] = {"bucketName": source["bucket"]}
-        mount_options = ["read-only", "allow-other", f"uid={NONROOT_UID}", f"gid={NONROOT_UID}", f"region {spec.config.region}"]
+        mount_options = ["read-only", "allow-other", f"uid={NONROOT_UID}", f"gid={NONROOT_UID}", f"region {region}"]
         access = ["ReadOnlyMany"]
     return {
         "apiVersion": "v1", "kind": "PersistentVolume",
@@ -72,8 +73,8 @@ def persistent_volume(spec: FleetSpec, team: ResolvedTeam, source: dict[str, Any
     }
 
 
-def persistent_volume_claim(spec: FleetSpec, team: ResolvedTeam) -> Manifest:
-    backend = spec.config.model_cache.backend
+def persistent_volume_claim(cache: CacheSettings, team: ResolvedTeam) -> Manifest:
+    backend = cache.backend
     return {
         "apiVersion": "v1", "kind": "PersistentVolumeClaim",
         "metadata": meta(CACHE_CLAIM, team.namespace, {**MANAGED_BY, TEAM_LABEL: team.name}),
@@ -81,7 +82,7 @@ def persistent_volume_claim(spec: FleetSpec, team: ResolvedTeam) -> Manifest:
             "accessModes": ["ReadOnlyMany"] if backend == "s3" else ["ReadWriteMany"],
             "storageClassName": CACHE_STORAGE_CLASS,
             "volumeName": pv_name(team),
-            "resources": {"requests": {"storage": f"{spec.config.model_cache.size_gib}Gi"}},
+            "resources": {"requests": {"storage": f"{cache.size_gib}Gi"}},
         },
     }
 
@@ -95,7 +96,7 @@ def prefetch_name(model: ResolvedModel) -> str:
 PREFETCH_DEADLINE_SECONDS = 4 * 3600
 
 
-def prefetch_job(spec: FleetSpec, model: ResolvedModel, image: str, hf_token: tuple[str, str] | None) -> Manifest:
+def prefetch_job(cfg: StackConfig, model: ResolvedModel, image: str, hf_token: tuple[str, str] | None) -> Manifest:
     """`hf download` of the model (and LoRA adapters and draft model hosted on the Hub) into the cache."""
     labels = {**MANAGED_BY, TEAM_LABEL: model.team, MODEL_LABEL: model.name, "vllm-fleet.io/role": PREFETCH_ROLE}
     repos = [(model.spec.model, model.spec.revision)]

@@ -5,43 +5,46 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import yaml
+
 from fleet.labels import MANAGED_BY, TEAM_LABEL
 from fleet.render import Manifest, meta
-from fleet.spec.loader import FleetSpec, ResolvedModel, ResolvedTeam
+from fleet.spec.resolved import ResolvedModel, ResolvedTeam
+from fleet.spec.stack import StackConfig
 from fleet.vllm.flags import metric
 
 QUEUE_ALERT_DEPTH = 50
 KV_SATURATION = 0.95
 
 
-def _m(spec: FleetSpec, name: str) -> str:
-    return metric(name, spec.config.vllm.version)
+def metric_name(cfg: StackConfig, name: str) -> str:
+    return metric(name, cfg.vllm.version)
 
 
 def _selector(model: ResolvedModel) -> str:
     return f'namespace="{model.namespace}",service="{model.name}"'
 
 
-def service_monitor(spec: FleetSpec, model: ResolvedModel, selector: dict[str, str]) -> Manifest:
+def service_monitor(cfg: StackConfig, model: ResolvedModel, selector: dict[str, str]) -> Manifest:
     return {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
             "metadata": meta(model.name, model.namespace, {**MANAGED_BY, TEAM_LABEL: model.team}),
             "spec": {"selector": {"matchLabels": selector},
                      "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}]}}
 
 
-def prometheus_rule(spec: FleetSpec, model: ResolvedModel) -> Manifest:
+def prometheus_rule(cfg: StackConfig, model: ResolvedModel) -> Manifest:
     sel = _selector(model)
     labels = {"team": model.team, "model": model.name}
     rules = [
         {"alert": "VllmQueueGrowing", "for": "10m", "labels": {**labels, "severity": "warning"},
-         "expr": f"sum({_m(spec, 'vllm:num_requests_waiting')}{{{sel}}}) > {QUEUE_ALERT_DEPTH}",
+         "expr": f"sum({metric_name(cfg, 'vllm:num_requests_waiting')}{{{sel}}}) > {QUEUE_ALERT_DEPTH}",
          "annotations": {"summary": f"{model.team}/{model.name}: more than {QUEUE_ALERT_DEPTH} requests waiting for 10 minutes"}},
         {"alert": "VllmKvCacheSaturated", "for": "10m", "labels": {**labels, "severity": "warning"},
-         "expr": f"max({_m(spec, 'vllm:kv_cache_usage_perc')}{{{sel}}}) > {KV_SATURATION}",
+         "expr": f"max({metric_name(cfg, 'vllm:kv_cache_usage_perc')}{{{sel}}}) > {KV_SATURATION}",
          "annotations": {"summary": f"{model.team}/{model.name}: KV cache above {KV_SATURATION:.0%} for 10 minutes"}},
         # Counters are exported with the `_total` suffix.
         {"alert": "VllmPreempting", "for": "15m", "labels": {**labels, "severity": "warning"},
-         "expr": f"sum(rate({_m(spec, 'vllm:num_preemptions')}_total{{{sel}}}[5m])) > 0",
+         "expr": f"sum(rate({metric_name(cfg, 'vllm:num_preemptions')}_total{{{sel}}}[5m])) > 0",
          "annotations": {"summary": f"{model.team}/{model.name}: requests are being preempted (KV cache too small)"}},
         {"alert": "VllmNoReadyReplicas", "for": "5m", "labels": {**labels, "severity": "critical"},
          "expr": f"(sum(up{{{sel}}}) or vector(0)) == 0",
@@ -52,7 +55,7 @@ def prometheus_rule(spec: FleetSpec, model: ResolvedModel) -> Manifest:
             "spec": {"groups": [{"name": f"vllm-{model.team}-{model.name}", "rules": rules}]}}
 
 
-def dashboard(spec: FleetSpec, team: ResolvedTeam) -> Manifest:
+def dashboard(cfg: StackConfig, team: ResolvedTeam) -> Manifest:
     """A Grafana dashboard per team (picked up by the Grafana sidecar through the grafana_dashboard label)."""
     ns = f'namespace="{team.namespace}"'
 
@@ -60,19 +63,19 @@ def dashboard(spec: FleetSpec, team: ResolvedTeam) -> Manifest:
         return {"id": i, "type": "timeseries", "title": title, "gridPos": {"h": 8, "w": 12, "x": (i % 2) * 12, "y": (i // 2) * 8},
                 "fieldConfig": {"defaults": {"unit": unit}}, "targets": [{"expr": expr, "legendFormat": "{{service}}"}]}
 
-    ttft = _m(spec, "vllm:time_to_first_token_seconds")
-    itl = _m(spec, "vllm:inter_token_latency_seconds")
-    hits, queries = _m(spec, "vllm:prefix_cache_hits"), _m(spec, "vllm:prefix_cache_queries")
+    ttft = metric_name(cfg, "vllm:time_to_first_token_seconds")
+    itl = metric_name(cfg, "vllm:inter_token_latency_seconds")
+    hits, queries = metric_name(cfg, "vllm:prefix_cache_hits"), metric_name(cfg, "vllm:prefix_cache_queries")
     panels = [
-        panel(0, "Requests waiting", f"sum by (service) ({_m(spec, 'vllm:num_requests_waiting')}{{{ns}}})"),
-        panel(1, "Requests running", f"sum by (service) ({_m(spec, 'vllm:num_requests_running')}{{{ns}}})"),
-        panel(2, "KV cache usage", f"max by (service) ({_m(spec, 'vllm:kv_cache_usage_perc')}{{{ns}}})", "percentunit"),
+        panel(0, "Requests waiting", f"sum by (service) ({metric_name(cfg, 'vllm:num_requests_waiting')}{{{ns}}})"),
+        panel(1, "Requests running", f"sum by (service) ({metric_name(cfg, 'vllm:num_requests_running')}{{{ns}}})"),
+        panel(2, "KV cache usage", f"max by (service) ({metric_name(cfg, 'vllm:kv_cache_usage_perc')}{{{ns}}})", "percentunit"),
         panel(3, "Time to first token p95", f"histogram_quantile(0.95, sum by (service, le) (rate({ttft}_bucket{{{ns}}}[5m])))", "s"),
         panel(4, "Inter-token latency p95", f"histogram_quantile(0.95, sum by (service, le) (rate({itl}_bucket{{{ns}}}[5m])))", "s"),
         panel(5, "Prefix cache hit rate",
               f"sum by (service) (rate({hits}_total{{{ns}}}[5m])) / sum by (service) (rate({queries}_total{{{ns}}}[5m]))",
               "percentunit"),
-        panel(6, "Preemptions", f"sum by (service) (rate({_m(spec, 'vllm:num_preemptions')}_total{{{ns}}}[5m]))"),
+        panel(6, "Preemptions", f"sum by (service) (rate({metric_name(cfg, 'vllm:num_preemptions')}_total{{{ns}}}[5m]))"),
     ]
     board = {"title": f"vLLM — {team.name}", "uid": f"vllm-fleet-{team.name}"[:40], "schemaVersion": 39,
              "tags": ["vllm", "vllm-fleet"], "time": {"from": "now-6h", "to": "now"}, "panels": panels}
@@ -82,25 +85,23 @@ def dashboard(spec: FleetSpec, team: ResolvedTeam) -> Manifest:
             "data": {f"vllm-{team.name}.json": json.dumps(board, indent=2, sort_keys=True)}}
 
 
-def adapter_rules(spec: FleetSpec) -> Manifest:
+def adapter_rules(cfg: StackConfig) -> Manifest:
     """prometheus-adapter rule exposing the queue per pod to the custom metrics API. Kubernetes metric names
     cannot contain ':', so `vllm:num_requests_waiting` is served as `vllm_num_requests_waiting`."""
-    name = _m(spec, "vllm:num_requests_waiting")
+    name = metric_name(cfg, "vllm:num_requests_waiting")
     rules = {"rules": [{
         "seriesQuery": f'{name}{{namespace!="",pod!=""}}',
         "resources": {"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}},
         "name": {"matches": f"^{name}$", "as": name.replace(":", "_")},
         "metricsQuery": "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
     }]}
-    import yaml
-
     return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": meta("vllm-fleet-adapter-rules", spec.config.autoscaling.adapter_namespace, dict(MANAGED_BY)),
+            "metadata": meta("vllm-fleet-adapter-rules", cfg.autoscaling.adapter_namespace, dict(MANAGED_BY)),
             "data": {"config.yaml": yaml.safe_dump(rules, sort_keys=False)}}
 
 
-def ingress(spec: FleetSpec, model: ResolvedModel) -> Manifest | None:
-    gw = spec.config.gateway
+def ingress(cfg: StackConfig, model: ResolvedModel) -> Manifest | None:
+    gw = cfg.gateway
     if gw.kind != "ingress":
         return None
     host = f"{model.name}.{model.team}.{gw.hostname_suffix}"

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fleet.derive import pod_resources
 from fleet.labels import GPU_RESOURCE, MANAGED_BY, MODEL_LABEL, TEAM_LABEL, VLLM_PORT
+from fleet.pods import pod_resources
 from fleet.render import Manifest, meta
 from fleet.render.cache import PREFETCH_ROLE, has_cache, prefetches
-from fleet.spec.loader import FleetSpec, ResolvedTeam
+from fleet.spec.resolved import ResolvedTeam
+from fleet.spec.stack import StackConfig
 
 # Edit rights inside the team namespace, listed verb by verb (no `*`, policy A6).
 TEAM_ROLE_RULES = [
@@ -76,7 +77,7 @@ def rbac(team: ResolvedTeam) -> list[Manifest]:
     ]
 
 
-def network_policies(spec: FleetSpec, team: ResolvedTeam) -> list[Manifest]:
+def network_policies(cfg: StackConfig, team: ResolvedTeam) -> list[Manifest]:
     labels = {**MANAGED_BY, TEAM_LABEL: team.name}
     ns = team.namespace
 
@@ -92,10 +93,10 @@ def network_policies(spec: FleetSpec, team: ResolvedTeam) -> list[Manifest]:
             "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}]}),
         policy("allow-gateway", {"podSelector": {"matchExpressions": [{"key": MODEL_LABEL, "operator": "Exists"}]},
                                  "policyTypes": ["Ingress"], "ingress": [{
-            "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": spec.config.gateway.namespace}}}],
+            "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": cfg.gateway.namespace}}}],
             "ports": [{"protocol": "TCP", "port": VLLM_PORT}]}]}),
     ]
-    if spec.config.observability.prometheus_operator:
+    if cfg.observability.prometheus_operator:
         out.append(policy("allow-metrics-scrape", {
             "podSelector": {"matchExpressions": [{"key": MODEL_LABEL, "operator": "Exists"}]},
             "policyTypes": ["Ingress"], "ingress": [{
@@ -106,9 +107,9 @@ def network_policies(spec: FleetSpec, team: ResolvedTeam) -> list[Manifest]:
     # Cache mounts need no rule here: the CSI node plugin mounts EFS/FSx/S3 from the node, outside the
     # pod's network namespace, so pod NetworkPolicies never see that traffic.
     hub_selector: dict[str, Any] | None
-    if prefetches(spec):
+    if prefetches(cfg):
         hub_selector = {"matchLabels": {"vllm-fleet.io/role": PREFETCH_ROLE}}
-    elif not has_cache(spec):
+    elif not has_cache(cfg):
         hub_selector = {"matchExpressions": [{"key": MODEL_LABEL, "operator": "Exists"}]}
     else:
         hub_selector = None
@@ -126,8 +127,8 @@ def network_policies(spec: FleetSpec, team: ResolvedTeam) -> list[Manifest]:
     return out
 
 
-def team_manifests(spec: FleetSpec, team: ResolvedTeam) -> list[Manifest]:
-    return [namespace(team), resource_quota(team), limit_range(team), *rbac(team), *network_policies(spec, team)]
+def team_manifests(cfg: StackConfig, team: ResolvedTeam) -> list[Manifest]:
+    return [namespace(team), resource_quota(team), limit_range(team), *rbac(team), *network_policies(cfg, team)]
 
 
 __all__ = ["team_manifests"]

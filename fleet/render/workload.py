@@ -5,17 +5,6 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from fleet.derive import (
-    PRESTOP_SECONDS,
-    SCALE_UP_WINDOW,
-    SHUTDOWN_TIMEOUT_SECONDS,
-    STARTUP_PROBE_PERIOD,
-    pod_resources,
-    rollout,
-    scale_down_window,
-    startup_budget_seconds,
-    termination_grace_seconds,
-)
 from fleet.labels import (
     GPU_RESOURCE,
     GPU_TAINT_KEY,
@@ -26,10 +15,22 @@ from fleet.labels import (
     TEAM_LABEL,
     VLLM_PORT,
 )
+from fleet.pods import (
+    PRESTOP_SECONDS,
+    SCALE_UP_WINDOW,
+    SHUTDOWN_TIMEOUT_SECONDS,
+    STARTUP_PROBE_PERIOD,
+    pod_resources,
+    rollout,
+    scale_down_window,
+    startup_budget_seconds,
+    termination_grace_seconds,
+)
 from fleet.render import Manifest, meta
 from fleet.render.cache import CACHE_CLAIM, CACHE_MOUNT, HF_HOME_ON_CACHE, has_cache, prefetch_job, prefetches
 from fleet.render.observability import ingress, prometheus_rule, service_monitor
-from fleet.spec.loader import FleetSpec, ResolvedModel
+from fleet.spec.resolved import ResolvedModel
+from fleet.spec.stack import StackConfig
 from fleet.spec.team import SecretRef
 from fleet.versions import parse_version
 from fleet.vllm.compiler import compile_args
@@ -43,8 +44,8 @@ MULTI_NODE_SCRIPT = "/vllm-workspace/examples/online_serving/multi-node-serving.
 RAY_PORT = 6379
 
 
-def image(spec: FleetSpec) -> str:
-    v = spec.config.vllm
+def image(cfg: StackConfig) -> str:
+    v = cfg.vllm
     return f"{v.repository}:v{v.version}@{v.digest}" if v.digest else f"{v.repository}:v{v.version}"
 
 
@@ -70,15 +71,15 @@ def supports_shutdown_timeout(version: str) -> bool:
     return parse_version(version) >= (0, 18, 0)
 
 
-def vllm_args(spec: FleetSpec, model: ResolvedModel) -> list[str]:
-    timeout = SHUTDOWN_TIMEOUT_SECONDS if supports_shutdown_timeout(spec.config.vllm.version) else None
-    args = compile_args(model.spec, spec.config.vllm.version, shutdown_timeout=timeout)
+def vllm_args(cfg: StackConfig, model: ResolvedModel) -> list[str]:
+    timeout = SHUTDOWN_TIMEOUT_SECONDS if supports_shutdown_timeout(cfg.vllm.version) else None
+    args = compile_args(model.spec, cfg.vllm.version, shutdown_timeout=timeout)
     if model.multi_node:
         args += ["--distributed-executor-backend", "ray"]
     return args
 
 
-def _env(spec: FleetSpec, model: ResolvedModel) -> list[dict[str, Any]]:
+def _env(cfg: StackConfig, model: ResolvedModel) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         # Writable homes for a non-root user: without them vLLM dies with PermissionError: '/.cache'.
         {"name": "HOME", "value": f"{SCRATCH}/home"},
@@ -86,7 +87,7 @@ def _env(spec: FleetSpec, model: ResolvedModel) -> list[dict[str, Any]]:
         {"name": "TRITON_CACHE_DIR", "value": f"{SCRATCH}/triton"},
         {"name": "VLLM_CACHE_ROOT", "value": f"{SCRATCH}/vllm"},
     ]
-    if has_cache(spec):
+    if has_cache(cfg):
         # Weights come from the shared cache, filled by the prefetch Job (or staged into S3): never the Hub.
         env += [{"name": "HF_HOME", "value": HF_HOME_ON_CACHE}, {"name": "HF_HUB_OFFLINE", "value": "1"}]
     else:
@@ -102,15 +103,15 @@ def _env(spec: FleetSpec, model: ResolvedModel) -> list[dict[str, Any]]:
     return env
 
 
-def _volumes(spec: FleetSpec, model: ResolvedModel, scratch_gib: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _volumes(cfg: StackConfig, model: ResolvedModel, scratch_gib: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     res = pod_resources(model)
     volumes: list[dict[str, Any]] = [{"name": "scratch", "emptyDir": {"sizeLimit": f"{scratch_gib}Gi"}}]
     mounts: list[dict[str, Any]] = [{"name": "scratch", "mountPath": SCRATCH}]
     if res.shm_gib:
         volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{res.shm_gib}Gi"}})
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
-    if has_cache(spec):
-        read_only = spec.config.model_cache.backend == "s3"
+    if has_cache(cfg):
+        read_only = cfg.model_cache.backend == "s3"
         volumes.append({"name": "model-cache", "persistentVolumeClaim": {"claimName": CACHE_CLAIM, "readOnly": read_only}})
         mounts.append({"name": "model-cache", "mountPath": CACHE_MOUNT, "readOnly": read_only})
     elif model.spec.hf_token is not None:
@@ -136,8 +137,8 @@ def weights_gib_estimate(model: ResolvedModel) -> float | None:
     return model.sizing.weights_gib_per_gpu * model.gpus_per_replica
 
 
-def _probes(spec: FleetSpec, model: ResolvedModel) -> dict[str, Any]:
-    budget = startup_budget_seconds(model, weights_gib_estimate(model), spec.config.model_cache.throughput_mibps)
+def _probes(cfg: StackConfig, model: ResolvedModel) -> dict[str, Any]:
+    budget = startup_budget_seconds(model, weights_gib_estimate(model), cfg.model_cache.throughput_mibps)
     http = {"path": "/health", "port": "http"}
     return {
         # Covers the whole load: weights, torch.compile, CUDA graphs. Readiness/liveness start after it.
@@ -148,8 +149,8 @@ def _probes(spec: FleetSpec, model: ResolvedModel) -> dict[str, Any]:
     }
 
 
-def startup_budget(spec: FleetSpec, model: ResolvedModel) -> int:
-    return startup_budget_seconds(model, weights_gib_estimate(model), spec.config.model_cache.throughput_mibps)
+def startup_budget(cfg: StackConfig, model: ResolvedModel) -> int:
+    return startup_budget_seconds(model, weights_gib_estimate(model), cfg.model_cache.throughput_mibps)
 
 
 CONTAINER_SECURITY = {
@@ -163,8 +164,8 @@ CONTAINER_SECURITY = {
 }
 
 
-def _pod_spec(spec: FleetSpec, model: ResolvedModel, container: dict[str, Any], scratch_gib: int) -> dict[str, Any]:
-    volumes, mounts = _volumes(spec, model, scratch_gib)
+def _pod_spec(cfg: StackConfig, model: ResolvedModel, container: dict[str, Any], scratch_gib: int) -> dict[str, Any]:
+    volumes, mounts = _volumes(cfg, model, scratch_gib)
     container = {**container, "volumeMounts": mounts, "resources": _resources(model),
                  "securityContext": dict(CONTAINER_SECURITY)}
     pod: dict[str, Any] = {
@@ -189,15 +190,15 @@ def _pod_spec(spec: FleetSpec, model: ResolvedModel, container: dict[str, Any], 
     return pod
 
 
-def _server_container(spec: FleetSpec, model: ResolvedModel) -> dict[str, Any]:
-    args = vllm_args(spec, model)
+def _server_container(cfg: StackConfig, model: ResolvedModel) -> dict[str, Any]:
+    args = vllm_args(cfg, model)
     container: dict[str, Any] = {
         "name": "vllm",
-        "image": image(spec),
+        "image": image(cfg),
         "imagePullPolicy": "IfNotPresent",
         "ports": [{"name": "http", "containerPort": VLLM_PORT, "protocol": "TCP"}],
-        "env": _env(spec, model),
-        **_probes(spec, model),
+        "env": _env(cfg, model),
+        **_probes(cfg, model),
         # Routers stop sending before vLLM drains in-flight requests (--shutdown-timeout).
         "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_SECONDS)]}}},
     }
@@ -213,31 +214,31 @@ def _server_container(spec: FleetSpec, model: ResolvedModel) -> dict[str, Any]:
     return container
 
 
-def _worker_container(spec: FleetSpec, model: ResolvedModel) -> dict[str, Any]:
+def _worker_container(cfg: StackConfig, model: ResolvedModel) -> dict[str, Any]:
     return {
         "name": "vllm-worker",
-        "image": image(spec),
+        "image": image(cfg),
         "imagePullPolicy": "IfNotPresent",
         "command": ["/bin/sh", "-c"],
         "args": [f"exec bash {MULTI_NODE_SCRIPT} worker --ray_address=$(LWS_LEADER_ADDRESS)"],
-        "env": _env(spec, model),
+        "env": _env(cfg, model),
     }
 
 
-def _scratch_gib(spec: FleetSpec, model: ResolvedModel) -> int:
+def _scratch_gib(cfg: StackConfig, model: ResolvedModel) -> int:
     """Compile caches always; without a shared cache the weights land in scratch too."""
-    if has_cache(spec):
+    if has_cache(cfg):
         return 20
     weights = weights_gib_estimate(model) or 40
     return int(min(max(50, weights * 1.2 + 20), model.pool.disk_gib * 0.8))
 
 
-def workload(spec: FleetSpec, model: ResolvedModel) -> Manifest:
+def workload(cfg: StackConfig, model: ResolvedModel) -> Manifest:
     """A Deployment when one replica fits on one node, otherwise a LeaderWorkerSet."""
     lbl = labels(model)
-    scratch = _scratch_gib(spec, model)
+    scratch = _scratch_gib(cfg, model)
     if not model.multi_node:
-        r = rollout(spec, model)
+        r = rollout(cfg, model)
         strategy: dict[str, Any] = {"type": r.type}
         if r.type == "RollingUpdate":
             strategy["rollingUpdate"] = {"maxSurge": r.max_surge, "maxUnavailable": r.max_unavailable}
@@ -250,7 +251,7 @@ def workload(spec: FleetSpec, model: ResolvedModel) -> Manifest:
                 "selector": {"matchLabels": selector(model)},
                 "strategy": strategy,
                 "template": {"metadata": {"labels": lbl},
-                             "spec": _pod_spec(spec, model, _server_container(spec, model), scratch)},
+                             "spec": _pod_spec(cfg, model, _server_container(cfg, model), scratch)},
             },
         }
     return {
@@ -265,9 +266,9 @@ def workload(spec: FleetSpec, model: ResolvedModel) -> Manifest:
                 "size": model.nodes_per_replica,
                 "restartPolicy": "RecreateGroupOnPodRestart",
                 "leaderTemplate": {"metadata": {"labels": {**lbl, "vllm-fleet.io/role": "leader"}},
-                                   "spec": _pod_spec(spec, model, _server_container(spec, model), scratch)},
+                                   "spec": _pod_spec(cfg, model, _server_container(cfg, model), scratch)},
                 "workerTemplate": {"metadata": {"labels": {**lbl, "vllm-fleet.io/role": "worker"}},
-                                   "spec": _pod_spec(spec, model, _worker_container(spec, model), scratch)},
+                                   "spec": _pod_spec(cfg, model, _worker_container(cfg, model), scratch)},
             },
         },
     }
@@ -295,21 +296,21 @@ def disruption_budget(model: ResolvedModel) -> Manifest | None:
             "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(model)}}}
 
 
-def _behavior(spec: FleetSpec, model: ResolvedModel) -> dict[str, Any]:
+def _behavior(cfg: StackConfig, model: ResolvedModel) -> dict[str, Any]:
     return {
         "scaleUp": {"stabilizationWindowSeconds": SCALE_UP_WINDOW, "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]},
-        "scaleDown": {"stabilizationWindowSeconds": scale_down_window(startup_budget(spec, model)),
+        "scaleDown": {"stabilizationWindowSeconds": scale_down_window(startup_budget(cfg, model)),
                       "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}]},
     }
 
 
-def autoscaler(spec: FleetSpec, model: ResolvedModel) -> Manifest | None:
+def autoscaler(cfg: StackConfig, model: ResolvedModel) -> Manifest | None:
     auto = model.spec.autoscaling
-    if auto is None or spec.config.autoscaling.backend == "none":
+    if auto is None or cfg.autoscaling.backend == "none":
         return None
-    target = workload(spec, model)
-    queue = vllm_metric(QUEUE_METRIC, spec.config.vllm.version)
-    if spec.config.autoscaling.backend == "keda":
+    target = workload(cfg, model)
+    queue = vllm_metric(QUEUE_METRIC, cfg.vllm.version)
+    if cfg.autoscaling.backend == "keda":
         # KEDA queries Prometheus directly (':' is fine there); AverageValue divides by the replicas.
         return {
             "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
@@ -317,10 +318,10 @@ def autoscaler(spec: FleetSpec, model: ResolvedModel) -> Manifest | None:
             "spec": {
                 "scaleTargetRef": {"apiVersion": target["apiVersion"], "kind": target["kind"], "name": model.name},
                 "minReplicaCount": auto.min_replicas, "maxReplicaCount": auto.max_replicas,
-                "pollingInterval": 15, "cooldownPeriod": scale_down_window(startup_budget(spec, model)),
-                "advanced": {"horizontalPodAutoscalerConfig": {"behavior": _behavior(spec, model)}},
+                "pollingInterval": 15, "cooldownPeriod": scale_down_window(startup_budget(cfg, model)),
+                "advanced": {"horizontalPodAutoscalerConfig": {"behavior": _behavior(cfg, model)}},
                 "triggers": [{"type": "prometheus", "metricType": "AverageValue", "metadata": {
-                    "serverAddress": spec.config.autoscaling.prometheus_url,
+                    "serverAddress": cfg.autoscaling.prometheus_url,
                     "query": f'sum({queue}{{namespace="{model.namespace}",service="{model.name}"}})',
                     "threshold": _quantity(auto.target_queue_per_pod),
                     # From zero, the first waiting request wakes the model; above zero, scale on the threshold.
@@ -338,7 +339,7 @@ def autoscaler(spec: FleetSpec, model: ResolvedModel) -> Manifest | None:
             "metrics": [{"type": "Pods", "pods": {"metric": {"name": metric},
                                                   "target": {"type": "AverageValue",
                                                              "averageValue": _quantity(auto.target_queue_per_pod)}}}],
-            "behavior": _behavior(spec, model),
+            "behavior": _behavior(cfg, model),
         },
     }
 
@@ -347,23 +348,23 @@ def _quantity(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{int(value * 1000)}m"
 
 
-def prefetch(spec: FleetSpec, model: ResolvedModel) -> Manifest | None:
-    if not prefetches(spec):
+def prefetch(cfg: StackConfig, model: ResolvedModel) -> Manifest | None:
+    if not prefetches(cfg):
         return None
     token = secret_name(model.spec.hf_token) if model.spec.hf_token is not None else None
-    return prefetch_job(spec, model, image(spec), token)
+    return prefetch_job(cfg, model, image(cfg), token)
 
 
-def model_manifests(spec: FleetSpec, model: ResolvedModel) -> list[Manifest]:
+def model_manifests(cfg: StackConfig, model: ResolvedModel) -> list[Manifest]:
     """In creation order: the workload comes after the prefetch Job (components add the dependency)."""
     out = [service_account(model)]
-    job = prefetch(spec, model)
+    job = prefetch(cfg, model)
     if job is not None:
         out.append(job)
-    out += [workload(spec, model), service(model)]
-    for extra in (disruption_budget(model), autoscaler(spec, model), ingress(spec, model)):
+    out += [workload(cfg, model), service(model)]
+    for extra in (disruption_budget(model), autoscaler(cfg, model), ingress(cfg, model)):
         if extra is not None:
             out.append(extra)
-    if spec.config.observability.prometheus_operator:
-        out += [service_monitor(spec, model, selector(model)), prometheus_rule(spec, model)]
+    if cfg.observability.prometheus_operator:
+        out += [service_monitor(cfg, model, selector(model)), prometheus_rule(cfg, model)]
     return out

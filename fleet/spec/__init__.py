@@ -1,1 +1,2 @@
-"""Typed stack and team configs and the loader that merges them (see fleet.spec.loader.load)."""
+"""Typed stack and team configs and their loading (fleet.spec.load.load): stack file or engine config, team files,
+cross-field rules, resolved models."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, StringConstraints
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
@@ -12,9 +13,28 @@ DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # they are kept well under the 63-character DNS label limit.
 Name = Annotated[str, StringConstraints(pattern=DNS_LABEL, min_length=1, max_length=40)]
 
+_INTEGER = re.compile(r"^\s*[+-]?\d+\s*$")
+
+
+def _cli_int(value: Any) -> Any:
+    """`pulumi config set ns:key 8` stores the string "8" (top-level values are always strings; under `--path`
+    only integers and true/false are typed): a string of digits is the number, anything else stays as written
+    and fails the strict check ("eight" is still refused)."""
+    return int(value) if isinstance(value, str) and _INTEGER.match(value) else value
+
+
+def _cli_bool(value: Any) -> Any:
+    return {"true": True, "false": False}.get(value.strip(), value) if isinstance(value, str) else value
+
+
+# Numbers and switches in the stack config, as the Pulumi CLI writes them (see _cli_int).
+CliInt = Annotated[int, BeforeValidator(_cli_int)]
+CliBool = Annotated[bool, BeforeValidator(_cli_bool)]
+
 
 class Strict(BaseModel):
-    """Every config model: unknown keys are an error, never silently ignored; no type coercion (`"8"` is not 8)."""
+    """Every config model: unknown keys are an error, never silently ignored; no type coercion beyond what the
+    Pulumi CLI writes for stack config (CliInt, CliBool)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False, strict=True,
                               use_attribute_docstrings=True)

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
-from fleet.spec.base import DNS_LABEL, Name, Strict
+from fleet.spec.base import DNS_LABEL, CliBool, CliInt, Name, Strict
 
 RuleId = Annotated[str, StringConstraints(pattern=r"^[A-G][0-9]{1,2}$")]
 Level = Literal["advisory", "mandatory", "disabled"]
@@ -21,7 +21,7 @@ class CreateCluster(Strict):
     """A minimal private EKS cluster created by this stack (omit to adopt an existing cluster)."""
 
     subnet_ids: list[str] = Field(min_length=2, description="Private subnet ids for the control plane ENIs (at least two AZs).")
-    endpoint_public_access: bool = Field(False, description="Expose the API endpoint publicly. Default false. Requires `public_access_cidrs` without "
+    endpoint_public_access: CliBool = Field(False, description="Expose the API endpoint publicly. Default false. Requires `public_access_cidrs` without "
                                                             "0.0.0.0/0 (policy A1).")
     public_access_cidrs: list[str] = Field(default_factory=list, description="CIDRs allowed to reach a public endpoint. Only with `endpoint_public_access: "
                                                                              "true`.")
@@ -57,18 +57,18 @@ class GpuPool(Strict):
                                                                                                    "`policy.allow_spot_in_prod` (policy B9).")
     provisioner: Literal["managed", "karpenter"] = Field("managed", description="`managed`: an EKS managed node group with its own launch template. "
                                                                                 "`karpenter`: NodePool + EC2NodeClass (just-in-time, scale to zero).")
-    min_size: int = Field(0, ge=0, description="Minimum nodes. Default 0.")
-    max_size: int = Field(ge=1, description="Maximum nodes. Must be ≥ min_size.")
-    desired_size: int | None = Field(None, ge=0, description="Initial desired nodes for managed node groups. Default: min_size. Must lie within [min_size, "
+    min_size: CliInt = Field(0, ge=0, description="Minimum nodes. Default 0.")
+    max_size: CliInt = Field(ge=1, description="Maximum nodes. Must be ≥ min_size.")
+    desired_size: CliInt | None = Field(None, ge=0, description="Initial desired nodes for managed node groups. Default: min_size. Must lie within [min_size, "
                                                              "max_size].")
     ami_family: Literal["al2023", "bottlerocket"] = Field("al2023", description="`al2023` (AL2023 NVIDIA AMI; the stack installs the NVIDIA device plugin) "
                                                                                 "or `bottlerocket` (Bottlerocket NVIDIA, which ships the device plugin).")
-    disk_gib: int = Field(200, ge=100, le=16384, description="Encrypted gp3 root volume in GiB. Default 200: a ~25 GB vLLM image unpacked twice during "
+    disk_gib: CliInt = Field(200, ge=100, le=16384, description="Encrypted gp3 root volume in GiB. Default 200: a ~25 GB vLLM image unpacked twice during "
                                                              "updates plus logs. Minimum 100.")
     labels: dict[str, str] = Field(default_factory=dict, description="Extra node labels. The pool, GPU model, GPU memory and GPUs per node labels are "
                                                                      "added by the stack and cannot be overridden.")
     subnet_ids: list[str] = Field(min_length=1, description="Private subnet ids for the nodes (no public IPs are assigned).")
-    efa: bool = Field(False, description="Attach EFA interfaces (multi-node tensor/pipeline parallel). Only on instance types that support EFA.")
+    efa: CliBool = Field(False, description="Attach EFA interfaces (multi-node tensor/pipeline parallel). Only on instance types that support EFA.")
     capacity_reservation_id: Annotated[str, StringConstraints(pattern=r"^cr-[0-9a-f]{8,17}$")] | None = Field(
         None, description="EC2 Capacity Block reservation the pool launches into. Required with `capacity_type: capacity-block`, "
                           "refused otherwise.")
@@ -87,10 +87,10 @@ class GpuPool(Strict):
 
 
 class TimeSlicing(Strict):
-    enabled: bool = Field(False, description="Share a GPU between pods. Never used for vLLM replicas (policy E9); for light system workloads only.")
-    replicas: int = Field(2, ge=2, le=16, description="Virtual GPUs per physical GPU.")
-    fail_requests_greater_than_one: bool = Field(True, description="Refuse pods asking for more than one shared GPU (NVIDIA recommends true).")
-    rename_by_default: bool = Field(True, description="Advertise shared GPUs as `nvidia.com/gpu.shared` so they are never mistaken for whole GPUs.")
+    enabled: CliBool = Field(False, description="Share a GPU between pods. Never used for vLLM replicas (policy E9); for light system workloads only.")
+    replicas: CliInt = Field(2, ge=2, le=16, description="Virtual GPUs per physical GPU.")
+    fail_requests_greater_than_one: CliBool = Field(True, description="Refuse pods asking for more than one shared GPU (NVIDIA recommends true).")
+    rename_by_default: CliBool = Field(True, description="Advertise shared GPUs as `nvidia.com/gpu.shared` so they are never mistaken for whole GPUs.")
 
 
 class DevicePlugin(Strict):
@@ -99,7 +99,7 @@ class DevicePlugin(Strict):
     image: str = Field("nvcr.io/nvidia/k8s-device-plugin:v0.17.4", description="Pinned device plugin image.")
     mig_strategy: Literal["none", "single", "mixed"] = Field("none", description="MIG strategy for A100/H100 partitions.")
     time_slicing: TimeSlicing = Field(default_factory=TimeSlicing)  # type: ignore[arg-type]
-    dcgm_exporter: bool = Field(True, description="Run the DCGM exporter DaemonSet for GPU metrics on every GPU pool.")
+    dcgm_exporter: CliBool = Field(True, description="Run the DCGM exporter DaemonSet for GPU metrics on every GPU pool.")
     dcgm_image: str = Field("nvcr.io/nvidia/k8s/dcgm-exporter:4.4.1-4.6.0-ubuntu22.04", description="Pinned DCGM exporter image.")
 
 
@@ -109,9 +109,9 @@ class ModelCache(Strict):
     backend: Literal["efs", "fsx-lustre", "s3", "none"] = Field(
         "efs", description="`efs` (RWX, simple), `fsx-lustre` (fast loads for large models), `s3` (Mountpoint, read-only; "
                            "weights are staged into the bucket outside the stack), `none` (each pod downloads; dev only).")
-    size_gib: int = Field(1200, ge=1200, description="FSx for Lustre capacity (multiples of 1200 GiB for PERSISTENT_2); "
+    size_gib: CliInt = Field(1200, ge=1200, description="FSx for Lustre capacity (multiples of 1200 GiB for PERSISTENT_2); "
                                                     "the advertised PV capacity for EFS and S3.")
-    throughput_mibps: int = Field(250, ge=1, description="Expected read throughput per pod in MiB/s, used to derive startup "
+    throughput_mibps: CliInt = Field(250, ge=1, description="Expected read throughput per pod in MiB/s, used to derive startup "
                                                          "probe budgets. For FSx, also the per-TiB throughput (125, 250, 500 or 1000).")
     kms_key_arn: str | None = Field(None, description="KMS key for the file system or bucket. Default: a key created by the stack.")
     s3_bucket_name: str | None = Field(None, description="Bucket for `s3`. Default: generated from the stack and cluster.")
@@ -138,7 +138,7 @@ class Autoscaling(Strict):
     adapter_namespace: Annotated[str, StringConstraints(pattern=DNS_LABEL)] = Field(
         "monitoring", description="Namespace of prometheus-adapter; the stack renders its vLLM rules there as a ConfigMap "
                                   "(`vllm-fleet-adapter-rules`, for the chart's `rules.existing`).")
-    allow_scale_to_zero: bool = Field(False, description="Let KEDA scale models with `autoscaling.min_replicas: 0` to zero. Only with backend `keda`.")
+    allow_scale_to_zero: CliBool = Field(False, description="Let KEDA scale models with `autoscaling.min_replicas: 0` to zero. Only with backend `keda`.")
 
     @model_validator(mode="after")
     def _zero(self) -> Autoscaling:
@@ -148,8 +148,8 @@ class Autoscaling(Strict):
 
 
 class Observability(Strict):
-    prometheus_operator: bool = Field(True, description="Render ServiceMonitor/PrometheusRule objects (needs the Prometheus operator CRDs).")
-    dashboards: bool = Field(True, description="Render a Grafana dashboard ConfigMap per team.")
+    prometheus_operator: CliBool = Field(True, description="Render ServiceMonitor/PrometheusRule objects (needs the Prometheus operator CRDs).")
+    dashboards: CliBool = Field(True, description="Render a Grafana dashboard ConfigMap per team.")
 
 
 class VllmImage(Strict):
@@ -158,7 +158,7 @@ class VllmImage(Strict):
             "the policy floor (0.32.0).")
     digest: Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")] | None = Field(None, description="Image digest. Required unless "
             "`allow_tag_only: true` (policy D15).")
-    allow_tag_only: bool = Field(False, description="Allow the image by tag alone (dev only).")
+    allow_tag_only: CliBool = Field(False, description="Allow the image by tag alone (dev only).")
 
     @model_validator(mode="after")
     def _pin(self) -> VllmImage:
@@ -184,8 +184,11 @@ class Policy(Strict):
     enforcement: Level | None = Field(None, description="Level for every rule. Default: `advisory` for dev, `mandatory` for staging and prod.")
     overrides: dict[RuleId, Level] = Field(default_factory=dict, description="Per-rule levels, e.g. `{D11: mandatory}`.")
     exemptions: list[Exemption] = Field(default_factory=list)
-    allow_spot_in_prod: bool = Field(False, description="Allow spot GPU pools in a prod stack (policy B9).")
+    allow_spot_in_prod: CliBool = Field(False, description="Allow spot GPU pools in a prod stack (policy B9).")
     vllm_version_floor: str = Field("0.32.0", description="Lowest vLLM version allowed (policy F2).")
+
+
+SecretName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9\-]*$", max_length=63)]
 
 
 class Secure(Strict):
@@ -231,26 +234,38 @@ class StackConfig(Strict):
         default_factory=lambda: ["docker.io/vllm", "nvcr.io/nvidia", "public.ecr.aws"], alias="vllm-fleet:allowed_registries",
         description="Image registries/prefixes pods may pull from (policy D15).")
     vllm: VllmImage = Field(alias="vllm-fleet:vllm")
-    spare_gpus: int = Field(0, ge=0, alias="vllm-fleet:spare_gpus", description="Spare GPUs kept for rolling updates. A rollout surges only when surge × "
+    spare_gpus: CliInt = Field(0, ge=0, alias="vllm-fleet:spare_gpus", description="Spare GPUs kept for rolling updates. A rollout surges only when surge × "
                                                                                 "GPUs per pod fits here (policy G4).")
-    price_max_age_days: int = Field(90, ge=1, alias="vllm-fleet:price_max_age_days",
+    price_max_age_days: CliInt = Field(90, ge=1, alias="vllm-fleet:price_max_age_days",
                                     description="`plan` warns when a price it uses (fleet/catalog/prices.yaml) is older than this many days.")
     gateway: Gateway = Field(default_factory=Gateway, alias="vllm-fleet:gateway")  # type: ignore[arg-type]
     policy: Policy = Field(default_factory=Policy, alias="vllm-fleet:policy")  # type: ignore[arg-type]
-    secrets: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9\-]*$")], Secure] = Field(
-        default_factory=dict, alias="vllm-fleet:secrets",
-        description="Secret values, set with `pulumi config set --secret --path 'vllm-fleet:secrets.<name>' <value>`; "
-                    "team files reference them by name.")
+    secrets: tuple[SecretName, ...] = Field(
+        (), alias="vllm-fleet:secrets",
+        description="Names of the stack's secrets. The engine hands the program the decrypted values; the spec keeps only "
+                    "their names, and the Kubernetes Secrets are built from the engine's secret config.")
 
     @property
     def effective_enforcement(self) -> Level:
         return self.policy.enforcement or ("advisory" if self.tier == "dev" else "mandatory")
 
 
-class StackFile(Strict):
-    """The whole `stacks/Pulumi.<stack>.yaml` file."""
+class StackFileConfig(StackConfig):
+    """The `config:` block as the file holds it: secrets as Pulumi ciphertexts."""
 
-    config: StackConfig
+    secrets: dict[SecretName, Secure] = Field(  # type: ignore[assignment]
+        default_factory=dict, alias="vllm-fleet:secrets",
+        description="Secret values, set with `pulumi config set --secret --path 'vllm-fleet:secrets.<name>' <value>` (or "
+                    "provided by an ESC environment); team files reference them by name.")
+
+
+class StackFile(Strict):
+    """The whole `stacks/Pulumi.<stack>.yaml` file, as the Pulumi CLI writes it (for editor completion and the docs;
+    `fleet.spec.stack_file` reads it the way the CLI does)."""
+
+    config: StackFileConfig
+    encryptionsalt: str | None = Field(None, description="Salt of the passphrase secrets provider (written by `pulumi stack init`).")
     secretsprovider: str | None = Field(None, description="Pulumi secrets provider (set by `pulumi stack init --secrets-provider`).")
-    encryptedkey: str | None = Field(None, description="Pulumi-managed encrypted data key.")
-    environment: list[str] | None = Field(None, description="Pulumi ESC environments imported by this stack.")
+    encryptedkey: str | None = Field(None, description="Data key encrypted by a cloud secrets provider.")
+    environment: list[str] | None = Field(None, description="Pulumi ESC environments imported by this stack; their values reach the "
+                                                            "program through the engine and are unknown to the offline plan.")

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fleet.catalog import gpu_instance_types
-from policies.framework import has_key, num, plain, rule, stack_rule
+from policies.framework import has_key, rule, shown_number, stack_rule, to_plain_data
 
 CLUSTER = ("aws:eks/cluster:Cluster",)
 NODEGROUP = ("aws:eks/nodeGroup:NodeGroup",)
@@ -107,7 +107,7 @@ def imdsv2(props: Any, report: Any, args: Any) -> None:
 def hop_limit(props: Any, report: Any, args: Any) -> None:
     hops = (_spec_if_node_class(args, props).get("metadataOptions") or {}).get("httpPutResponseHopLimit")
     if hops is None or int(hops) > 1:
-        report(f"metadataOptions.httpPutResponseHopLimit is {num(hops) if hops is not None else 'unset (defaults to 1 only for IMDSv2-only AMIs)'}")
+        report(f"metadataOptions.httpPutResponseHopLimit is {shown_number(hops) if hops is not None else 'unset (defaults to 1 only for IMDSv2-only AMIs)'}")
 
 
 @rule("B3", "aws-ec2-launchtemplate-disallow-public-ip", "GPU nodes get no public IP.", level="mandatory", severity="high",
@@ -159,7 +159,7 @@ def gpu_ami(props: Any, report: Any, args: Any) -> None:
 def device_plugin_present(resources: Any, report: Any, args: Any) -> None:
     al2023 = [r for r in resources if r.resource_type == NODEGROUP[0] and str(r.props.get("amiType", "")).startswith("AL2023_")
               and str(r.props.get("amiType", "")).endswith("_NVIDIA")]
-    plugin = any(r.resource_type == "kubernetes:apps/v1:DaemonSet" and "k8s-device-plugin" in str(plain(r.props.get("spec")))
+    plugin = any(r.resource_type == "kubernetes:apps/v1:DaemonSet" and "k8s-device-plugin" in str(to_plain_data(r.props.get("spec")))
                  for r in resources)
     if al2023 and not plugin:
         for r in al2023:

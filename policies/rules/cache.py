@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from policies.framework import has_key, plain, rule, stack_rule
+from fleet.kinds import DATA_TYPES
+from policies.framework import has_key, rule, stack_rule, to_plain_data
 
-STATEFUL = ("aws:efs/fileSystem:FileSystem", "aws:fsx/lustreFileSystem:LustreFileSystem", "aws:s3/bucket:Bucket",
-            "kubernetes:core/v1:PersistentVolume", "kubernetes:core/v1:PersistentVolumeClaim")
+STATEFUL = tuple(sorted(DATA_TYPES))
 
 
 @rule("C1", "aws-efs-enable-encryption", "EFS file systems are encrypted; EFS volumes mount with TLS.", level="mandatory",
@@ -54,7 +54,7 @@ def model_bucket(resources: Any, report: Any, args: Any) -> None:
     pab = [r for r in resources if r.resource_type == "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
            and all(r.props.get(k) is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))]
     sse = [r for r in resources if r.resource_type.startswith("aws:s3/bucketServerSideEncryptionConfiguration")
-           and "aws:kms" in str(plain(r.props.get("rules")))]
+           and "aws:kms" in str(to_plain_data(r.props.get("rules")))]
     versioning = [r for r in resources if r.resource_type.startswith("aws:s3/bucketVersioning")
                   and (r.props.get("versioningConfiguration") or {}).get("status") == "Enabled"]
 

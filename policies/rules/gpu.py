@@ -6,8 +6,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import yaml
+
 from fleet.catalog import InstanceType, gpu_instance_types
 from fleet.labels import GPU_MEMORY_LABEL, GPU_TAINT_KEY, GPUS_PER_NODE_LABEL
+from fleet.quantity import parse_quantity
 from fleet.sizing import Settings, model_catalog, size
 from policies.framework import (
     POD_KINDS,
@@ -140,8 +143,6 @@ def gpu_count(props: Any, report: Any, args: Any) -> None:
       level="mandatory", severity="high", remediation="Add an emptyDir {medium: Memory, sizeLimit} mounted at /dev/shm, "
       "within the memory limit.", sources=("vLLM", "production-stack#276"), kinds=POD_KINDS)
 def shared_memory(props: Any, report: Any, args: Any) -> None:
-    from fleet.quantity import parse_quantity
-
     for pod in pod_specs(args.resource_type, props):
         if pod_gpus(pod) <= 1 and not any(vllm_serve_args(c) is not None and
                                           flag_value(vllm_serve_args(c) or [], "--distributed-executor-backend") == "ray"
@@ -191,8 +192,6 @@ def gpu_quota(resources: Any, report: Any, args: Any) -> None:
             level="mandatory", severity="medium", remediation="Lower maxReplicas or raise the namespace's GPU quota.",
             sources=("K8S",))
 def autoscaler_quota(resources: Any, report: Any, args: Any) -> None:
-    from fleet.quantity import parse_quantity
-
     quota: dict[Any, float] = {}
     gpus_per_pod: dict[tuple[Any, Any, Any], int] = {}
     for r in resources:
@@ -246,8 +245,6 @@ def time_slicing(props: Any, report: Any, args: Any) -> None:
             try:
                 cfg = json.loads(str(text))
             except ValueError:
-                import yaml
-
                 cfg = yaml.safe_load(str(text))
             ts = ((cfg or {}).get("sharing") or {}).get("timeSlicing") or {}
             for flag in ("failRequestsGreaterThanOne", "renameByDefault"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from policies.framework import POD_KINDS, containers, env_map, num, pod_specs, rule, stack_rule
+from policies.framework import POD_KINDS, containers, env_map, pod_specs, rule, shown_number, stack_rule
 
 PSS_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"}
 ALLOWED_REGISTRIES_DEFAULT = ("docker.io/vllm/", "nvcr.io/nvidia/", "public.ecr.aws/")
@@ -54,7 +54,7 @@ def host_port(props: Any, report: Any, args: Any) -> None:
         for path, c in containers(pod):
             for j, p in enumerate(c.get("ports") or []):
                 if p.get("hostPort"):
-                    report(f"{path}.ports[{j}].hostPort is {num(p.get('hostPort'))}")
+                    report(f"{path}.ports[{j}].hostPort is {shown_number(p.get('hostPort'))}")
 
 
 @rule("D5", "kubernetes-container-configure-capabilities", "Containers drop ALL capabilities and add at most NET_BIND_SERVICE.",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from policies.framework import POD_KINDS, containers, flag_value, num, pod_gpus, pod_specs, rule, stack_rule, vllm_serve_args
+from policies.framework import POD_KINDS, containers, flag_value, pod_gpus, pod_specs, rule, shown_number, stack_rule, vllm_serve_args
 
 MIN_STARTUP_BUDGET = 600
 MIN_SCALE_DOWN = 300
@@ -109,7 +109,7 @@ def gpu_surge(props: Any, report: Any, args: Any) -> None:
       kinds=("kubernetes:policy/v1:PodDisruptionBudget",))
 def zero_disruption(props: Any, report: Any, args: Any) -> None:
     spec = props.get("spec") or {}
-    if str(num(spec.get("maxUnavailable", ""))) in ("0", "0%"):
+    if str(shown_number(spec.get("maxUnavailable", ""))) in ("0", "0%"):
         report("maxUnavailable 0 blocks node drains")
     if str(spec.get("minAvailable", "")) == "100%":
         report("minAvailable 100% blocks node drains")
@@ -134,7 +134,7 @@ def needs_pdb(resources: Any, report: Any, args: Any) -> None:
         labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
         covered = any(sel and all(labels.get(k) == v for k, v in sel.items()) for sel in pdbs.get(md.get("namespace"), []))
         if not covered:
-            report(f"{r.props.get('kind')} {md.get('namespace')}/{md.get('name')} has {num(spec.get('replicas'))} replicas and no "
+            report(f"{r.props.get('kind')} {md.get('namespace')}/{md.get('name')} has {shown_number(spec.get('replicas'))} replicas and no "
                    "PodDisruptionBudget", r.urn)
 
 
@@ -155,7 +155,7 @@ def autoscaler_signal(props: Any, report: Any, args: Any) -> None:
         report(f"scales on {', '.join(n for n in names if 'DCGM' in n or n == 'cpu')}, which continuous batching keeps high")
     window = (((spec.get("behavior") or {}).get("scaleDown")) or {}).get("stabilizationWindowSeconds")
     if window is None or int(window) < MIN_SCALE_DOWN:
-        report(f"scale-down stabilization window is {num(window) if window is not None else 'the default'} (< {MIN_SCALE_DOWN} s)")
+        report(f"scale-down stabilization window is {shown_number(window) if window is not None else 'the default'} (< {MIN_SCALE_DOWN} s)")
 
 
 @rule("G7", "kubernetes-workload-configure-spread", "Workloads with two or more replicas spread across nodes or zones.",
@@ -169,4 +169,4 @@ def spread(props: Any, report: Any, args: Any) -> None:
         keys = {t.get("topologyKey") for t in pod.spec.get("topologySpreadConstraints") or []}
         anti = ((pod.spec.get("affinity") or {}).get("podAntiAffinity"))
         if not keys & {"kubernetes.io/hostname", "topology.kubernetes.io/zone"} and not anti:
-            report(f"{num(spec.get('replicas'))} replicas without topology spread or anti-affinity")
+            report(f"{shown_number(spec.get('replicas'))} replicas without topology spread or anti-affinity")

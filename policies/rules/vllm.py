@@ -9,7 +9,7 @@ from typing import Any
 from fleet.versions import parse_version
 from fleet.vllm.compiler import check_args
 from fleet.vllm.flags import available_versions
-from policies.framework import POD_KINDS, containers, env_map, flag_value, has_flag, plain, pod_specs, rule, vllm_serve_args
+from policies.framework import POD_KINDS, containers, env_map, flag_value, has_flag, pod_specs, rule, to_plain_data, vllm_serve_args
 
 FLOOR_DEFAULT = "0.32.0"
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -134,7 +134,7 @@ def media_domains(props: Any, report: Any, args: Any) -> None:
       kinds=(*POD_KINDS, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "kubernetes:keda.sh/v1alpha1:ScaledObject"))
 def removed_flags(props: Any, report: Any, args: Any) -> None:
     if args.resource_type in ("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "kubernetes:keda.sh/v1alpha1:ScaledObject"):
-        text = str(plain(props.get("spec")))
+        text = str(to_plain_data(props.get("spec")))
         for name in REMOVED_METRICS:
             if name in text:
                 report(f"uses the removed metric {name} (use vllm:kv_cache_usage_perc or vllm:num_requests_waiting)")

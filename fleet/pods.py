@@ -1,11 +1,12 @@
-"""Pure derivations from the resolved spec: pod resources, /dev/shm, probe budgets, rollout strategy."""
+"""What a model's pods get, derived from the resolved spec: resources, /dev/shm, probe budgets, grace period, rollout strategy."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from fleet.spec.loader import FleetSpec, ResolvedModel
+from fleet.spec.resolved import ResolvedModel
+from fleet.spec.stack import StackConfig
 
 # Per node: what kubelet, the OS, the CNI and DaemonSets keep (EKS reserves ~6-11% of memory and
 # ~0.1-0.2 vCPU); rounded up so pods fit on every instance type of the catalog.
@@ -64,11 +65,11 @@ class Rollout:
     max_unavailable: int = 1
 
 
-def rollout(spec: FleetSpec, model: ResolvedModel) -> Rollout:
+def rollout(cfg: StackConfig, model: ResolvedModel) -> Rollout:
     """Surge one pod only when its GPUs fit in the stack's spare headroom; otherwise replace in place."""
-    if spec.config.tier == "dev" and model.max_replicas == 1:
+    if cfg.tier == "dev" and model.max_replicas == 1:
         return Rollout("Recreate")
-    if model.gpus_per_pod * model.nodes_per_replica <= spec.config.spare_gpus:
+    if model.gpus_per_pod * model.nodes_per_replica <= cfg.spare_gpus:
         return Rollout("RollingUpdate", max_surge=1, max_unavailable=0)
     return Rollout("RollingUpdate", max_surge=0, max_unavailable=1)
 

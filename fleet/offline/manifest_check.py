@@ -9,13 +9,13 @@ from typing import Any
 
 import yaml
 
-from fleet.engine.k8s_schema import validate as validate_manifest
-from fleet.engine.mocks import Captured
+from fleet.kinds import kubernetes_type
+from fleet.offline.engine import Captured
+from fleet.offline.manifest_schema import validate as validate_manifest
+from fleet.offline.policy_pack import analyze, policy_config, policy_levels
 
 
 def load_manifests(files: list[Path]) -> tuple[list[Captured], list[str]]:
-    from policies.framework import k8s_type
-
     objects: list[Captured] = []
     errors: list[str] = []
     seen: dict[str, int] = {}
@@ -34,7 +34,7 @@ def load_manifests(files: list[Path]) -> tuple[list[Captured], list[str]]:
                     errors.append(f"{path} document {i + 1}: not a Kubernetes object (apiVersion and kind required)")
                     continue
                 md = obj.get("metadata") or {}
-                typ = k8s_type(str(obj["apiVersion"]), str(obj["kind"]))
+                typ = kubernetes_type(str(obj["apiVersion"]), str(obj["kind"]))
                 ns = md.get("namespace")
                 name = f"{ns + '/' if ns else ''}{md.get('name', f'doc{i + 1}')}"
                 urn = f"urn:pulumi:check::manifests::{typ}::{name}"
@@ -46,8 +46,6 @@ def load_manifests(files: list[Path]) -> tuple[list[Captured], list[str]]:
 
 
 def check_files(files: list[Path], fmt: str, kubernetes_version: str) -> int:
-    from fleet.policy_harness import analyze, policy_config, policy_levels
-
     objects, errors = load_manifests(files)
     if errors and not objects:
         for e in errors:

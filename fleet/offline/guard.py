@@ -12,13 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fleet.kinds import NAMESPACE_TYPE, STATEFUL_TYPES
+
 DESTRUCTIVE = {"delete", "replace", "create-replacement", "delete-replaced", "discard", "discard-replaced",
                "read-replacement", "import-replacement"}
-STATEFUL_TYPES = {
-    "aws:efs/fileSystem:FileSystem", "aws:fsx/lustreFileSystem:LustreFileSystem", "aws:s3/bucket:Bucket",
-    "aws:s3/bucketV2:BucketV2", "aws:kms/key:Key", "kubernetes:core/v1:PersistentVolume",
-    "kubernetes:core/v1:PersistentVolumeClaim", "kubernetes:storage.k8s.io/v1:StorageClass",
-}
 
 
 def _type_of(step: dict[str, Any]) -> str:
@@ -52,7 +49,7 @@ def blocked_steps(doc: dict[str, Any]) -> list[str]:
             why.append("protected")
         if typ in STATEFUL_TYPES:
             why.append("stateful")
-        if typ == "kubernetes:core/v1:Namespace":
+        if typ == NAMESPACE_TYPE:
             name = ((old.get("inputs") or old.get("outputs") or {}).get("metadata") or {}).get("name")
             if name in claim_namespaces:
                 why.append(f"holds the model-cache claim of {name}")

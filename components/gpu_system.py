@@ -1,0 +1,32 @@
+"""GpuSystem: the GPU system namespace, the NVIDIA device plugin (on pools whose AMI lacks it) and the DCGM
+exporter (every GPU pool), from fleet.render.gpu_system."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+from components.kubernetes import register
+from fleet.labels import SHIPS_DEVICE_PLUGIN
+from fleet.render import gpu_system
+from fleet.spec.stack import DevicePlugin, GpuPool
+
+
+@dataclass(frozen=True)
+class GpuSystemArgs:
+    settings: DevicePlugin
+    pools: tuple[GpuPool, ...]
+    service_monitor: bool            # the Prometheus operator's CRDs are there: scrape DCGM with a ServiceMonitor
+
+
+class GpuSystem(pulumi.ComponentResource):
+    def __init__(self, name: str, args: GpuSystemArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("vllm-fleet:platform:GpuSystem", name, None, opts)
+        needs_plugin = [p for p in args.pools if p.ami_family not in SHIPS_DEVICE_PLUGIN]
+        self.namespace = register(gpu_system.namespace(), pulumi.ResourceOptions(parent=self))
+        after = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
+        self.device_plugin = [register(m, after) for m in gpu_system.device_plugin(args.settings, needs_plugin)] if needs_plugin else []
+        self.dcgm_exporter = ([register(m, after) for m in gpu_system.dcgm_exporter(args.settings, list(args.pools), args.service_monitor)]
+                              if args.settings.dcgm_exporter else [])
+        self.register_outputs({"namespace": gpu_system.namespace()["metadata"]["name"]})

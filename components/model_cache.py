@@ -1,0 +1,181 @@
+"""ModelCache: the shared weight cache and its PersistentVolume/Claim per team namespace. One interface, a class
+per backend: EFS (an access point per team), FSx for Lustre, S3 (Mountpoint, read-only). Production stacks put
+`protect` and `retain_on_delete` on every stateful resource here."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components.kubernetes import register
+from fleet.render.cache import persistent_volume, persistent_volume_claim
+from fleet.spec.resolved import ResolvedTeam
+from fleet.spec.stack import ModelCache as CacheSettings
+
+EFS_CSI_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEFSCSIDriverPolicy"
+# Lustre traffic: 988 (LNet) and 1018-1023 (clients), from the cluster's nodes and the file system itself.
+LUSTRE_PORTS = [(988, 988), (1018, 1023)]
+
+
+@dataclass(frozen=True)
+class ModelCacheArgs:
+    stack: str
+    cluster_name: str
+    region: str
+    settings: CacheSettings
+    protect: bool                                   # prod: protect and retain_on_delete on the stateful resources
+    subnet_ids: tuple[str, ...]
+    vpc_id: pulumi.Input[str]
+    cluster_security_group_id: pulumi.Input[str]
+    oidc_issuer: pulumi.Input[str]                  # https://oidc.eks.<region>.amazonaws.com/id/<id>
+    oidc_provider_arn: pulumi.Input[str]
+    teams: tuple[ResolvedTeam, ...]                 # a team with models gets a PV and a claim in its namespace
+    namespaces: dict[str, pulumi.Resource]          # team → its Namespace resource
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {"vllm-fleet/cluster": self.cluster_name, "vllm-fleet/stack": self.stack}
+
+
+def irsa_trust_policy(oidc_provider_arn: str, issuer: str, namespace: str, service_account: str) -> str:
+    host = issuer.removeprefix("https://")
+    return json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Federated": oidc_provider_arn}, "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {"StringEquals": {f"{host}:sub": f"system:serviceaccount:{namespace}:{service_account}",
+                                       f"{host}:aud": "sts.amazonaws.com"}}}]})
+
+
+class ModelCache(pulumi.ComponentResource):
+    """The backend's storage (`_storage`), then a PV bound to a claim in each team namespace once it is ready."""
+
+    def __init__(self, name: str, args: ModelCacheArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("vllm-fleet:platform:ModelCache", name, None, opts)
+        self.args = args
+        self.stateful = pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect)
+        self.child = pulumi.ResourceOptions(parent=self)
+        key_arn: pulumi.Input[str]
+        if args.settings.kms_key_arn:
+            key_arn = args.settings.kms_key_arn
+        else:
+            self.key = aws.kms.Key(f"{name}-key", description=f"vllm-fleet model cache ({args.stack})", enable_key_rotation=True,
+                                   deletion_window_in_days=30, tags=args.tags, opts=self.stateful)
+            key_arn = self.key.arn
+        sources, ready = self._storage(name, key_arn)
+        self.claims = {}
+        for team in args.teams:
+            if not team.models:
+                continue
+            pv = register(persistent_volume(args.settings, args.region, team, sources[team.name]),
+                          pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect, depends_on=ready))
+            self.claims[team.name] = register(persistent_volume_claim(args.settings, team), pulumi.ResourceOptions(
+                parent=self, protect=args.protect, retain_on_delete=args.protect, depends_on=[pv, args.namespaces[team.name]]))
+        self.register_outputs({"claims": sorted(self.claims)})
+
+    def _storage(self, name: str, key_arn: pulumi.Input[str]) -> tuple[dict[str, dict[str, pulumi.Input[str]]], list[pulumi.Resource]]:
+        """Per team, the identifiers its PV mounts (fleet.render.cache.persistent_volume), and what must exist first."""
+        raise NotImplementedError
+
+    def csi_role(self, role_name: str, service_account: str) -> aws.iam.Role:
+        """The IAM role a CSI driver's service account in kube-system assumes through the cluster's OIDC issuer (IRSA)."""
+        trust = pulumi.Output.all(self.args.oidc_provider_arn, self.args.oidc_issuer).apply(
+            lambda a: irsa_trust_policy(a[0], a[1], "kube-system", service_account))
+        return aws.iam.Role(role_name, assume_role_policy=trust, tags=self.args.tags, opts=self.child)
+
+
+class EfsModelCache(ModelCache):
+    """Elastic-throughput EFS, encrypted with the key, one access point per team (its own directory and POSIX
+    owner), mount targets in the cache subnets, and the EFS CSI driver add-on with its IRSA role."""
+
+    def _storage(self, name: str, key_arn: pulumi.Input[str]) -> tuple[dict[str, dict[str, pulumi.Input[str]]], list[pulumi.Resource]]:
+        args = self.args
+        self.file_system = aws.efs.FileSystem(f"{name}-efs", encrypted=True, kms_key_id=key_arn, performance_mode="generalPurpose",
+                                              throughput_mode="elastic", tags={**args.tags, "Name": f"{args.cluster_name}-model-cache"},
+                                              opts=self.stateful)
+        self.security_group = aws.ec2.SecurityGroup(
+            f"{name}-efs-sg", vpc_id=args.vpc_id, description="NFS from the cluster's nodes to the model cache",
+            ingress=[aws.ec2.SecurityGroupIngressArgs(protocol="tcp", from_port=2049, to_port=2049,
+                                                      security_groups=[args.cluster_security_group_id], description="NFS from nodes")],
+            tags=args.tags, opts=self.child)
+        mount_targets = [aws.efs.MountTarget(f"{name}-mt-{subnet}", file_system_id=self.file_system.id, subnet_id=subnet,
+                                             security_groups=[self.security_group.id], opts=self.child)
+                         for subnet in args.subnet_ids]
+        role = self.csi_role(f"{name}-efs-csi-role", "efs-csi-controller-sa")
+        attach = aws.iam.RolePolicyAttachment(f"{name}-efs-csi-policy", role=role.name, policy_arn=EFS_CSI_POLICY, opts=self.child)
+        self.addon = aws.eks.Addon(f"{name}-efs-csi", cluster_name=args.cluster_name, addon_name="aws-efs-csi-driver",
+                                   service_account_role_arn=role.arn, resolve_conflicts_on_update="OVERWRITE", tags=args.tags,
+                                   opts=pulumi.ResourceOptions(parent=self, depends_on=[attach]))
+        sources: dict[str, dict[str, pulumi.Input[str]]] = {}
+        for team in args.teams:
+            ap = aws.efs.AccessPoint(
+                f"{name}-ap-{team.name}", file_system_id=self.file_system.id,
+                posix_user=aws.efs.AccessPointPosixUserArgs(uid=1000, gid=1000),
+                root_directory=aws.efs.AccessPointRootDirectoryArgs(
+                    path=f"/teams/{team.name}",
+                    creation_info=aws.efs.AccessPointRootDirectoryCreationInfoArgs(owner_uid=1000, owner_gid=1000, permissions="0750")),
+                tags={**args.tags, "vllm-fleet/team": team.name}, opts=self.child)
+            sources[team.name] = {"volume_handle": pulumi.Output.concat(self.file_system.id, "::", ap.id)}
+        return sources, [self.addon, *mount_targets]
+
+
+class FsxLustreModelCache(ModelCache):
+    """A PERSISTENT_2 FSx for Lustre file system in one subnet, encrypted with the key, optionally linked to an
+    S3 data repository; its security group admits Lustre from the cluster's nodes."""
+
+    def _storage(self, name: str, key_arn: pulumi.Input[str]) -> tuple[dict[str, dict[str, pulumi.Input[str]]], list[pulumi.Resource]]:
+        args, cache = self.args, self.args.settings
+        self.security_group = aws.ec2.SecurityGroup(
+            f"{name}-fsx-sg", vpc_id=args.vpc_id, description="Lustre from the cluster's nodes to the model cache",
+            ingress=[aws.ec2.SecurityGroupIngressArgs(protocol="tcp", from_port=lo, to_port=hi, security_groups=[args.cluster_security_group_id],
+                                                      self=True, description="Lustre") for lo, hi in LUSTRE_PORTS],
+            tags=args.tags, opts=self.child)
+        self.file_system = aws.fsx.LustreFileSystem(
+            f"{name}-fsx", storage_capacity=cache.size_gib, subnet_ids=args.subnet_ids[0],  # one subnet (one AZ)
+            deployment_type="PERSISTENT_2", per_unit_storage_throughput=cache.throughput_mibps, kms_key_id=key_arn,
+            data_compression_type="LZ4", security_group_ids=[self.security_group.id],
+            tags={**args.tags, "Name": f"{args.cluster_name}-model-cache"}, opts=self.stateful)
+        if cache.fsx_import_path:
+            aws.fsx.DataRepositoryAssociation(f"{name}-fsx-s3", file_system_id=self.file_system.id, data_repository_path=cache.fsx_import_path,
+                                              file_system_path="/s3", batch_import_meta_data_on_create=True, opts=self.child)
+        source = {"file_system_id": self.file_system.id, "dns_name": self.file_system.dns_name, "mount_name": self.file_system.mount_name}
+        return {team.name: dict(source) for team in args.teams}, [self.file_system]
+
+
+class S3ModelCache(ModelCache):
+    """A private, versioned, SSE-KMS bucket mounted read-only by the Mountpoint S3 CSI driver (weights are staged
+    into it outside the stack), with the driver add-on and an IRSA role that may only read it."""
+
+    def _storage(self, name: str, key_arn: pulumi.Input[str]) -> tuple[dict[str, dict[str, pulumi.Input[str]]], list[pulumi.Resource]]:
+        args = self.args
+        bucket_name = args.settings.s3_bucket_name or f"{args.cluster_name}-{args.stack}-model-cache"
+        self.bucket = aws.s3.Bucket(f"{name}-bucket", bucket=bucket_name, tags=args.tags, opts=self.stateful)
+        aws.s3.BucketPublicAccessBlock(f"{name}-bucket-pab", bucket=self.bucket.id, block_public_acls=True, block_public_policy=True,
+                                       ignore_public_acls=True, restrict_public_buckets=True, opts=self.child)
+        aws.s3.BucketServerSideEncryptionConfiguration(f"{name}-bucket-sse", bucket=self.bucket.id, rules=[
+            aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                    sse_algorithm="aws:kms", kms_master_key_id=key_arn),
+                bucket_key_enabled=True)], opts=self.child)
+        aws.s3.BucketVersioning(f"{name}-bucket-versioning", bucket=self.bucket.id,
+                                versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"), opts=self.child)
+        role = self.csi_role(f"{name}-s3-csi-role", "s3-csi-driver-sa")
+        read = aws.iam.RolePolicy(f"{name}-s3-csi-read", role=role.id, policy=pulumi.Output.all(self.bucket.arn, key_arn).apply(lambda a: json.dumps({
+            "Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [a[0]]},
+                {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"{a[0]}/*"]},
+                {"Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": [a[1]]}]})), opts=self.child)
+        self.addon = aws.eks.Addon(f"{name}-s3-csi", cluster_name=args.cluster_name, addon_name="aws-mountpoint-s3-csi-driver",
+                                   service_account_role_arn=role.arn, resolve_conflicts_on_update="OVERWRITE", tags=args.tags,
+                                   opts=pulumi.ResourceOptions(parent=self, depends_on=[read]))
+        return {team.name: {"bucket": self.bucket.bucket} for team in args.teams}, [self.addon]
+
+
+BACKENDS: dict[str, type[ModelCache]] = {"efs": EfsModelCache, "fsx-lustre": FsxLustreModelCache, "s3": S3ModelCache}
+
+
+def model_cache(name: str, args: ModelCacheArgs, opts: pulumi.ResourceOptions | None = None) -> ModelCache | None:
+    """The cache of the stack's backend; None for `backend: none` (each pod downloads its weights)."""
+    backend = BACKENDS.get(args.settings.backend)
+    return backend(name, args, opts) if backend is not None else None

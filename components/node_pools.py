@@ -1,0 +1,124 @@
+"""GPU node pools: an EKS managed node group with its own launch template, or a Karpenter NodePool and
+EC2NodeClass. Plain `aws.eks.NodeGroup` + `aws.ec2.LaunchTemplate` (not pulumi-eks, a multi-language
+component whose children the policy pack and the offline plan cannot see)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components.kubernetes import register
+from fleet.catalog import InstanceType
+from fleet.labels import AMI_TYPES, CAPACITY_TYPES, GPU_TAINT_KEY, NODE_MANAGED_POLICIES
+from fleet.render import karpenter
+from fleet.render.platform_labels import pool_labels
+from fleet.spec.stack import GpuPool
+
+
+@dataclass(frozen=True)
+class GpuNodeGroupArgs:
+    cluster_name: str
+    pool: GpuPool
+    instance: InstanceType          # the pool's instance shape (every type of a pool has the same GPUs)
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
+class KarpenterGpuPoolArgs:
+    cluster_name: str
+    pool: GpuPool
+    cluster_security_group_id: pulumi.Input[str]
+    tags: dict[str, str]
+
+
+def network_interfaces(efa_cards: int) -> list[aws.ec2.LaunchTemplateNetworkInterfaceArgs]:
+    """No public IP on any interface. With EFA: one EFA interface per network card (32 on p5.48xlarge); the
+    primary ENI stays on card 0."""
+    if efa_cards == 0:
+        return [aws.ec2.LaunchTemplateNetworkInterfaceArgs(device_index=0, associate_public_ip_address="false",
+                                                           delete_on_termination="true")]
+    return [aws.ec2.LaunchTemplateNetworkInterfaceArgs(
+        device_index=0 if card == 0 else 1, network_card_index=card, interface_type="efa",
+        associate_public_ip_address="false", delete_on_termination="true") for card in range(efa_cards)]
+
+
+def node_role(name: str, tags: dict[str, str], opts: pulumi.ResourceOptions) -> tuple[aws.iam.Role, list[aws.iam.RolePolicyAttachment]]:
+    """The node IAM role: EC2 may assume it; exactly the managed policies a worker needs."""
+    role = aws.iam.Role(f"{name}-node-role", assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}), tags=tags, opts=opts)
+    attachments = [aws.iam.RolePolicyAttachment(f"{name}-{policy}", role=role.name, policy_arn=f"arn:aws:iam::aws:policy/{policy}",
+                                                opts=opts)
+                   for policy in NODE_MANAGED_POLICIES]
+    return role, attachments
+
+
+class GpuNodeGroup(pulumi.ComponentResource):
+    """An EKS managed node group of GPU instances with its own launch template (IMDSv2 only, hop limit 1,
+    encrypted gp3 root, no public IP, EFA interfaces where the pool asks) and node role."""
+
+    def __init__(self, name: str, args: GpuNodeGroupArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("vllm-fleet:platform:GpuNodeGroup", name, None, opts)
+        pool, inst, tags = args.pool, args.instance, args.tags
+        child = pulumi.ResourceOptions(parent=self)
+        self.role, attachments = node_role(name, tags, child)
+        # Bottlerocket boots from /dev/xvda and keeps images and logs on the data volume /dev/xvdb.
+        device = "/dev/xvdb" if pool.ami_family == "bottlerocket" else "/dev/xvda"
+        block = pool.capacity_type == "capacity-block"
+        self.launch_template = aws.ec2.LaunchTemplate(
+            f"{name}-lt",
+            description=f"GPU pool {pool.name} ({inst.gpu_model})",
+            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(http_endpoint="enabled", http_tokens="required",
+                                                                       http_put_response_hop_limit=1),
+            block_device_mappings=[aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                device_name=device, ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                    volume_size=pool.disk_gib, volume_type="gp3", encrypted="true", delete_on_termination="true"))],
+            network_interfaces=network_interfaces(inst.efa_interfaces if pool.efa and inst.efa else 0),
+            # Capacity Blocks launch only into their reservation, with the capacity-block market type.
+            instance_market_options=aws.ec2.LaunchTemplateInstanceMarketOptionsArgs(market_type="capacity-block") if block else None,
+            capacity_reservation_specification=aws.ec2.LaunchTemplateCapacityReservationSpecificationArgs(
+                capacity_reservation_target=aws.ec2.LaunchTemplateCapacityReservationSpecificationCapacityReservationTargetArgs(
+                    capacity_reservation_id=pool.capacity_reservation_id)) if block else None,
+            tag_specifications=[aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type="instance", tags=tags)],
+            tags=tags, opts=child)
+        self.node_group = aws.eks.NodeGroup(
+            f"{name}-ng",
+            cluster_name=args.cluster_name,
+            node_group_name_prefix=f"{pool.name}-",
+            node_role_arn=self.role.arn,
+            subnet_ids=pool.subnet_ids,
+            instance_types=pool.instance_types,
+            capacity_type=CAPACITY_TYPES[pool.capacity_type],
+            ami_type=AMI_TYPES[(pool.ami_family, inst.architecture)],
+            scaling_config=aws.eks.NodeGroupScalingConfigArgs(
+                min_size=pool.min_size, max_size=pool.max_size,
+                desired_size=pool.desired_size if pool.desired_size is not None else pool.min_size),
+            update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
+            labels=pool_labels(pool),
+            taints=[aws.eks.NodeGroupTaintArgs(key=GPU_TAINT_KEY, value="true", effect="NO_SCHEDULE")],
+            launch_template=aws.eks.NodeGroupLaunchTemplateArgs(id=self.launch_template.id,
+                                                                version=self.launch_template.latest_version.apply(str)),
+            tags=tags,
+            # The cluster autoscaler owns the desired size once the group exists.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=attachments, ignore_changes=["scalingConfig.desiredSize"]))
+        self.register_outputs({"node_group_name": self.node_group.node_group_name, "role_arn": self.role.arn})
+
+
+class KarpenterGpuPool(pulumi.ComponentResource):
+    """`provisioner: karpenter`: NodePool + EC2NodeClass, a node role and the access entry that lets its nodes
+    join. Needs the Karpenter controller in the cluster (installed separately); the Kubernetes provider comes
+    with `opts.providers`."""
+
+    def __init__(self, name: str, args: KarpenterGpuPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("vllm-fleet:platform:KarpenterGpuPool", name, None, opts)
+        pool, tags = args.pool, args.tags
+        self.role, attachments = node_role(name, tags, pulumi.ResourceOptions(parent=self))
+        access = aws.eks.AccessEntry(f"{name}-access", cluster_name=args.cluster_name, principal_arn=self.role.arn,
+                                     type="EC2_LINUX", tags=tags, opts=pulumi.ResourceOptions(parent=self))
+        self.node_class = register(karpenter.node_class(pool, self.role.name, args.cluster_security_group_id, tags),
+                                   pulumi.ResourceOptions(parent=self, depends_on=[access, *attachments]))
+        self.node_pool = register(karpenter.node_pool(pool, pool_labels(pool)),
+                                  pulumi.ResourceOptions(parent=self, depends_on=[self.node_class]))
+        self.register_outputs({"role_arn": self.role.arn})

@@ -1,0 +1,237 @@
+"""`vllm-fleet plan --stack S --base REF`: what a change does, compared with the plan of a git ref.
+
+The base is the tree of REF exported from git (the working tree is not touched) and planned with REF's own
+code when it can be (a subprocess on the exported tree, whose JSON is read back through the plan document's
+schema); when REF predates that, with this checkout's code on REF's stack and team files, and the report says
+which.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from fleet.cost import usd
+from fleet.errors import ConfigError
+from fleet.kinds import NAMESPACE_TYPE, REPLACED_WHEN_CHANGED, STATEFUL_TYPES
+from fleet.offline.engine import SECRET_MASK
+from fleet.offline.plan import make_plan
+from fleet.offline.plan_document import FindingEntry, PlanDocument, ResourceEntry, TeamEntry
+
+GITHUB_COMMENT_LIMIT = 65536
+# Per-team figures the diff compares.
+TEAM_FIELDS = ("gpus_min", "gpus_max", "gpu_quota", "usd_per_hour_min", "usd_per_hour_max")
+
+
+def flatten(value: Any, path: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(flatten(v, f"{path}.{k}" if path else str(k)))
+        return out or {path: {}}
+    if isinstance(value, list):
+        out = {}
+        for i, v in enumerate(value):
+            out.update(flatten(v, f"{path}[{i}]"))
+        return out or {path: []}
+    return {path: value}
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root + ".") or path.startswith(root + "[")
+
+
+@dataclass
+class Change:
+    urn: str
+    type: str
+    fields: list[tuple[str, Any, Any]]         # (path, before, after)
+    replaces: list[str] = field(default_factory=list)
+    secret_paths: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Diff:
+    stack: str
+    base_ref: str
+    base_engine: str                            # "base code" | "this checkout's code" | why there is no base
+    added: list[ResourceEntry]
+    removed: list[ResourceEntry]
+    changed: list[Change]
+    gpu: list[dict[str, Any]]
+    findings_new: list[FindingEntry]
+    findings_fixed: list[FindingEntry]
+    findings_remaining: int
+    stateful_replacements: list[str]
+    head_exit: int
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.stateful_replacements or self.head_exit == 1 else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"stack": self.stack, "base": self.base_ref, "base_planned_with": self.base_engine,
+                "added": [r.urn for r in self.added], "removed": [r.urn for r in self.removed],
+                "changed": [{"urn": c.urn, "fields": [p for p, _, _ in c.fields], "replaces": c.replaces} for c in self.changed],
+                "gpu": self.gpu, "findings": {"new": [f.model_dump() for f in self.findings_new],
+                                              "fixed": [f.model_dump() for f in self.findings_fixed],
+                                              "remaining": self.findings_remaining},
+                "stateful_replacements": self.stateful_replacements, "exit_code": self.exit_code}
+
+
+def export_tree(root: Path, ref: str, dest: Path) -> None:
+    """The tree of `ref`, without touching the working tree or the index."""
+    data = subprocess.run(["git", "-C", str(root), "archive", "--format=tar", ref], check=True, capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(dest, filter="data")
+
+
+def base_document(tree: Path, stack: str) -> tuple[PlanDocument | None, str]:
+    """The plan of the tree at `tree`: with its own code when that prints a plan this version can read, else with
+    this checkout's code; (None, why) when its config does not load."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    proc = subprocess.run([sys.executable, "-m", "fleet.cli", "--root", str(tree), "plan", "--stack", stack, "--format", "json"],
+                          cwd=tree, env=env, capture_output=True, text=True)
+    if proc.returncode in (0, 1):
+        try:
+            doc = PlanDocument.model_validate_json(proc.stdout)
+            if doc.resources and doc.resources[0].inputs:
+                return doc, "base code"
+        except ValidationError:
+            pass
+    elif proc.returncode == 2 and "config error" in proc.stderr:
+        return None, proc.stderr.strip()
+    try:
+        return make_plan(stack, tree).document(), "this checkout's code"
+    except ConfigError as exc:
+        return None, str(exc)
+
+
+def compare(stack: str, ref: str, base: PlanDocument | None, head: PlanDocument, engine: str) -> Diff:
+    base_res = {r.urn: r for r in (base.resources if base else [])}
+    head_res = {r.urn: r for r in head.resources}
+    added = [head_res[u] for u in sorted(head_res.keys() - base_res.keys())]
+    removed = [base_res[u] for u in sorted(base_res.keys() - head_res.keys())]
+    changed: list[Change] = []
+    replacements: list[str] = []
+    for urn in sorted(head_res.keys() & base_res.keys()):
+        b, h = flatten(base_res[urn].inputs), flatten(head_res[urn].inputs)
+        fields = [(p, b.get(p), h.get(p)) for p in sorted(b.keys() | h.keys()) if b.get(p) != h.get(p)]
+        if not fields:
+            continue
+        typ = head_res[urn].type
+        roots = REPLACED_WHEN_CHANGED.get(typ, ())
+        replaces = sorted({r for p, _, _ in fields for r in roots if _under(p, r)})
+        changed.append(Change(urn, typ, fields, replaces, head_res[urn].secret_paths))
+        if replaces and (typ in STATEFUL_TYPES or typ == NAMESPACE_TYPE):
+            replacements.append(f"{urn} would be replaced: {', '.join(replaces)} changed")
+    replacements += [f"{r.urn} would be deleted" for r in removed if r.type in STATEFUL_TYPES]
+    base_teams: dict[str, TeamEntry] = {t.team: t for t in (base.teams if base else [])}
+    gpu = []
+    for t in head.teams:
+        bt = base_teams.pop(t.team, None)
+        gpu.append({"team": t.team, **{f: (getattr(bt, f) if bt else 0, getattr(t, f)) for f in TEAM_FIELDS}})
+    for name, bt in base_teams.items():
+        gpu.append({"team": name, **{f: (getattr(bt, f), 0) for f in TEAM_FIELDS}})
+
+    def key(f: FindingEntry) -> tuple[str, str, str]:
+        return (f.rule_id, f.urn, f.message)
+
+    base_f = {key(f): f for f in (base.findings if base else [])}
+    head_f = {key(f): f for f in head.findings}
+    return Diff(stack, ref, engine, added, removed, changed, gpu,
+                [head_f[k] for k in sorted(head_f.keys() - base_f.keys())], [base_f[k] for k in sorted(base_f.keys() - head_f.keys())],
+                len(head_f.keys() & base_f.keys()), replacements, head.summary.exit_code)
+
+
+def _delta(before: float, after: float, money: bool = False) -> str:
+    show = usd if money else str
+    if before == after:
+        return show(after)
+    sign = "+" if after > before else "−"
+    return f"{show(before)} → {show(after)} ({sign}{show(abs(after - before))})"
+
+
+def _short(urn: str) -> str:
+    return urn.rsplit("::", 1)[-1]
+
+
+def _value(v: Any) -> str:
+    text = json.dumps(v) if not isinstance(v, str) else v
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _masked(path: str, value: Any, secret_paths: list[str]) -> Any:
+    return SECRET_MASK if any(_under(path, p) for p in secret_paths) else value
+
+
+def markdown(d: Diff) -> str:
+    icon = "❌" if d.exit_code else "✅"
+    lines = [f"### {icon} vllm-fleet plan `{d.stack}` vs `{d.base_ref}`", "",
+             f"{len(d.added)} added, {len(d.changed)} changed, {len(d.removed)} removed · findings: {len(d.findings_new)} new, "
+             f"{len(d.findings_fixed)} fixed, {d.findings_remaining} remaining · base planned with {d.base_engine}.", ""]
+    if d.stateful_replacements:
+        lines += ["**Stateful resources would be replaced or deleted (data loss):**", ""]
+        lines += [f"- `{r}`" for r in d.stateful_replacements] + [""]
+    lines += ["| team | GPUs at min | GPUs at max | GPU quota | $/h at min | $/h at max |", "|---|---:|---:|---:|---:|---:|"]
+    for g in d.gpu:
+        cells = [_delta(g[f][0], g[f][1], money=f.startswith("usd")) for f in TEAM_FIELDS]
+        lines.append(f"| {g['team']} | " + " | ".join(cells) + " |")
+    lines.append("")
+    if d.findings_new:
+        lines += ["**New findings**", "", "| rule | level | resource | message |", "|---|---|---|---|"]
+        lines += [f"| {f.rule_id} | {f.level} | `{f.resource}` | {f.message} |" for f in d.findings_new] + [""]
+    if d.findings_fixed:
+        lines += ["<details><summary>Fixed findings</summary>", ""]
+        lines += [f"- {f.rule_id} `{f.resource}`: {f.message}" for f in d.findings_fixed] + ["", "</details>", ""]
+    for title, items in (("Added", d.added), ("Removed", d.removed)):
+        if items:
+            lines += [f"<details><summary>{title} ({len(items)})</summary>", ""]
+            lines += [f"- `{r.type}` `{_short(r.urn)}`" for r in items] + ["", "</details>", ""]
+    if d.changed:
+        lines += [f"<details><summary>Changed ({len(d.changed)})</summary>", ""]
+        for c in d.changed:
+            lines.append(f"- `{c.type}` `{_short(c.urn)}`" + (f" — **replaces**: {', '.join(c.replaces)}" if c.replaces else ""))
+            for p, before, after in c.fields[:30]:
+                lines.append(f"  - `{p}`: `{_value(_masked(p, before, c.secret_paths))}` → `{_value(_masked(p, after, c.secret_paths))}`")
+            if len(c.fields) > 30:
+                lines.append(f"  - … {len(c.fields) - 30} more fields")
+        lines += ["", "</details>", ""]
+    text = "\n".join(lines) + "\n"
+    if len(text) > GITHUB_COMMENT_LIMIT - 200:
+        text = text[: GITHUB_COMMENT_LIMIT - 400] + "\n\n… truncated to fit a PR comment; run `vllm-fleet plan --base` locally.\n"
+    return text
+
+
+def run(root: Path, stack: str, ref: str, fmt: str) -> int:
+    try:
+        head = make_plan(stack, root).document()
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="vllm-fleet-base-") as tmp:
+        try:
+            export_tree(root, ref, Path(tmp))
+        except subprocess.CalledProcessError as exc:
+            print(f"--base {ref}: cannot read it from git ({exc.stderr.decode(errors='replace').strip()})", file=sys.stderr)
+            return 2
+        stack_file = Path(tmp) / "stacks" / f"Pulumi.{stack}.yaml"
+        base, engine = base_document(Path(tmp), stack) if stack_file.exists() else (None, f"stack {stack} does not exist at {ref}")
+    if base is None:
+        engine = f"nothing (the base does not plan: {engine.splitlines()[0] if engine else 'no stack'})"
+    d = compare(stack, ref, base, head, engine)
+    if fmt == "json":
+        print(json.dumps(d.to_json(), indent=2))
+    else:
+        print(markdown(d), end="")
+    return d.exit_code

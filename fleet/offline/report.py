@@ -1,0 +1,111 @@
+"""Plan reports: a terminal table and markdown (for PR comments), both serialising the plan document; the JSON
+report is the document itself."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from fleet.cost import usd
+from fleet.offline.plan_document import PlanDocument, TeamEntry
+
+PLATFORM = "(platform)"
+
+
+def resource_rows(doc: PlanDocument) -> list[tuple[str, str, int]]:
+    counts = Counter((r.team or PLATFORM, r.kind) for r in doc.resources if "(component)" not in r.kind)
+    return sorted(((team, kind, n) for (team, kind), n in counts.items()), key=lambda r: (r[0] != PLATFORM, r[0], r[1]))
+
+
+def team_cells(t: TeamEntry) -> list[str]:
+    unpriced = f" (+{len(t.unpriced_models)} unpriced)" if t.unpriced_models else ""
+    return [t.team, str(t.models), f"{t.gpus_min}-{t.gpus_max}", str(t.gpu_quota), str(t.quota_left_at_max),
+            f"{t.nodes_min}-{t.nodes_max}", usd(t.usd_per_hour_min) + unpriced, usd(t.usd_per_hour_max) + unpriced]
+
+
+def _table(title: str, columns: tuple[str, ...], left: tuple[str, ...] = ()) -> Table:
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    for col in columns:
+        table.add_column(col, justify="left" if col in left else "right")
+    return table
+
+
+def print_table(doc: PlanDocument, console: Console) -> None:
+    s = doc.summary
+    console.print(f"[bold]vllm-fleet plan[/bold] stack={doc.stack} tier={doc.tier} region={doc.region} cluster={doc.cluster} "
+                  f"vllm={doc.vllm_version} kubernetes={doc.kubernetes_version} policies={doc.enforcement}")
+    res = _table("Resources by team and kind", ("team", "kind", "count"), left=("team", "kind"))
+    for team, kind, n in resource_rows(doc):
+        res.add_row(team, kind, str(n))
+    console.print(res)
+    columns = ("team/model", "pool", "instance", "TPxPP", "GPUs/replica", "nodes/replica", "replicas", "workload")
+    models = _table("Models", columns, left=columns)
+    for m in doc.models:
+        models.add_row(f"{m.team}/{m.model}", m.pool, m.instance_type, f"{m.tensor_parallel_size}x{m.pipeline_parallel_size}",
+                       str(m.gpus_per_replica), str(m.nodes_per_replica), f"{m.min_replicas}-{m.max_replicas}", m.workload)
+    console.print(models)
+    sizing = _table("Sizing per GPU (vLLM V1 estimate)", ("team/model", "GPU", "weights GiB", "KV cache GiB", "KV tokens",
+                                                          "max model len", "concurrency", "fits"), left=("team/model", "GPU"))
+    for m in doc.models:
+        sz = m.sizing
+        if sz is None:
+            sizing.add_row(f"{m.team}/{m.model}", m.gpu, "?", "?", "?", "?", "?", "unknown architecture")
+            continue
+        sizing.add_row(f"{m.team}/{m.model}", m.gpu, f"{sz['weights_gib_per_gpu']:.1f}", f"{sz['kv_cache_gib']:.1f}",
+                       f"{sz['kv_cache_tokens']:,}", f"{sz['max_model_len']:,}", f"{sz['max_concurrency']:.1f}",
+                       "yes" if sz["fits"] else "NO")
+    console.print(sizing)
+    gpus = _table(f"GPUs and cost per hour ({doc.region})", ("team", "models", "GPUs min-max", "quota", "quota left at max",
+                                                              "nodes min-max", "$/h at min", "$/h at max"), left=("team",))
+    for t in doc.teams:
+        gpus.add_row(*team_cells(t))
+    gpus.add_row("total", str(s.models), f"{s.gpus_min}-{s.gpus_max}", str(s.gpu_quota), "", "", usd(s.usd_per_hour_min),
+                 usd(s.usd_per_hour_max), style="bold")
+    console.print(gpus)
+    pools = _table(f"Pool headroom (spare GPUs kept for rollouts: {doc.spare_gpus})",
+                   ("pool", "capacity", "GPUs at max size", "GPUs at max replicas", "headroom"), left=("pool", "capacity"))
+    for p in doc.pools:
+        pools.add_row(p.pool, p.capacity_type, str(p.gpu_capacity), str(p.gpus_at_max), str(p.headroom))
+    console.print(pools)
+    for w in doc.cost_warnings:
+        console.print(f"[yellow]cost warning[/yellow] {w}")
+    for note in doc.config_notes:
+        console.print(f"[yellow]config note[/yellow] {note}")
+    if doc.findings:
+        ft = Table(title="Policy findings", box=box.SIMPLE_HEAD)
+        for col in ("rule", "level", "resource", "message"):
+            ft.add_column(col, overflow="fold")
+        for f in doc.findings:
+            ft.add_row(f.rule_id, f.level, f.resource, f.message)
+        console.print(ft)
+    for problem in doc.schema_problems:
+        console.print(f"[red]invalid manifest[/red] {problem.kind}/{problem.name} {problem.path}: {problem.message}")
+    verdict = "clean" if s.exit_code == 0 else "FAILED"
+    console.print(f"{s.resources} resources ({s.kubernetes_objects} Kubernetes objects, {s.invalid_manifests} invalid), "
+                  f"{s.mandatory_findings} mandatory and {s.advisory_findings} advisory findings: {verdict}")
+
+
+def markdown(doc: PlanDocument) -> str:
+    s = doc.summary
+    icon = "✅" if s.exit_code == 0 else "❌"
+    lines = [f"### {icon} vllm-fleet plan `{doc.stack}`", "",
+             f"{s.resources} resources, {s.models} models, GPUs {s.gpus_min}–{s.gpus_max}, "
+             f"{usd(s.usd_per_hour_min)}–{usd(s.usd_per_hour_max)}/h in {doc.region}, "
+             f"{s.mandatory_findings} mandatory / {s.advisory_findings} advisory findings, "
+             f"{s.invalid_manifests} invalid manifests.", "",
+             "| team | models | GPUs min-max | quota | quota left at max | nodes min-max | $/h at min | $/h at max |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += ["| " + " | ".join(team_cells(t)) + " |" for t in doc.teams]
+    lines += [f"- cost warning: {w}" for w in doc.cost_warnings]
+    lines += [f"- config note: {n}" for n in doc.config_notes]
+    if doc.findings:
+        lines += ["", "<details><summary>Policy findings</summary>", "", "| rule | level | resource | message |", "|---|---|---|---|"]
+        lines += [f"| {f.rule_id} | {f.level} | `{f.resource}` | {f.message} |" for f in doc.findings]
+        lines += ["", "</details>"]
+    lines += ["", "<details><summary>Resources by team and kind</summary>", "", "| team | kind | count |", "|---|---|---:|"]
+    lines += [f"| {team} | {kind} | {n} |" for team, kind, n in resource_rows(doc)]
+    lines += ["", "</details>"]
+    return "\n".join(lines) + "\n"

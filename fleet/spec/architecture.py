@@ -1,0 +1,37 @@
+"""A model's architecture for sizing (inline, from a config.json, or from the catalog) and its sizing settings."""
+
+from __future__ import annotations
+
+from pathlib import Path as FsPath
+
+from fleet.sizing import Arch, Settings, arch_from_config_json, model_catalog
+from fleet.spec.team import ModelSpec
+from fleet.vllm.compiler import PROFILES
+
+
+def resolve_arch(spec: ModelSpec, team_file: FsPath) -> tuple[Arch | None, str | None]:
+    """(architecture or None when unknown, problem reading it)."""
+    if spec.architecture is not None:
+        a = spec.architecture
+        return Arch(id=spec.model, params_b=a.params_b, layers=a.layers, kv_heads=a.kv_heads, head_dim=a.head_dim,
+                    hidden_size=a.hidden_size, vocab_size=a.vocab_size, max_context=a.max_context,
+                    active_params_b=a.active_params_b, family="moe" if a.active_params_b else "dense"), None
+    if spec.config_json is not None:
+        path = team_file.parent / spec.config_json
+        try:
+            return arch_from_config_json(path, spec.model), None
+        except (OSError, ValueError, KeyError) as exc:
+            return None, f"cannot read {spec.config_json}: {exc} — point at a Hugging Face config.json or give `architecture:`"
+    return model_catalog().get(spec.model), None
+
+
+def settings_for(spec: ModelSpec, gpu_memory_gib: float, gpus_per_node: int, gpu_model: str | None = None) -> Settings:
+    profile = PROFILES[spec.profile or "balanced"]
+    return Settings(
+        gpu_memory_gib=gpu_memory_gib, gpus_per_node=gpus_per_node,
+        tensor_parallel_size=spec.tensor_parallel_size or 1, pipeline_parallel_size=spec.pipeline_parallel_size or 1,
+        max_model_len=spec.max_model_len, gpu_memory_utilization=spec.gpu_memory_utilization or 0.9,
+        dtype=spec.dtype or "auto", quantization=spec.quantization, kv_cache_dtype=spec.kv_cache_dtype or "auto",
+        max_num_batched_tokens=spec.max_num_batched_tokens or profile.get("max_num_batched_tokens"),
+        max_num_seqs=spec.max_num_seqs or profile.get("max_num_seqs"), enforce_eager=bool(spec.enforce_eager),
+        gpu_model=gpu_model)

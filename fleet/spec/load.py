@@ -1,0 +1,62 @@
+"""Load one stack: its config (as the engine hands it, or read from the stack file as the CLI would) and
+every team file, validated, with derived values filled.
+
+Every problem of a run is collected and raised together as a ConfigError whose issues name the file, the
+line, the field path and the fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path as FsPath
+
+from fleet.errors import ConfigError, ConfigIssue, format_path
+from fleet.spec.engine_config import EngineConfig, parse_stack_config
+from fleet.spec.resolved import FleetSpec, ResolvedTeam
+from fleet.spec.stack_file import display_path, known_stacks, read_stack_file, stack_path
+from fleet.spec.stack_rules import stack_problems
+from fleet.spec.teams import load_team
+from fleet.yamlsrc import Located, load_file
+
+
+def load(stack: str, root: str | FsPath = ".", engine: EngineConfig | None = None) -> FleetSpec:
+    """The stack's spec. `engine` is the config the Pulumi engine handed the program; without it the stack file is
+    read the way the CLI reads it (the offline commands)."""
+    root = FsPath(root).resolve()
+    warnings: list[ConfigIssue] = []
+    if engine is None:
+        engine, issues, warnings = read_stack_file(root, stack)
+    else:
+        issues = []
+    cfg = None
+    if engine is not None:
+        cfg, config_issues = parse_stack_config(engine, stack)
+        issues += config_issues
+    src = engine.source if engine is not None else Located(display_path(root, stack_path(root, stack)), None)
+    if cfg is not None:
+        issues += [ConfigIssue(src.file, src.line_of(path), format_path(path), msg) for path, msg in stack_problems(cfg)]
+    environments = engine.environments if engine is not None else ()
+    known = known_stacks(root) or [stack]
+    teams: list[ResolvedTeam] = []
+    for path in sorted((root / "stacks" / "teams").glob("*.yaml")):
+        team, team_issues = load_team(path, display_path(root, path), stack, cfg, known, environments)
+        issues += team_issues
+        if team is not None:
+            teams.append(team)
+    if issues or cfg is None:
+        raise ConfigError(list(dict.fromkeys(issues)))
+    notes = [str(w) for w in warnings]
+    missing = sorted({ref.secret for t in teams for m in t.models for ref in (m.spec.api_key, m.spec.hf_token)
+                      if ref is not None and ref.secret is not None and ref.secret not in cfg.secrets})
+    notes += [f"{src.file}: secret '{name}' is not in the stack file: provided by environment {', '.join(environments)} "
+              "(unknown offline)" for name in missing]
+    return FleetSpec(stack=stack, root=str(root), source=src.file, config=cfg, teams=tuple(teams), notes=tuple(notes))
+
+
+def load_from_engine(stack: str, root: str | FsPath, values: dict[str, str], secret_keys: frozenset[str] | set[str]) -> FleetSpec:
+    """The spec from the config the engine handed the program. The stack file, when it is there, only gives
+    errors their line numbers: values come from the engine (stack file, --config-file, ESC environments)."""
+    root = FsPath(root).resolve()
+    path = stack_path(root, stack)
+    display = display_path(root, path)
+    src = load_file(str(path), display)[0] if path.exists() else Located(display, None)
+    return load(stack, root, EngineConfig(values=dict(values), secret_keys=frozenset(secret_keys), source=src))

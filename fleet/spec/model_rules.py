@@ -1,0 +1,183 @@
+"""Rules for one model of one team in one stack (overrides applied), one small function each, and the model's
+placement (GPUs per replica and pod, nodes, replicas) and sizing. Problems are (field path inside the model,
+message); the loader adds the file, the line and the full path."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path as FsPath
+
+from fleet.catalog import InstanceType, gpu_instance
+from fleet.sizing import Sizing, size
+from fleet.spec.architecture import resolve_arch, settings_for
+from fleet.spec.stack import GpuPool, StackConfig
+from fleet.spec.team import ModelSpec
+from fleet.vllm.compiler import FlagError, compile_args
+
+Problem = tuple[tuple[str | int, ...], str]
+
+# Flags with a typed field in the team file, or that only a Secret may carry; extra_args may not set them.
+RESERVED_FLAGS = {
+    "--model", "--host", "--port", "--api-key", "--served-model-name", "--dtype", "--tensor-parallel-size",
+    "--pipeline-parallel-size", "--gpu-memory-utilization", "--max-model-len", "--max-num-seqs",
+    "--max-num-batched-tokens", "--quantization", "--kv-cache-dtype", "--enable-prefix-caching",
+    "--no-enable-prefix-caching", "--enable-chunked-prefill", "--no-enable-chunked-prefill", "--enforce-eager",
+    "--trust-remote-code", "--chat-template", "--revision", "--enable-lora", "--lora-modules", "--max-lora-rank",
+    "--max-loras", "--speculative-config", "--structured-outputs-config", "--tool-call-parser",
+    "--enable-auto-tool-choice", "--limit-mm-per-prompt", "--allowed-media-domains", "--runner", "--convert",
+    "-tp", "-pp",
+}
+
+
+@dataclass(frozen=True)
+class ModelContext:
+    stack: str
+    cfg: StackConfig
+    spec: ModelSpec
+    team_file: FsPath
+    environments: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Placement:
+    pool: GpuPool
+    instance: InstanceType
+    gpus_per_replica: int
+    nodes_per_replica: int
+    gpus_per_pod: int
+    min_replicas: int
+    max_replicas: int
+
+
+def secret_references_exist(ctx: ModelContext) -> Iterator[Problem]:
+    for field_name in ("api_key", "hf_token"):
+        ref = getattr(ctx.spec, field_name)
+        if ref is None or ref.secret is None or ref.secret in ctx.cfg.secrets or ctx.environments:
+            continue  # a secret an imported ESC environment may provide is unknown offline (the loader notes it)
+        yield (field_name,), (f"secret '{ref.secret}' is not set in stack {ctx.stack} — run `pulumi config set --stack "
+                              f"{ctx.stack} --secret --path 'vllm-fleet:secrets.{ref.secret}' <value>`")
+
+
+def autoscaling_has_a_backend(ctx: ModelContext) -> Iterator[Problem]:
+    auto = ctx.spec.autoscaling
+    if auto is None:
+        return
+    if ctx.cfg.autoscaling.backend == "none":
+        yield ("autoscaling",), f"stack {ctx.stack} has autoscaling backend none — set fixed `replicas` or enable hpa/keda in the stack"
+    if auto.min_replicas == 0 and not ctx.cfg.autoscaling.allow_scale_to_zero:
+        yield ("autoscaling",), (f"min_replicas 0 needs autoscaling.backend keda with allow_scale_to_zero in stack {ctx.stack} "
+                                 "— use min_replicas ≥ 1")
+
+
+def disaggregated_prefill_is_refused(ctx: ModelContext) -> Iterator[Problem]:
+    if ctx.spec.disaggregated_prefill:
+        yield ("disaggregated_prefill",), ("disaggregated prefill/decode is not built by this stack — vLLM has no single-server "
+                                           "flag for it (`--enable-disagg-prefill` never existed); run separate prefill and decode "
+                                           "models with `--kv-transfer-config` in extra_args behind a P/D-aware router, or remove the field")
+
+
+def remote_code_needs_a_pinned_revision(ctx: ModelContext) -> Iterator[Problem]:
+    rev = ctx.spec.revision or ""
+    if ctx.spec.trust_remote_code and not (len(rev) == 40 and all(c in "0123456789abcdef" for c in rev)):
+        yield ("trust_remote_code",), "trust_remote_code needs `revision` pinned to a 40-hex commit (remote code runs at load; CVE-2025-66448)"
+
+
+def bitsandbytes_sets_its_own_load_format(ctx: ModelContext) -> Iterator[Problem]:
+    if ctx.spec.quantization == "bitsandbytes" and any(a.startswith("--load-format") for a in ctx.spec.extra_args or []):
+        yield ("extra_args",), "bitsandbytes sets --load-format itself — remove it from extra_args"
+
+
+def extra_args_leave_typed_flags_alone(ctx: ModelContext) -> Iterator[Problem]:
+    for k, arg in enumerate(ctx.spec.extra_args or []):
+        flag = arg.split("=", 1)[0]
+        if flag in RESERVED_FLAGS:
+            typed = flag.lstrip("-").replace("-", "_").removeprefix("no_")
+            fix = "use `api_key: {secret: <name>}`" if flag == "--api-key" else f"use the typed field `{typed}`"
+            yield ("extra_args", k), f"'{flag}' has a typed field — {fix} instead of extra_args"
+
+
+RULES: tuple[Callable[[ModelContext], Iterator[Problem]], ...] = (
+    secret_references_exist, autoscaling_has_a_backend, disaggregated_prefill_is_refused,
+    remote_code_needs_a_pinned_revision, bitsandbytes_sets_its_own_load_format, extra_args_leave_typed_flags_alone,
+)
+
+
+def placement(ctx: ModelContext) -> tuple[Placement | None, list[Problem]]:
+    """Where the model runs: its pool, GPUs per replica and pod, nodes per replica, replica bounds."""
+    pools = {p.name: p for p in ctx.cfg.gpu_pools}
+    spec = ctx.spec
+    pool = pools.get(spec.pool)
+    if pool is None:
+        close = difflib.get_close_matches(spec.pool, list(pools), n=1, cutoff=0.5)
+        hint = f"did you mean '{close[0]}'?" if close else f"pools of stack {ctx.stack}: {', '.join(pools)}"
+        return None, [(("pool",), f"'{spec.pool}' is not a GPU pool of stack {ctx.stack} — {hint}")]
+    inst = gpu_instance(pool.instance_types[0])
+    if inst is None:  # reported by the stack rules
+        return None, []
+    problems: list[Problem] = []
+    tp, pp = spec.tensor_parallel_size or 1, spec.pipeline_parallel_size or 1
+    per_replica, node_gpus = tp * pp, inst.gpus
+    if per_replica <= node_gpus:
+        if node_gpus % per_replica:
+            field_name, value = ("tensor_parallel_size", tp) if pp == 1 else ("pipeline_parallel_size", pp)
+            problems.append(((field_name,), f"{value} — tensor × pipeline parallel size ({per_replica}) must divide the pool's "
+                                            f"{node_gpus} GPUs ({inst.instance_type})"))
+        nodes, per_pod = 1, per_replica
+    else:
+        if per_replica % node_gpus:
+            problems.append((("tensor_parallel_size",), f"{tp} — a replica spanning nodes needs tensor × pipeline parallel size "
+                                                        f"({per_replica}) to be a multiple of the pool's {node_gpus} GPUs per node"))
+        nodes, per_pod = max(1, per_replica // node_gpus), node_gpus
+    if spec.autoscaling is not None:
+        lo, hi = spec.autoscaling.min_replicas, spec.autoscaling.max_replicas
+    else:
+        lo = hi = spec.replicas or 1
+    if hi * nodes > pool.max_size:
+        problems.append(((("replicas",) if spec.autoscaling is None else ("autoscaling",)),
+                         f"{hi} replica(s) × {nodes} node(s) exceed pool '{pool.name}' max_size {pool.max_size} — raise the "
+                         "pool's max_size or lower replicas"))
+    return Placement(pool, inst, per_replica, nodes, per_pod, lo, hi), problems
+
+
+def flags_problems(ctx: ModelContext) -> list[Problem]:
+    """The `vllm serve` arguments compile against the pinned version's flag table."""
+    try:
+        compile_args(ctx.spec, ctx.cfg.vllm.version)
+    except FlagError as exc:
+        return [(("extra_args",) if ctx.spec.extra_args else ("model",), str(exc))]
+    except KeyError as exc:
+        return [(("model",), str(exc.args[0]))]
+    return []
+
+
+def sizing(ctx: ModelContext, where: Placement) -> tuple[Sizing | None, list[Problem]]:
+    """The GPU-memory fit check; a model that does not fit is a problem naming the fixes."""
+    arch, problem = resolve_arch(ctx.spec, ctx.team_file)
+    if problem:
+        return None, [(("config_json",), problem)]
+    if arch is None:
+        return None, []
+    inst = where.instance
+    result = size(arch, settings_for(ctx.spec, inst.gpu_usable_memory_gib, inst.gpus, inst.gpu_model))
+    if result.fits:
+        return result, []
+    field_name = "max_model_len" if ctx.spec.max_model_len is not None else "tensor_parallel_size"
+    placed = f"{where.gpus_per_replica}× {inst.gpu_model} ({where.pool.name}: {inst.instance_type})"
+    fixes = "; ".join(result.fixes) if result.fixes else "no change within the catalog fits"
+    return result, [((field_name,), f"{ctx.spec.model} does not fit on {placed}: {result.reason} — fixes: {fixes}")]
+
+
+def check_model(ctx: ModelContext) -> tuple[Placement | None, Sizing | None, list[Problem]]:
+    """Every rule, then (when they pass) the flags and the fit check."""
+    problems = [p for rule in RULES for p in rule(ctx)]
+    where, placement_problems = placement(ctx)
+    problems += placement_problems
+    if problems or where is None:
+        return None, None, problems
+    problems = flags_problems(ctx)
+    if problems:
+        return None, None, problems
+    sized, problems = sizing(ctx, where)
+    return (None, None, problems) if problems else (where, sized, [])

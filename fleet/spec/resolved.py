@@ -1,0 +1,65 @@
+"""A stack after loading: every team's models with per-stack overrides applied and derived values filled."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fleet.catalog import InstanceType
+from fleet.sizing import Sizing
+from fleet.spec.stack import GpuPool, StackConfig
+from fleet.spec.team import ModelSpec
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model of one team in one stack, overrides applied and derived values filled."""
+
+    team: str
+    namespace: str
+    source: str
+    spec: ModelSpec
+    pool: GpuPool
+    instance: InstanceType
+    gpus_per_replica: int
+    nodes_per_replica: int
+    gpus_per_pod: int
+    min_replicas: int
+    max_replicas: int
+    sizing: Sizing | None = None      # None when the architecture is unknown (not in the catalog, none given)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def multi_node(self) -> bool:
+        return self.nodes_per_replica > 1
+
+    @property
+    def autoscaled(self) -> bool:
+        return self.spec.autoscaling is not None
+
+
+@dataclass(frozen=True)
+class ResolvedTeam:
+    name: str
+    namespace: str
+    source: str
+    owners: tuple[str, ...]
+    rbac_group: str
+    gpu_quota: int
+    models: tuple[ResolvedModel, ...]
+
+
+@dataclass(frozen=True)
+class FleetSpec:
+    stack: str
+    root: str
+    source: str
+    config: StackConfig
+    teams: tuple[ResolvedTeam, ...]
+    notes: tuple[str, ...] = ()       # what the loader could not know offline (values an ESC environment provides)
+
+    @property
+    def models(self) -> list[ResolvedModel]:
+        return [m for t in self.teams for m in t.models]

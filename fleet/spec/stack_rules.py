@@ -1,0 +1,99 @@
+"""Cross-field rules of a stack config, one small function each. Each returns (field path, message) pairs;
+the loader adds the file and the line."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator
+
+from fleet.catalog import InstanceType, gpu_instance_types
+from fleet.spec.stack import GpuPool, StackConfig
+from fleet.versions import parse_version
+from fleet.yamlsrc import Path
+
+Problem = tuple[Path, str]
+POOLS: Path = ("config", "vllm-fleet:gpu_pools")
+
+
+def cluster_is_adopted(cfg: StackConfig) -> Iterator[Problem]:
+    if cfg.cluster.create is not None:
+        yield (("config", "vllm-fleet:cluster", "create"),
+               "creating the cluster is not supported yet — create it separately and adopt it by `name`")
+
+
+def pool_names_are_unique(cfg: StackConfig) -> Iterator[Problem]:
+    first: dict[str, int] = {}
+    for i, pool in enumerate(cfg.gpu_pools):
+        if pool.name in first:
+            yield ((*POOLS, i, "name"), f"'{pool.name}' is already the name of gpu_pools[{first[pool.name]}] — pool names must be unique")
+        first.setdefault(pool.name, i)
+
+
+def _catalog_types(pool: GpuPool) -> list[InstanceType]:
+    catalog = gpu_instance_types()
+    return [catalog[t] for t in pool.instance_types if t in catalog]
+
+
+def pool_instance_types_are_known_and_allowed(cfg: StackConfig) -> Iterator[Problem]:
+    catalog = gpu_instance_types()
+    for i, pool in enumerate(cfg.gpu_pools):
+        for j, itype in enumerate(pool.instance_types):
+            path = (*POOLS, i, "instance_types", j)
+            inst = catalog.get(itype)
+            if inst is None:
+                close = difflib.get_close_matches(itype, list(catalog), n=1, cutoff=0.7)
+                hint = (f"did you mean '{close[0]}'?" if close else
+                        "use a GPU instance type from fleet/catalog/gpus.yaml (g4dn, g5, g6, g6e, p4d, p4de, p5, p5e, p5en)")
+                yield path, f"'{itype}' is not a GPU instance type in the catalog — {hint}"
+                continue
+            if itype not in cfg.allowed_instance_types:
+                yield path, (f"'{itype}' is outside allowed_instance_types ({', '.join(cfg.allowed_instance_types)}) "
+                             "— add it there or pick an allowed type")
+            if pool.efa and not inst.efa:
+                yield path, f"'{itype}' does not support EFA but the pool sets efa: true — drop efa or use an EFA-capable type"
+
+
+def pools_have_one_gpu_shape(cfg: StackConfig) -> Iterator[Problem]:
+    for i, pool in enumerate(cfg.gpu_pools):
+        facts = _catalog_types(pool)
+        if len({(f.gpus, f.gpu_memory_gib) for f in facts}) > 1:
+            shapes = ", ".join(f"{f.instance_type}={f.gpus}x{f.gpu_memory_gib:g}GiB" for f in facts)
+            yield ((*POOLS, i, "instance_types"),
+                   f"instance types differ in GPU count or memory ({shapes}) — split them into separate pools so sizing is exact")
+        if len({f.architecture for f in facts}) > 1:
+            yield (*POOLS, i, "instance_types"), "instance types mix x86_64 and arm64 — one AMI type per pool; split the pool"
+
+
+def no_spot_gpus_in_prod(cfg: StackConfig) -> Iterator[Problem]:
+    for i, pool in enumerate(cfg.gpu_pools):
+        if cfg.tier == "prod" and pool.capacity_type == "spot" and not cfg.policy.allow_spot_in_prod:
+            yield (*POOLS, i, "capacity_type"), "spot GPU capacity in a prod stack — use on-demand or set policy.allow_spot_in_prod: true"
+
+
+def allowed_instance_types_are_known(cfg: StackConfig) -> Iterator[Problem]:
+    catalog = gpu_instance_types()
+    for j, allowed in enumerate(cfg.allowed_instance_types):
+        if allowed not in catalog:
+            yield ("config", "vllm-fleet:allowed_instance_types", j), f"'{allowed}' is not a GPU instance type in the catalog"
+
+
+def vllm_image_is_allowed(cfg: StackConfig) -> Iterator[Problem]:
+    repo = cfg.vllm.repository
+    if not any(repo == r or repo.startswith(r.rstrip("/") + "/") for r in cfg.allowed_registries):
+        yield ("config", "vllm-fleet:vllm", "repository"), f"'{repo}' is not in allowed_registries ({', '.join(cfg.allowed_registries)})"
+
+
+def vllm_meets_the_security_floor(cfg: StackConfig) -> Iterator[Problem]:
+    if parse_version(cfg.vllm.version) < parse_version(cfg.policy.vllm_version_floor):
+        yield (("config", "vllm-fleet:vllm", "version"),
+               f"{cfg.vllm.version} is below the security floor {cfg.policy.vllm_version_floor} — upgrade the image")
+
+
+RULES: tuple[Callable[[StackConfig], Iterator[Problem]], ...] = (
+    cluster_is_adopted, pool_names_are_unique, pool_instance_types_are_known_and_allowed, pools_have_one_gpu_shape,
+    no_spot_gpus_in_prod, allowed_instance_types_are_known, vllm_image_is_allowed, vllm_meets_the_security_floor,
+)
+
+
+def stack_problems(cfg: StackConfig) -> list[Problem]:
+    return [p for rule in RULES for p in rule(cfg)]

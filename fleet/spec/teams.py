@@ -1,0 +1,144 @@
+"""Team files: one team, its quota per stack, its models, each merged with its override for the stack."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from pathlib import Path as FsPath
+from typing import Any
+
+from pydantic import ValidationError
+
+from fleet.errors import ConfigIssue, format_path
+from fleet.spec.model_rules import ModelContext, check_model
+from fleet.spec.pydantic_errors import translate
+from fleet.spec.resolved import ResolvedModel, ResolvedTeam
+from fleet.spec.stack import StackConfig
+from fleet.spec.team import ModelSpec, Team
+from fleet.yamlsrc import Located, Path, load_file
+
+
+def merge_override(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Per-stack override: top-level keys replace; nested mappings merge one level deep."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def unknown_stack(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+    hint = f"did you mean '{close[0]}'?" if close else f"known stacks: {', '.join(known)}"
+    return f"no stack '{name}' (stacks/Pulumi.{name}.yaml) — {hint}"
+
+
+def _parse_team(src: Located, stack: str) -> tuple[Team | None, list[int], list[ConfigIssue]]:
+    """The team with the models that validate (the others' errors reported), and the file index of each model."""
+    raw_models = src.data.get("models") if isinstance(src.data.get("models"), list) else []
+    try:
+        team = Team.model_validate(src.data)
+        return team, list(range(len(raw_models))), []
+    except ValidationError as exc:
+        # Report every schema error, then keep checking the team and the models that did validate.
+        issues = translate(exc, Team, src, stack)
+        bad: set[int] = set()
+        for err in exc.errors():
+            loc = err["loc"]
+            if loc and loc[0] == "models":
+                if len(loc) > 1 and isinstance(loc[1], int):
+                    bad.add(loc[1])
+                else:
+                    return None, [], issues
+        try:
+            team = Team.model_validate({**src.data, "models": []})
+        except ValidationError:
+            return None, [], issues
+        index = [i for i in range(len(raw_models)) if i not in bad]
+        good = [ModelSpec.model_validate(raw_models[i]) for i in index]
+        return team.model_copy(update={"models": good}), index, issues
+
+
+def _team_checks(team: Team, index: list[int], src: Located, stem: str, known: list[str]) -> list[ConfigIssue]:
+    issues = []
+    if team.name != stem:
+        issues.append(ConfigIssue(src.file, src.line_of(("name",)), "name", f"'{team.name}' must match the file name '{stem}' — rename one of them"))
+    seen: dict[str, int] = {}
+    for i, m in zip(index, team.models, strict=True):
+        if m.name in seen:
+            issues.append(ConfigIssue(src.file, src.line_of(("models", i, "name")), f"models[{i}].name",
+                                      f"'{m.name}' is already used by models[{seen[m.name]}] — model names are unique per team"))
+        seen.setdefault(m.name, i)
+        for s in m.stacks:
+            if s not in known:
+                where: Path = ("models", i, "stacks", s)
+                issues.append(ConfigIssue(src.file, src.line_of(where), format_path(where), unknown_stack(s, known)))
+    for s in team.gpu_quota:
+        if s not in known:
+            issues.append(ConfigIssue(src.file, src.line_of(("gpu_quota", s)), f"gpu_quota.{s}", unknown_stack(s, known)))
+    return issues
+
+
+def load_team(path: FsPath, display: str, stack: str, cfg: StackConfig | None, known: list[str],
+              environments: tuple[str, ...] = ()) -> tuple[ResolvedTeam | None, list[ConfigIssue]]:
+    """The team in `stack` (None when it is not deployed there or does not validate) and every problem."""
+    src, issues = load_file(str(path), display)
+    if issues:
+        return None, issues
+    if not isinstance(src.data, dict):
+        return None, [ConfigIssue(display, 1, "", "expected a mapping with name, owners, gpu_quota and models")]
+    team, index, issues = _parse_team(src, stack)
+    if team is None:
+        return None, issues
+    issues += _team_checks(team, index, src, path.stem, known)
+    if cfg is None or stack not in team.gpu_quota:
+        return None, issues
+    raw_models = src.data["models"]
+    resolved: list[ResolvedModel] = []
+    for i in index:
+        raw = dict(raw_models[i])
+        over = (raw.pop("stacks", {}) or {}).get(stack) or {}
+
+        def where_of(full: Path, _i: int = i, _over: dict[str, Any] = over) -> Path:
+            # ('models', i, field, ...) → the override's path when the override set that field.
+            if len(full) >= 3 and full[0] == "models" and full[2] in _over:
+                return ("models", _i, "stacks", stack, *full[2:])
+            return full
+
+        try:
+            merged = ModelSpec.model_validate(merge_override(raw, over))
+        except ValidationError as exc:
+            issues.extend(translate(exc, ModelSpec, src, stack, prefix=("models", i), line_path=where_of))
+            continue
+        if merged.enabled is False:
+            continue
+        def where(field_path: tuple[str | int, ...], _w: Callable[[Path], Path] = where_of, _i: int = i) -> Path:
+            return _w(("models", _i, *field_path))
+
+        model, model_issues = _resolve_model(ModelContext(stack, cfg, merged, path, environments), team.name, src, where)
+        issues += model_issues
+        if model is not None:
+            resolved.append(model)
+    quota = team.gpu_quota[stack]
+    need = sum(m.max_replicas * m.gpus_per_replica for m in resolved)
+    if need > quota:
+        issues.append(ConfigIssue(display, src.line_of(("gpu_quota", stack)), f"gpu_quota.{stack}",
+                                  f"{quota} GPUs granted but the models need up to {need} at max replicas — raise the quota or lower replicas"))
+    return ResolvedTeam(
+        name=team.name, namespace=f"team-{team.name}", source=display, owners=tuple(team.owners),
+        rbac_group=team.rbac_group or f"vllm-fleet:{team.name}", gpu_quota=quota, models=tuple(resolved),
+    ), issues
+
+
+def _resolve_model(ctx: ModelContext, team: str, src: Located,
+                   where: Callable[[tuple[str | int, ...]], Path]) -> tuple[ResolvedModel | None, list[ConfigIssue]]:
+    placed, sized, problems = check_model(ctx)
+    issues = [ConfigIssue(src.file, src.line_of(where(p)), format_path(where(p)), msg) for p, msg in problems]
+    if placed is None or issues:
+        return None, issues
+    return ResolvedModel(
+        team=team, namespace=f"team-{team}", source=src.file, spec=ctx.spec, pool=placed.pool, instance=placed.instance,
+        gpus_per_replica=placed.gpus_per_replica, nodes_per_replica=placed.nodes_per_replica, gpus_per_pod=placed.gpus_per_pod,
+        min_replicas=placed.min_replicas, max_replicas=placed.max_replicas, sizing=sized), []
