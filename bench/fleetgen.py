@@ -9,6 +9,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS_PER_TEAM = 10
+# A digest as `crane digest` prints one (the generated fleets are planned, never deployed).
+BENCH_DIGEST = "sha256:f37a065c3054b79499c744271d8b22e5e19482b4042eb8dde641ac738ae5c985"
 
 SHAPES = [  # (model, pool, tensor parallel, autoscaling)
     ("meta-llama/Llama-3.1-8B-Instruct", "l40s", 1, True),
@@ -37,7 +39,7 @@ def generate(root: Path, models: int) -> Path:
              "subnet_ids": ["subnet-0bench0001"]},
         ],
         "vllm-fleet:allowed_instance_types": ["p5.48xlarge", "g6e.12xlarge"],
-        "vllm-fleet:vllm": {"version": "0.33.0", "digest": "sha256:" + "0" * 64},
+        "vllm-fleet:vllm": {"version": "0.33.0", "digest": BENCH_DIGEST},
         "vllm-fleet:spare_gpus": 8,
         "vllm-fleet:secrets": {"bench-api-key": {"secure": "v1:bench"}},
     }}

@@ -16,9 +16,6 @@ NODE_RESERVED_MEMORY_GIB = 4
 
 PRESTOP_SECONDS = 15
 SHUTDOWN_TIMEOUT_SECONDS = 30
-STARTUP_PROBE_PERIOD = 10
-MIN_STARTUP_BUDGET = 600
-COMPILE_MARGIN_SECONDS = 300
 SCALE_UP_WINDOW = 60
 MIN_SCALE_DOWN_WINDOW = 300
 
@@ -42,16 +39,6 @@ def pod_resources(model: ResolvedModel) -> PodResources:
     # tensor parallelism. Memory-backed, so it counts against the memory limit: cap it at a quarter.
     shm = 0 if model.gpus_per_pod <= 1 else min(2 * model.gpus_per_pod + 2, memory // 4)
     return PodResources(gpus=model.gpus_per_pod, cpu=cpu, memory_gib=memory, shm_gib=shm)
-
-
-def startup_budget_seconds(model: ResolvedModel, weights_gib: float | None, throughput_mibps: int) -> int:
-    """Time the startupProbe allows: reading the weights at the cache's throughput plus a margin for
-    torch.compile and CUDA graph capture; never below 600 s (the common default for large models)."""
-    if weights_gib is None:
-        return MIN_STARTUP_BUDGET + COMPILE_MARGIN_SECONDS
-    load = weights_gib * 1024 / max(1, throughput_mibps) / max(1, model.gpus_per_replica) * 2
-    budget = load + COMPILE_MARGIN_SECONDS + 60
-    return max(MIN_STARTUP_BUDGET, int(math.ceil(budget / STARTUP_PROBE_PERIOD) * STARTUP_PROBE_PERIOD))
 
 
 def termination_grace_seconds() -> int:

@@ -19,7 +19,7 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UnknownValueError
 
-from fleet.kinds import POD_TYPES
+from fleet.kinds import AUTOSCALER_TYPES, POD_TYPES
 from fleet.labels import GPU_SYSTEM_NAMESPACE
 
 EXEMPT_ANNOTATION = "vllm-fleet.io/exempt-"        # + rule id (lower case), value: the reason
@@ -204,6 +204,30 @@ def flag_value(args: list[str], *flags: str) -> str | None:
 
 def has_flag(args: list[str], *flags: str) -> bool:
     return any(a.partition("=")[0] in flags for a in args)
+
+
+@dataclass(frozen=True)
+class ScaleTarget:
+    urn: str                      # the autoscaler's
+    kind: str                     # HorizontalPodAutoscaler | ScaledObject
+    min_replicas: int
+    max_replicas: int | None
+
+
+def autoscaled_workloads(resources: Sequence[Any]) -> dict[tuple[Any, Any, Any], ScaleTarget]:
+    """(namespace, kind, name) of every workload an HPA or a KEDA ScaledObject scales, with its bounds."""
+    out = {}
+    for r in resources:
+        if r.resource_type not in AUTOSCALER_TYPES:
+            continue
+        spec = r.props.get("spec") or {}
+        target = spec.get("scaleTargetRef") or {}
+        md = r.props.get("metadata") or {}
+        low = spec.get("minReplicas", spec.get("minReplicaCount", 1))
+        high = spec.get("maxReplicas", spec.get("maxReplicaCount"))
+        out[(md.get("namespace"), target.get("kind", "Deployment"), target.get("name"))] = ScaleTarget(
+            r.urn, str(r.props.get("kind")), int(low) if low is not None else 1, int(high) if high is not None else None)
+    return out
 
 
 def env_map(container: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:

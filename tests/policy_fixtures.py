@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -11,7 +12,7 @@ from typing import Any
 from fleet.offline.engine import Captured
 from fleet.render.workload import WRITABLE_ROOT_EXEMPTION, workload
 from fleet.spec.load import load
-from tests.conftest import ROOT
+from tests.conftest import RESOLVED_DIGEST, ROOT
 
 KINDS = ("Pod", "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "LeaderWorkerSet")
 API = {"Pod": "v1", "Deployment": "apps/v1", "StatefulSet": "apps/v1", "DaemonSet": "apps/v1", "Job": "batch/v1",
@@ -38,7 +39,10 @@ def cap(typ: str, props: dict[str, Any], name: str | None = None, protect: bool 
 
 @lru_cache(maxsize=1)
 def prod_spec() -> Any:
-    return load("prod", ROOT)
+    """The prod spec with its image digest resolved (the bundled stack holds a placeholder that D15 refuses)."""
+    spec = load("prod", ROOT)
+    vllm = spec.config.vllm.model_copy(update={"digest": RESOLVED_DIGEST})
+    return dataclasses.replace(spec, config=spec.config.model_copy(update={"vllm": vllm}))
 
 
 def base_pod() -> dict[str, Any]:
@@ -127,9 +131,12 @@ POD_CASES: dict[str, list[tuple[Mutation, str, set[str]]]] = {
     "D14": [(lambda p: container(p)["resources"]["limits"].pop("cpu"), "{p}.containers[0].resources.limits has no cpu", set())],
     "D15": [(lambda p: container(p).update(image="docker.io/vllm/vllm-openai:latest"),
              "{p}.containers[0].image docker.io/vllm/vllm-openai:latest is latest", {"F2"}),
-            (lambda p: container(p).update(image="quay.io/someone/vllm:v0.33.0@sha256:" + "a" * 64),
-             "{p}.containers[0].image quay.io/someone/vllm:v0.33.0@sha256:" + "a" * 64 + " is not from an allowed registry "
-             "(docker.io/vllm, nvcr.io/nvidia, public.ecr.aws)", set())],
+            (lambda p: container(p).update(image="quay.io/someone/vllm:v0.33.0@" + RESOLVED_DIGEST),
+             "{p}.containers[0].image quay.io/someone/vllm:v0.33.0@" + RESOLVED_DIGEST + " is not from an allowed registry "
+             "(docker.io/vllm, nvcr.io/nvidia, public.ecr.aws)", set()),
+            (lambda p: container(p).update(image="docker.io/vllm/vllm-openai:v0.33.0@sha256:" + "0" * 64),
+             "{p}.containers[0].image is pinned to the placeholder digest sha256:00000000…, which no registry serves — resolve "
+             "the real one (`crane digest docker.io/vllm/vllm-openai:v0.33.0`) and set it in the stack", set())],
     "D16": [(lambda p: env(p, "OPENAI_API_KEY", "sk-live"), "{p}.containers[0].env OPENAI_API_KEY holds a literal value", set())],
     "E1": [(lambda p: container(p)["resources"]["requests"].update({"nvidia.com/gpu": "2"}),
             "{p}.containers[0] requests 2 nvidia.com/gpu but limits 1", set())],
@@ -151,7 +158,7 @@ POD_CASES: dict[str, list[tuple[Mutation, str, set[str]]]] = {
              "per GPU but the budget is 19.8 GiB (0.9 × 22.05 GiB)", set())],
     "F1": [(lambda p: set_arg(p, "--trust-remote-code"),
             "{p}.containers[0]: --trust-remote-code for Qwen/Qwen2.5-3B-Instruct, which is not allow-listed", set())],
-    "F2": [(lambda p: container(p).update(image="docker.io/vllm/vllm-openai:v0.31.0@sha256:" + "b" * 64),
+    "F2": [(lambda p: container(p).update(image="docker.io/vllm/vllm-openai:v0.31.0@" + RESOLVED_DIGEST),
             "{p}.containers[0]: vLLM 0.31.0 is below the floor 0.32.0", set())],
     "F3": [(lambda p: set_arg(p, "--api-key", "abc"), "{p}.containers[0]: --api-key on the command line", {"D16"}),
            (lambda p: env(p, "VLLM_API_KEY", "abc"), "{p}.containers[0]: VLLM_API_KEY is not from a secretKeyRef", {"D16"})],
@@ -250,6 +257,7 @@ def other_cases(prod: dict[str, Captured]) -> list[Case]:
                                               "target": {"type": "AverageValue", "averageValue": "5"}}}],
         "behavior": {"scaleDown": {"stabilizationWindowSeconds": 600}}}}
     deployment = wrap("Deployment", base_pod())
+    autoscaled = r("kubernetes:apps/v1:Deployment", mutated(deployment.inputs, lambda p: p["spec"].pop("replicas")), deployment.name)
     return [
         Case("compliant Karpenter pool", [cap(NP, np_), cap(NC, nc)], set(), exercises={"B1", "B2", "B3", "B5", "B7", "B9"}),
         Case("B1/B2/B3/B5 on an EC2NodeClass", [cap(NC, mutated(nc, lambda p: (
@@ -340,9 +348,11 @@ def other_cases(prod: dict[str, Captured]) -> list[Case]:
                      "use requests.nvidia.com/gpu")}),
         Case("E7 autoscaler beyond quota", [deployment, r("kubernetes:core/v1:ResourceQuota", {"metadata": {"name": "q", "namespace": "team-search"},
              "spec": {"hard": {"requests.nvidia.com/gpu": "2"}}}, "q"), r("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", hpa, "hpa")],
-             {("E7", "HorizontalPodAutoscaler team-search/m can scale to 3 GPUs (3 × 1) but the namespace quota is 2")}),
-        Case("E7 compliant", [deployment, QUOTA, r("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", hpa, "hpa")], set(),
-             exercises={"E7", "G6", "F8", "E6"}),
+             {("E7", "HorizontalPodAutoscaler team-search/m can scale to 3 GPUs (3 × 1) but the namespace quota is 2")}, {"G8"}),
+        Case("E7 compliant", [autoscaled, QUOTA, r("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", hpa, "hpa")], set(),
+             exercises={"E7", "G6", "F8", "E6", "G8"}),
+        Case("G8 replicas under an HPA", [deployment, QUOTA, r("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", hpa, "hpa")],
+             {("G8", "Deployment team-search/m sets spec.replicas but HorizontalPodAutoscaler team-search/m owns the count")}),
         Case("E9 time-slicing unsafe", [r("kubernetes:core/v1:ConfigMap", {"metadata": {"name": "dp", "namespace": "gpu-system"},
              "data": {"config.yaml": '{"sharing": {"timeSlicing": {"renameByDefault": false, "resources": []}}}'}}, "cm")],
              {("E9", "data.config.yaml: timeSlicing.failRequestsGreaterThanOne is not true"),

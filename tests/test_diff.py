@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fleet.offline import diff
-from tests.conftest import ROOT, s3_cache
+from tests.conftest import ROOT, resolve_prod_digest, s3_cache
 
 
 @pytest.fixture
@@ -20,6 +20,7 @@ def repo(tmp_path: Path) -> Path:
     for part in ("Pulumi.yaml", "pyproject.toml", "fleet", "components", "policies", "stacks"):
         src = ROOT / part
         subprocess.run(["cp", "-r", str(src), str(dest / part)], check=True)
+    resolve_prod_digest(dest)
     subprocess.run(["git", "-C", str(dest), "add", "-A"], check=True)
     subprocess.run(["git", "-C", str(dest), "-c", "user.email=ci@example.com", "-c", "user.name=ci", "commit", "-qm", "base"], check=True)
     return dest

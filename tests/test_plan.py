@@ -17,8 +17,8 @@ from tests.conftest import ROOT
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_bundled_stacks_plan_clean_and_every_object_validates(stack: str) -> None:
-    plan = make_plan(stack, ROOT)
+def test_bundled_stacks_plan_clean_and_every_object_validates(stack: str, prod_root: Path) -> None:
+    plan = make_plan(stack, prod_root)  # the prod image digest resolved, as before a first deploy
     assert plan.exit_code == 0
     assert plan.schema_problems == []
     assert plan.mandatory == []
@@ -28,8 +28,16 @@ def test_bundled_stacks_plan_clean_and_every_object_validates(stack: str) -> Non
         assert {"LeaderWorkerSet", "HorizontalPodAutoscaler", "PodDisruptionBudget"} <= kinds
 
 
-def test_json_report_has_the_documented_keys(capsys) -> None:
-    assert main(["--root", str(ROOT), "plan", "--stack", "prod", "--format", "json"]) == 0
+def test_the_bundled_prod_stack_fails_until_its_placeholder_digest_is_resolved(capsys) -> None:
+    assert main(["--root", str(ROOT), "plan", "--stack", "prod", "--format", "json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    mandatory = {(f["rule_id"], f["message"].split(".image ", 1)[-1].split(" — ")[0]) for f in doc["findings"] if f["level"] == "mandatory"}
+    assert mandatory == {("D15", "is pinned to the placeholder digest sha256:00000000…, which no registry serves")}
+    assert "crane digest docker.io/vllm/vllm-openai:v0.33.0" in doc["findings"][0]["message"]
+
+
+def test_json_report_has_the_documented_keys(capsys, prod_root: Path) -> None:
+    assert main(["--root", str(prod_root), "plan", "--stack", "prod", "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert {"resources", "findings", "summary"} <= set(doc)
     assert {"urn", "type", "name", "team"} <= set(doc["resources"][0])

@@ -184,7 +184,7 @@ def test_prefetch_job_per_model_and_revision_before_the_workload(dev) -> None:
     assert {"name": "HF_TOKEN_PATH", "value": "/var/run/secrets/huggingface/value"} in container["env"]
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert job.inputs["spec"]["activeDeadlineSeconds"] == 4 * 3600
+    assert job.inputs["spec"]["activeDeadlineSeconds"] >= 600   # sized from the checkpoint (tests/test_deploy_time.py)
     deploy = dev["deployment-team-assistant-llama-8b"]
     assert job.urn in deploy.dependencies
     env = {e["name"]: e.get("value") for e in deploy.inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
@@ -243,8 +243,8 @@ def test_one_config_value_changes_exactly_the_expected_fields(project: Path) -> 
         ("resourcequota-team-search-team-quota", "spec.hard.requests.nvidia.com/gpu")}
 
 
-def test_prod_plan_is_clean_with_every_platform_piece() -> None:
-    plan = make_plan("prod", ROOT)
+def test_prod_plan_is_clean_with_every_platform_piece(prod_root: Path) -> None:
+    plan = make_plan("prod", prod_root)
     assert plan.exit_code == 0
     kinds = {c.type for c in plan.resources}
     assert {"aws:eks/nodeGroup:NodeGroup", "aws:ec2/launchTemplate:LaunchTemplate",

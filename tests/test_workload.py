@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from fleet.errors import ConfigError
+from fleet.offline.plan import make_plan
 from fleet.render.observability import adapter_rules, dashboard
 from fleet.render.workload import model_manifests
 from fleet.spec.load import load
@@ -92,6 +93,27 @@ def test_hpa_scales_on_the_renamed_queue_metric_with_slow_scale_down() -> None:
     assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 600  # ≥ 300 s and ≥ the startup budget
     rules = yaml.safe_load(adapter_rules(load("prod", ROOT).config)["data"]["config.yaml"])["rules"][0]
     assert rules["name"] == {"matches": "^vllm:num_requests_waiting$", "as": "vllm_num_requests_waiting"}
+
+
+def test_an_autoscaler_owns_the_replica_count(project: Path) -> None:
+    """Server-side apply: once the HPA or KEDA has scaled a workload, an update that sets spec.replicas conflicts with
+    the autoscaler's field manager (pulumi-kubernetes #2569, #3312). Fixed-size workloads keep their count."""
+    hpa = objects("prod", "qwen-3b")
+    assert hpa["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == "qwen-3b"
+    assert "replicas" not in hpa["Deployment"]["spec"]
+    assert objects("prod", "bge-m3")["Deployment"]["spec"]["replicas"] == 2
+    keda_scale_to_zero(project)
+    keda = objects("dev", "qwen-3b", project)
+    assert keda["ScaledObject"]["spec"]["scaleTargetRef"]["name"] == "qwen-3b"
+    assert "replicas" not in keda["Deployment"]["spec"]
+    for stack, root in (("prod", ROOT), ("dev", project)):  # and nowhere in a whole plan
+        plan = make_plan(stack, root)
+        targets = {(c.inputs["metadata"]["namespace"], c.inputs["spec"]["scaleTargetRef"]["name"]) for c in plan.kubernetes_objects()
+                   if c.inputs["kind"] in ("HorizontalPodAutoscaler", "ScaledObject")}
+        assert targets
+        for c in plan.kubernetes_objects():
+            if (c.inputs["metadata"].get("namespace"), c.inputs["metadata"]["name"]) in targets and c.inputs["kind"] != "ScaledObject":
+                assert "replicas" not in c.inputs.get("spec", {}), c.urn
 
 
 def test_keda_backend_with_scale_to_zero(project: Path) -> None:

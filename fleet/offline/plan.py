@@ -14,6 +14,7 @@ import yaml
 
 from components.program import build
 from fleet.cost import estimate
+from fleet.deploy_time import deploy_time
 from fleet.errors import ConfigError
 from fleet.labels import TEAM_LABEL
 from fleet.offline.engine import UNKNOWN, Captured, run
@@ -161,7 +162,8 @@ def plan_document(plan: Plan) -> PlanDocument:
                          pipeline_parallel_size=m.spec.pipeline_parallel_size or 1, gpus_per_replica=m.gpus_per_replica,
                          nodes_per_replica=m.nodes_per_replica, min_replicas=m.min_replicas, max_replicas=m.max_replicas,
                          workload="LeaderWorkerSet" if m.multi_node else "Deployment",
-                         sizing=m.sizing.as_dict() if m.sizing is not None else None) for m in spec.models]
+                         sizing=m.sizing.as_dict() if m.sizing is not None else None,
+                         deploy_time=deploy_time(cfg, m).as_dict()) for m in spec.models]
     findings = sorted(plan.findings, key=lambda f: (f.level != "mandatory", f.rule_id, f.urn))
     mandatory = len(plan.mandatory)
     return PlanDocument(

@@ -76,6 +76,7 @@ class ModelEntry(Entry):
     max_replicas: int
     workload: str
     sizing: dict[str, Any] | None = None
+    deploy_time: dict[str, Any] | None = None     # fleet.deploy_time.DeployTime: estimates and timeouts, seconds
 
 
 class PoolEntry(Entry):

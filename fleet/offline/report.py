@@ -26,6 +26,14 @@ def team_cells(t: TeamEntry) -> list[str]:
             f"{t.nodes_min}-{t.nodes_max}", usd(t.usd_per_hour_min) + unpriced, usd(t.usd_per_hour_max) + unpriced]
 
 
+def minutes(seconds: float | None) -> str:
+    """`1 h 05 min`, `12 min`, `—` for nothing."""
+    if not seconds:
+        return "—"
+    total = round(seconds / 60)
+    return f"{total // 60} h {total % 60:02d} min" if total >= 60 else f"{total} min"
+
+
 def _table(title: str, columns: tuple[str, ...], left: tuple[str, ...] = ()) -> Table:
     table = Table(title=title, box=box.SIMPLE_HEAD)
     for col in columns:
@@ -58,6 +66,16 @@ def print_table(doc: PlanDocument, console: Console) -> None:
                        f"{sz['kv_cache_tokens']:,}", f"{sz['max_model_len']:,}", f"{sz['max_concurrency']:.1f}",
                        "yes" if sz["fits"] else "NO")
     console.print(sizing)
+    times = _table("First deploy: estimates, and the timeouts pulumi up is given", ("team/model", "reads/pod GiB", "download", "pod start",
+                                                                          "first deploy", "prefetch deadline", "rollout timeout"),
+                   left=("team/model",))
+    for m in doc.models:
+        t = m.deploy_time or {}
+        times.add_row(f"{m.team}/{m.model}", f"{t.get('pod_read_gib', 0):.0f}", minutes(t.get("download")), minutes(t.get("pod_start")),
+                      minutes(t.get("first_deploy")), minutes(t.get("prefetch_timeout")),
+                      f"{minutes(t.get('rollout_create_timeout'))} / {minutes(t.get('rollout_update_timeout'))}"
+                      if m.workload == "Deployment" else "not awaited")
+    console.print(times)
     gpus = _table(f"GPUs and cost per hour ({doc.region})", ("team", "models", "GPUs min-max", "quota", "quota left at max",
                                                               "nodes min-max", "$/h at min", "$/h at max"), left=("team",))
     for t in doc.teams:

@@ -93,10 +93,7 @@ def prefetch_name(model: ResolvedModel) -> str:
     return f"{model.name}-prefetch-{digest}"
 
 
-PREFETCH_DEADLINE_SECONDS = 4 * 3600
-
-
-def prefetch_job(cfg: StackConfig, model: ResolvedModel, image: str, hf_token: tuple[str, str] | None) -> Manifest:
+def prefetch_job(cfg: StackConfig, model: ResolvedModel, image: str, hf_token: tuple[str, str] | None, deadline_seconds: int) -> Manifest:
     """`hf download` of the model (and LoRA adapters and draft model hosted on the Hub) into the cache."""
     labels = {**MANAGED_BY, TEAM_LABEL: model.team, MODEL_LABEL: model.name, "vllm-fleet.io/role": PREFETCH_ROLE}
     repos = [(model.spec.model, model.spec.revision)]
@@ -129,7 +126,8 @@ def prefetch_job(cfg: StackConfig, model: ResolvedModel, image: str, hf_token: t
         "metadata": meta(prefetch_name(model), model.namespace, labels),
         "spec": {
             "backoffLimit": 3,
-            "activeDeadlineSeconds": PREFETCH_DEADLINE_SECONDS,
+            # Kubernetes fails the Job at its deadline, which pulumi-kubernetes reports at once (its own timeout is longer).
+            "activeDeadlineSeconds": deadline_seconds,
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {

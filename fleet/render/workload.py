@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
+from fleet.deploy_time import STARTUP_PROBE_PERIOD, deploy_time, pod_read_gib
 from fleet.labels import (
     GPU_RESOURCE,
     GPU_TAINT_KEY,
@@ -15,17 +16,7 @@ from fleet.labels import (
     TEAM_LABEL,
     VLLM_PORT,
 )
-from fleet.pods import (
-    PRESTOP_SECONDS,
-    SCALE_UP_WINDOW,
-    SHUTDOWN_TIMEOUT_SECONDS,
-    STARTUP_PROBE_PERIOD,
-    pod_resources,
-    rollout,
-    scale_down_window,
-    startup_budget_seconds,
-    termination_grace_seconds,
-)
+from fleet.pods import PRESTOP_SECONDS, SCALE_UP_WINDOW, SHUTDOWN_TIMEOUT_SECONDS, pod_resources, rollout, scale_down_window, termination_grace_seconds
 from fleet.render import Manifest, meta
 from fleet.render.cache import CACHE_CLAIM, CACHE_MOUNT, HF_HOME_ON_CACHE, has_cache, prefetch_job, prefetches
 from fleet.render.observability import ingress, prometheus_rule, service_monitor
@@ -130,15 +121,8 @@ def _resources(model: ResolvedModel) -> dict[str, Any]:
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
-def weights_gib_estimate(model: ResolvedModel) -> float | None:
-    """Weights of one replica (all its GPUs), from the sizing check; None for an unknown architecture."""
-    if model.sizing is None:
-        return None
-    return model.sizing.weights_gib_per_gpu * model.gpus_per_replica
-
-
 def _probes(cfg: StackConfig, model: ResolvedModel) -> dict[str, Any]:
-    budget = startup_budget_seconds(model, weights_gib_estimate(model), cfg.model_cache.throughput_mibps)
+    budget = deploy_time(cfg, model).startup_probe_budget
     http = {"path": "/health", "port": "http"}
     return {
         # Covers the whole load: weights, torch.compile, CUDA graphs. Readiness/liveness start after it.
@@ -147,10 +131,6 @@ def _probes(cfg: StackConfig, model: ResolvedModel) -> dict[str, Any]:
         "readinessProbe": {"httpGet": http, "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3},
         "livenessProbe": {"httpGet": http, "periodSeconds": 15, "timeoutSeconds": 10, "failureThreshold": 6},
     }
-
-
-def startup_budget(cfg: StackConfig, model: ResolvedModel) -> int:
-    return startup_budget_seconds(model, weights_gib_estimate(model), cfg.model_cache.throughput_mibps)
 
 
 CONTAINER_SECURITY = {
@@ -229,8 +209,19 @@ def _scratch_gib(cfg: StackConfig, model: ResolvedModel) -> int:
     """Compile caches always; without a shared cache the weights land in scratch too."""
     if has_cache(cfg):
         return 20
-    weights = weights_gib_estimate(model) or 40
-    return int(min(max(50, weights * 1.2 + 20), model.pool.disk_gib * 0.8))
+    return int(min(max(50, pod_read_gib(model) * 1.2 + 20), model.pool.disk_gib * 0.8))
+
+
+def autoscaler_owns_replicas(cfg: StackConfig, model: ResolvedModel) -> bool:
+    return model.autoscaled and cfg.autoscaling.backend != "none"
+
+
+def replicas(cfg: StackConfig, model: ResolvedModel) -> dict[str, int]:
+    """`spec.replicas`, unless an autoscaler owns the count: pulumi-kubernetes applies server-side, and once the
+    HPA or KEDA has scaled the workload, an update that sets `spec.replicas` conflicts with the autoscaler's field
+    manager (pulumi-kubernetes #2569, #3312). Left out, the API server starts the workload at 1 and the autoscaler
+    takes it to its minimum."""
+    return {} if autoscaler_owns_replicas(cfg, model) else {"replicas": model.min_replicas}
 
 
 def workload(cfg: StackConfig, model: ResolvedModel) -> Manifest:
@@ -246,7 +237,7 @@ def workload(cfg: StackConfig, model: ResolvedModel) -> Manifest:
             "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": meta(model.name, model.namespace, lbl, WRITABLE_ROOT_EXEMPTION),
             "spec": {
-                "replicas": model.min_replicas,
+                **replicas(cfg, model),
                 "revisionHistoryLimit": 3,
                 "selector": {"matchLabels": selector(model)},
                 "strategy": strategy,
@@ -258,7 +249,7 @@ def workload(cfg: StackConfig, model: ResolvedModel) -> Manifest:
         "apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
         "metadata": meta(model.name, model.namespace, lbl, WRITABLE_ROOT_EXEMPTION),
         "spec": {
-            "replicas": model.min_replicas,
+            **replicas(cfg, model),
             "startupPolicy": "LeaderCreated",
             "rolloutStrategy": {"type": "RollingUpdate",
                                 "rollingUpdateConfiguration": {"maxUnavailable": 1, "maxSurge": 0}},
@@ -279,11 +270,17 @@ def service_account(model: ResolvedModel) -> Manifest:
             "automountServiceAccountToken": False}
 
 
+# pulumi-kubernetes waits for a Service until none of its endpoints is "not ready": while a large model loads
+# that outlasts any sensible timeout, and a model scaled to zero has no endpoints to wait for. The workload's own
+# await (the Deployment's rollout, with a timeout sized for the model) already proves the pods are ready.
+SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
+
+
 def service(model: ResolvedModel) -> Manifest:
     sel = selector(model)
     if model.multi_node:
         sel = {**sel, "vllm-fleet.io/role": "leader"}
-    return {"apiVersion": "v1", "kind": "Service", "metadata": meta(model.name, model.namespace, labels(model)),
+    return {"apiVersion": "v1", "kind": "Service", "metadata": meta(model.name, model.namespace, labels(model), SKIP_AWAIT),
             "spec": {"type": "ClusterIP", "selector": sel,
                      "ports": [{"name": "http", "port": VLLM_PORT, "targetPort": "http", "protocol": "TCP"}]}}
 
@@ -299,7 +296,7 @@ def disruption_budget(model: ResolvedModel) -> Manifest | None:
 def _behavior(cfg: StackConfig, model: ResolvedModel) -> dict[str, Any]:
     return {
         "scaleUp": {"stabilizationWindowSeconds": SCALE_UP_WINDOW, "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]},
-        "scaleDown": {"stabilizationWindowSeconds": scale_down_window(startup_budget(cfg, model)),
+        "scaleDown": {"stabilizationWindowSeconds": scale_down_window(deploy_time(cfg, model).startup_probe_budget),
                       "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}]},
     }
 
@@ -318,7 +315,7 @@ def autoscaler(cfg: StackConfig, model: ResolvedModel) -> Manifest | None:
             "spec": {
                 "scaleTargetRef": {"apiVersion": target["apiVersion"], "kind": target["kind"], "name": model.name},
                 "minReplicaCount": auto.min_replicas, "maxReplicaCount": auto.max_replicas,
-                "pollingInterval": 15, "cooldownPeriod": scale_down_window(startup_budget(cfg, model)),
+                "pollingInterval": 15, "cooldownPeriod": scale_down_window(deploy_time(cfg, model).startup_probe_budget),
                 "advanced": {"horizontalPodAutoscalerConfig": {"behavior": _behavior(cfg, model)}},
                 "triggers": [{"type": "prometheus", "metricType": "AverageValue", "metadata": {
                     "serverAddress": cfg.autoscaling.prometheus_url,
@@ -352,7 +349,9 @@ def prefetch(cfg: StackConfig, model: ResolvedModel) -> Manifest | None:
     if not prefetches(cfg):
         return None
     token = secret_name(model.spec.hf_token) if model.spec.hf_token is not None else None
-    return prefetch_job(cfg, model, image(cfg), token)
+    timeout = deploy_time(cfg, model).prefetch_timeout
+    assert timeout is not None  # set whenever the cache is prefetched
+    return prefetch_job(cfg, model, image(cfg), token, timeout)
 
 
 def model_manifests(cfg: StackConfig, model: ResolvedModel) -> list[Manifest]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path as FsPath
 
 from fleet.catalog import InstanceType, gpu_instance
-from fleet.sizing import Sizing, size
+from fleet.sizing import Arch, Sizing, size
 from fleet.spec.architecture import resolve_arch, settings_for
 from fleet.spec.stack import GpuPool, StackConfig
 from fleet.spec.team import ModelSpec
@@ -152,11 +152,8 @@ def flags_problems(ctx: ModelContext) -> list[Problem]:
     return []
 
 
-def sizing(ctx: ModelContext, where: Placement) -> tuple[Sizing | None, list[Problem]]:
+def sizing(ctx: ModelContext, where: Placement, arch: Arch | None) -> tuple[Sizing | None, list[Problem]]:
     """The GPU-memory fit check; a model that does not fit is a problem naming the fixes."""
-    arch, problem = resolve_arch(ctx.spec, ctx.team_file)
-    if problem:
-        return None, [(("config_json",), problem)]
     if arch is None:
         return None, []
     inst = where.instance
@@ -169,15 +166,25 @@ def sizing(ctx: ModelContext, where: Placement) -> tuple[Sizing | None, list[Pro
     return result, [((field_name,), f"{ctx.spec.model} does not fit on {placed}: {result.reason} — fixes: {fixes}")]
 
 
-def check_model(ctx: ModelContext) -> tuple[Placement | None, Sizing | None, list[Problem]]:
-    """Every rule, then (when they pass) the flags and the fit check."""
+@dataclass(frozen=True)
+class Checked:
+    placement: Placement
+    arch: Arch | None
+    sizing: Sizing | None
+
+
+def check_model(ctx: ModelContext) -> tuple[Checked | None, list[Problem]]:
+    """Every rule, then (when they pass) the flags, the architecture and the fit check."""
     problems = [p for rule in RULES for p in rule(ctx)]
     where, placement_problems = placement(ctx)
     problems += placement_problems
     if problems or where is None:
-        return None, None, problems
+        return None, problems
     problems = flags_problems(ctx)
     if problems:
-        return None, None, problems
-    sized, problems = sizing(ctx, where)
-    return (None, None, problems) if problems else (where, sized, [])
+        return None, problems
+    arch, problem = resolve_arch(ctx.spec, ctx.team_file)
+    if problem:
+        return None, [(("config_json",), problem)]
+    sized, problems = sizing(ctx, where, arch)
+    return (None, problems) if problems else (Checked(where, arch, sized), [])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fleet.catalog import InstanceType
-from fleet.sizing import Sizing
+from fleet.sizing import Arch, Sizing
 from fleet.spec.stack import GpuPool, StackConfig
 from fleet.spec.team import ModelSpec
 
@@ -26,6 +26,7 @@ class ResolvedModel:
     min_replicas: int
     max_replicas: int
     sizing: Sizing | None = None      # None when the architecture is unknown (not in the catalog, none given)
+    arch: Arch | None = None
 
     @property
     def name(self) -> str:

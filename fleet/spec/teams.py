@@ -134,11 +134,12 @@ def load_team(path: FsPath, display: str, stack: str, cfg: StackConfig | None, k
 
 def _resolve_model(ctx: ModelContext, team: str, src: Located,
                    where: Callable[[tuple[str | int, ...]], Path]) -> tuple[ResolvedModel | None, list[ConfigIssue]]:
-    placed, sized, problems = check_model(ctx)
+    checked, problems = check_model(ctx)
     issues = [ConfigIssue(src.file, src.line_of(where(p)), format_path(where(p)), msg) for p, msg in problems]
-    if placed is None or issues:
+    if checked is None or issues:
         return None, issues
+    placed = checked.placement
     return ResolvedModel(
         team=team, namespace=f"team-{team}", source=src.file, spec=ctx.spec, pool=placed.pool, instance=placed.instance,
         gpus_per_replica=placed.gpus_per_replica, nodes_per_replica=placed.nodes_per_replica, gpus_per_pod=placed.gpus_per_pod,
-        min_replicas=placed.min_replicas, max_replicas=placed.max_replicas, sizing=sized), []
+        min_replicas=placed.min_replicas, max_replicas=placed.max_replicas, sizing=checked.sizing, arch=checked.arch), []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -193,6 +194,12 @@ def resources(props: Any, report: Any, args: Any) -> None:
                     report(f"{path}.resources.{kind} has no {' or '.join(missing)}")
 
 
+def placeholder_digest(digest: str) -> bool:
+    """A digest that cannot be real: not sha256 and 64 hex digits, or one digit repeated (sha256:000…)."""
+    algorithm, _, value = digest.partition(":")
+    return algorithm != "sha256" or not re.fullmatch(r"[0-9a-f]{64}", value) or len(set(value)) == 1
+
+
 @rule("D15", "kubernetes-container-configure-image-pinning", "Images come from an allowed registry, pinned by digest.",
       level="mandatory", severity="high", remediation="Use an allowed registry and pin the image with @sha256:…; never "
       "`latest` or an untagged image.", sources=("CIS 5.1.4", "CKV_K8S_14/43"), kinds=POD_KINDS, system_exempt=True)
@@ -212,6 +219,9 @@ def image_pinning(props: Any, report: Any, args: Any) -> None:
                 report(f"{path}.image {image} is {'untagged' if not tag else 'latest'}")
             elif not digest and not allow_tags:
                 report(f"{path}.image {image} is not pinned by digest")
+            elif digest and placeholder_digest(digest):
+                report(f"{path}.image is pinned to the placeholder digest {digest[:15]}…, which no registry serves — resolve the "
+                       f"real one (`crane digest {name}`) and set it in the stack")
 
 
 @rule("D16", "kubernetes-container-disallow-literal-secrets", "No literal secret values in env or args.",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from policies.framework import POD_KINDS, containers, flag_value, pod_gpus, pod_specs, rule, shown_number, stack_rule, vllm_serve_args
+from policies.framework import POD_KINDS, autoscaled_workloads, containers, flag_value, pod_gpus, pod_specs, rule, shown_number, stack_rule, vllm_serve_args
 
 MIN_STARTUP_BUDGET = 600
 MIN_SCALE_DOWN = 300
@@ -124,18 +124,38 @@ def needs_pdb(resources: Any, report: Any, args: Any) -> None:
         if r.resource_type == "kubernetes:policy/v1:PodDisruptionBudget":
             md = r.props.get("metadata") or {}
             pdbs.setdefault(md.get("namespace"), []).append(((r.props.get("spec") or {}).get("selector") or {}).get("matchLabels") or {})
+    scaled = autoscaled_workloads(resources)
     for r in resources:
         if r.resource_type not in ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet"):
             continue
         spec = r.props.get("spec") or {}
-        if int(spec.get("replicas", 1)) < 2:
-            continue
         md = r.props.get("metadata") or {}
+        autoscaler = scaled.get((md.get("namespace"), r.props.get("kind"), md.get("name")))
+        replicas = int(spec["replicas"]) if "replicas" in spec else autoscaler.min_replicas if autoscaler else 1
+        if replicas < 2:
+            continue
         labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
         covered = any(sel and all(labels.get(k) == v for k, v in sel.items()) for sel in pdbs.get(md.get("namespace"), []))
         if not covered:
-            report(f"{r.props.get('kind')} {md.get('namespace')}/{md.get('name')} has {shown_number(spec.get('replicas'))} replicas and no "
+            report(f"{r.props.get('kind')} {md.get('namespace')}/{md.get('name')} has {replicas} replicas and no "
                    "PodDisruptionBudget", r.urn)
+
+
+@stack_rule("G8", "kubernetes-workload-disallow-replicas-under-autoscaler", "A workload an HPA or ScaledObject scales does not set "
+            "spec.replicas.", level="mandatory", severity="high",
+            remediation="Leave spec.replicas out of the workload: under server-side apply the next update that sets it conflicts "
+            "with the autoscaler's field manager and fails (pulumi-kubernetes #2569, #3312).",
+            sources=("Pulumi", "K8S server-side apply"))
+def replicas_under_autoscaler(resources: Any, report: Any, args: Any) -> None:
+    scaled = autoscaled_workloads(resources)
+    for r in resources:
+        if r.resource_type not in POD_KINDS:
+            continue
+        md = r.props.get("metadata") or {}
+        autoscaler = scaled.get((md.get("namespace"), r.props.get("kind"), md.get("name")))
+        if autoscaler is not None and "replicas" in list(r.props.get("spec") or {}):
+            report(f"{r.props.get('kind')} {md.get('namespace')}/{md.get('name')} sets spec.replicas but {autoscaler.kind} "
+                   f"{md.get('namespace')}/{md.get('name')} owns the count", r.urn)
 
 
 @rule("G6", "kubernetes-autoscaler-configure-vllm-signal", "Autoscalers scale on vLLM queue or running metrics, with a "
