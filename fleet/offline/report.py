@@ -70,10 +70,10 @@ def print_table(doc: PlanDocument, console: Console) -> None:
                                                                           "first deploy", "prefetch deadline", "rollout timeout"),
                    left=("team/model",))
     for m in doc.models:
-        t = m.deploy_time or {}
-        times.add_row(f"{m.team}/{m.model}", f"{t.get('pod_read_gib', 0):.0f}", minutes(t.get("download")), minutes(t.get("pod_start")),
-                      minutes(t.get("first_deploy")), minutes(t.get("prefetch_timeout")),
-                      f"{minutes(t.get('rollout_create_timeout'))} / {minutes(t.get('rollout_update_timeout'))}"
+        est = m.deploy_time or {}
+        times.add_row(f"{m.team}/{m.model}", f"{est.get('pod_read_gib', 0):.0f}", minutes(est.get("download")), minutes(est.get("pod_start")),
+                      minutes(est.get("first_deploy")), minutes(est.get("prefetch_timeout")),
+                      f"{minutes(est.get('rollout_create_timeout'))} / {minutes(est.get('rollout_update_timeout'))}"
                       if m.workload == "Deployment" else "not awaited")
     console.print(times)
     gpus = _table(f"GPUs and cost per hour ({doc.region})", ("team", "models", "GPUs min-max", "quota", "quota left at max",
