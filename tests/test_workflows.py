@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import yaml
+
 from fleet.cli import main
 from fleet.offline import codeowners
 from tests.conftest import ROOT
@@ -54,3 +56,74 @@ def test_codeowners_check_fails_when_a_team_changes_owners(project: Path) -> Non
     team = project / "stacks" / "teams" / "search.yaml"
     team.write_text(team.read_text().replace('["@acme/search-ml"]', '["@acme/search-ml", "@acme/ranking"]'))
     assert main(["--root", str(project), "codeowners", "--check"]) == 1
+
+
+def load_workflow(name: str) -> dict:
+    doc = yaml.safe_load((ROOT / ".github" / "workflows" / name).read_text())
+    doc["on"] = doc.pop(True, doc.get("on"))  # YAML 1.1 reads the key `on` as true
+    return doc
+
+
+def uses(job: dict, action: str) -> list[dict]:
+    return [s for s in job.get("steps", []) if str(s.get("uses", "")).startswith(action)]
+
+
+def test_each_job_asks_only_for_the_permissions_it_uses() -> None:
+    for name in ("preview.yml", "deploy.yml"):
+        doc = load_workflow(name)
+        assert doc["permissions"] == {"contents": "read"}, name
+        for job_name, job in doc["jobs"].items():
+            perms = job.get("permissions")
+            assert isinstance(perms, dict), f"{name}:{job_name} sets no permissions of its own"
+            assumes_role = bool(uses(job, "aws-actions/configure-aws-credentials"))
+            assert (perms.get("id-token") == "write") == assumes_role, f"{name}:{job_name}"
+            comments = any("createComment" in str(s.get("with", {}).get("script", "")) for s in job.get("steps", []))
+            assert (perms.get("pull-requests") == "write") == comments, f"{name}:{job_name}"
+            assert set(perms.values()) <= {"read", "write"} and "write" not in {perms.get("contents")}
+
+
+def test_forks_get_the_offline_preview_and_no_comment_or_credentials() -> None:
+    jobs = load_workflow("preview.yml")["jobs"]
+    same_repo = "github.event.pull_request.head.repo.full_name == github.repository"
+    assert "if" not in jobs["offline-preview"] and "if" not in jobs["test"]
+    for name in ("comment", "pulumi-preview"):
+        assert jobs[name]["if"] == same_repo, name
+    # the preview role is read-only; the deploy role is only in deploy.yml, in jobs behind an environment
+    roles = [s["with"]["role-to-assume"] for s in uses(jobs["pulumi-preview"], "aws-actions/configure-aws-credentials")]
+    assert roles == ["${{ secrets.AWS_PREVIEW_ROLE_ARN }}"]
+    for job in load_workflow("deploy.yml")["jobs"].values():
+        assert job["environment"] in ("development", "production")
+        for step in uses(job, "aws-actions/configure-aws-credentials"):
+            assert step["with"]["role-to-assume"] == "${{ secrets.AWS_DEPLOY_ROLE_ARN }}"
+            assert step["with"]["aws-region"] == "${{ steps.stack.outputs.region }}"   # each stack's own region
+
+
+def test_the_pulumi_cli_is_pinned_to_the_sdk_release_everywhere() -> None:
+    sdk = next(line.split("==")[1] for line in (ROOT / "requirements.lock").read_text().splitlines() if line.startswith("pulumi=="))
+    for name in ("preview.yml", "deploy.yml"):
+        doc = load_workflow(name)
+        assert doc["env"]["PULUMI_VERSION"] == sdk
+        for job in doc["jobs"].values():
+            steps = job.get("steps", [])
+            actions = uses(job, "pulumi/actions")
+            for step in actions:
+                assert step["with"]["pulumi-version"] == "${{ env.PULUMI_VERSION }}"
+            runs_cli = [i for i, s in enumerate(steps) if "pulumi preview" in str(s.get("run", "")) or "pulumi up" in str(s.get("run", ""))]
+            if runs_cli:  # the CLI a `run:` step calls was installed, pinned, by an earlier pulumi/actions step
+                first_action = min(steps.index(s) for s in actions)
+                assert first_action < min(runs_cli), name
+
+
+def test_every_pull_request_runs_the_checks_and_prod_operations_queue_on_one_group() -> None:
+    preview, deploy = load_workflow("preview.yml"), load_workflow("deploy.yml")
+    assert preview["on"] == {"pull_request": None}   # no path filter can skip a file the tests read
+    assert preview["jobs"]["pulumi-preview"]["concurrency"] == {"group": "pulumi-${{ matrix.stack }}", "cancel-in-progress": False}
+    assert deploy["jobs"]["prod"]["concurrency"] == {"group": "pulumi-prod", "cancel-in-progress": False}
+    assert deploy["jobs"]["dev"]["concurrency"] == {"group": "pulumi-dev", "cancel-in-progress": False}
+
+
+def test_the_region_comes_from_each_stack() -> None:
+    for stack, region in (("dev", "us-west-2"), ("prod", "us-east-1")):
+        out = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), str(ROOT / "scripts" / "stack_region.py"), stack],
+                             capture_output=True, text=True)
+        assert (out.returncode, out.stdout.strip()) == (0, region)

@@ -8,6 +8,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2
@@ -15,14 +16,17 @@ from pulumi.runtime.proto import analyzer_pb2 as proto
 from pulumi_policy import EnforcementLevel
 from pulumi_policy.policy import _PolicyAnalyzerServicer
 
+import policies
 from fleet.offline.analyzer import SharedViewServicer
 from fleet.offline.engine import Captured
 from fleet.spec.resolved import FleetSpec
+from fleet.yamlsrc import safe_load
 from policies.framework import Rule
 from policies.rules import RULES
 
 PACK_NAME = "vllm-fleet-guardrails"
-PACK_VERSION = "0.1.0"
+PACK_DIR = Path(policies.__file__).resolve().parent
+PACK_VERSION = str(safe_load((PACK_DIR / "PulumiPolicy.yaml").read_text())["version"])
 LEVELS = {"advisory": proto.ADVISORY, "mandatory": proto.MANDATORY, "disabled": proto.DISABLED}
 LEVEL_NAMES = {proto.ADVISORY: "advisory", proto.MANDATORY: "mandatory", proto.DISABLED: "disabled",
                proto.REMEDIATE: "mandatory"}
