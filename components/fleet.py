@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,17 +43,26 @@ class Fleet(pulumi.ComponentResource):
                                             self.cluster.certificate_authorities[0].data, child)
         on_cluster = pulumi.ResourceOptions(parent=self, providers={"kubernetes": self.provider})
         cluster_sg = self.cluster.vpc_config.cluster_security_group_id
+        vpc_id = self.cluster.vpc_config.vpc_id
 
         self.node_pools: list[pulumi.Resource] = []
         for pool in cfg.gpu_pools:
             tags = {"vllm-fleet/pool": pool.name, "vllm-fleet/cluster": cfg.cluster.name}
+            instance = gpu_instance(pool.instance_types[0])
+            assert instance is not None  # the loader refuses instance types missing from the catalog
             if pool.provisioner == "karpenter":
-                self.node_pools.append(KarpenterGpuPool(f"pool-{pool.name}", KarpenterGpuPoolArgs(cfg.cluster.name, pool, cluster_sg, tags),
-                                                        on_cluster))
+                self.node_pools.append(KarpenterGpuPool(f"pool-{pool.name}", KarpenterGpuPoolArgs(
+                    cfg.cluster.name, pool, instance, cluster_sg, vpc_id, tags), on_cluster))
             else:
-                instance = gpu_instance(pool.instance_types[0])
-                assert instance is not None  # the loader refuses instance types missing from the catalog
-                self.node_pools.append(GpuNodeGroup(f"pool-{pool.name}", GpuNodeGroupArgs(cfg.cluster.name, pool, instance, tags), child))
+                self.node_pools.append(GpuNodeGroup(f"pool-{pool.name}", GpuNodeGroupArgs(
+                    cfg.cluster.name, pool, instance, cluster_sg, vpc_id, tags), child))
+        if cfg.cluster.network_policy_enforcement == "vpc-cni-addon":
+            # The VPC CNI enforces NetworkPolicies only with its network policy agent on. Existing settings of the
+            # add-on are kept on update; a self-managed CNI is taken over on create.
+            self.vpc_cni = aws.eks.Addon("vpc-cni", cluster_name=cfg.cluster.name, addon_name="vpc-cni",
+                                         configuration_values=json.dumps({"enableNetworkPolicy": "true"}),
+                                         resolve_conflicts_on_create="OVERWRITE", resolve_conflicts_on_update="PRESERVE",
+                                         tags={"vllm-fleet/cluster": cfg.cluster.name}, opts=child)
         self.gpu_system = GpuSystem("gpu-system", GpuSystemArgs(cfg.device_plugin, tuple(cfg.gpu_pools),
                                                                 cfg.observability.prometheus_operator), on_cluster)
         # prometheus-adapter reads its vLLM rule from this ConfigMap (chart value rules.existing).
@@ -67,7 +77,7 @@ class Fleet(pulumi.ComponentResource):
             lambda a: f"arn:aws:iam::{a[0]}:oidc-provider/{a[1].removeprefix('https://')}")
         self.cache = model_cache("model-cache", ModelCacheArgs(
             stack=spec.stack, cluster_name=cfg.cluster.name, region=cfg.region, settings=cfg.model_cache, protect=cfg.tier == "prod",
-            subnet_ids=cache_subnets(spec), vpc_id=self.cluster.vpc_config.vpc_id, cluster_security_group_id=cluster_sg,
+            subnet_ids=cache_subnets(spec), vpc_id=vpc_id, cluster_security_group_id=cluster_sg,
             oidc_issuer=issuer, oidc_provider_arn=oidc_arn, teams=spec.teams,
             namespaces={name: t.namespace for name, t in self.teams.items()}), on_cluster)
 

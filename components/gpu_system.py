@@ -1,5 +1,5 @@
-"""GpuSystem: the GPU system namespace, the NVIDIA device plugin (on pools whose AMI lacks it) and the DCGM
-exporter (every GPU pool), from fleet.render.gpu_system."""
+"""GpuSystem: the GPU system namespace, the NVIDIA device plugin (on pools whose AMI lacks it), the AWS EFA device
+plugin (on pools with EFA) and the DCGM exporter (every GPU pool), from fleet.render.gpu_system."""
 
 from __future__ import annotations
 
@@ -29,4 +29,6 @@ class GpuSystem(pulumi.ComponentResource):
         self.device_plugin = [register(m, after) for m in gpu_system.device_plugin(args.settings, needs_plugin)] if needs_plugin else []
         self.dcgm_exporter = ([register(m, after) for m in gpu_system.dcgm_exporter(args.settings, list(args.pools), args.service_monitor)]
                               if args.settings.dcgm_exporter else [])
+        efa_pools = [p for p in args.pools if p.efa]
+        self.efa_device_plugin = register(gpu_system.efa_device_plugin(args.settings, efa_pools), after) if efa_pools else None
         self.register_outputs({"namespace": gpu_system.namespace()["metadata"]["name"]})

@@ -4,6 +4,7 @@ component whose children the policy pack and the offline plan cannot see)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass
 
@@ -17,12 +18,18 @@ from fleet.render import karpenter
 from fleet.render.platform_labels import pool_labels
 from fleet.spec.stack import GpuPool
 
+# AWS: scale a Capacity Block's group to zero more than 30 minutes before the block ends, so pods drain before
+# EC2 reclaims the instances.
+CAPACITY_BLOCK_DRAIN = dt.timedelta(minutes=45)
+
 
 @dataclass(frozen=True)
 class GpuNodeGroupArgs:
     cluster_name: str
     pool: GpuPool
-    instance: InstanceType          # the pool's instance shape (every type of a pool has the same GPUs)
+    instance: InstanceType                          # the pool's instance shape (every type of a pool has the same GPUs)
+    cluster_security_group_id: pulumi.Input[str]
+    vpc_id: pulumi.Input[str]
     tags: dict[str, str]
 
 
@@ -30,19 +37,23 @@ class GpuNodeGroupArgs:
 class KarpenterGpuPoolArgs:
     cluster_name: str
     pool: GpuPool
+    instance: InstanceType
     cluster_security_group_id: pulumi.Input[str]
+    vpc_id: pulumi.Input[str]
     tags: dict[str, str]
 
 
-def network_interfaces(efa_cards: int) -> list[aws.ec2.LaunchTemplateNetworkInterfaceArgs]:
-    """No public IP on any interface. With EFA: one EFA interface per network card (32 on p5.48xlarge); the
+def network_interfaces(efa_cards: int, security_groups: list[pulumi.Input[str]]) -> list[aws.ec2.LaunchTemplateNetworkInterfaceArgs]:
+    """No public IP on any interface; the launch template's interfaces carry the security groups (EKS adds none to a
+    launch template that names interfaces). With EFA: one EFA interface per network card (32 on p5.48xlarge); the
     primary ENI stays on card 0."""
     if efa_cards == 0:
         return [aws.ec2.LaunchTemplateNetworkInterfaceArgs(device_index=0, associate_public_ip_address="false",
-                                                           delete_on_termination="true")]
+                                                           delete_on_termination="true", security_groups=security_groups)]
     return [aws.ec2.LaunchTemplateNetworkInterfaceArgs(
         device_index=0 if card == 0 else 1, network_card_index=card, interface_type="efa",
-        associate_public_ip_address="false", delete_on_termination="true") for card in range(efa_cards)]
+        associate_public_ip_address="false", delete_on_termination="true", security_groups=security_groups)
+        for card in range(efa_cards)]
 
 
 def node_role(name: str, tags: dict[str, str], opts: pulumi.ResourceOptions) -> tuple[aws.iam.Role, list[aws.iam.RolePolicyAttachment]]:
@@ -55,15 +66,36 @@ def node_role(name: str, tags: dict[str, str], opts: pulumi.ResourceOptions) -> 
     return role, attachments
 
 
+def efa_security_group(name: str, vpc_id: pulumi.Input[str], tags: dict[str, str], opts: pulumi.ResourceOptions) -> aws.ec2.SecurityGroup:
+    """EFA traffic flows only inside a security group that allows all traffic to and from itself (AWS EFA user guide)."""
+    note = "EFA: all traffic within the group"
+    return aws.ec2.SecurityGroup(
+        f"{name}-efa-sg", vpc_id=vpc_id, description="EFA between the GPU nodes of one pool",
+        ingress=[aws.ec2.SecurityGroupIngressArgs(protocol="-1", from_port=0, to_port=0, self=True, description=note)],
+        egress=[aws.ec2.SecurityGroupEgressArgs(protocol="-1", from_port=0, to_port=0, self=True, description=note)], tags=tags, opts=opts)
+
+
 class GpuNodeGroup(pulumi.ComponentResource):
     """An EKS managed node group of GPU instances with its own launch template (IMDSv2 only, hop limit 1,
-    encrypted gp3 root, no public IP, EFA interfaces where the pool asks) and node role."""
+    encrypted gp3 root, no public IP, EFA interfaces and their security group where the pool asks) and node role.
+
+    A `capacity-block` pool follows AWS's procedure for Capacity Blocks in managed node groups
+    (https://docs.aws.amazon.com/eks/latest/userguide/capacity-blocks-mng.html): the instance type, the
+    capacity-block market type and the reservation live in the launch template, not on the node group; the group is
+    created at 0 nodes (the desired size before the block starts is 0); scheduled scaling on its Auto Scaling group
+    brings it to the block's instance count when the block begins and back to 0 more than 30 minutes before it ends
+    (https://docs.aws.amazon.com/autoscaling/ec2/userguide/launch-template-capacity-blocks.html)."""
 
     def __init__(self, name: str, args: GpuNodeGroupArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("vllm-fleet:platform:GpuNodeGroup", name, None, opts)
         pool, inst, tags = args.pool, args.instance, args.tags
         child = pulumi.ResourceOptions(parent=self)
         self.role, attachments = node_role(name, tags, child)
+        efa = pool.efa and inst.efa
+        security_groups: list[pulumi.Input[str]] = [args.cluster_security_group_id]
+        if efa:
+            self.efa_security_group = efa_security_group(name, args.vpc_id, tags, child)
+            security_groups.append(self.efa_security_group.id)
         # Bottlerocket boots from /dev/xvda and keeps images and logs on the data volume /dev/xvdb.
         device = "/dev/xvdb" if pool.ami_family == "bottlerocket" else "/dev/xvda"
         block = pool.capacity_type == "capacity-block"
@@ -75,8 +107,8 @@ class GpuNodeGroup(pulumi.ComponentResource):
             block_device_mappings=[aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
                 device_name=device, ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
                     volume_size=pool.disk_gib, volume_type="gp3", encrypted="true", delete_on_termination="true"))],
-            network_interfaces=network_interfaces(inst.efa_interfaces if pool.efa and inst.efa else 0),
-            # Capacity Blocks launch only into their reservation, with the capacity-block market type.
+            network_interfaces=network_interfaces(inst.efa_interfaces if efa else 0, security_groups),
+            instance_type=pool.instance_types[0] if block else None,
             instance_market_options=aws.ec2.LaunchTemplateInstanceMarketOptionsArgs(market_type="capacity-block") if block else None,
             capacity_reservation_specification=aws.ec2.LaunchTemplateCapacityReservationSpecificationArgs(
                 capacity_reservation_target=aws.ec2.LaunchTemplateCapacityReservationSpecificationCapacityReservationTargetArgs(
@@ -89,7 +121,7 @@ class GpuNodeGroup(pulumi.ComponentResource):
             node_group_name_prefix=f"{pool.name}-",
             node_role_arn=self.role.arn,
             subnet_ids=pool.subnet_ids,
-            instance_types=pool.instance_types,
+            instance_types=None if block else pool.instance_types,
             capacity_type=CAPACITY_TYPES[pool.capacity_type],
             ami_type=AMI_TYPES[(pool.ami_family, inst.architecture)],
             scaling_config=aws.eks.NodeGroupScalingConfigArgs(
@@ -101,23 +133,38 @@ class GpuNodeGroup(pulumi.ComponentResource):
             launch_template=aws.eks.NodeGroupLaunchTemplateArgs(id=self.launch_template.id,
                                                                 version=self.launch_template.latest_version.apply(str)),
             tags=tags,
-            # The cluster autoscaler owns the desired size once the group exists.
+            # The cluster autoscaler (or the block's schedule) owns the desired size once the group exists.
             opts=pulumi.ResourceOptions(parent=self, depends_on=attachments, ignore_changes=["scalingConfig.desiredSize"]))
+        if block:
+            self._capacity_block_schedule(name, pool)
         self.register_outputs({"node_group_name": self.node_group.node_group_name, "role_arn": self.role.arn})
+
+    def _capacity_block_schedule(self, name: str, pool: GpuPool) -> None:
+        assert pool.capacity_block_starts_at is not None and pool.capacity_block_ends_at is not None
+        group = self.node_group.resources.apply(lambda r: r[0].autoscaling_groups[0].name if r and r[0].autoscaling_groups else "")
+        steps = (("start", pool.capacity_block_starts_at, pool.max_size), ("drain", pool.capacity_block_ends_at - CAPACITY_BLOCK_DRAIN, 0))
+        for step, at, size in steps:
+            aws.autoscaling.Schedule(f"{name}-block-{step}", scheduled_action_name=f"{pool.name}-capacity-block-{step}",
+                                     autoscaling_group_name=group, start_time=at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                     min_size=0, max_size=pool.max_size, desired_capacity=size, opts=pulumi.ResourceOptions(parent=self))
 
 
 class KarpenterGpuPool(pulumi.ComponentResource):
     """`provisioner: karpenter`: NodePool + EC2NodeClass, a node role and the access entry that lets its nodes
-    join. Needs the Karpenter controller in the cluster (installed separately); the Kubernetes provider comes
-    with `opts.providers`."""
+    join (and the EFA security group on EFA pools). Needs the Karpenter controller in the cluster (installed
+    separately); the Kubernetes provider comes with `opts.providers`."""
 
     def __init__(self, name: str, args: KarpenterGpuPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("vllm-fleet:platform:KarpenterGpuPool", name, None, opts)
         pool, tags = args.pool, args.tags
-        self.role, attachments = node_role(name, tags, pulumi.ResourceOptions(parent=self))
+        child = pulumi.ResourceOptions(parent=self)
+        self.role, attachments = node_role(name, tags, child)
         access = aws.eks.AccessEntry(f"{name}-access", cluster_name=args.cluster_name, principal_arn=self.role.arn,
-                                     type="EC2_LINUX", tags=tags, opts=pulumi.ResourceOptions(parent=self))
-        self.node_class = register(karpenter.node_class(pool, self.role.name, args.cluster_security_group_id, tags),
+                                     type="EC2_LINUX", tags=tags, opts=child)
+        security_groups: list[pulumi.Input[str]] = [args.cluster_security_group_id]
+        if pool.efa and args.instance.efa:
+            security_groups.append(efa_security_group(name, args.vpc_id, tags, child).id)
+        self.node_class = register(karpenter.node_class(pool, self.role.name, security_groups, tags),
                                    pulumi.ResourceOptions(parent=self, depends_on=[access, *attachments]))
         self.node_pool = register(karpenter.node_pool(pool, pool_labels(pool)),
                                   pulumi.ResourceOptions(parent=self, depends_on=[self.node_class]))

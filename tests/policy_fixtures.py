@@ -133,10 +133,13 @@ POD_CASES: dict[str, list[tuple[Mutation, str, set[str]]]] = {
              "{p}.containers[0].image docker.io/vllm/vllm-openai:latest is latest", {"F2"}),
             (lambda p: container(p).update(image="quay.io/someone/vllm:v0.33.0@" + RESOLVED_DIGEST),
              "{p}.containers[0].image quay.io/someone/vllm:v0.33.0@" + RESOLVED_DIGEST + " is not from an allowed registry "
-             "(docker.io/vllm, nvcr.io/nvidia, public.ecr.aws)", set()),
+             "(docker.io/vllm, nvcr.io/nvidia, public.ecr.aws, 763104351884.dkr.ecr.us-east-1.amazonaws.com/vllm)", set()),
             (lambda p: container(p).update(image="docker.io/vllm/vllm-openai:v0.33.0@sha256:" + "0" * 64),
              "{p}.containers[0].image is pinned to the placeholder digest sha256:00000000…, which no registry serves — resolve "
              "the real one (`crane digest docker.io/vllm/vllm-openai:v0.33.0`) and set it in the stack", set())],
+    "E14": [(lambda p: [container(p)["resources"][k].update({"vpc.amazonaws.com/efa": "4"}) for k in ("requests", "limits")],
+             "{p}.containers[0] requests vpc.amazonaws.com/efa but runs docker.io/vllm/vllm-openai, which the stack does not declare "
+             "EFA-capable (763104351884.dkr.ecr.us-east-1.amazonaws.com/vllm)", set())],
     "D16": [(lambda p: env(p, "OPENAI_API_KEY", "sk-live"), "{p}.containers[0].env OPENAI_API_KEY holds a literal value", set())],
     "E1": [(lambda p: container(p)["resources"]["requests"].update({"nvidia.com/gpu": "2"}),
             "{p}.containers[0] requests 2 nvidia.com/gpu but limits 1", set())],
@@ -257,6 +260,9 @@ def other_cases(prod: dict[str, Captured]) -> list[Case]:
                                               "target": {"type": "AverageValue", "averageValue": "5"}}}],
         "behavior": {"scaleDown": {"stabilizationWindowSeconds": 600}}}}
     deployment = wrap("Deployment", base_pod())
+    on_l40s = wrap("Deployment", mutated(base_pod(), lambda p: p["nodeSelector"].update({"vllm-fleet.io/pool": "l40s"})))
+    vpc_cni = r("aws:eks/addon:Addon", {"clusterName": "fleet-prod", "addonName": "vpc-cni",
+                                        "configurationValues": '{"enableNetworkPolicy": "true"}'}, "vpc-cni")
     autoscaled = r("kubernetes:apps/v1:Deployment", mutated(deployment.inputs, lambda p: p["spec"].pop("replicas")), deployment.name)
     return [
         Case("compliant Karpenter pool", [cap(NP, np_), cap(NC, nc)], set(), exercises={"B1", "B2", "B3", "B5", "B7", "B9"}),
@@ -308,6 +314,8 @@ def other_cases(prod: dict[str, Captured]) -> list[Case]:
         Case("B8 wildcard policy", [r("aws:iam/rolePolicy:RolePolicy", {"role": "x", "policy": '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}'}),
                                     r("aws:iam/rolePolicyAttachment:RolePolicyAttachment", {"role": "x", "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"}, "att")],
              {("B8", "allows s3:*"), ("B8", "attaches AdministratorAccess")}),
+        Case("B9 capacity-block launch template outside the allow-list", [r("aws:ec2/launchTemplate:LaunchTemplate", mutated(lt, lambda p: p.update(
+            instanceType="p4d.24xlarge")))], {("B9", "instance type p4d.24xlarge is outside the allow-list")}),
         Case("B9 outside allow-list and spot", [r("aws:eks/nodeGroup:NodeGroup", mutated(ng, lambda p: p.update(instanceTypes=["p4d.24xlarge"], capacityType="SPOT")))],
              {("B9", "instance types outside the allow-list: p4d.24xlarge"), ("B9", "spot GPU capacity in a prod stack")}, {"B6"}),
         Case("C1 EFS", [r("aws:efs/fileSystem:FileSystem", {"encrypted": False}, protect=True),
@@ -336,11 +344,26 @@ def other_cases(prod: dict[str, Captured]) -> list[Case]:
              {("C7", "no storageClassName: the cluster default decides")}),
         Case("D17 no default deny", [r("kubernetes:core/v1:Namespace", {"metadata": {"name": "t", "labels": ns_labels}}, "ns")],
              {("D17", "namespace t has no default-deny NetworkPolicy")}),
-        Case("D17 compliant", [r("kubernetes:core/v1:Namespace", {"metadata": {"name": "t", "labels": ns_labels}}, "ns"), deny],
+        Case("D17 compliant", [r("kubernetes:core/v1:Namespace", {"metadata": {"name": "t", "labels": ns_labels}}, "ns"), deny, vpc_cni],
              set(), exercises={"D17", "D18"}),
         Case("D18 baseline only", [r("kubernetes:core/v1:Namespace", {"metadata": {"name": "t", "labels": {
-            **ns_labels, "pod-security.kubernetes.io/enforce": "baseline"}}}, "ns"), deny],
+            **ns_labels, "pod-security.kubernetes.io/enforce": "baseline"}}}, "ns"), deny, vpc_cni],
              {("D18", "namespace t enforces baseline Pod Security level")}),
+        Case("D19 NetworkPolicies nobody enforces", [deny], {("D19", "1 NetworkPolicies are rendered but the vpc-cni add-on does not "
+             "turn its network policy agent on: the VPC CNI ignores them, every pod can reach every other")}),
+        Case("D19 compliant", [deny, vpc_cni], set(), exercises={"D19"}),
+        Case("E12 pool too small", [r("aws:eks/nodeGroup:NodeGroup", prod["pool-l4-ng"].inputs, "ng"), QUOTA,
+                                    r("kubernetes:apps/v1:Deployment", mutated(deployment.inputs, lambda p: p["spec"].update(replicas=20)), "d")],
+             {("E12", "pool l4: its models need up to 20 GPUs at max replicas plus 8 spare for rollouts, but it holds at most 16 "
+                      "(16 nodes × 1)")}, {"G5"}),
+        Case("E12 compliant", [r("aws:eks/nodeGroup:NodeGroup", prod["pool-l4-ng"].inputs, "ng"), QUOTA, deployment], set(),
+             exercises={"E12", "E13"}),
+        Case("E13 no device plugin", [r("aws:eks/nodeGroup:NodeGroup", prod["pool-l40s-ng"].inputs, "ng"), QUOTA, on_l40s],
+             {("E13", "Deployment team-search/m spec.template.spec.containers[0] requests nvidia.com/gpu, which no device plugin "
+                      "advertises on pool l40s")}, {"B6"}),
+        Case("E13 compliant", [r("aws:eks/nodeGroup:NodeGroup", prod["pool-l40s-ng"].inputs, "ng"), QUOTA, on_l40s,
+                               r("kubernetes:apps/v1:DaemonSet", prod["daemonset-gpu-system-nvidia-device-plugin"].inputs, "plugin")],
+             set(), exercises={"E13", "B6"}),
         Case("E6 no quota", [deployment], {("E6", "namespace team-search runs GPU pods without a requests.nvidia.com/gpu quota")}),
         Case("E6 limits form", [deployment, QUOTA, r("kubernetes:core/v1:ResourceQuota", {"metadata": {"name": "bad", "namespace": "team-search"},
              "spec": {"hard": {"limits.nvidia.com/gpu": "4"}}}, "bad")],
@@ -360,7 +383,7 @@ def other_cases(prod: dict[str, Captured]) -> list[Case]:
         Case("E10 spot single replica", [r("aws:eks/nodeGroup:NodeGroup", mutated(ng, lambda p: p.update(capacityType="SPOT", instanceTypes=["g6e.12xlarge"],
                                                                                                           labels={"vllm-fleet.io/pool": "l4"})), "ng"),
                                          deployment, QUOTA],
-             {("E10", "Deployment team-search/m runs one replica on spot GPUs")}, {"B6", "B9"}),
+             {("E10", "Deployment team-search/m runs one replica on spot GPUs")}, {"B6", "B9", "E13"}),
         Case("F5 public service", [r("kubernetes:core/v1:Service", {"metadata": {"name": "m", "namespace": "t"}, "spec": {
             "type": "LoadBalancer", "selector": {"app.kubernetes.io/name": "vllm"}, "ports": [{"port": 8000}]}}, "svc")],
              {("F5", "Service type LoadBalancer exposes vLLM directly")}),

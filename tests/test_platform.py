@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from fleet.offline.engine import Captured
+from fleet.errors import ConfigError
+from fleet.offline.engine import UNKNOWN, Captured
 from fleet.offline.plan import capture, make_plan
 from fleet.spec.load import load
-from tests.conftest import ROOT, karpenter_l40s, s3_cache
+from tests.conftest import ROOT, edit, karpenter_l40s, s3_cache
 
 STATEFUL = ("aws:kms/key:Key", "aws:efs/fileSystem:FileSystem", "aws:fsx/lustreFileSystem:LustreFileSystem",
             "aws:s3/bucket:Bucket", "kubernetes:core/v1:PersistentVolume", "kubernetes:core/v1:PersistentVolumeClaim")
@@ -36,8 +37,10 @@ def test_node_groups_take_ami_capacity_labels_taint_and_scaling_from_the_pools(p
     h100 = prod["pool-h100-ng"].inputs
     assert h100["amiType"] == "AL2023_x86_64_NVIDIA"
     assert h100["capacityType"] == "CAPACITY_BLOCK"
-    assert h100["instanceTypes"] == ["p5.48xlarge"]
-    assert h100["scalingConfig"] == {"minSize": 2, "maxSize": 6, "desiredSize": 4}
+    # AWS's procedure for Capacity Blocks in managed node groups: the instance type is the launch template's, the group
+    # starts at 0 nodes (test_capacity_blocks_follow_the_aws_procedure)
+    assert "instanceTypes" not in h100
+    assert h100["scalingConfig"] == {"minSize": 0, "maxSize": 6, "desiredSize": 0}
     assert h100["updateConfig"] == {"maxUnavailable": 1}
     assert h100["subnetIds"] == ["subnet-0a9e7c1b2c3d40011"]
     assert h100["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
@@ -58,12 +61,42 @@ def test_launch_templates_enforce_imdsv2_private_encrypted_and_efa(prod) -> None
     nics = lt["networkInterfaces"]
     assert len(nics) == 32 and all(n["interfaceType"] == "efa" and n["associatePublicIpAddress"] == "false" for n in nics)
     assert [n["networkCardIndex"] for n in nics] == list(range(32))
-    assert lt["instanceMarketOptions"] == {"marketType": "capacity-block"}
-    assert lt["capacityReservationSpecification"] == {"capacityReservationTarget": {"capacityReservationId": "cr-0a1b2c3d4e5f60789"}}
+    # every interface carries the cluster's group and the pool's EFA group (EKS adds none to a template that names interfaces)
+    efa_sg = prod["pool-h100-efa-sg"]
+    assert all(n["securityGroups"] == ["sg-0cluster", UNKNOWN] for n in nics)   # the EFA group's id is unknown at preview
+    self_only = {"protocol": "-1", "fromPort": 0, "toPort": 0, "self": True, "description": "EFA: all traffic within the group"}
+    assert efa_sg.inputs["ingress"] == [self_only] and efa_sg.inputs["egress"] == [self_only]
     l4 = prod["pool-l4-lt"].inputs
     assert l4["blockDeviceMappings"][0]["deviceName"] == "/dev/xvdb"  # Bottlerocket's data volume
-    assert l4["networkInterfaces"] == [{"deviceIndex": 0, "associatePublicIpAddress": "false", "deleteOnTermination": "true"}]
-    assert "instanceMarketOptions" not in l4
+    assert l4["networkInterfaces"] == [{"deviceIndex": 0, "associatePublicIpAddress": "false", "deleteOnTermination": "true",
+                                        "securityGroups": ["sg-0cluster"]}]
+    assert "instanceMarketOptions" not in l4 and "instanceType" not in l4
+    assert "pool-l4-efa-sg" not in prod
+
+
+def test_capacity_blocks_follow_the_aws_procedure(prod, project: Path) -> None:
+    """https://docs.aws.amazon.com/eks/latest/userguide/capacity-blocks-mng.html: the launch template carries the
+    capacity-block market type, the reservation and the instance type; the group is 0 before the block starts;
+    scheduled scaling brings it to the block's size when it begins and to 0 more than 30 minutes before it ends."""
+    lt = prod["pool-h100-lt"].inputs
+    assert lt["instanceType"] == "p5.48xlarge"
+    assert lt["instanceMarketOptions"] == {"marketType": "capacity-block"}
+    assert lt["capacityReservationSpecification"] == {"capacityReservationTarget": {"capacityReservationId": "cr-0a1b2c3d4e5f60789"}}
+    start, drain = prod["pool-h100-block-start"].inputs, prod["pool-h100-block-drain"].inputs
+    assert (start["startTime"], start["desiredCapacity"], start["maxSize"]) == ("2026-12-07T11:30:00Z", 6, 6)
+    assert (drain["startTime"], drain["desiredCapacity"], drain["minSize"]) == ("2027-01-04T10:45:00Z", 0, 0)
+    assert start["autoscalingGroupName"] == UNKNOWN   # the group EKS creates behind the node group, known after `up`
+    update = {c.name: c for c in capture(load("prod", ROOT), preview=False)}
+    assert update["pool-h100-block-start"].inputs["autoscalingGroupName"] == "eks-pool-h100-ng"
+    # a block's pool takes no minimum and one instance type; a karpenter pool cannot hold one
+    stack = project / "stacks" / "Pulumi.prod.yaml"
+    edit(stack, "      max_size: 6\n      disk_gib: 400\n", "      min_size: 2\n      max_size: 6\n      disk_gib: 400\n")
+    with pytest.raises(ConfigError, match="a capacity-block pool starts at 0 nodes"):
+        load("prod", project)
+    edit(stack, "      min_size: 2\n      max_size: 6\n      disk_gib: 400\n", "      max_size: 6\n      disk_gib: 400\n")
+    edit(stack, '      capacity_block_ends_at: "2027-01-04T11:30:00Z"\n', '      capacity_block_ends_at: "2026-12-07T12:00:00Z"\n')
+    with pytest.raises(ConfigError, match="must come more than an hour after"):
+        load("prod", project)
 
 
 def test_node_role_has_exactly_the_worker_policies_and_no_wildcards(prod) -> None:
@@ -280,3 +313,56 @@ def test_karpenter_pools_take_no_minimum(project: Path) -> None:
 
     with pytest.raises(ConfigError, match="a karpenter pool scales from zero on demand — remove min_size and desired_size"):
         load("dev", project)
+
+
+def test_efa_pools_get_the_device_plugin_and_multi_node_pods_an_efa_capable_image(prod, project: Path) -> None:
+    plugin = prod["daemonset-gpu-system-aws-efa-k8s-device-plugin"].inputs["spec"]["template"]["spec"]
+    terms = plugin["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms == [{"matchExpressions": [{"key": "vllm-fleet.io/pool", "operator": "In", "values": ["h100"]}]}]  # EFA pools only
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in plugin["tolerations"]
+    assert plugin["containers"][0]["image"] == "public.ecr.aws/eks/aws-efa-k8s-device-plugin:v0.5.6"
+    lws = prod["leaderworkerset-team-research-llama-405b"].inputs["spec"]["leaderWorkerTemplate"]
+    for template in ("leaderTemplate", "workerTemplate"):
+        (c,) = lws[template]["spec"]["containers"]
+        assert c["image"].startswith("763104351884.dkr.ecr.us-east-1.amazonaws.com/vllm:0.33.0-gpu-py312-ec2@sha256:")
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert (env["FI_PROVIDER"], env["FI_EFA_USE_DEVICE_RDMA"], env["FI_EFA_FORK_SAFE"]) == ("efa", "1", "1")
+    assert lws["leaderTemplate"]["spec"]["containers"][0]["resources"]["limits"]["vpc.amazonaws.com/efa"] == "32"
+    # single-node models keep the stock image
+    llama = prod["deployment-team-assistant-llama-8b"].inputs["spec"]["template"]["spec"]["containers"][0]
+    assert llama["image"].startswith("docker.io/vllm/vllm-openai:v0.33.0@")
+    # without an EFA-capable image the 405B would ask for EFA devices NCCL can never use: a config error
+    stack = project / "stacks" / "Pulumi.prod.yaml"
+    text = stack.read_text()
+    stack.write_text(text[:text.index("    efa:\n      repository:")] + text[text.index("  vllm-fleet:spare_gpus"):])
+    with pytest.raises(ConfigError, match="the stock vLLM image has no aws-ofi-nccl plugin"):
+        load("prod", project)
+
+
+def test_network_policies_are_enforced_by_the_vpc_cni_agent(prod, project: Path) -> None:
+    cni = prod["vpc-cni"].inputs
+    assert cni["addonName"] == "vpc-cni" and json.loads(cni["configurationValues"]) == {"enableNetworkPolicy": "true"}
+    assert cni["resolveConflictsOnUpdate"] == "PRESERVE"
+    stack = project / "stacks" / "Pulumi.dev.yaml"
+    edit(stack, "    name: fleet-dev\n", "    name: fleet-dev\n    network_policy_enforcement: none\n")
+    plan = make_plan("dev", project)
+    assert "vpc-cni" not in {c.name for c in plan.resources}
+    assert [(f.rule_id, f.level) for f in plan.findings if f.rule_id == "D19"] == [("D19", "advisory")]   # dev: advisory
+    edit(stack, "network_policy_enforcement: none", "network_policy_enforcement: external")
+    plan = make_plan("dev", project)
+    assert "vpc-cni" not in {c.name for c in plan.resources} and not [f for f in plan.findings if f.rule_id == "D19"]
+
+
+def test_a_pool_too_small_for_its_models_is_a_finding(project: Path) -> None:
+    """The dev stack with one more autoscaled model: pool headroom below the spare GPUs."""
+    team = project / "stacks" / "teams" / "search.yaml"
+    edit(team, "    profile: throughput\n", "    profile: throughput\n    autoscaling: {min_replicas: 1, max_replicas: 3}\n")
+    edit(team, "  dev: 2\n", "  dev: 4\n")
+    plan = make_plan("dev", project)
+    pools = {p.pool: p for p in plan.document().pools}
+    assert pools["l40s"].headroom == -1
+    (finding,) = [f for f in plan.findings if f.rule_id == "E12"]
+    assert finding.level == "advisory"   # mandatory in prod
+    assert finding.message == "pool l40s: its models need up to 5 GPUs at max replicas plus 1 spare for rollouts, but it holds at most 4 (4 nodes × 1)"
+    from fleet.offline.report import markdown
+    assert "| E12 | advisory |" in markdown(plan.document())

@@ -8,7 +8,7 @@ import pytest
 
 from fleet.errors import ConfigError
 from fleet.spec.load import load
-from tests.conftest import ROOT, write
+from tests.conftest import ROOT, edit, write
 
 TEAM_HEAD = """\
 name: search
@@ -176,13 +176,11 @@ BAD_POOLS = [
 @pytest.mark.parametrize(("pool", "expected"), BAD_POOLS)
 def test_bad_pools_are_config_errors_naming_the_field(project: Path, pool: str, expected: str) -> None:
     stack = project / "stacks" / "Pulumi.prod.yaml"
-    text = stack.read_text()
-    text = text.replace("instance_types: [p5.48xlarge]\n      capacity_type: capacity-block\n      capacity_reservation_id: cr-0a1b2c3d4e5f60789\n"
-                        "      min_size: 2\n      max_size: 6",
-                        pool + ("\n      max_size: 6" if "max_size" not in pool else ""), 1)
-    text = text.replace("allowed_instance_types: [p5.48xlarge, g6e.12xlarge, g6e.24xlarge, g6.2xlarge, g6.4xlarge]",
-                        "allowed_instance_types: [p5.48xlarge, g6e.12xlarge, g6e.24xlarge, g6e.xlarge, g6.2xlarge, g6.4xlarge]")
-    stack.write_text(text)
+    edit(stack, "instance_types: [p5.48xlarge]\n      capacity_type: capacity-block\n      capacity_reservation_id: cr-0a1b2c3d4e5f60789\n"
+                '      capacity_block_starts_at: "2026-12-07T11:30:00Z"\n      capacity_block_ends_at: "2027-01-04T11:30:00Z"\n'
+                "      max_size: 6", pool + ("\n      max_size: 6" if "max_size" not in pool else ""))
+    edit(stack, "allowed_instance_types: [p5.48xlarge, g6e.12xlarge, g6e.24xlarge, g6.2xlarge, g6.4xlarge]",
+         "allowed_instance_types: [p5.48xlarge, g6e.12xlarge, g6e.24xlarge, g6e.xlarge, g6.2xlarge, g6.4xlarge]")
     errs = errors(project)
     assert any(e.startswith("stacks/Pulumi.prod.yaml:") and "config.vllm-fleet:gpu_pools[0]" in e and expected in e
                for e in errs), errs

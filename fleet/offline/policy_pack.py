@@ -69,6 +69,8 @@ def policy_config(spec: FleetSpec | None) -> dict[str, dict[str, Any]]:
             "prod": cfg.tier == "prod", "allow_spot": cfg.policy.allow_spot_in_prod, "spare_gpus": cfg.spare_gpus,
             "allowed_instance_types": list(cfg.allowed_instance_types), "allowed_registries": list(cfg.allowed_registries),
             "allow_tag_only": cfg.vllm.allow_tag_only, "version_floor": cfg.policy.vllm_version_floor,
+            "efa_images": [cfg.vllm.efa.repository] if cfg.vllm.efa is not None else [],
+            "network_policy_enforcement": cfg.cluster.network_policy_enforcement,
         }
         exemptions = list(cfg.policy.exemptions)
     out = {}

@@ -117,3 +117,34 @@ def dcgm_exporter(settings: DevicePlugin, pools: list[GpuPool], service_monitor:
                     "spec": {"selector": {"matchLabels": selector},
                              "endpoints": [{"port": "metrics", "interval": "15s", "path": "/metrics"}]}})
     return out
+
+
+EFA_RESOURCE = "vpc.amazonaws.com/efa"
+
+
+def efa_device_plugin(settings: DevicePlugin, pools: list[GpuPool]) -> Manifest:
+    """AWS's EFA device plugin (aws-efa-k8s-device-plugin, as its published manifest runs it), only on the pools with
+    EFA: it advertises `vpc.amazonaws.com/efa`, which multi-node replicas request; without it they never schedule."""
+    labels = {"app.kubernetes.io/name": "aws-efa-k8s-device-plugin", **MANAGED_BY}
+    return {
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": meta("aws-efa-k8s-device-plugin", GPU_SYSTEM_NAMESPACE, labels),
+        "spec": {
+            "selector": {"matchLabels": {"app.kubernetes.io/name": "aws-efa-k8s-device-plugin"}},
+            "updateStrategy": {"type": "RollingUpdate"},
+            "template": {"metadata": {"labels": labels}, "spec": {
+                "priorityClassName": "system-node-critical",
+                # The plugin finds the EFA devices of the node's network namespace.
+                "hostNetwork": True,
+                **_on_pools(pools),
+                "containers": [{
+                    "name": "aws-efa-k8s-device-plugin",
+                    "image": settings.efa_image,
+                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                    "resources": {"requests": {"cpu": "10m", "memory": "20Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}},
+                    "volumeMounts": [{"name": "device-plugin", "mountPath": "/var/lib/kubelet/device-plugins"}],
+                }],
+                "volumes": [{"name": "device-plugin", "hostPath": {"path": "/var/lib/kubelet/device-plugins", "type": "Directory"}}],
+            }},
+        },
+    }

@@ -10,7 +10,7 @@ from fleet.render import Manifest, meta
 from fleet.spec.stack import GpuPool
 
 AMI_ALIASES = {"al2023": "al2023@latest", "bottlerocket": "bottlerocket@latest"}
-CAPACITY = {"on-demand": "on-demand", "spot": "spot", "capacity-block": "reserved"}
+CAPACITY = {"on-demand": "on-demand", "spot": "spot"}     # capacity blocks run on managed node groups (AWS's procedure)
 ARCH = {"x86_64": "amd64", "arm64": "arm64"}
 # GPU nodes are slow and costly to start: keep an empty node ten minutes before giving it back.
 CONSOLIDATE_AFTER = "10m"
@@ -44,7 +44,8 @@ def node_pool(pool: GpuPool, labels: dict[str, str]) -> Manifest:
     }
 
 
-def node_class(pool: GpuPool, role: Any, security_group: Any, tags: dict[str, str]) -> Manifest:
+def node_class(pool: GpuPool, role: Any, security_groups: list[Any], tags: dict[str, str]) -> Manifest:
+    """`security_groups`: the cluster's, plus the pool's self-referencing EFA group on EFA pools."""
     inst = gpu_instance(pool.instance_types[0])
     assert inst is not None
     device = "/dev/xvdb" if pool.ami_family == "bottlerocket" else "/dev/xvda"
@@ -52,7 +53,7 @@ def node_class(pool: GpuPool, role: Any, security_group: Any, tags: dict[str, st
         "amiSelectorTerms": [{"alias": AMI_ALIASES[pool.ami_family]}],
         "role": role,
         "subnetSelectorTerms": [{"id": s} for s in pool.subnet_ids],
-        "securityGroupSelectorTerms": [{"id": security_group}],
+        "securityGroupSelectorTerms": [{"id": sg} for sg in security_groups],
         "associatePublicIPAddress": False,
         "metadataOptions": {"httpEndpoint": "enabled", "httpTokens": "required", "httpPutResponseHopLimit": 1},
         "blockDeviceMappings": [{"deviceName": device, "rootVolume": pool.ami_family != "bottlerocket", "ebs": {
@@ -62,7 +63,5 @@ def node_class(pool: GpuPool, role: Any, security_group: Any, tags: dict[str, st
     if pool.efa and inst.efa:
         spec["networkInterfaces"] = [{"networkCardIndex": card, "deviceIndex": 0 if card == 0 else 1, "interfaceType": "efa"}
                                      for card in range(inst.efa_interfaces)]
-    if pool.capacity_type == "capacity-block":
-        spec["capacityReservationSelectorTerms"] = [{"id": pool.capacity_reservation_id}]
     return {"apiVersion": "karpenter.k8s.aws/v1", "kind": "EC2NodeClass", "metadata": meta(pool.name, labels=dict(MANAGED_BY)),
             "spec": spec}

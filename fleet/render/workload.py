@@ -19,6 +19,7 @@ from fleet.labels import (
 from fleet.pods import PRESTOP_SECONDS, SCALE_UP_WINDOW, SHUTDOWN_TIMEOUT_SECONDS, pod_resources, rollout, scale_down_window, termination_grace_seconds
 from fleet.render import Manifest, meta
 from fleet.render.cache import CACHE_CLAIM, CACHE_MOUNT, HF_HOME_ON_CACHE, has_cache, prefetch_job, prefetches
+from fleet.render.gpu_system import EFA_RESOURCE
 from fleet.render.observability import ingress, prometheus_rule, service_monitor
 from fleet.spec.resolved import ResolvedModel
 from fleet.spec.stack import StackConfig
@@ -35,8 +36,17 @@ MULTI_NODE_SCRIPT = "/vllm-workspace/examples/online_serving/multi-node-serving.
 RAY_PORT = 6379
 
 
-def image(cfg: StackConfig) -> str:
+def uses_efa(model: ResolvedModel) -> bool:
+    """A replica spanning nodes of an EFA pool: NCCL between its pods goes over EFA."""
+    return model.multi_node and model.pool.efa and model.instance.efa
+
+
+def image(cfg: StackConfig, model: ResolvedModel | None = None) -> str:
+    """The vLLM image; the stack's EFA-capable one (libfabric + aws-ofi-nccl) for pods that use EFA."""
     v = cfg.vllm
+    if model is not None and uses_efa(model) and v.efa is not None:
+        ref = f"{v.efa.repository}:{v.efa.tag or f'v{v.version}'}"
+        return f"{ref}@{v.efa.digest}" if v.efa.digest else ref
     return f"{v.repository}:v{v.version}@{v.digest}" if v.digest else f"{v.repository}:v{v.version}"
 
 
@@ -89,8 +99,14 @@ def _env(cfg: StackConfig, model: ResolvedModel) -> list[dict[str, Any]]:
     if model.spec.api_key is not None:
         name, key = secret_name(model.spec.api_key)
         env.append({"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": name, "key": key}}})
-    if model.multi_node and model.pool.efa and model.instance.efa:
-        env += [{"name": "FI_PROVIDER", "value": "efa"}, {"name": "NCCL_SOCKET_IFNAME", "value": "eth0"}]
+    if uses_efa(model):
+        env += [
+            # NCCL's collectives over EFA through the image's aws-ofi-nccl plugin; bootstrap over the pod's eth0.
+            {"name": "FI_PROVIDER", "value": "efa"},
+            {"name": "FI_EFA_USE_DEVICE_RDMA", "value": "1"},   # GPUDirect RDMA (p4d, p5)
+            {"name": "FI_EFA_FORK_SAFE", "value": "1"},          # vLLM's workers fork after libfabric is loaded
+            {"name": "NCCL_SOCKET_IFNAME", "value": "eth0"},
+        ]
     return env
 
 
@@ -116,8 +132,8 @@ def _volumes(cfg: StackConfig, model: ResolvedModel, scratch_gib: int) -> tuple[
 def _resources(model: ResolvedModel) -> dict[str, Any]:
     res = pod_resources(model)
     amounts = {"cpu": str(res.cpu), "memory": f"{res.memory_gib}Gi", GPU_RESOURCE: str(res.gpus)}
-    if model.multi_node and model.pool.efa and model.instance.efa:
-        amounts["vpc.amazonaws.com/efa"] = str(model.instance.efa_interfaces)
+    if uses_efa(model):
+        amounts[EFA_RESOURCE] = str(model.instance.efa_interfaces)
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
@@ -174,7 +190,7 @@ def _server_container(cfg: StackConfig, model: ResolvedModel) -> dict[str, Any]:
     args = vllm_args(cfg, model)
     container: dict[str, Any] = {
         "name": "vllm",
-        "image": image(cfg),
+        "image": image(cfg, model),
         "imagePullPolicy": "IfNotPresent",
         "ports": [{"name": "http", "containerPort": VLLM_PORT, "protocol": "TCP"}],
         "env": _env(cfg, model),
@@ -197,7 +213,7 @@ def _server_container(cfg: StackConfig, model: ResolvedModel) -> dict[str, Any]:
 def _worker_container(cfg: StackConfig, model: ResolvedModel) -> dict[str, Any]:
     return {
         "name": "vllm-worker",
-        "image": image(cfg),
+        "image": image(cfg, model),
         "imagePullPolicy": "IfNotPresent",
         "command": ["/bin/sh", "-c"],
         "args": [f"exec bash {MULTI_NODE_SCRIPT} worker --ray_address=$(LWS_LEADER_ADDRESS)"],

@@ -134,6 +134,10 @@ def placement(ctx: ModelContext) -> tuple[Placement | None, list[Problem]]:
         lo, hi = spec.autoscaling.min_replicas, spec.autoscaling.max_replicas
     else:
         lo = hi = spec.replicas or 1
+    if nodes > 1 and pool.efa and inst.efa and ctx.cfg.vllm.efa is None:
+        problems.append((("pool",), f"a replica spans {nodes} nodes of EFA pool '{pool.name}', but the stock vLLM image has no "
+                                    "aws-ofi-nccl plugin, so NCCL would never use EFA — set vllm-fleet:vllm.efa to an EFA-capable "
+                                    "image (e.g. AWS's vLLM Deep Learning Container), or efa: false on the pool to run NCCL over TCP"))
     if hi * nodes > pool.max_size:
         problems.append(((("replicas",) if spec.autoscaling is None else ("autoscaling",)),
                          f"{hi} replica(s) × {nodes} node(s) exceed pool '{pool.name}' max_size {pool.max_size} — raise the "

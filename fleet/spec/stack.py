@@ -7,12 +7,15 @@ as usual. Secret values live under `vllm-fleet:secrets` as Pulumi-encrypted `sec
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import AwareDatetime, Field, StringConstraints, model_validator
 
 from fleet.spec.base import DNS_LABEL, CliBool, CliInt, Name, Strict
 
+# ISO 8601 timestamps with a zone (`2026-12-07T11:30:00Z`); the engine hands them over as strings.
+Timestamp = Annotated[AwareDatetime, Field(strict=False)]
 RuleId = Annotated[str, StringConstraints(pattern=r"^[A-G][0-9]{1,2}$")]
 Level = Literal["advisory", "mandatory", "disabled"]
 
@@ -45,6 +48,11 @@ class Cluster(Strict):
                                                            "refused; adopt an existing cluster by `name`.")
     oidc_provider_arn: str | None = Field(None, description="IAM OIDC provider of the cluster for IRSA roles (EFS CSI driver). Default: derived from the "
                                                             "cluster.")
+    network_policy_enforcement: Literal["vpc-cni-addon", "external", "none"] = Field(
+        "vpc-cni-addon", description="Who enforces the teams' NetworkPolicies. `vpc-cni-addon`: the stack manages the `vpc-cni` "
+        "EKS add-on with its network policy agent on (the VPC CNI ignores NetworkPolicies otherwise; an existing vpc-cni "
+        "EKS add-on is imported first, see docs/first-deploy.md). `external`: the cluster enforces them another way "
+        "(Calico, Cilium, a self-managed CNI configuration). `none`: nothing does — a finding (policy D19).")
 
 
 class GpuPool(Strict):
@@ -71,12 +79,29 @@ class GpuPool(Strict):
     efa: CliBool = Field(False, description="Attach EFA interfaces (multi-node tensor/pipeline parallel). Only on instance types that support EFA.")
     capacity_reservation_id: Annotated[str, StringConstraints(pattern=r"^cr-[0-9a-f]{8,17}$")] | None = Field(
         None, description="EC2 Capacity Block reservation the pool launches into. Required with `capacity_type: capacity-block`, "
-                          "refused otherwise.")
+                          "refused otherwise. The block's instance count is the pool's `max_size`.")
+    capacity_block_starts_at: Timestamp | None = Field(
+        None, description="When the Capacity Block begins (ISO 8601, UTC). Scheduled scaling brings the node group to `max_size` then.")
+    capacity_block_ends_at: Timestamp | None = Field(
+        None, description="When the Capacity Block ends (ISO 8601, UTC). Scheduled scaling takes the node group to 0 "
+                          "45 minutes before, so pods drain before EC2 reclaims the instances.")
 
     @model_validator(mode="after")
     def _sizes(self) -> GpuPool:
-        if (self.capacity_type == "capacity-block") != (self.capacity_reservation_id is not None):
-            raise ValueError("capacity_type capacity-block and capacity_reservation_id go together — set both or neither")
+        block = (self.capacity_reservation_id, self.capacity_block_starts_at, self.capacity_block_ends_at)
+        if (self.capacity_type == "capacity-block") != any(v is not None for v in block) or (
+                self.capacity_type == "capacity-block" and None in block):
+            raise ValueError("capacity_type capacity-block goes with capacity_reservation_id, capacity_block_starts_at and "
+                             "capacity_block_ends_at — set all four or none")
+        if self.capacity_type == "capacity-block":
+            assert self.capacity_block_starts_at is not None and self.capacity_block_ends_at is not None
+            if self.capacity_block_ends_at <= self.capacity_block_starts_at + dt.timedelta(hours=1):
+                raise ValueError("capacity_block_ends_at must come more than an hour after capacity_block_starts_at")
+            if self.min_size or self.desired_size:
+                raise ValueError("a capacity-block pool starts at 0 nodes (AWS: the desired size is 0 before the block starts); "
+                                 "scheduled scaling brings it to max_size when the block begins — remove min_size and desired_size")
+            if len(self.instance_types) != 1 or self.provisioner != "managed":
+                raise ValueError("a capacity-block pool is one managed node group of the block's single instance type")
         if self.provisioner == "karpenter" and (self.min_size or self.desired_size):
             raise ValueError("a karpenter pool scales from zero on demand — remove min_size and desired_size")
         if self.max_size < self.min_size:
@@ -84,6 +109,16 @@ class GpuPool(Strict):
         if self.desired_size is not None and not self.min_size <= self.desired_size <= self.max_size:
             raise ValueError(f"desired_size {self.desired_size} must lie within [min_size {self.min_size}, max_size {self.max_size}]")
         return self
+
+
+class EfaImage(Strict):
+    """A vLLM image built with libfabric and the aws-ofi-nccl plugin (e.g. AWS's vLLM Deep Learning Container): NCCL
+    reaches EFA only through that plugin, which the stock vllm/vllm-openai image lacks."""
+
+    repository: str = Field(description="Image repository; its registry must be in `allowed_registries`.")
+    tag: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")] | None = Field(
+        None, description="Image tag. Default `v<version>`; it must name the same vLLM version (policy F2 reads it).")
+    digest: Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")] | None = Field(None, description="Image digest (policy D15).")
 
 
 class TimeSlicing(Strict):
@@ -101,6 +136,8 @@ class DevicePlugin(Strict):
     time_slicing: TimeSlicing = Field(default_factory=TimeSlicing)  # type: ignore[arg-type]
     dcgm_exporter: CliBool = Field(True, description="Run the DCGM exporter DaemonSet for GPU metrics on every GPU pool.")
     dcgm_image: str = Field("nvcr.io/nvidia/k8s/dcgm-exporter:4.4.1-4.6.0-ubuntu22.04", description="Pinned DCGM exporter image.")
+    efa_image: str = Field("public.ecr.aws/eks/aws-efa-k8s-device-plugin:v0.5.6",
+                           description="AWS EFA Kubernetes device plugin (advertises vpc.amazonaws.com/efa on pools with `efa: true`).")
 
 
 class ModelCache(Strict):
@@ -159,6 +196,8 @@ class VllmImage(Strict):
     digest: Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")] | None = Field(None, description="Image digest. Required unless "
             "`allow_tag_only: true` (policy D15).")
     allow_tag_only: CliBool = Field(False, description="Allow the image by tag alone (dev only).")
+    efa: EfaImage | None = Field(None, description="The image multi-node replicas on EFA pools run. Required when a replica spans "
+                                                   "nodes of a pool with `efa: true`.")
 
     @model_validator(mode="after")
     def _pin(self) -> VllmImage:

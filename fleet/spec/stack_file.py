@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import difflib
 import json
 import re
@@ -94,6 +95,8 @@ class _Reader:
         if isinstance(value, list):
             items = [self.masked(v, (*path, i)) for i, v in enumerate(value)]
             return [v for v, _ in items], any(s for _, s in items)
+        if isinstance(value, dt.date):  # YAML reads an unquoted timestamp as one; the engine passes the text
+            return value.isoformat().replace("+00:00", "Z"), False
         return value, False
 
 

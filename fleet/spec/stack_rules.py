@@ -77,10 +77,17 @@ def allowed_instance_types_are_known(cfg: StackConfig) -> Iterator[Problem]:
             yield ("config", "vllm-fleet:allowed_instance_types", j), f"'{allowed}' is not a GPU instance type in the catalog"
 
 
-def vllm_image_is_allowed(cfg: StackConfig) -> Iterator[Problem]:
-    repo = cfg.vllm.repository
-    if not any(repo == r or repo.startswith(r.rstrip("/") + "/") for r in cfg.allowed_registries):
-        yield ("config", "vllm-fleet:vllm", "repository"), f"'{repo}' is not in allowed_registries ({', '.join(cfg.allowed_registries)})"
+def _allowed(repo: str, registries: list[str]) -> bool:
+    return any(repo == r or repo.startswith(r.rstrip("/") + "/") for r in registries)
+
+
+def vllm_images_are_allowed(cfg: StackConfig) -> Iterator[Problem]:
+    images: list[Problem] = [(("config", "vllm-fleet:vllm", "repository"), cfg.vllm.repository)]
+    if cfg.vllm.efa is not None:
+        images.append((("config", "vllm-fleet:vllm", "efa", "repository"), cfg.vllm.efa.repository))
+    for path, repo in images:
+        if not _allowed(repo, cfg.allowed_registries):
+            yield path, f"'{repo}' is not in allowed_registries ({', '.join(cfg.allowed_registries)})"
 
 
 def vllm_meets_the_security_floor(cfg: StackConfig) -> Iterator[Problem]:
@@ -91,7 +98,7 @@ def vllm_meets_the_security_floor(cfg: StackConfig) -> Iterator[Problem]:
 
 RULES: tuple[Callable[[StackConfig], Iterator[Problem]], ...] = (
     cluster_is_adopted, pool_names_are_unique, pool_instance_types_are_known_and_allowed, pools_have_one_gpu_shape,
-    no_spot_gpus_in_prod, allowed_instance_types_are_known, vllm_image_is_allowed, vllm_meets_the_security_floor,
+    no_spot_gpus_in_prod, allowed_instance_types_are_known, vllm_images_are_allowed, vllm_meets_the_security_floor,
 )
 
 

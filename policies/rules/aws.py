@@ -140,6 +140,13 @@ def volume_encryption(props: Any, report: Any, args: Any) -> None:
             report(f"blockDeviceMappings[{i}] ({bdm.get('deviceName')}) is not encrypted")
 
 
+def _gpu_node_group(props: Mapping[str, Any]) -> bool:
+    """A node group of GPU instances: by its instance types, or (a Capacity Block keeps its instance type in the launch
+    template) its capacity type or the GPU labels the stack puts on it."""
+    return bool(_gpu_types(props)) or props.get("capacityType") == "CAPACITY_BLOCK" or \
+        "vllm-fleet.io/gpus-per-node" in (props.get("labels") or {})
+
+
 def _gpu_types(props: Mapping[str, Any]) -> list[str]:
     catalog = gpu_instance_types()
     return [t for t in props.get("instanceTypes") or [] if t in catalog]
@@ -149,7 +156,7 @@ def _gpu_types(props: Mapping[str, Any]) -> list[str]:
       level="mandatory", severity="high", remediation="Set amiType to AL2023_*_NVIDIA or BOTTLEROCKET_*_NVIDIA.",
       sources=("BPG AI/ML",), kinds=NODEGROUP)
 def gpu_ami(props: Any, report: Any, args: Any) -> None:
-    if _gpu_types(props) and not str(props.get("amiType", "")).endswith("_NVIDIA"):
+    if _gpu_node_group(props) and not str(props.get("amiType", "")).endswith("_NVIDIA"):
         report(f"GPU instance types with amiType {props.get('amiType', 'unset')}")
 
 
@@ -176,7 +183,7 @@ def gpu_taint(props: Any, report: Any, args: Any) -> None:
                                              for t in template.get("taints") or []):
             report("GPU NodePool without the nvidia.com/gpu NoSchedule taint")
         return
-    if _gpu_types(props) and not any(t.get("key") == "nvidia.com/gpu" and t.get("effect") == "NO_SCHEDULE"
+    if _gpu_node_group(props) and not any(t.get("key") == "nvidia.com/gpu" and t.get("effect") == "NO_SCHEDULE"
                                      for t in props.get("taints") or []):
         report("GPU node group without the nvidia.com/gpu NO_SCHEDULE taint")
 
@@ -221,10 +228,15 @@ def wildcard_actions(props: Any, report: Any, args: Any) -> None:
 
 @rule("B9", "aws-eks-nodegroup-configure-allowed-instances", "Instance types are within the stack's allow-list; no spot GPUs in "
       "prod unless allowed.", level="mandatory", severity="medium", remediation="Use allowed instance types; on-demand or "
-      "capacity blocks in prod.", sources=("cost control",), kinds=(*NODEGROUP, NODE_POOL))
+      "capacity blocks in prod.", sources=("cost control",), kinds=(*NODEGROUP, NODE_POOL, *LAUNCH_TEMPLATE))
 def allowed_instances(props: Any, report: Any, args: Any) -> None:
     config = args.get_config() or {}
     allowed = config.get("allowed_instance_types")
+    if args.resource_type == LAUNCH_TEMPLATE[0]:  # a Capacity Block's instance type lives in its launch template
+        itype = props.get("instanceType")
+        if allowed is not None and itype is not None and itype not in allowed:
+            report(f"instance type {itype} is outside the allow-list")
+        return
     if args.resource_type == NODE_POOL:
         template = ((props.get("spec") or {}).get("template") or {}).get("spec") or {}
         types = [str(v) for r in template.get("requirements") or [] if r.get("key") == "node.kubernetes.io/instance-type"

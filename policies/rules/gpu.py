@@ -14,6 +14,7 @@ from fleet.quantity import parse_quantity
 from fleet.sizing import Settings, model_catalog, size
 from policies.framework import (
     POD_KINDS,
+    autoscaled_workloads,
     containers,
     flag_value,
     gpu_limit,
@@ -288,3 +289,147 @@ def model_fit(props: Any, report: Any, args: Any) -> None:
                 enforce_eager=has_flag(vargs, "--enforce-eager"), gpu_model=_node_gpu_model(pod.spec)), explain=False)
             if not result.fits:
                 report(f"{path}: {model} does not fit on {tp * pp} GPU(s) of {memory:g} GiB: {result.reason}")
+
+
+POOL_LABEL = "vllm-fleet.io/pool"
+NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
+NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
+DAEMONSET = "kubernetes:apps/v1:DaemonSet"
+# Device plugins the stack renders, by image, and the extended resources each advertises.
+PLUGIN_IMAGES = {"k8s-device-plugin": "nvidia.com/gpu", "aws-efa-k8s-device-plugin": "vpc.amazonaws.com/efa"}
+EFA_RESOURCE = "vpc.amazonaws.com/efa"
+
+
+def _pool_of(spec: Mapping[str, Any]) -> str | None:
+    values = _node_labels(spec).get(POOL_LABEL)
+    return values[0] if values and len(set(values)) == 1 else None
+
+
+def _node_pools(resources: Any) -> dict[str, tuple[Any, int, int]]:
+    """pool → (resource, GPUs per node, the most GPUs it can hold) for the managed node groups and Karpenter NodePools."""
+    catalog = gpu_instance_types()
+    out = {}
+    for r in resources:
+        if r.resource_type == NODE_GROUP:
+            labels = r.props.get("labels") or {}
+            pool = labels.get(POOL_LABEL)
+            per_node = int(labels.get(GPUS_PER_NODE_LABEL) or 0) or max((catalog[t].gpus for t in _gpu_types(r.props)), default=0)
+            max_size = int(((r.props.get("scalingConfig") or {}).get("maxSize")) or 0)
+            if pool:
+                out[str(pool)] = (r, per_node, per_node * max_size)
+        elif r.resource_type == NODE_POOL:
+            template = (r.props.get("spec") or {}).get("template") or {}
+            pool = ((template.get("metadata") or {}).get("labels") or {}).get(POOL_LABEL)
+            limit = ((r.props.get("spec") or {}).get("limits") or {}).get("nvidia.com/gpu")
+            per_node = int(((template.get("metadata") or {}).get("labels") or {}).get(GPUS_PER_NODE_LABEL) or 0)
+            if pool and limit is not None:
+                out[str(pool)] = (r, per_node, int(parse_quantity(str(limit))))
+    return out
+
+
+def _gpu_types(props: Any) -> list[str]:
+    catalog = gpu_instance_types()
+    return [t for t in props.get("instanceTypes") or [] if t in catalog]
+
+
+def _gpus_at_max(r: Any, scaled: Mapping[Any, Any]) -> tuple[str | None, int]:
+    """The pool a workload runs on and the GPUs it holds at its largest (autoscaler max, or its replicas)."""
+    props = r.props
+    spec = props.get("spec") or {}
+    md = props.get("metadata") or {}
+    pods = list(pod_specs(r.resource_type, props))
+    if not pods:
+        return None, 0
+    autoscaler = scaled.get((md.get("namespace"), props.get("kind"), md.get("name")))
+    replicas = (autoscaler.max_replicas if autoscaler is not None and autoscaler.max_replicas is not None
+                else int(spec.get("replicas", 1)) if r.resource_type != DAEMONSET else 0)
+    if r.resource_type == "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet":
+        size = int((spec.get("leaderWorkerTemplate") or {}).get("size") or 1)
+        gpus = pod_gpus(pods[0]) + (size - 1) * pod_gpus(pods[-1])
+    else:
+        gpus = pod_gpus(pods[0])
+    return _pool_of(pods[0].spec), replicas * gpus
+
+
+@stack_rule("E12", "aws-gpu-pool-configure-capacity", "A GPU pool holds its models at max replicas plus the stack's spare GPUs.",
+            level="mandatory", severity="high", remediation="Raise the pool's max_size (or its Karpenter GPU limit), lower the "
+            "models' max replicas, or move a model to another pool.", sources=("K8S", "cost control"))
+def pool_capacity(resources: Any, report: Any, args: Any) -> None:
+    pools = _node_pools(resources)
+    if not pools:
+        return  # the stack does not manage its GPU nodes: their capacity is unknown here
+    spare = int((args.get_config() or {}).get("spare_gpus", 0))
+    scaled = autoscaled_workloads(resources)
+    need: dict[str, int] = {}
+    for r in resources:
+        if r.resource_type in POD_KINDS and r.resource_type != DAEMONSET:
+            pool, gpus = _gpus_at_max(r, scaled)
+            if pool is not None and gpus:
+                need[pool] = need.get(pool, 0) + gpus
+    for pool, (node_pool, per_node, capacity) in sorted(pools.items()):
+        wanted = need.get(pool, 0)
+        if wanted and wanted + spare > capacity:
+            report(f"pool {pool}: its models need up to {wanted} GPUs at max replicas plus {spare} spare for rollouts, but it holds "
+                   f"at most {capacity}" + (f" ({capacity // per_node} nodes × {per_node})" if per_node else ""), node_pool.urn)
+
+
+def _plugin_resources(props: Any) -> set[str]:
+    images = [str(c.get("image", "")) for pod in pod_specs(DAEMONSET, props) for _, c in containers(pod)]
+    return {res for image in images for name, res in PLUGIN_IMAGES.items() if f"/{name}:" in image or f"/{name}@" in image}
+
+
+def _extended(container: Mapping[str, Any]) -> list[str]:
+    limits = (container.get("resources") or {}).get("limits") or {}
+    return [k for k in limits if "/" in k and not k.startswith(("kubernetes.io/", "requests.", "limits.")) and not k.startswith("hugepages-")]
+
+
+@stack_rule("E13", "kubernetes-pod-configure-provided-devices", "Pods request only extended resources a device plugin the stack "
+            "runs (or the node image ships) advertises on their pool.", level="mandatory", severity="high",
+            remediation="Run the device plugin on the pool (the NVIDIA plugin on AL2023 pools, the EFA plugin on EFA pools) or "
+            "stop requesting the resource: a pod asking for what no node advertises stays Pending.", sources=("NV", "AWS EFA"))
+def provided_devices(resources: Any, report: Any, args: Any) -> None:
+    pools = _node_pools(resources)
+    if not pools:
+        return  # the cluster's own device plugins are unknown here
+    provided: dict[str | None, set[str]] = {pool: set() for pool in pools}
+    for r in resources:
+        if r.resource_type == NODE_GROUP and str(r.props.get("amiType", "")).startswith("BOTTLEROCKET_") and \
+                str(r.props.get("amiType", "")).endswith("_NVIDIA"):
+            provided.setdefault(str((r.props.get("labels") or {}).get(POOL_LABEL)), set()).add("nvidia.com/gpu")
+        elif r.resource_type == DAEMONSET:
+            advertised = _plugin_resources(r.props)
+            for pod in pod_specs(DAEMONSET, r.props):
+                for target in _node_labels(pod.spec).get(POOL_LABEL) or list(pools):
+                    provided.setdefault(target, set()).update(advertised)
+    anywhere = set().union(*provided.values()) if provided else set()
+    for r in resources:
+        if r.resource_type not in POD_KINDS:
+            continue
+        md = r.props.get("metadata") or {}
+        for pod in pod_specs(r.resource_type, r.props):
+            pool = _pool_of(pod.spec)
+            available = provided.get(pool, set()) if pool is not None else anywhere
+            for path, c in containers(pod, init=False):
+                for resource in _extended(c):
+                    if resource not in available:
+                        where = f"pool {pool}" if pool is not None else "any pool"
+                        report(f"{r.props.get('kind')} {md.get('namespace')}/{md.get('name')} {path} requests {resource}, which no "
+                               f"device plugin advertises on {where}", r.urn)
+
+
+@rule("E14", "kubernetes-pod-configure-efa-image", "Pods that request EFA devices run an image the stack declares EFA-capable "
+      "(libfabric and the aws-ofi-nccl plugin).", level="mandatory", severity="high",
+      remediation="Use the stack's EFA image (vllm-fleet:vllm.efa): with the stock vLLM image FI_PROVIDER=efa does nothing and "
+      "NCCL falls back to TCP.", sources=("AWS EFA", "vLLM"), kinds=POD_KINDS)
+def efa_image(props: Any, report: Any, args: Any) -> None:
+    config = args.get_config() or {}
+    if "efa_images" not in config:
+        return  # outside a stack nothing says which images carry aws-ofi-nccl
+    capable = tuple(str(i).rstrip("/") for i in config["efa_images"])
+    for pod in pod_specs(args.resource_type, props):
+        for path, c in containers(pod, init=False):
+            if EFA_RESOURCE in ((c.get("resources") or {}).get("limits") or {}):
+                repo = str(c.get("image", "")).partition("@")[0].rsplit(":", 1)[0]
+                if repo not in capable:
+                    report(f"{path} requests {EFA_RESOURCE} but runs {repo}, which the stack does not declare EFA-capable"
+                           + (f" ({', '.join(capable)})" if capable else ""))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -205,7 +206,7 @@ def placeholder_digest(digest: str) -> bool:
       "`latest` or an untagged image.", sources=("CIS 5.1.4", "CKV_K8S_14/43"), kinds=POD_KINDS, system_exempt=True)
 def image_pinning(props: Any, report: Any, args: Any) -> None:
     config = args.get_config() or {}
-    registries = tuple(r.rstrip("/") + "/" for r in config.get("allowed_registries", ALLOWED_REGISTRIES_DEFAULT))
+    registries = tuple(r.rstrip("/") for r in config.get("allowed_registries", ALLOWED_REGISTRIES_DEFAULT))
     allow_tags = bool(config.get("allow_tag_only", False))
     for pod in pod_specs(args.resource_type, props):
         for path, c in containers(pod):
@@ -213,8 +214,8 @@ def image_pinning(props: Any, report: Any, args: Any) -> None:
             name, _, digest = image.partition("@")
             repo, _, tag = name.rpartition(":") if ":" in name.rsplit("/", 1)[-1] else (name, "", "")
             normalized = repo if "." in repo.split("/", 1)[0] else f"docker.io/{repo}"
-            if not normalized.startswith(registries):
-                report(f"{path}.image {image} is not from an allowed registry ({', '.join(r.rstrip('/') for r in registries)})")
+            if not any(normalized == r or normalized.startswith(r + "/") for r in registries):
+                report(f"{path}.image {image} is not from an allowed registry ({', '.join(registries)})")
             if tag in ("", "latest") and not digest:
                 report(f"{path}.image {image} is {'untagged' if not tag else 'latest'}")
             elif not digest and not allow_tags:
@@ -271,3 +272,21 @@ def pod_security_labels(props: Any, report: Any, args: Any) -> None:
         return
     if labels.get("pod-security.kubernetes.io/enforce") != "restricted":
         report(f"namespace {md.get('name')} enforces {labels.get('pod-security.kubernetes.io/enforce', 'no')} Pod Security level")
+
+
+@stack_rule("D19", "kubernetes-networkpolicy-enable-enforcement", "NetworkPolicies the stack renders are enforced by the cluster.",
+            level="mandatory", severity="high", remediation="Let the stack manage the vpc-cni add-on with its network policy agent "
+            "(cluster.network_policy_enforcement: vpc-cni-addon), or run a CNI that enforces NetworkPolicies and say so "
+            "(external): the VPC CNI ignores them otherwise.", sources=("BPG", "CIS 4.3.2"))
+def network_policy_enforcement(resources: Any, report: Any, args: Any) -> None:
+    enforcement = (args.get_config() or {}).get("network_policy_enforcement")
+    policies = [r for r in resources if r.resource_type == "kubernetes:networking.k8s.io/v1:NetworkPolicy"]
+    if enforcement is None or enforcement == "external" or not policies:
+        return  # outside a stack the cluster's CNI is unknown; `external` is the platform's word for it
+    agent_on = any(r.resource_type == "aws:eks/addon:Addon" and r.props.get("addonName") == "vpc-cni"
+                   and str((json.loads(str(r.props.get("configurationValues") or "{}")) or {}).get("enableNetworkPolicy")).lower() == "true"
+                   for r in resources)
+    if not agent_on:
+        how = "the stack says nothing enforces them" if enforcement == "none" else "the vpc-cni add-on does not turn its network policy agent on"
+        report(f"{len(policies)} NetworkPolicies are rendered but {how}: the VPC CNI ignores them, every pod can reach every other",
+               policies[0].urn)
