@@ -20,11 +20,17 @@ def test_committed_schemas_and_reference_are_fresh() -> None:
 def test_schema_check_fails_when_a_schema_is_stale(project, capsys) -> None:
     (project / "docs").mkdir()
     (project / "docs" / "configuration.md").write_text(schema.reference_text())
+    (project / "docs" / "guardrails.md").write_text(schema.guardrails_text())
     assert main(["--root", str(project), "schema", "--check"]) == 0
     path = project / "stacks" / "schema" / "team.schema.json"
     path.write_text(path.read_text().replace('"maximum": 64', '"maximum": 65', 1))
     assert main(["--root", str(project), "schema", "--check"]) == 1
     assert "stale: stacks/schema/team.schema.json" in capsys.readouterr().err
+    path.write_text(path.read_text().replace('"maximum": 65', '"maximum": 64', 1))
+    guardrails = project / "docs" / "guardrails.md"
+    guardrails.write_text(guardrails.read_text().replace("| mandatory |", "| advisory |", 1))
+    assert main(["--root", str(project), "schema", "--check"]) == 1
+    assert "stale: docs/guardrails.md" in capsys.readouterr().err
 
 
 def test_every_yaml_file_references_its_schema_and_validates_against_it() -> None:
