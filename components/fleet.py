@@ -17,6 +17,7 @@ from components.tenancy import TeamTenancy, TeamTenancyArgs
 from components.vllm_service import VllmService, VllmServiceArgs
 from fleet.catalog import gpu_instance
 from fleet.render.observability import adapter_rules
+from fleet.render.workload import image
 from fleet.spec.resolved import FleetSpec
 
 
@@ -63,8 +64,10 @@ class Fleet(pulumi.ComponentResource):
                                          configuration_values=json.dumps({"enableNetworkPolicy": "true"}),
                                          resolve_conflicts_on_create="OVERWRITE", resolve_conflicts_on_update="PRESERVE",
                                          tags={"vllm-fleet/cluster": cfg.cluster.name}, opts=child)
+        # On FSx the platform namespace holds the claim of the whole file system (fleet.render.cache.root_claim).
+        holds_claim = cfg.tier == "prod" and cfg.model_cache.backend == "fsx-lustre"
         self.gpu_system = GpuSystem("gpu-system", GpuSystemArgs(cfg.device_plugin, tuple(cfg.gpu_pools),
-                                                                cfg.observability.prometheus_operator), on_cluster)
+                                                                cfg.observability.prometheus_operator, holds_claim), on_cluster)
         # prometheus-adapter reads its vLLM rule from this ConfigMap (chart value rules.existing).
         if cfg.autoscaling.backend == "hpa" and any(m.autoscaled for m in spec.models):
             self.adapter_rules = kubernetes.register(adapter_rules(cfg), on_cluster)
@@ -79,7 +82,8 @@ class Fleet(pulumi.ComponentResource):
             stack=spec.stack, cluster_name=cfg.cluster.name, region=cfg.region, settings=cfg.model_cache, protect=cfg.tier == "prod",
             subnet_ids=cache_subnets(spec), vpc_id=vpc_id, cluster_security_group_id=cluster_sg,
             oidc_issuer=issuer, oidc_provider_arn=oidc_arn, teams=spec.teams,
-            namespaces={name: t.namespace for name, t in self.teams.items()}), on_cluster)
+            namespaces={name: t.namespace for name, t in self.teams.items()}, platform_namespace=self.gpu_system.namespace,
+            image=image(cfg)), on_cluster)
 
         platform: list[pulumi.Resource] = [*self.node_pools, self.gpu_system]
         self.services: list[VllmService] = []

@@ -18,13 +18,15 @@ class GpuSystemArgs:
     settings: DevicePlugin
     pools: tuple[GpuPool, ...]
     service_monitor: bool            # the Prometheus operator's CRDs are there: scrape DCGM with a ServiceMonitor
+    protect_namespace: bool = False  # prod, when the namespace holds a model-cache claim (its deletion would delete the claim)
 
 
 class GpuSystem(pulumi.ComponentResource):
     def __init__(self, name: str, args: GpuSystemArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("vllm-fleet:platform:GpuSystem", name, None, opts)
         needs_plugin = [p for p in args.pools if p.ami_family not in SHIPS_DEVICE_PLUGIN]
-        self.namespace = register(gpu_system.namespace(), pulumi.ResourceOptions(parent=self))
+        self.namespace = register(gpu_system.namespace(), pulumi.ResourceOptions(parent=self, protect=args.protect_namespace,
+                                                                                 retain_on_delete=args.protect_namespace))
         after = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
         self.device_plugin = [register(m, after) for m in gpu_system.device_plugin(args.settings, needs_plugin)] if needs_plugin else []
         self.dcgm_exporter = ([register(m, after) for m in gpu_system.dcgm_exporter(args.settings, list(args.pools), args.service_monitor)]

@@ -11,7 +11,8 @@ import pulumi
 import pulumi_aws as aws
 
 from components.kubernetes import register
-from fleet.render.cache import persistent_volume, persistent_volume_claim
+from fleet.render.cache import directories_job, persistent_volume, persistent_volume_claim, root_claim, root_volume, team_directory
+from fleet.render.gpu_system import namespace as gpu_system_namespace
 from fleet.spec.resolved import ResolvedTeam
 from fleet.spec.stack import ModelCache as CacheSettings
 
@@ -34,6 +35,8 @@ class ModelCacheArgs:
     oidc_provider_arn: pulumi.Input[str]
     teams: tuple[ResolvedTeam, ...]                 # a team with models gets a PV and a claim in its namespace
     namespaces: dict[str, pulumi.Resource]          # team → its Namespace resource
+    platform_namespace: pulumi.Resource             # where platform Jobs run (the GPU system namespace)
+    image: str                                      # an image with a shell, for platform Jobs (the vLLM image)
 
     @property
     def tags(self) -> dict[str, str]:
@@ -139,8 +142,21 @@ class FsxLustreModelCache(ModelCache):
         if cache.fsx_import_path:
             aws.fsx.DataRepositoryAssociation(f"{name}-fsx-s3", file_system_id=self.file_system.id, data_repository_path=cache.fsx_import_path,
                                               file_system_path="/s3", batch_import_meta_data_on_create=True, opts=self.child)
-        source = {"file_system_id": self.file_system.id, "dns_name": self.file_system.dns_name, "mount_name": self.file_system.mount_name}
-        return {team.name: dict(source) for team in args.teams}, [self.file_system]
+        # Every team gets its own directory, mounted as the root of its volume: no team sees another's weights.
+        root = {"file_system_id": self.file_system.id, "dns_name": self.file_system.dns_name, "root_mount_name": self.file_system.mount_name}
+        namespace = str(gpu_system_namespace()["metadata"]["name"])
+        volume = register(root_volume(args.settings, root, namespace),
+                          pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect, depends_on=[self.file_system]))
+        claim = register(root_claim(args.settings, namespace), pulumi.ResourceOptions(
+            parent=self, protect=args.protect, retain_on_delete=args.protect, depends_on=[volume, args.platform_namespace]))
+        teams = [t.name for t in args.teams if t.models]
+        self.directories = register(directories_job(teams, args.image, namespace), pulumi.ResourceOptions(parent=self, depends_on=[claim]))
+        sources: dict[str, dict[str, pulumi.Input[str]]] = {}
+        for team in args.teams:
+            sources[team.name] = {"volume_handle": pulumi.Output.concat(self.file_system.id, "::", team_directory(team.name)),
+                                  "dns_name": self.file_system.dns_name,
+                                  "mount_name": pulumi.Output.concat(self.file_system.mount_name, "/", team_directory(team.name))}
+        return sources, [self.file_system, self.directories]
 
 
 class S3ModelCache(ModelCache):

@@ -58,8 +58,12 @@ def karpenter_l40s(project: Path) -> None:
 
 
 def keda_scale_to_zero(project: Path) -> None:
-    """KEDA autoscaling with scale to zero, and search's qwen-3b autoscaled from 0 to 2 replicas."""
-    edit(project / "stacks" / "Pulumi.dev.yaml", "    backend: hpa", "    backend: keda\n    allow_scale_to_zero: true")
+    """KEDA autoscaling with scale to zero behind the nginx ingress (whose request count wakes a model at zero), and
+    search's qwen-3b autoscaled from 0 to 2 replicas."""
+    stack = project / "stacks" / "Pulumi.dev.yaml"
+    edit(stack, "    backend: hpa", "    backend: keda\n    allow_scale_to_zero: true")
+    edit(stack, "    namespace: gateway\n", "    namespace: gateway\n    kind: ingress\n    hostname_suffix: llm.dev.example.com\n"
+                                          "    tls_secret_name: llm-dev-tls\n")
     team = project / "stacks" / "teams" / "search.yaml"
     edit(team, "    profile: throughput\n", "    profile: throughput\n    autoscaling: {min_replicas: 0, max_replicas: 2}\n")
     edit(team, "  dev: 2\n", "  dev: 4\n")

@@ -366,3 +366,30 @@ def test_a_pool_too_small_for_its_models_is_a_finding(project: Path) -> None:
     assert finding.message == "pool l40s: its models need up to 5 GPUs at max replicas plus 1 spare for rollouts, but it holds at most 4 (4 nodes × 1)"
     from fleet.offline.report import markdown
     assert "| E12 | advisory |" in markdown(plan.document())
+
+
+@pytest.mark.parametrize("backend", ["efs", "fsx-lustre"])
+def test_no_two_teams_share_a_cache_path(backend: str, project: Path) -> None:
+    """EFS: one access point per team, rooted at /teams/<team>; FSx for Lustre: each team's volume mounts
+    /teams/<team> of the file system, created by a platform Job before any team volume exists."""
+    stack = "prod" if backend == "fsx-lustre" else "dev"
+    caps = capture(load(stack, project), preview=False)
+    by_name = {c.name: c for c in caps}
+    paths = {}
+    for pv in (c for c in caps if c.type == "kubernetes:core/v1:PersistentVolume" and c.inputs["spec"]["claimRef"]["namespace"].startswith("team-")):
+        csi = pv.inputs["spec"]["csi"]
+        if backend == "efs":
+            fs, ap = csi["volumeHandle"].split("::")
+            path = (fs, by_name[ap.removesuffix("-id")].inputs["rootDirectory"]["path"])
+        else:
+            path = (csi["volumeAttributes"]["dnsname"], csi["volumeAttributes"]["mountname"])
+        paths[pv.inputs["spec"]["claimRef"]["namespace"]] = path
+    assert len(paths) >= 2 and len(set(paths.values())) == len(paths), paths
+    assert all(p[1].endswith(f"teams/{ns.removeprefix('team-')}") for ns, p in paths.items())
+    if backend == "fsx-lustre":
+        job = next(c for c in caps if c.name.startswith("job-gpu-system-model-cache-directories-"))
+        script = job.inputs["spec"]["template"]["spec"]["containers"][0]["args"][0]
+        assert all(f"mkdir -p -m 0750 /fsx/teams/{ns.removeprefix('team-')}" in script for ns in paths)
+        for pv in (c for c in caps if c.type == "kubernetes:core/v1:PersistentVolume" and c.name != "persistentvolume-model-cache-root"):
+            assert job.urn in pv.dependencies   # the directory exists before any team can mount it
+        assert by_name["namespace-gpu-system"].protect   # it holds the file system's claim in prod

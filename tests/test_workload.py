@@ -15,7 +15,7 @@ from fleet.render.workload import model_manifests
 from fleet.spec.load import load
 from fleet.vllm.compiler import check_args
 from fleet.vllm.flags import MetricError, metric
-from tests.conftest import ROOT, keda_scale_to_zero, write
+from tests.conftest import ROOT, edit, keda_scale_to_zero, write
 
 
 def objects(stack: str, model: str, root: Path = ROOT) -> dict[str, dict]:
@@ -120,10 +120,23 @@ def test_keda_backend_with_scale_to_zero(project: Path) -> None:
     keda_scale_to_zero(project)
     so = objects("dev", "qwen-3b", project)["ScaledObject"]
     assert so["spec"]["minReplicaCount"] == 0 and so["spec"]["maxReplicaCount"] == 2
-    (trigger,) = so["spec"]["triggers"]
-    assert trigger["type"] == "prometheus" and trigger["metadata"]["activationThreshold"] == "0"
-    assert trigger["metadata"]["query"] == 'sum(vllm:num_requests_waiting{namespace="team-search",service="qwen-3b"})'
+    queue, wake = so["spec"]["triggers"]
+    assert queue["type"] == "prometheus" and queue["metadata"]["threshold"] == "5"
+    assert queue["metadata"]["query"] == 'sum(vllm:num_requests_waiting{namespace="team-search",service="qwen-3b"})'
+    # at zero replicas no vllm: series exist: the ingress controller's request count wakes the model
+    assert wake["metadata"]["activationThreshold"] == "0"
+    assert wake["metadata"]["query"] == (
+        'sum(rate(nginx_ingress_controller_requests{namespace="team-search",ingress="qwen-3b"}[2m])) or '
+        'sum(rate(nginx_ingress_controller_requests{exported_namespace="team-search",ingress="qwen-3b"}[2m]))')
     assert so["spec"]["cooldownPeriod"] >= 300
+    assert "qwen-3b" in {o["metadata"]["name"] for o in objects("dev", "qwen-3b", project).values() if o["kind"] == "Ingress"}
+
+
+def test_scale_to_zero_without_a_wake_signal_is_refused(project: Path) -> None:
+    keda_scale_to_zero(project)
+    edit(project / "stacks" / "Pulumi.dev.yaml", "    kind: ingress\n", "    kind: none\n")
+    with pytest.raises(ConfigError, match="min_replicas 0 could never wake up: at zero replicas the pods' own vllm: metrics do not exist"):
+        load("dev", project)
 
 
 def test_ingress_routes_only_the_openai_api_with_tls() -> None:

@@ -119,6 +119,9 @@ class FleetMocks(pmocks.Mocks):
             service = args.typ.split(":")[1].split("/")[0]
             state.setdefault("arn", f"arn:aws:{service}:{self.region}:{self.account}:{args.name}")
             state.setdefault("id", rid)
+        if args.typ == "aws:fsx/lustreFileSystem:LustreFileSystem":  # what AWS assigns a file system
+            state.setdefault("dnsName", f"{rid}.fsx.{self.region}.amazonaws.com")
+            state.setdefault("mountName", "fsxmount")
         if args.typ == "aws:eks/nodeGroup:NodeGroup":  # the Auto Scaling group EKS creates behind a managed node group
             state.setdefault("resources", [{"autoscalingGroups": [{"name": f"eks-{args.name}"}]}])
         return rid, state

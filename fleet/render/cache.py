@@ -49,7 +49,9 @@ def persistent_volume(cache: CacheSettings, region: str, team: ResolvedTeam, sou
         csi["volumeHandle"] = source["volume_handle"]       # "<fs-id>::<access-point-id>"
         mount_options = ["tls"]                             # encryption in transit
     elif backend == "fsx-lustre":
-        csi["volumeHandle"] = source["file_system_id"]
+        # A Lustre subdirectory mount ("<mountname>/teams/<team>"): the team's pods see their directory and nothing
+        # above it. Each PV gets its own handle (the driver mounts from the attributes; kubelet keys volumes by handle).
+        csi["volumeHandle"] = source["volume_handle"]
         csi["volumeAttributes"] = {"dnsname": source["dns_name"], "mountname": source["mount_name"]}
         mount_options = ["flock"]
     else:
@@ -70,6 +72,61 @@ def persistent_volume(cache: CacheSettings, region: str, team: ResolvedTeam, sou
             "claimRef": {"namespace": team.namespace, "name": CACHE_CLAIM},
             "csi": csi,
         },
+    }
+
+
+TEAM_DIRECTORIES = "teams"        # on a shared file system, every team's cache lives under /teams/<team>
+DIRECTORIES_CLAIM = "model-cache-root"
+
+
+def team_directory(team: str) -> str:
+    return f"{TEAM_DIRECTORIES}/{team}"
+
+
+def root_volume(cache: CacheSettings, source: dict[str, Any], namespace: str) -> Manifest:
+    """The whole FSx file system, for the platform Job that creates the team directories."""
+    return {
+        "apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": meta(DIRECTORIES_CLAIM, labels=dict(MANAGED_BY)),
+        "spec": {
+            "capacity": {"storage": f"{cache.size_gib}Gi"}, "accessModes": ["ReadWriteMany"],
+            "persistentVolumeReclaimPolicy": "Retain", "storageClassName": CACHE_STORAGE_CLASS, "mountOptions": ["flock"],
+            "claimRef": {"namespace": namespace, "name": DIRECTORIES_CLAIM},
+            "csi": {"driver": CSI_DRIVERS["fsx-lustre"], "volumeHandle": source["file_system_id"],
+                    "volumeAttributes": {"dnsname": source["dns_name"], "mountname": source["root_mount_name"]}},
+        },
+    }
+
+
+def root_claim(cache: CacheSettings, namespace: str) -> Manifest:
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta(DIRECTORIES_CLAIM, namespace, dict(MANAGED_BY)),
+            "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": CACHE_STORAGE_CLASS, "volumeName": DIRECTORIES_CLAIM,
+                     "resources": {"requests": {"storage": f"{cache.size_gib}Gi"}}}}
+
+
+def directories_job(teams: list[str], image: str, namespace: str) -> Manifest:
+    """Creates /teams/<team> on the file system, owned by the serving user and closed to others (0750). A Lustre
+    root directory belongs to root: creating and handing over the directories needs root and CHOWN, once, here, so
+    no serving pod ever does. Named after the teams it creates: a new team is a new Job."""
+    digest = hashlib.sha256(",".join(sorted(teams)).encode()).hexdigest()[:8]
+    steps = [f"mkdir -p -m 0750 /fsx/{team_directory(t)} && chown {NONROOT_UID}:{NONROOT_UID} /fsx/{team_directory(t)}"
+             for t in sorted(teams)]
+    labels = {**MANAGED_BY, "app.kubernetes.io/name": "model-cache-directories"}
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": meta(f"model-cache-directories-{digest}", namespace, labels),
+        "spec": {"backoffLimit": 3, "activeDeadlineSeconds": 600, "template": {"metadata": {"labels": labels}, "spec": {
+            "restartPolicy": "OnFailure", "automountServiceAccountToken": False, "enableServiceLinks": False,
+            "securityContext": {"runAsUser": 0, "runAsGroup": 0, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "directories", "image": image, "command": ["/bin/sh", "-c"], "args": [" && ".join(["set -e", *steps])],
+                "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                    "capabilities": {"drop": ["ALL"], "add": ["CHOWN"]}},
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
+                "volumeMounts": [{"name": "fsx", "mountPath": "/fsx"}],
+            }],
+            "volumes": [{"name": "fsx", "persistentVolumeClaim": {"claimName": DIRECTORIES_CLAIM}}],
+        }}},
     }
 
 

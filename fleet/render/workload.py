@@ -317,6 +317,20 @@ def _behavior(cfg: StackConfig, model: ResolvedModel) -> dict[str, Any]:
     }
 
 
+def wake_trigger(cfg: StackConfig, model: ResolvedModel) -> dict[str, Any]:
+    """What wakes a model scaled to zero. Its pods' own `vllm:` series do not exist at zero replicas, so the queue
+    trigger alone would never scale it up again; the ingress controller counts the model's requests whether or not
+    a replica answers them (ingress-nginx answers 503 until one is ready). Scraped through a ServiceMonitor, the
+    controller's `namespace` label is the Ingress's unless Prometheus renamed it `exported_namespace`: either matches."""
+    selector = f'ingress="{model.name}"'
+    rate = " or ".join(f'sum(rate(nginx_ingress_controller_requests{{{label}="{model.namespace}",{selector}}}[2m]))'
+                       for label in ("namespace", "exported_namespace"))
+    return {"type": "prometheus", "metricType": "AverageValue", "metadata": {
+        "serverAddress": cfg.autoscaling.prometheus_url, "query": rate,
+        # Never drives the replica count above the queue's (a huge threshold); any request activates from zero.
+        "threshold": "1000000", "activationThreshold": "0"}}
+
+
 def autoscaler(cfg: StackConfig, model: ResolvedModel) -> Manifest | None:
     auto = model.spec.autoscaling
     if auto is None or cfg.autoscaling.backend == "none":
@@ -336,9 +350,8 @@ def autoscaler(cfg: StackConfig, model: ResolvedModel) -> Manifest | None:
                 "triggers": [{"type": "prometheus", "metricType": "AverageValue", "metadata": {
                     "serverAddress": cfg.autoscaling.prometheus_url,
                     "query": f'sum({queue}{{namespace="{model.namespace}",service="{model.name}"}})',
-                    "threshold": _quantity(auto.target_queue_per_pod),
-                    # From zero, the first waiting request wakes the model; above zero, scale on the threshold.
-                    "activationThreshold": "0"}}],
+                    "threshold": _quantity(auto.target_queue_per_pod)}},
+                    *([wake_trigger(cfg, model)] if auto.min_replicas == 0 else [])],
             },
         }
     # The custom metrics API cannot carry ':' — prometheus-adapter exposes the renamed series.

@@ -69,6 +69,10 @@ def autoscaling_has_a_backend(ctx: ModelContext) -> Iterator[Problem]:
     if auto.min_replicas == 0 and not ctx.cfg.autoscaling.allow_scale_to_zero:
         yield ("autoscaling",), (f"min_replicas 0 needs autoscaling.backend keda with allow_scale_to_zero in stack {ctx.stack} "
                                  "— use min_replicas ≥ 1")
+    elif auto.min_replicas == 0 and not (ctx.cfg.gateway.kind == "ingress" and ctx.cfg.gateway.ingress_class == "nginx"):
+        yield ("autoscaling",), ("min_replicas 0 could never wake up: at zero replicas the pods' own vllm: metrics do not exist, "
+                                 "so nothing would scale the model back up — route it through the ingress gateway (gateway.kind "
+                                 "ingress, ingress_class nginx), whose request count wakes it, or use min_replicas ≥ 1")
 
 
 def disaggregated_prefill_is_refused(ctx: ModelContext) -> Iterator[Problem]:
