@@ -11,6 +11,7 @@ import pulumi_aws as aws
 
 from components import kubernetes
 from components.gpu_system import GpuSystem, GpuSystemArgs
+from components.iam import ClusterOidc
 from components.model_cache import ModelCacheArgs, model_cache
 from components.node_pools import GpuNodeGroup, GpuNodeGroupArgs, KarpenterGpuPool, KarpenterGpuPoolArgs
 from components.tenancy import TeamTenancy, TeamTenancyArgs
@@ -78,10 +79,11 @@ class Fleet(pulumi.ComponentResource):
         account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
         oidc_arn = cfg.cluster.oidc_provider_arn or pulumi.Output.all(account, issuer).apply(
             lambda a: f"arn:aws:iam::{a[0]}:oidc-provider/{a[1].removeprefix('https://')}")
+        oidc = ClusterOidc(issuer=issuer, provider_arn=oidc_arn)
         self.cache = model_cache("model-cache", ModelCacheArgs(
             stack=spec.stack, cluster_name=cfg.cluster.name, region=cfg.region, settings=cfg.model_cache, protect=cfg.tier == "prod",
             subnet_ids=cache_subnets(spec), vpc_id=vpc_id, cluster_security_group_id=cluster_sg,
-            oidc_issuer=issuer, oidc_provider_arn=oidc_arn, teams=spec.teams,
+            oidc=oidc, teams=spec.teams,
             namespaces={name: t.namespace for name, t in self.teams.items()}, platform_namespace=self.gpu_system.namespace,
             image=image(cfg)), on_cluster)
 
@@ -92,6 +94,6 @@ class Fleet(pulumi.ComponentResource):
             if self.cache is not None and team.name in self.cache.claims:
                 deps.append(self.cache.claims[team.name])
             for model in team.models:
-                self.services.append(VllmService(f"{team.name}-{model.name}", VllmServiceArgs(model, cfg),
+                self.services.append(VllmService(f"{team.name}-{model.name}", VllmServiceArgs(model, cfg, oidc),
                                                  pulumi.ResourceOptions(parent=self, providers={"kubernetes": self.provider}, depends_on=deps)))
         self.register_outputs({"teams": [t.name for t in spec.teams], "models": [f"{m.team}/{m.name}" for m in spec.models]})

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components.iam import ClusterOidc, service_account_role
 from components.kubernetes import register
 from fleet.render.cache import directories_job, persistent_volume, persistent_volume_claim, root_claim, root_volume, team_directory
 from fleet.render.gpu_system import namespace as gpu_system_namespace
@@ -31,8 +32,7 @@ class ModelCacheArgs:
     subnet_ids: tuple[str, ...]
     vpc_id: pulumi.Input[str]
     cluster_security_group_id: pulumi.Input[str]
-    oidc_issuer: pulumi.Input[str]                  # https://oidc.eks.<region>.amazonaws.com/id/<id>
-    oidc_provider_arn: pulumi.Input[str]
+    oidc: ClusterOidc
     teams: tuple[ResolvedTeam, ...]                 # a team with models gets a PV and a claim in its namespace
     namespaces: dict[str, pulumi.Resource]          # team → its Namespace resource
     platform_namespace: pulumi.Resource             # where platform Jobs run (the GPU system namespace)
@@ -41,14 +41,6 @@ class ModelCacheArgs:
     @property
     def tags(self) -> dict[str, str]:
         return {"vllm-fleet/cluster": self.cluster_name, "vllm-fleet/stack": self.stack}
-
-
-def irsa_trust_policy(oidc_provider_arn: str, issuer: str, namespace: str, service_account: str) -> str:
-    host = issuer.removeprefix("https://")
-    return json.dumps({"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"Federated": oidc_provider_arn}, "Action": "sts:AssumeRoleWithWebIdentity",
-        "Condition": {"StringEquals": {f"{host}:sub": f"system:serviceaccount:{namespace}:{service_account}",
-                                       f"{host}:aud": "sts.amazonaws.com"}}}]})
 
 
 class ModelCache(pulumi.ComponentResource):
@@ -83,9 +75,7 @@ class ModelCache(pulumi.ComponentResource):
 
     def csi_role(self, role_name: str, service_account: str) -> aws.iam.Role:
         """The IAM role a CSI driver's service account in kube-system assumes through the cluster's OIDC issuer (IRSA)."""
-        trust = pulumi.Output.all(self.args.oidc_provider_arn, self.args.oidc_issuer).apply(
-            lambda a: irsa_trust_policy(a[0], a[1], "kube-system", service_account))
-        return aws.iam.Role(role_name, assume_role_policy=trust, tags=self.args.tags, opts=self.child)
+        return service_account_role(role_name, self.args.oidc, "kube-system", service_account, self.args.tags, self.child)
 
 
 class EfsModelCache(ModelCache):

@@ -9,7 +9,9 @@ GPU_MODEL_LABEL = "vllm-fleet.io/gpu-model"
 GPU_MEMORY_LABEL = "vllm-fleet.io/gpu-memory-gib"
 GPUS_PER_NODE_LABEL = "vllm-fleet.io/gpus-per-node"
 TEAM_LABEL = "vllm-fleet.io/team"
-MODEL_LABEL = "vllm-fleet.io/model"
+MODEL_LABEL = "vllm-fleet.io/model"          # serving pods only: Services, disruption budgets and spread select on it
+ROLE_LABEL = "vllm-fleet.io/role"            # leader | worker (multi-node), prefetch, smoke
+FOR_MODEL_LABEL = "vllm-fleet.io/for-model"  # a model's helper pods (prefetch, smoke test), which no selector of its serving pods matches
 MANAGED_BY = {"app.kubernetes.io/managed-by": "vllm-fleet"}
 # GPU system DaemonSets (device plugin, DCGM exporter): the policy pack exempts this namespace by name.
 GPU_SYSTEM_NAMESPACE = "gpu-system"

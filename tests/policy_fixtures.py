@@ -175,6 +175,9 @@ POD_CASES: dict[str, list[tuple[Mutation, str, set[str]]]] = {
             "{p}.containers[0]: --speculative-model is not a flag of vLLM 0.33.0 — use --speculative-config "
             "'{\"method\": \"draft_model\", \"model\": ..., \"num_speculative_tokens\": N}' (team file: `speculative:`)", set())],
     "F9": [(lambda p: drop_arg(p, "--revision"), "{p}.containers[0]: model revision unset is not a commit", set())],
+    "F10": [(lambda p: (env(p, "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "True"), env(p, "VLLM_API_KEY", drop=True)),
+             "{p}.containers[0]: runtime LoRA loading is on without an API key from a Secret: anyone who reaches the server "
+             "can make it load adapters", set())],
     "G1": [(lambda p: container(p).pop("startupProbe"), "{p}.containers[0] has no startupProbe", set()),
            (lambda p: container(p)["startupProbe"].update(failureThreshold=10),
             "{p}.containers[0]: startupProbe allows 100 s, less than 600 s", set())],

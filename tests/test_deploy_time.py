@@ -13,7 +13,7 @@ from fleet.deploy_time import deploy_time, pod_read_gib
 from fleet.offline.plan import make_plan
 from fleet.render.workload import model_manifests
 from fleet.spec.load import load
-from tests.conftest import ROOT, edit
+from tests.conftest import ROOT, no_cache
 
 DEFAULT_AWAIT_SECONDS = 600
 
@@ -27,11 +27,19 @@ def test_every_awaited_job_and_gpu_workload_waits_at_least_its_estimate(stack: s
         md = c.inputs["metadata"]
         kind = c.inputs["kind"]
         if kind == "Job" and md["labels"].get("vllm-fleet.io/role") == "prefetch":
-            model = models[(md["namespace"], md["labels"]["vllm-fleet.io/model"])]
+            model = models[(md["namespace"], md["labels"]["vllm-fleet.io/for-model"])]
             times = deploy_time(plan.spec.config, model)
             assert c.custom_timeouts["create"] >= times.download and c.custom_timeouts["update"] >= times.download
             # Kubernetes fails the Job at its deadline before pulumi-kubernetes gives up on it.
             assert times.download <= c.inputs["spec"]["activeDeadlineSeconds"] < c.custom_timeouts["create"]
+            awaited += 1
+        elif kind == "Job" and md["labels"].get("vllm-fleet.io/role") == "smoke":
+            # the smoke test waits for /health (a LeaderWorkerSet's whole rollout, which the provider does not await)
+            model = models[(md["namespace"], md["labels"]["vllm-fleet.io/for-model"])]
+            deadline = c.inputs["spec"]["activeDeadlineSeconds"]
+            if model.multi_node:
+                assert deadline > deploy_time(plan.spec.config, model).rollout_create_timeout
+            assert deadline < c.custom_timeouts["create"] == c.custom_timeouts["update"]
             awaited += 1
         elif kind == "Deployment" and (md["namespace"], md["name"]) in models:
             times = deploy_time(plan.spec.config, models[(md["namespace"], md["name"])])
@@ -41,7 +49,9 @@ def test_every_awaited_job_and_gpu_workload_waits_at_least_its_estimate(stack: s
         elif kind == "Service" and (md["namespace"], md["name"]) in models:
             # a Service would wait for ready endpoints while the model loads: the workload's await covers that
             assert md["annotations"]["pulumi.com/skipAwait"] == "true"
-    assert awaited >= 2 * len(models) - (1 if stack == "prod" else 0)   # the 405B's LeaderWorkerSet is not awaited
+    # every model's prefetch Job (EFS and FSx caches), workload (the 405B's LeaderWorkerSet is not awaited: its smoke
+    # test is) and smoke test
+    assert awaited == 3 * len(models) - (1 if stack == "prod" else 0)
 
 
 def test_the_405b_prefetch_waits_hours_and_its_pods_read_their_pipeline_stage() -> None:
@@ -83,7 +93,7 @@ def test_plan_prints_the_estimates_and_json_resources_carry_their_timeouts(capsy
     assert set(timed["deployment-team-search-qwen-3b"]) == {"create", "update"}
     assert all(m["deploy_time"]["first_deploy"] > 0 for m in doc["models"])
     # no cache: no prefetch Job, each pod downloads its weights
-    edit(project / "stacks" / "Pulumi.dev.yaml", "    backend: efs", "    backend: none")
+    no_cache(project)
     spec = load("dev", project)
     times = deploy_time(spec.config, spec.models[0])
     assert times.prefetch_timeout is None and times.download == 0

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from fleet.errors import ConfigError
+from fleet.labels import ROLE_LABEL
 from fleet.offline.engine import UNKNOWN, Captured
 from fleet.offline.plan import capture, make_plan
 from fleet.spec.load import load
@@ -201,19 +202,23 @@ def test_s3_cache_blocks_public_access_encrypts_versions_and_mounts_read_only(pr
     assert caps["model-cache-bucket-versioning"].inputs["versioningConfiguration"] == {"status": "Enabled"}
     pv = caps["persistentvolume-model-cache-team-search"].inputs["spec"]
     assert pv["accessModes"] == ["ReadOnlyMany"] and "read-only" in pv["mountOptions"]
-    assert not any(c.type == "kubernetes:batch/v1:Job" for c in caps.values())  # staged outside the stack
+    # staged outside the stack: no prefetch Job (the smoke-test Jobs remain)
+    assert not any(c.type == "kubernetes:batch/v1:Job" and "prefetch" in c.name for c in caps.values())
     deploy = caps["deployment-team-search-qwen-3b"].inputs["spec"]["template"]["spec"]
     assert {"name": "model-cache", "mountPath": "/models", "readOnly": True} in deploy["containers"][0]["volumeMounts"]
 
 
 def test_prefetch_job_per_model_and_revision_before_the_workload(dev) -> None:
-    jobs = of_type(dev, "kubernetes:batch/v1:Job")
+    jobs = [c for c in of_type(dev, "kubernetes:batch/v1:Job")
+            if c.inputs["metadata"]["labels"].get(ROLE_LABEL) == "prefetch"]
     assert len(jobs) == 3
     job = next(c for c in jobs if c.inputs["metadata"]["name"].startswith("llama-8b-prefetch-"))
     pod = job.inputs["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["args"] == ["set -e && hf download meta-llama/Llama-3.1-8B-Instruct --revision "
-                                 "0e9e39f249a16976918f6564b8830bc894c89659 --exclude 'original/*'"]
+                                 "0e9e39f249a16976918f6564b8830bc894c89659 --exclude 'original/*' && "
+                                 "hf download acme-ml/llama-3.1-8b-support-tone-lora --revision "
+                                 "5b2c8e1f0a9d4c7e8b3a6f1d2e9c0b7a4d8f5e21 --local-dir /models/adapters/llama-8b/support-tone"]
     assert {"name": "HF_TOKEN_PATH", "value": "/var/run/secrets/huggingface/value"} in container["env"]
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -222,6 +227,10 @@ def test_prefetch_job_per_model_and_revision_before_the_workload(dev) -> None:
     assert job.urn in deploy.dependencies
     env = {e["name"]: e.get("value") for e in deploy.inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["HF_HOME"] == "/models/hf" and env["HF_HUB_OFFLINE"] == "1" and "HF_TOKEN_PATH" not in env
+    # only the prefetch Job writes the cache; serving pods read it
+    pod = deploy.inputs["spec"]["template"]["spec"]
+    assert {"name": "model-cache", "mountPath": "/models", "readOnly": True} in pod["containers"][0]["volumeMounts"]
+    assert {"name": "model-cache", "persistentVolumeClaim": {"claimName": "model-cache", "readOnly": True}} in pod["volumes"]
 
 
 def test_team_tenancy(dev) -> None:

@@ -60,9 +60,10 @@ def test_features_render_their_flags() -> None:
                              served_model_name=["a", "b"]), "0.33.0")
     assert args == ["org/model", "--quantization", "bitsandbytes", "--load-format", "bitsandbytes",
                     "--served-model-name", "a", "b", "--runner", "pooling", "--convert", "embed"]
-    lora = compile_args(spec(lora={"modules": [{"name": "x", "path": "/models/x"}], "max_rank": 64, "max_loras": 2},
-                             tool_calling={"parser": "hermes"}), "0.33.0")
-    assert lora == ["org/model", "--enable-lora", "--lora-modules", "x=/models/x", "--max-lora-rank", "64",
+    lora = compile_args(spec(lora={"modules": [{"name": "x", "path": "org/x-lora", "revision": "b" * 40}], "max_rank": 64,
+                                   "max_loras": 2}, tool_calling={"parser": "hermes"}), "0.33.0",
+                        adapter_root="/models/adapters/m")
+    assert lora == ["org/model", "--enable-lora", "--lora-modules", "x=/models/adapters/m/x", "--max-lora-rank", "64",
                     "--max-loras", "2", "--enable-auto-tool-choice", "--tool-call-parser", "hermes"]
 
 

@@ -8,9 +8,10 @@ functions stay pure; components pass Pulumi outputs through them unchanged.
 from __future__ import annotations
 
 import hashlib
+import shlex
 from typing import Any
 
-from fleet.labels import MANAGED_BY, MODEL_LABEL, NONROOT_UID, TEAM_LABEL
+from fleet.labels import FOR_MODEL_LABEL, MANAGED_BY, NONROOT_UID, ROLE_LABEL, TEAM_LABEL
 from fleet.render import Manifest, meta
 from fleet.spec.resolved import ResolvedModel, ResolvedTeam
 from fleet.spec.stack import ModelCache as CacheSettings
@@ -150,19 +151,51 @@ def prefetch_name(model: ResolvedModel) -> str:
     return f"{model.name}-prefetch-{digest}"
 
 
+def adapter_root(model: ResolvedModel) -> str:
+    """Where a model's LoRA adapters live on the cache: `<root>/<adapter name>`."""
+    return f"{CACHE_MOUNT}/adapters/{model.name}"
+
+
+# Copies s3://bucket/prefix into a directory with boto3 (in the vLLM image, for its S3 model streamer), under the
+# prefetch pod's IRSA role.
+S3_COPY = (
+    "import boto3,os,sys\n"
+    "bucket,_,prefix=sys.argv[1][5:].partition('/')\n"
+    "s3=boto3.client('s3')\n"
+    "n=0\n"
+    "for page in s3.get_paginator('list_objects_v2').paginate(Bucket=bucket,Prefix=prefix):\n"
+    "    for o in page.get('Contents',[]):\n"
+    "        rel=o['Key'][len(prefix):].lstrip('/')\n"
+    "        if not rel or rel.endswith('/'): continue\n"
+    "        dest=os.path.join(sys.argv[2],rel); os.makedirs(os.path.dirname(dest),exist_ok=True)\n"
+    "        s3.download_file(bucket,o['Key'],dest); n+=1\n"
+    "sys.exit(0 if n else f'nothing under {sys.argv[1]}')\n"
+)
+
+
+def prefetch_pod_labels(model: ResolvedModel) -> dict[str, str]:
+    """A prefetch pod is not one of the model's serving pods: no model label, so the model's Service, disruption
+    budget and spread constraints never select it."""
+    return {**MANAGED_BY, TEAM_LABEL: model.team, ROLE_LABEL: PREFETCH_ROLE, FOR_MODEL_LABEL: model.name}
+
+
 def prefetch_job(cfg: StackConfig, model: ResolvedModel, image: str, hf_token: tuple[str, str] | None, deadline_seconds: int) -> Manifest:
-    """`hf download` of the model (and LoRA adapters and draft model hosted on the Hub) into the cache."""
-    labels = {**MANAGED_BY, TEAM_LABEL: model.team, MODEL_LABEL: model.name, "vllm-fleet.io/role": PREFETCH_ROLE}
+    """`hf download` of the model, its draft model and its Hugging Face adapters into the cache; adapters from S3
+    copied with boto3. Adapters land in `adapter_root(model)/<name>`, where vLLM loads them from."""
+    labels = prefetch_pod_labels(model)
     repos = [(model.spec.model, model.spec.revision)]
     if model.spec.speculative is not None and model.spec.speculative.model:
         repos.append((model.spec.speculative.model, None))
-    if model.spec.lora is not None:
-        repos += [(m.path, None) for m in model.spec.lora.modules if not m.path.startswith("/")]
-    commands = []
-    for repo, revision in repos:
-        rev = f" --revision {revision}" if revision else ""
-        # The original/ folder of Meta checkpoints duplicates the weights in another format.
-        commands.append(f"hf download {repo}{rev} --exclude 'original/*'")
+    # The original/ folder of Meta checkpoints duplicates the weights in another format.
+    commands = [f"hf download {shlex.quote(repo)}{f' --revision {shlex.quote(rev)}' if rev else ''} --exclude 'original/*'"
+                for repo, rev in repos]
+    for adapter in (model.spec.lora.modules if model.spec.lora is not None else []):
+        dest = shlex.quote(f"{adapter_root(model)}/{adapter.name}")
+        if adapter.path.startswith("s3://"):
+            commands.append(f"python3 -c {shlex.quote(S3_COPY)} {shlex.quote(adapter.path)} {dest}")
+        else:
+            rev = f" --revision {shlex.quote(adapter.revision)}" if adapter.revision else ""
+            commands.append(f"hf download {shlex.quote(adapter.path)}{rev} --local-dir {dest}")
     env: list[dict[str, Any]] = [
         {"name": "HF_HOME", "value": HF_HOME_ON_CACHE},
         {"name": "HOME", "value": "/scratch"},

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fleet.labels import GPU_RESOURCE, MANAGED_BY, MODEL_LABEL, TEAM_LABEL, VLLM_PORT
+from fleet.labels import GPU_RESOURCE, MANAGED_BY, MODEL_LABEL, ROLE_LABEL, TEAM_LABEL, VLLM_PORT
 from fleet.pods import pod_resources
 from fleet.render import Manifest, meta
 from fleet.render.cache import PREFETCH_ROLE, has_cache, prefetches
+from fleet.render.smoke import SMOKE_ROLE
 from fleet.spec.resolved import ResolvedTeam
 from fleet.spec.stack import StackConfig
 
@@ -108,7 +109,7 @@ def network_policies(cfg: StackConfig, team: ResolvedTeam) -> list[Manifest]:
     # pod's network namespace, so pod NetworkPolicies never see that traffic.
     hub_selector: dict[str, Any] | None
     if prefetches(cfg):
-        hub_selector = {"matchLabels": {"vllm-fleet.io/role": PREFETCH_ROLE}}
+        hub_selector = {"matchLabels": {ROLE_LABEL: PREFETCH_ROLE}}
     elif not has_cache(cfg):
         hub_selector = {"matchExpressions": [{"key": MODEL_LABEL, "operator": "Exists"}]}
     else:
@@ -117,6 +118,14 @@ def network_policies(cfg: StackConfig, team: ResolvedTeam) -> list[Manifest]:
         out.append(policy("allow-hf-egress", {
             "podSelector": hub_selector, "policyTypes": ["Egress"],
             "egress": [{"ports": [{"protocol": "TCP", "port": 443}]}]}))
+    if cfg.smoke_tests and team.models:
+        # The smoke-test Jobs (fleet.render.smoke) call the team's models through their Services.
+        smoke = {"matchLabels": {ROLE_LABEL: SMOKE_ROLE}}
+        serving = {"matchExpressions": [{"key": MODEL_LABEL, "operator": "Exists"}]}
+        out.append(policy("allow-smoke-tests", {"podSelector": serving, "policyTypes": ["Ingress"], "ingress": [{
+            "from": [{"podSelector": smoke}], "ports": [{"protocol": "TCP", "port": VLLM_PORT}]}]}))
+        out.append(policy("smoke-tests-egress", {"podSelector": smoke, "policyTypes": ["Egress"], "egress": [{
+            "to": [{"podSelector": serving}], "ports": [{"protocol": "TCP", "port": VLLM_PORT}]}]}))
     for model in team.models:
         if model.multi_node:
             # Ray, NCCL and Gloo between the pods of one multi-node replica (ports are dynamic).

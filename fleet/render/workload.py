@@ -18,9 +18,10 @@ from fleet.labels import (
 )
 from fleet.pods import PRESTOP_SECONDS, SCALE_UP_WINDOW, SHUTDOWN_TIMEOUT_SECONDS, pod_resources, rollout, scale_down_window, termination_grace_seconds
 from fleet.render import Manifest, meta
-from fleet.render.cache import CACHE_CLAIM, CACHE_MOUNT, HF_HOME_ON_CACHE, has_cache, prefetch_job, prefetches
+from fleet.render.cache import CACHE_CLAIM, CACHE_MOUNT, HF_HOME_ON_CACHE, adapter_root, has_cache, prefetch_job, prefetches
 from fleet.render.gpu_system import EFA_RESOURCE
 from fleet.render.observability import ingress, prometheus_rule, service_monitor
+from fleet.render.smoke import smoke_job
 from fleet.spec.resolved import ResolvedModel
 from fleet.spec.stack import StackConfig
 from fleet.spec.team import SecretRef
@@ -74,7 +75,7 @@ def supports_shutdown_timeout(version: str) -> bool:
 
 def vllm_args(cfg: StackConfig, model: ResolvedModel) -> list[str]:
     timeout = SHUTDOWN_TIMEOUT_SECONDS if supports_shutdown_timeout(cfg.vllm.version) else None
-    args = compile_args(model.spec, cfg.vllm.version, shutdown_timeout=timeout)
+    args = compile_args(model.spec, cfg.vllm.version, shutdown_timeout=timeout, adapter_root=adapter_root(model))
     if model.multi_node:
         args += ["--distributed-executor-backend", "ray"]
     return args
@@ -99,6 +100,12 @@ def _env(cfg: StackConfig, model: ResolvedModel) -> list[dict[str, Any]]:
     if model.spec.api_key is not None:
         name, key = secret_name(model.spec.api_key)
         env.append({"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": name, "key": key}}})
+    if model.spec.lora is not None and model.spec.lora.runtime_updating:
+        # /v1/load_lora_adapter and /v1/unload_lora_adapter behind the API key, and vLLM's filesystem resolver: a
+        # request naming an adapter that is not loaded loads it from the adapters directory on the cache (docs/lora.md).
+        env += [{"name": "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "value": "True"},
+                {"name": "VLLM_PLUGINS", "value": "lora_filesystem_resolver"},
+                {"name": "VLLM_LORA_RESOLVER_CACHE_DIR", "value": adapter_root(model)}]
     if uses_efa(model):
         env += [
             # NCCL's collectives over EFA through the image's aws-ofi-nccl plugin; bootstrap over the pod's eth0.
@@ -118,9 +125,10 @@ def _volumes(cfg: StackConfig, model: ResolvedModel, scratch_gib: int) -> tuple[
         volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{res.shm_gib}Gi"}})
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
     if has_cache(cfg):
-        read_only = cfg.model_cache.backend == "s3"
-        volumes.append({"name": "model-cache", "persistentVolumeClaim": {"claimName": CACHE_CLAIM, "readOnly": read_only}})
-        mounts.append({"name": "model-cache", "mountPath": CACHE_MOUNT, "readOnly": read_only})
+        # Read-only for serving pods: only the prefetch Job writes the cache (the server runs offline from it), so a
+        # compromised server cannot change the weights or adapters its team's other models load.
+        volumes.append({"name": "model-cache", "persistentVolumeClaim": {"claimName": CACHE_CLAIM, "readOnly": True}})
+        mounts.append({"name": "model-cache", "mountPath": CACHE_MOUNT, "readOnly": True})
     elif model.spec.hf_token is not None:
         name, key = secret_name(model.spec.hf_token)
         volumes.append({"name": "hf-token", "secret": {"secretName": name, "items": [{"key": key, "path": key}],
@@ -281,8 +289,10 @@ def workload(cfg: StackConfig, model: ResolvedModel) -> Manifest:
     }
 
 
-def service_account(model: ResolvedModel) -> Manifest:
-    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(model.name, model.namespace, labels(model)),
+def service_account(model: ResolvedModel, role_arn: Any = None) -> Manifest:
+    """`role_arn`: the IAM role the model's pods assume (IRSA), when they read adapters from S3."""
+    annotations = {"eks.amazonaws.com/role-arn": role_arn} if role_arn is not None else None
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(model.name, model.namespace, labels(model), annotations),
             "automountServiceAccountToken": False}
 
 
@@ -383,13 +393,31 @@ def prefetch(cfg: StackConfig, model: ResolvedModel) -> Manifest | None:
     return prefetch_job(cfg, model, image(cfg), token, timeout)
 
 
-def model_manifests(cfg: StackConfig, model: ResolvedModel) -> list[Manifest]:
-    """In creation order: the workload comes after the prefetch Job (components add the dependency)."""
-    out = [service_account(model)]
+def smoke(cfg: StackConfig, model: ResolvedModel) -> Manifest | None:
+    """None when the stack turns smoke tests off, or for a model that may sit at zero replicas: its Service has no
+    endpoint then, and only a request through the ingress wakes it (docs/first-deploy.md)."""
+    if not cfg.smoke_tests or model.min_replicas == 0:
+        return None
+    key = secret_name(model.spec.api_key) if model.spec.api_key is not None else None
+    # A Deployment is awaited before the test runs; a LeaderWorkerSet is not, so the test waits for it.
+    wait = SMOKE_WAIT_AFTER_ROLLOUT if not model.multi_node else deploy_time(cfg, model).rollout_create_timeout
+    return smoke_job(model, image(cfg, model), vllm_args(cfg, model), key, wait)
+
+
+SMOKE_WAIT_AFTER_ROLLOUT = 600   # Service endpoints follow a finished rollout within seconds; ten minutes is plenty
+
+
+def model_manifests(cfg: StackConfig, model: ResolvedModel, role_arn: Any = None) -> list[Manifest]:
+    """In creation order: the workload after the prefetch Job, the smoke test after the workload (components add the
+    dependencies)."""
+    out = [service_account(model, role_arn)]
     job = prefetch(cfg, model)
     if job is not None:
         out.append(job)
     out += [workload(cfg, model), service(model)]
+    test = smoke(cfg, model)
+    if test is not None:
+        out.append(test)
     for extra in (disruption_budget(model), autoscaler(cfg, model), ingress(cfg, model)):
         if extra is not None:
             out.append(extra)

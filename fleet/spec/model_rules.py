@@ -102,9 +102,26 @@ def extra_args_leave_typed_flags_alone(ctx: ModelContext) -> Iterator[Problem]:
             yield ("extra_args", k), f"'{flag}' has a typed field — {fix} instead of extra_args"
 
 
+def adapters_come_from_a_prefetched_cache(ctx: ModelContext) -> Iterator[Problem]:
+    lora = ctx.spec.lora
+    if lora is None:
+        return
+    if lora.modules and ctx.cfg.model_cache.backend not in ("efs", "fsx-lustre"):
+        yield ("lora",), (f"LoRA adapters are prefetched into the model cache, but stack {ctx.stack}'s cache ({ctx.cfg.model_cache.backend}) "
+                          "is not filled by the stack — use an efs or fsx-lustre cache, or stage the adapters in the cache's "
+                          "adapters directory yourself and load them at runtime (`runtime_updating`)")
+    if lora.runtime_updating and ctx.cfg.model_cache.backend == "none":
+        yield ("lora", "runtime_updating"), (f"runtime adapters load from the adapters directory on the model cache, and stack "
+                                             f"{ctx.stack} has none — use an efs, fsx-lustre or s3 cache")
+    if lora.runtime_updating and ctx.spec.api_key is None:
+        yield ("lora", "runtime_updating"), ("runtime_updating lets whoever reaches the server load adapters — it needs `api_key`, which guards "
+                          "/v1/load_lora_adapter like the rest of /v1")
+
+
 RULES: tuple[Callable[[ModelContext], Iterator[Problem]], ...] = (
     secret_references_exist, autoscaling_has_a_backend, disaggregated_prefill_is_refused,
     remote_code_needs_a_pinned_revision, bitsandbytes_sets_its_own_load_format, extra_args_leave_typed_flags_alone,
+    adapters_come_from_a_prefetched_cache,
 )
 
 

@@ -278,6 +278,9 @@ class StackConfig(Strict):
     price_max_age_days: CliInt = Field(90, ge=1, alias="vllm-fleet:price_max_age_days",
                                     description="`plan` warns when a price it uses (fleet/catalog/prices.yaml) is older than this many days.")
     gateway: Gateway = Field(default_factory=Gateway, alias="vllm-fleet:gateway")  # type: ignore[arg-type]
+    smoke_tests: CliBool = Field(True, alias="vllm-fleet:smoke_tests", description="Run a smoke-test Job per model once its workload is "
+                                 "ready (`/v1/models` and one tiny completion or embedding through its Service, with its API key); "
+                                 "`pulumi up` fails when a model deploys but does not serve.")
     policy: Policy = Field(default_factory=Policy, alias="vllm-fleet:policy")  # type: ignore[arg-type]
     secrets: tuple[SecretName, ...] = Field(
         (), alias="vllm-fleet:secrets",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from fleet.spec.base import Name, Strict
 
@@ -57,16 +57,48 @@ class Autoscale(Strict):
         return self
 
 
+S3Uri = Annotated[str, StringConstraints(pattern=r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[A-Za-z0-9!_.*'()/\-]*)?$", max_length=1024)]
+
+
 class LoraModule(Strict):
-    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
-    path: HfId | Annotated[str, StringConstraints(pattern=r"^/[^\s]*$")] = Field(description="Hugging Face id (prefetched into the cache) or an absolute "
-                                                                                             "path on the cache volume.")
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")] = Field(
+        description="Adapter name clients send as `model`.")
+    path: HfId | S3Uri = Field(description="Where the adapter comes from: a Hugging Face id (pin `revision`) or an `s3://bucket/prefix`. "
+                                           "The prefetch Job copies it into the model cache (`/models/adapters/<model>/<name>`), "
+                                           "which vLLM loads it from.")
+    revision: Revision | None = Field(None, description="Hugging Face revision of the adapter; a 40-hex commit pins it.")
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _not_local(cls, value: object) -> object:
+        if isinstance(value, str) and value.startswith("/"):
+            raise ValueError(f"'{value}' is a local path nothing creates, so the server would crash-loop — declare the adapter "
+                             "by Hugging Face id (with `revision`) or s3:// URI; the stack prefetches it into the model cache")
+        return value
+
+    @model_validator(mode="after")
+    def _revision(self) -> LoraModule:
+        if self.revision is not None and self.path.startswith("s3://"):
+            raise ValueError("`revision` pins a Hugging Face adapter; an s3:// adapter is pinned by its prefix")
+        return self
 
 
 class Lora(Strict):
-    modules: list[LoraModule] = Field(min_length=1)
+    modules: list[LoraModule] = Field(default_factory=list, description="Adapters loaded at startup (`--lora-modules`).")
     max_rank: Literal[8, 16, 32, 64, 128, 256, 320, 512] = Field(16, description="`--max-lora-rank`; must cover the largest adapter.")
     max_loras: int = Field(1, ge=1, le=64, description="Adapters resident at once (`--max-loras`).")
+    runtime_updating: bool = Field(False, description="Let API clients load and unload adapters from the cache's adapters directory "
+                                                      "(vLLM's /v1/load_lora_adapter, VLLM_ALLOW_RUNTIME_LORA_UPDATING). Needs `api_key`: "
+                                                      "whoever holds it can make the server load any adapter it can read (docs/lora.md).")
+
+    @model_validator(mode="after")
+    def _some(self) -> Lora:
+        if not self.modules and not self.runtime_updating:
+            raise ValueError("lora needs `modules`, or `runtime_updating: true` to load adapters at runtime")
+        names = [m.name for m in self.modules]
+        if len(set(names)) != len(names):
+            raise ValueError("adapter names must be unique")
+        return self
 
 
 class Speculative(Strict):

@@ -76,8 +76,9 @@ class _Builder:
         self.args.append(opt.negation)
 
 
-def compile_args(spec: ModelSpec, version: str, *, shutdown_timeout: int | None = None) -> list[str]:
-    """Arguments after `vllm serve` (the model id first)."""
+def compile_args(spec: ModelSpec, version: str, *, shutdown_timeout: int | None = None, adapter_root: str | None = None) -> list[str]:
+    """Arguments after `vllm serve` (the model id first). `adapter_root`: where the prefetch put the LoRA adapters
+    (`<root>/<name>`); without it an adapter is named by its source, which is enough to check the flags."""
     flags = table(version)
     b = _Builder(flags, [spec.model])
     profile = PROFILES[spec.profile or "balanced"]
@@ -110,7 +111,9 @@ def compile_args(spec: ModelSpec, version: str, *, shutdown_timeout: int | None 
         b.value("--convert", spec.convert)
     if spec.lora is not None:
         b.switch("--enable-lora", True)
-        b.value("--lora-modules", [f"{m.name}={m.path}" for m in spec.lora.modules])
+        if spec.lora.modules:
+            b.value("--lora-modules", [f"{m.name}={adapter_root}/{m.name}" if adapter_root else f"{m.name}={m.path}"
+                                       for m in spec.lora.modules])
         if spec.lora.max_rank != 16:
             b.value("--max-lora-rank", spec.lora.max_rank)
         if spec.lora.max_loras != 1:

@@ -157,3 +157,20 @@ def revision(props: Any, report: Any, args: Any) -> None:
         rev = flag_value(vargs, "--revision")
         if not rev or not COMMIT.match(rev):
             report(f"{path}: model revision {rev or 'unset'} is not a commit")
+
+
+TRUE_WORDS = ("1", "true")
+
+
+@rule("F10", "kubernetes-vllm-runtime-lora-behind-api-key", "Runtime LoRA loading (VLLM_ALLOW_RUNTIME_LORA_UPDATING) only "
+      "behind an API key from a Secret.", level="mandatory", severity="high",
+      remediation="Set `api_key: {secret: <name>}` on the model, or drop `lora.runtime_updating`.",
+      sources=("vLLM LoRA docs: runtime adapter loading",), kinds=POD_KINDS)
+def runtime_lora(props: Any, report: Any, args: Any) -> None:
+    for path, c, _ in _vllm_containers(args, props):
+        env = env_map(c)
+        updating = str((env.get("VLLM_ALLOW_RUNTIME_LORA_UPDATING") or {}).get("value", "")).strip().lower() in TRUE_WORDS
+        keyed = bool(((env.get("VLLM_API_KEY") or {}).get("valueFrom") or {}).get("secretKeyRef"))
+        if updating and not keyed:
+            report(f"{path}: runtime LoRA loading is on without an API key from a Secret: anyone who reaches the server "
+                   "can make it load adapters")

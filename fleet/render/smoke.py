@@ -1,0 +1,108 @@
+"""The smoke test of a model: a Job that runs once its workload is ready and proves the model serves, through its
+Service, with its API key: `/v1/models` lists the served name, and one tiny completion (or embedding, for a pooling
+model) answers. pulumi-kubernetes awaits the Job, so `pulumi up` fails when a model deploys but does not serve.
+
+The Job is named after what it tests (model, revision, arguments, image): a change to any of them is a new Job,
+which runs again; an unchanged model keeps its completed Job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from fleet.labels import FOR_MODEL_LABEL, MANAGED_BY, NONROOT_UID, ROLE_LABEL, TEAM_LABEL, VLLM_PORT
+from fleet.render import Manifest, meta
+from fleet.spec.resolved import ResolvedModel
+
+SMOKE_ROLE = "smoke"
+PROBE_TIMEOUT_SECONDS = 120
+
+# Python's standard library only: the vLLM image has no curl guarantee, it has python3.
+SCRIPT = """\
+import json, os, sys, time, urllib.error, urllib.request
+base, name, probe = os.environ["MODEL_URL"], os.environ["SERVED_MODEL"], os.environ["PROBE"]
+deadline = time.time() + float(os.environ["WAIT_SECONDS"])
+headers = {"Content-Type": "application/json"}
+if os.environ.get("VLLM_API_KEY"):
+    headers["Authorization"] = "Bearer " + os.environ["VLLM_API_KEY"]
+def call(path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    with urllib.request.urlopen(urllib.request.Request(base + path, data=data, headers=headers), timeout=int(os.environ["TIMEOUT"])) as r:
+        text = r.read()
+        return json.loads(text) if text else None
+while True:
+    try:
+        call("/health")
+        break
+    except (urllib.error.URLError, OSError) as exc:
+        if time.time() > deadline:
+            sys.exit(f"{base}/health did not answer before the deadline: {exc}")
+        time.sleep(10)
+served = [m.get("id") for m in (call("/v1/models") or {}).get("data", [])]
+if name not in served:
+    sys.exit(f"/v1/models serves {served}, not {name!r}")
+if probe == "embeddings":
+    out = call("/v1/embeddings", {"model": name, "input": "vllm-fleet smoke test"})
+    ok = bool(out and out.get("data") and out["data"][0].get("embedding"))
+else:
+    out = call("/v1/completions", {"model": name, "prompt": "Hello", "max_tokens": 1, "temperature": 0})
+    ok = bool(out and out.get("choices"))
+if not ok:
+    sys.exit(f"/v1/{probe} answered without a result: {json.dumps(out)[:300]}")
+print(f"{name}: /v1/models and /v1/{probe} answered")
+"""
+
+
+def smoke_pod_labels(model: ResolvedModel) -> dict[str, str]:
+    """Not a serving pod: the model's selectors never match it; the team's network policy lets it reach them."""
+    return {**MANAGED_BY, TEAM_LABEL: model.team, ROLE_LABEL: SMOKE_ROLE, FOR_MODEL_LABEL: model.name}
+
+
+def served_name(model: ResolvedModel) -> str:
+    return model.spec.served_model_name[0] if model.spec.served_model_name else model.spec.model
+
+
+def smoke_job(model: ResolvedModel, image: str, args: list[str], api_key: tuple[str, str] | None, wait_seconds: int) -> Manifest:
+    """`wait_seconds`: how long the test waits for /health (the workload's rollout when the provider does not await
+    it, a LeaderWorkerSet's); the Job's deadline adds the probe time."""
+    identity = json.dumps([model.spec.model, model.spec.revision, args, image], sort_keys=True)
+    name = f"{model.name}-smoke-{hashlib.sha256(identity.encode()).hexdigest()[:8]}"
+    env: list[dict[str, Any]] = [
+        {"name": "MODEL_URL", "value": f"http://{model.name}.{model.namespace}.svc:{VLLM_PORT}"},
+        {"name": "SERVED_MODEL", "value": served_name(model)},
+        {"name": "PROBE", "value": "embeddings" if model.spec.runner == "pooling" else "completions"},
+        {"name": "WAIT_SECONDS", "value": str(wait_seconds)},
+        {"name": "TIMEOUT", "value": str(PROBE_TIMEOUT_SECONDS)},
+    ]
+    if api_key is not None:
+        secret, key = api_key
+        env.append({"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
+    labels = smoke_pod_labels(model)
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": meta(name, model.namespace, labels),
+        "spec": {
+            "backoffLimit": 2,
+            "activeDeadlineSeconds": wait_seconds + 3 * PROBE_TIMEOUT_SECONDS + 60,
+            "template": {"metadata": {"labels": labels}, "spec": {
+                "restartPolicy": "Never",
+                "serviceAccountName": model.name,
+                "automountServiceAccountToken": False,
+                "enableServiceLinks": False,
+                "securityContext": {"runAsNonRoot": True, "runAsUser": NONROOT_UID, "runAsGroup": NONROOT_UID,
+                                    "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [{
+                    "name": "smoke",
+                    "image": image,
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["python3", "-c", SCRIPT],
+                    "env": env,
+                    "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
+                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                                        "runAsNonRoot": True, "runAsUser": NONROOT_UID, "readOnlyRootFilesystem": True},
+                }],
+            }},
+        },
+    }
