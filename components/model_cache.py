@@ -131,7 +131,10 @@ class FsxLustreModelCache(ModelCache):
             tags={**args.tags, "Name": f"{args.cluster_name}-model-cache"}, opts=self.stateful)
         if cache.fsx_import_path:
             aws.fsx.DataRepositoryAssociation(f"{name}-fsx-s3", file_system_id=self.file_system.id, data_repository_path=cache.fsx_import_path,
-                                              file_system_path="/s3", batch_import_meta_data_on_create=True, opts=self.child)
+                                              file_system_path="/s3", batch_import_meta_data_on_create=True,
+                                              # explicit: deleting the association must never delete the cached files
+                                              # (`vllm-fleet guard` blocks a preview that would)
+                                              delete_data_in_filesystem=False, opts=self.child)
         # Every team gets its own directory, mounted as the root of its volume: no team sees another's weights.
         root = {"file_system_id": self.file_system.id, "dns_name": self.file_system.dns_name, "root_mount_name": self.file_system.mount_name}
         namespace = str(gpu_system_namespace()["metadata"]["name"])

@@ -5,10 +5,51 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
 EXIT_OK, EXIT_FINDINGS, EXIT_CONFIG = 0, 1, 2
+# `size` choices: what the fit check has bytes for (fleet/sizing.py), kept here so that --help loads no catalog.
+DTYPES = ("auto", "bfloat16", "float16", "half", "float", "float32")
+QUANTIZATIONS = ("fp8", "modelopt", "compressed-tensors", "awq", "awq_marlin", "gptq", "gptq_marlin", "bitsandbytes", "mxfp4")
+KV_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a positive number")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"{text} must be in (0, 1]")
+    return value
+
+
+def kubernetes_version(text: str) -> str:
+    from fleet.offline.manifest_schema import supported_versions
+
+    versions = supported_versions()
+    if text not in versions:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a Kubernetes version with bundled schemas ({versions[0]}–{versions[-1]})")
+    return text
 
 
 def find_root(start: Path) -> Path:
@@ -49,24 +90,24 @@ def _parser() -> argparse.ArgumentParser:
     src = sz.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="Hugging Face id from fleet/catalog/models.yaml")
     src.add_argument("--config-json", type=Path, help="a model's config.json")
-    src.add_argument("--params-b", type=float, help="parameters in billions (with --layers --kv-heads --head-dim)")
-    sz.add_argument("--layers", type=int)
-    sz.add_argument("--kv-heads", type=int)
-    sz.add_argument("--head-dim", type=int)
-    sz.add_argument("--hidden-size", type=int)
-    sz.add_argument("--vocab-size", type=int)
+    src.add_argument("--params-b", type=positive_float, help="parameters in billions (with --layers --kv-heads --head-dim)")
+    sz.add_argument("--layers", type=positive_int)
+    sz.add_argument("--kv-heads", type=positive_int)
+    sz.add_argument("--head-dim", type=positive_int)
+    sz.add_argument("--hidden-size", type=positive_int)
+    sz.add_argument("--vocab-size", type=positive_int)
     gpu = sz.add_mutually_exclusive_group(required=True)
     gpu.add_argument("--gpu", help="GPU model (H100, L40S, A100-40GB...) or instance type (p5.48xlarge) from the catalog")
-    gpu.add_argument("--gpu-memory-gib", type=float, help="usable memory per GPU in GiB")
-    sz.add_argument("--tp", type=int, default=1, help="tensor parallel size (default 1)")
-    sz.add_argument("--pp", type=int, default=1, help="pipeline parallel size (default 1)")
-    sz.add_argument("--max-model-len", type=int, help="default: the model's context")
-    sz.add_argument("--gpu-memory-utilization", type=float, default=0.9)
-    sz.add_argument("--dtype", default="auto")
-    sz.add_argument("--quantization", default=None)
-    sz.add_argument("--kv-cache-dtype", default="auto")
-    sz.add_argument("--max-num-batched-tokens", type=int)
-    sz.add_argument("--max-num-seqs", type=int)
+    gpu.add_argument("--gpu-memory-gib", type=positive_float, help="usable memory per GPU in GiB")
+    sz.add_argument("--tp", type=positive_int, default=1, help="tensor parallel size (default 1)")
+    sz.add_argument("--pp", type=positive_int, default=1, help="pipeline parallel size (default 1)")
+    sz.add_argument("--max-model-len", type=positive_int, help="default: the model's context")
+    sz.add_argument("--gpu-memory-utilization", type=fraction, default=0.9, help="in (0, 1] (default 0.9)")
+    sz.add_argument("--dtype", default="auto", choices=DTYPES)
+    sz.add_argument("--quantization", default=None, choices=QUANTIZATIONS)
+    sz.add_argument("--kv-cache-dtype", default="auto", choices=KV_DTYPES)
+    sz.add_argument("--max-num-batched-tokens", type=positive_int)
+    sz.add_argument("--max-num-seqs", type=positive_int)
     sz.add_argument("--json", action="store_true", help="print JSON (weights_gib_per_gpu, kv_cache_gib, kv_cache_tokens, "
                                                        "max_concurrency, fits, reason, fixes, ...)")
 
@@ -75,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
                                      "output) against the policy pack at its catalogue levels and the upstream schemas.")
     chk.add_argument("files", nargs="+", type=Path, metavar="FILE")
     chk.add_argument("--format", choices=("table", "json"), default="table")
-    chk.add_argument("--kubernetes-version", default="1.33", help="schema version for validation (default 1.33)")
+    chk.add_argument("--kubernetes-version", type=kubernetes_version, default="1.33", help="schema version for validation (default 1.33)")
 
     gd = sub.add_parser("guard", help="fail when `pulumi preview --json` would delete or replace a protected or stateful "
                                       "resource (file system, bucket, PV, PVC, StorageClass, namespace with a claim)")
@@ -115,7 +156,11 @@ def cmd_plan(args: argparse.Namespace, root: Path) -> int:
         return _config_error(exc)
     doc = plan.document()
     if args.out is not None:
-        write_outputs(plan, args.out, doc.to_json())
+        try:
+            write_outputs(plan, args.out, doc.to_json())
+        except OSError as exc:
+            print(f"--out {args.out}: cannot write the manifests there ({exc.strerror or exc}) — give a directory", file=sys.stderr)
+            return EXIT_CONFIG
     if args.format == "json":
         print(json.dumps(doc.to_json(), indent=2, sort_keys=True))
     elif args.format == "markdown":
@@ -152,16 +197,20 @@ def cmd_size(args: argparse.Namespace, root: Path) -> int:
     elif args.config_json:
         try:
             arch = arch_from_config_json(args.config_json, str(args.config_json))
-        except (OSError, ValueError, KeyError) as exc:
-            print(f"--config-json {args.config_json}: cannot read it ({exc})", file=sys.stderr)
+        except ValueError as exc:
+            print(f"--config-json: {exc}", file=sys.stderr)
             return EXIT_CONFIG
     else:
         missing = [f"--{n.replace('_', '-')}" for n in ("layers", "kv_heads", "head_dim") if getattr(args, n) is None]
         if missing:
             print(f"--params-b needs {', '.join(missing)}", file=sys.stderr)
             return EXIT_CONFIG
-        arch = Arch(id=f"{args.params_b}B", params_b=args.params_b, layers=args.layers, kv_heads=args.kv_heads,
-                    head_dim=args.head_dim, hidden_size=args.hidden_size, vocab_size=args.vocab_size)
+        try:
+            arch = Arch(id=f"{args.params_b}B", params_b=args.params_b, layers=args.layers, kv_heads=args.kv_heads,
+                        head_dim=args.head_dim, hidden_size=args.hidden_size, vocab_size=args.vocab_size)
+        except ValueError as exc:
+            print(f"size: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     gpus_per_node, gpu_model = 8, None
     if args.gpu:
         catalog = gpu_instance_types()
@@ -173,11 +222,15 @@ def cmd_size(args: argparse.Namespace, root: Path) -> int:
         memory, gpus_per_node, gpu_model = inst.gpu_usable_memory_gib, inst.gpus, inst.gpu_model
     else:
         memory = args.gpu_memory_gib
-    result = size(arch, Settings(
-        gpu_memory_gib=memory, gpus_per_node=gpus_per_node, tensor_parallel_size=args.tp, pipeline_parallel_size=args.pp,
-        max_model_len=args.max_model_len, gpu_memory_utilization=args.gpu_memory_utilization, dtype=args.dtype,
-        quantization=args.quantization, kv_cache_dtype=args.kv_cache_dtype,
-        max_num_batched_tokens=args.max_num_batched_tokens, max_num_seqs=args.max_num_seqs, gpu_model=gpu_model))
+    try:
+        result = size(arch, Settings(
+            gpu_memory_gib=memory, gpus_per_node=gpus_per_node, tensor_parallel_size=args.tp, pipeline_parallel_size=args.pp,
+            max_model_len=args.max_model_len, gpu_memory_utilization=args.gpu_memory_utilization, dtype=args.dtype,
+            quantization=args.quantization, kv_cache_dtype=args.kv_cache_dtype,
+            max_num_batched_tokens=args.max_num_batched_tokens, max_num_seqs=args.max_num_seqs, gpu_model=gpu_model))
+    except ValueError as exc:
+        print(f"size: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
     else:
@@ -252,7 +305,11 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"plan": cmd_plan, "validate": cmd_validate, "size": cmd_size, "check": cmd_check,
                 "policy-config": cmd_policy_config, "guard": cmd_guard, "codeowners": cmd_codeowners,
                 "schema": cmd_schema}
-    return handlers[args.command](args, root)
+    try:
+        return handlers[args.command](args, root)
+    except RecursionError:
+        print(f"vllm-fleet {args.command}: an input nests too deeply to read — flatten it", file=sys.stderr)
+        return EXIT_CONFIG
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def checkpoint_gib(model: ResolvedModel) -> float:
     """The checkpoint as downloaded: every parameter at the dtype it is stored in."""
     if model.arch is None:
         return UNKNOWN_CHECKPOINT_GIB
-    return weights_gib_per_gpu(model.arch, Settings(gpu_memory_gib=0.0))
+    return weights_gib_per_gpu(model.arch, Settings(gpu_memory_gib=1.0))  # one GPU; the weights do not depend on its memory
 
 
 def pod_read_gib(model: ResolvedModel) -> float:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet.catalog import CATALOG_DIR, InstanceType, gpu_instance_types
-from fleet.yamlsrc import safe_load
+from fleet.yamlsrc import CONFIG_MAX_BYTES, InputError, read_input, safe_load
 
 BLOCK = 16
 GIB = 2**30
@@ -75,6 +75,17 @@ class Arch:
     qk_rope_head_dim: int | None = None
     source: str = ""
 
+    def __post_init__(self) -> None:
+        if isinstance(self.params_b, bool) or not isinstance(self.params_b, (int, float)) or not math.isfinite(self.params_b) \
+                or self.params_b <= 0:
+            raise ValueError(f"parameters (billions) must be a positive number, got {self.params_b!r}")
+        for name in ("layers", "kv_heads", "head_dim", "hidden_size", "intermediate_size", "vocab_size", "max_context"):
+            value = getattr(self, name)
+            if value is None and name not in ("layers", "kv_heads", "head_dim"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name.replace('_', ' ')} must be a positive whole number, got {value!r}")
+
     @property
     def embedding_params_b(self) -> float:
         if not self.hidden_size or not self.vocab_size:
@@ -91,9 +102,31 @@ def model_catalog() -> dict[str, Arch]:
 
 
 def arch_from_config_json(path: str | Path, model_id: str = "config.json") -> Arch:
-    """Read the sizing facts from a Hugging Face config.json (text config of multimodal models)."""
-    cfg: dict[str, Any] = json.loads(Path(path).read_text())
+    """Read the sizing facts from a Hugging Face config.json (text config of multimodal models). ValueError names
+    what is missing or wrong."""
+    try:
+        cfg = json.loads(read_input(path, max_bytes=CONFIG_MAX_BYTES))
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("text_config", cfg), dict):
+        raise ValueError(f"{path}: expected a JSON object (a model's config.json)")
+    try:
+        return _arch_from_config(cfg, path, model_id)
+    except KeyError as exc:
+        raise ValueError(f"{path}: {exc.args[0]} is missing — is it a model's config.json?") from None
+    except (TypeError, ZeroDivisionError, OverflowError, ValueError):
+        raise ValueError(f"{path}: num_attention_heads, hidden_size, num_hidden_layers and num_key_value_heads must be "
+                         "positive whole numbers") from None
+
+
+def _arch_from_config(cfg: dict[str, Any], path: str | Path, model_id: str) -> Arch:
     text = cfg.get("text_config", cfg)
+    for key in ("num_attention_heads", "hidden_size", "num_hidden_layers"):
+        value = text[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(key)
     heads = text["num_attention_heads"]
     hidden = text["hidden_size"]
     layers = text["num_hidden_layers"]
@@ -130,6 +163,32 @@ class Settings:
     enforce_eager: bool = False
     gpu_model: str | None = None          # vLLM picks smaller batch defaults on A100 whatever its memory
     engine_profile: str = "current"       # a key of SAMPLER_BYTES_PER_LOGIT (see there)
+
+    def __post_init__(self) -> None:
+        """Nonsense is refused, never sized: a ValueError that names the setting and what it accepts."""
+        def positive(name: str, value: float | None, *, optional: bool = False, whole: bool = True) -> None:
+            if value is None and optional:
+                return
+            if value is None or isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value <= 0 or (whole and value != int(value)):
+                raise ValueError(f"{name} must be a positive {'whole ' if whole else ''}number, got {value!r}")
+
+        positive("gpu memory (GiB)", self.gpu_memory_gib, whole=False)
+        positive("gpus per node", self.gpus_per_node)
+        positive("tensor parallel size", self.tensor_parallel_size)
+        positive("pipeline parallel size", self.pipeline_parallel_size)
+        positive("max model len", self.max_model_len, optional=True)
+        positive("max num batched tokens", self.max_num_batched_tokens, optional=True)
+        positive("max num seqs", self.max_num_seqs, optional=True)
+        u = self.gpu_memory_utilization
+        if isinstance(u, bool) or not isinstance(u, (int, float)) or not math.isfinite(u) or not 0 < u <= 1:
+            raise ValueError(f"gpu memory utilization must be in (0, 1], got {u!r}")
+        if self.dtype not in DTYPE_BYTES:
+            raise ValueError(f"dtype {self.dtype!r} is not one of {', '.join(DTYPE_BYTES)}")
+        if self.quantization is not None and self.quantization not in QUANT_BYTES:
+            raise ValueError(f"quantization {self.quantization!r} is not one the fit check knows ({', '.join(QUANT_BYTES)})")
+        if self.kv_cache_dtype not in KV_BYTES:
+            raise ValueError(f"kv cache dtype {self.kv_cache_dtype!r} is not one of {', '.join(KV_BYTES)}")
 
 
 @dataclass

@@ -1,8 +1,21 @@
-"""YAML loading that remembers the line of every key and item, and refuses duplicate keys."""
+"""Reading untrusted input files, and YAML loading that remembers the line of every key and item and refuses
+duplicate keys.
+
+Team files come from pull requests (forks included) and `check`/`guard` read whatever they are pointed at, so every
+reader goes through `read_input` (regular files only, a size limit, symlinks kept inside the repository for config)
+and YAML through `yaml_limits` (nesting depth, alias count and expansion, self-referencing aliases), checked on the
+parser's event stream before anything recursive sees the document: a billion-laughs file, 100,000 nested brackets or
+`/dev/zero` fail in milliseconds with a message, never a hang, a RecursionError or a crash of the C parser.
+"""
 
 from __future__ import annotations
 
+import math
+import os
+import stat
 from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path as FsPath
 from typing import Any
 
 import yaml
@@ -21,6 +34,132 @@ SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoade
 def safe_load(stream: Any) -> Any:
     """`yaml.safe_load` with SAFE_LOADER, for the bundled catalogs."""
     return yaml.load(stream, Loader=SAFE_LOADER)
+
+
+CONFIG_MAX_BYTES = 1 << 20          # a stack or team file: 1 MiB is ~100x the largest sane one
+DOCUMENT_MAX_BYTES = 64 << 20       # manifests (`helm template` of a large chart) and preview JSON
+MAX_DEPTH = 100                     # Kubernetes objects nest ~20 deep
+MAX_ALIASES = 10_000
+MAX_EXPANDED_NODES = 2_000_000      # nodes after aliases are expanded (a billion-laughs file expands to 10^9)
+
+
+class InputError(Exception):
+    """An input file that cannot be read safely; the message names the file and the fix."""
+
+
+def read_input(path: str | FsPath, *, max_bytes: int, inside: FsPath | None = None, display: str | None = None) -> str:
+    """The text of a regular file of at most `max_bytes` bytes, UTF-8. `inside`: the file (symlinks resolved) must
+    lie under this directory (config files come from the repository)."""
+    name = display or str(path)
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise InputError(f"{name}: cannot read file: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        what = "a directory" if stat.S_ISDIR(info.st_mode) else "a device or pipe, not a regular file"
+        raise InputError(f"{name}: is {what} — give the path of a file")
+    if inside is not None:
+        real, root = FsPath(os.path.realpath(path)), FsPath(os.path.realpath(inside))
+        if real != root and root not in real.parents:
+            raise InputError(f"{name}: is a symlink to {real}, outside the repository {root} — config files must live in "
+                             "the repository (copy the file in instead of linking it)")
+    if info.st_size > max_bytes:
+        raise InputError(f"{name}: is {info.st_size:,} bytes, over the limit of {max_bytes:,} — is it the right file?")
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise InputError(f"{name}: cannot read file: {exc.strerror}") from None
+    if len(data) > max_bytes:
+        raise InputError(f"{name}: is over the limit of {max_bytes:,} bytes — is it the right file?")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{name}: not UTF-8 text (byte {exc.start}) — save the file as UTF-8") from None
+
+
+def yaml_limits(text: str, file: str) -> tuple[int, str] | None:
+    """(line, problem) when the YAML nests deeper than MAX_DEPTH, uses more than MAX_ALIASES aliases, an alias that
+    refers to its own node, or expands beyond MAX_EXPANDED_NODES; None when it is within the limits (or not valid
+    YAML at all, which the loader reports with its own message)."""
+    depth = aliases = 0
+    try:
+        for event in yaml.parse(text, Loader=SAFE_LOADER):
+            if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    return _line(event), f"nests deeper than {MAX_DEPTH} levels — flatten the document"
+            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                depth -= 1
+            elif isinstance(event, yaml.AliasEvent):
+                aliases += 1
+                if aliases > MAX_ALIASES:
+                    return _line(event), f"uses more than {MAX_ALIASES:,} aliases — write the values out"
+        if not aliases:
+            return None
+        for doc in yaml.compose_all(text, Loader=SAFE_LOADER):
+            problem = _expansion(doc) if doc is not None else None
+            if problem is not None:
+                return problem
+    except yaml.YAMLError:
+        return None
+    return None
+
+
+def _line(event: yaml.Event) -> int:
+    return event.start_mark.line + 1 if event.start_mark is not None else 1
+
+
+def _expansion(root: Node) -> tuple[int, str] | None:
+    """Nodes the document holds once every alias is expanded, counted without expanding (each shared node once, times
+    its uses); a node that contains itself is reported."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise _Cycle(node)
+        active.add(key)
+        total = 1
+        if isinstance(node, SequenceNode):
+            total += sum(size(item) for item in node.value)
+        elif isinstance(node, MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        active.discard(key)
+        sizes[key] = min(total, MAX_EXPANDED_NODES + 1)
+        return sizes[key]
+
+    try:
+        if size(root) > MAX_EXPANDED_NODES:
+            return root.start_mark.line + 1, (f"expands to more than {MAX_EXPANDED_NODES:,} values through its aliases (an alias "
+                                              "bomb?) — write the values out")
+    except _Cycle as cycle:
+        return cycle.node.start_mark.line + 1, "an alias refers to the node that contains it (a self-referencing alias) — remove it"
+    return None
+
+
+class _Cycle(Exception):
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+
+def plain_data(value: Any) -> Any:
+    """YAML data as JSON data (what the engine and kubectl send): dates as their ISO text, keys as strings, NaN and
+    infinities as text."""
+    if isinstance(value, dict):
+        return {str(k): plain_data(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain_data(v) for v in value]
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
 
 
 @dataclass
@@ -72,6 +211,10 @@ def _build(node: Node, path: Path, out: Located, issues: list[ConfigIssue], ctor
 def load_text(text: str, file: str) -> tuple[Located, list[ConfigIssue]]:
     located = Located(file=file, data=None)
     issues: list[ConfigIssue] = []
+    limit = yaml_limits(text, file)
+    if limit is not None:
+        line, problem = limit
+        return located, [ConfigIssue(file, line, "", problem)]
     try:
         try:
             docs = list(yaml.compose_all(text, Loader=SAFE_LOADER))
@@ -100,13 +243,12 @@ def load_text(text: str, file: str) -> tuple[Located, list[ConfigIssue]]:
     return located, issues
 
 
-def load_file(path: str, display: str | None = None) -> tuple[Located, list[ConfigIssue]]:
+def load_file(path: str, display: str | None = None, inside: FsPath | None = None) -> tuple[Located, list[ConfigIssue]]:
+    """A config file (stack or team) of the repository `inside`: a regular file within the size limit, then YAML
+    within the limits."""
     name = display or path
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except OSError as exc:
-        return Located(file=name, data=None), [ConfigIssue(name, 0, "", f"cannot read file: {exc.strerror}")]
-    except UnicodeDecodeError:
-        return Located(file=name, data=None), [ConfigIssue(name, 0, "", "not UTF-8 text — save the file as UTF-8")]
+        text = read_input(path, max_bytes=CONFIG_MAX_BYTES, inside=inside, display=name)
+    except InputError as exc:
+        return Located(file=name, data=None), [ConfigIssue(name, 0, "", str(exc).removeprefix(f"{name}: "))]
     return load_text(text, name)

@@ -3,7 +3,6 @@ vLLM servers and their arguments. Rules judge resources (what reaches the engine
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +20,10 @@ from pulumi_policy.proxy import UnknownValueError
 
 from fleet.kinds import AUTOSCALER_TYPES, POD_TYPES
 from fleet.labels import GPU_SYSTEM_NAMESPACE
+from fleet.quantity import quantity, whole
+from policies.commands import flag_value, has_flag, server_args
+
+__all__ = ["flag_value", "has_flag"]   # re-exported for the rules
 
 EXEMPT_ANNOTATION = "vllm-fleet.io/exempt-"        # + rule id (lower case), value: the reason
 SYSTEM_NAMESPACES = frozenset({GPU_SYSTEM_NAMESPACE})  # GPU system DaemonSets (device plugin, DCGM)
@@ -68,6 +71,18 @@ def namespace_of(props: Any) -> str | None:
     return md.get("namespace") if isinstance(md, Mapping) else None
 
 
+def judge(fn: Callable[..., Any], props: Any, report: ReportViolation, args: Any) -> None:
+    """Run one rule; a resource it cannot read (a field of the wrong type, a number that is not one) fails closed: a
+    finding that says so, never a crash that would take every other rule down with it."""
+    try:
+        fn(props, report, args)
+    except UnknownValueError:
+        raise  # the engine's preview unknowns: pulumi_policy skips the rule for this resource
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+        report(f"cannot judge this resource: a field has an unexpected shape ({type(exc).__name__}: {exc}) — fix the "
+               "manifest so that it matches the Kubernetes schema", None)
+
+
 def rule(rule_id: str, name: str, description: str, *, level: str, severity: str, remediation: str,
          sources: tuple[str, ...], kinds: tuple[str, ...] = (), system_exempt: bool = False
          ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -91,7 +106,7 @@ def rule(rule_id: str, name: str, description: str, *, level: str, severity: str
                 return
             if config.get("exempt_namespaces") and namespace in set(config["exempt_namespaces"]):
                 return
-            fn(props, report_violation, args)
+            judge(fn, props, report_violation, args)
 
         r = Rule(rule_id, name, description, level, severity, remediation, sources, kinds, validate, system_exempt=system_exempt)
         r.policy = ResourceValidationPolicy(
@@ -110,7 +125,7 @@ def stack_rule(rule_id: str, name: str, description: str, *, level: str, severit
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-            fn(args.resources, report_violation, args)
+            judge(fn, args.resources, report_violation, args)
 
         r = Rule(rule_id, name, description, level, severity, remediation, sources, (), validate, stack=True)
         r.policy = StackValidationPolicy(
@@ -159,51 +174,29 @@ def containers(pod: PodView, init: bool = True) -> Iterator[tuple[str, Mapping[s
             yield f"{pod.path}.{key}[{i}]", c
 
 
+# Extended resources that put an accelerator in the pod (MIG slices and time-sliced GPUs included).
+GPU_RESOURCES = frozenset({"nvidia.com/gpu", "nvidia.com/gpu.shared", "amd.com/gpu", "gpu.intel.com/i915", "gpu.intel.com/xe",
+                           "habana.ai/gaudi"})
+
+
+def is_gpu_resource(name: str) -> bool:
+    return name in GPU_RESOURCES or name.startswith("nvidia.com/mig-")
+
+
 def gpu_limit(container: Mapping[str, Any]) -> int:
-    limits = (container.get("resources") or {}).get("limits") or {}
-    try:
-        return int(str(limits.get("nvidia.com/gpu", 0)))
-    except ValueError:
-        return 0
+    """GPUs of any vendor the container gets (its limits; its requests when it sets only those)."""
+    res = container.get("resources") or {}
+    amounts = res.get("limits") or res.get("requests") or {}
+    return sum(int(quantity(v) or 0) for k, v in amounts.items() if is_gpu_resource(str(k)))
 
 
 def pod_gpus(pod: PodView) -> int:
     return sum(gpu_limit(c) for _, c in containers(pod, init=False))
 
 
-def argv(container: Mapping[str, Any]) -> list[str]:
-    """The container's command line, with `sh -c` scripts split into words."""
-    words = [str(w) for w in [*(container.get("command") or []), *(container.get("args") or [])]]
-    if len(words) >= 2 and words[0].endswith("sh") and words[1] == "-c":
-        try:
-            return shlex.split(" ".join(words[2:]))
-        except ValueError:
-            return words
-    return words
-
-
 def vllm_serve_args(container: Mapping[str, Any]) -> list[str] | None:
-    """Arguments after `vllm serve` (the model first), or None when the container does not run vLLM's server."""
-    words = argv(container)
-    for i in range(len(words) - 1):
-        if words[i].endswith("vllm") and words[i + 1] == "serve":
-            return words[i + 2:]
-    image = str(container.get("image", ""))
-    if "vllm-openai" in image and not container.get("command"):
-        return [str(a) for a in container.get("args") or []]  # the image's entrypoint is the server
-    return None
-
-
-def flag_value(args: list[str], *flags: str) -> str | None:
-    for i, a in enumerate(args):
-        name, eq, value = a.partition("=")
-        if name in flags:
-            return value if eq else (args[i + 1] if i + 1 < len(args) else "")
-    return None
-
-
-def has_flag(args: list[str], *flags: str) -> bool:
-    return any(a.partition("=")[0] in flags for a in args)
+    """Arguments of vLLM's OpenAI server however the container starts it (policies.commands), or None."""
+    return server_args(container)
 
 
 @dataclass(frozen=True)
@@ -223,10 +216,10 @@ def autoscaled_workloads(resources: Sequence[Any]) -> dict[tuple[Any, Any, Any],
         spec = r.props.get("spec") or {}
         target = spec.get("scaleTargetRef") or {}
         md = r.props.get("metadata") or {}
-        low = spec.get("minReplicas", spec.get("minReplicaCount", 1))
+        low = whole(spec.get("minReplicas", spec.get("minReplicaCount")), 1)
         high = spec.get("maxReplicas", spec.get("maxReplicaCount"))
         out[(md.get("namespace"), target.get("kind", "Deployment"), target.get("name"))] = ScaleTarget(
-            r.urn, str(r.props.get("kind")), int(low) if low is not None else 1, int(high) if high is not None else None)
+            r.urn, str(r.props.get("kind")), low, whole(high, 0) if high is not None else None)
     return out
 
 

@@ -153,7 +153,8 @@ POD_CASES: dict[str, list[tuple[Mutation, str, set[str]]]] = {
                        set_arg(p, "--tensor-parallel-size", "2")),
             "{p}.containers[0] has no Memory emptyDir at /dev/shm", set())],
     "E8": [(lambda p: env(p, "NVIDIA_VISIBLE_DEVICES", "all"), "{p}.containers[0].env sets NVIDIA_VISIBLE_DEVICES", set())],
-    "E9": [(lambda p: container(p)["resources"]["limits"].update({"nvidia.com/gpu.shared": "1"}),
+    "E9": [(lambda p: [container(p)["resources"][k].update({"nvidia.com/gpu.shared": container(p)["resources"][k].pop("nvidia.com/gpu")})
+                       for k in ("requests", "limits")],
             "{p}.containers[0] runs vLLM on time-sliced nvidia.com/gpu.shared", set())],
     "E11": [(lambda p: (container(p)["args"].__setitem__(0, "meta-llama/Llama-3.1-70B-Instruct"),
                         p["nodeSelector"].update({"vllm-fleet.io/gpu-memory-gib": "24"})),
@@ -387,9 +388,13 @@ def other_cases(prod: dict[str, Captured]) -> list[Case]:
                                                                                                           labels={"vllm-fleet.io/pool": "l4"})), "ng"),
                                          deployment, QUOTA],
              {("E10", "Deployment team-search/m runs one replica on spot GPUs")}, {"B6", "B9", "E13"}),
-        Case("F5 public service", [r("kubernetes:core/v1:Service", {"metadata": {"name": "m", "namespace": "t"}, "spec": {
-            "type": "LoadBalancer", "selector": {"app.kubernetes.io/name": "vllm"}, "ports": [{"port": 8000}]}}, "svc")],
-             {("F5", "Service type LoadBalancer exposes vLLM directly")}),
+        # the Service is found by its selector matching the vLLM pods, whatever their labels say
+        Case("F5 public service", [deployment, QUOTA, r("kubernetes:core/v1:Service", {"metadata": {"name": "m", "namespace": "team-search"},
+             "spec": {"type": "LoadBalancer", "selector": {"vllm-fleet.io/team": "search"}, "ports": [{"port": 8000}]}}, "svc")],
+             {("F5", "Service team-search/m of type LoadBalancer exposes vLLM (Deployment/team-search/m) directly")}),
+        Case("F5 public service of other pods", [deployment, QUOTA, r("kubernetes:core/v1:Service", {
+             "metadata": {"name": "web", "namespace": "team-search"},
+             "spec": {"type": "LoadBalancer", "selector": {"app": "vllm-dashboard"}, "ports": [{"port": 80}]}}, "svc")], set()),
         Case("F5 ingress without TLS", [r("kubernetes:networking.k8s.io/v1:Ingress", {"metadata": {"name": "m", "namespace": "t"},
                                                                                      "spec": {"rules": [{"host": "m.example.com"}]}}, "ing")],
              {("F5", "Ingress has no tls section")}),
@@ -414,5 +419,5 @@ def other_cases(prod: dict[str, Captured]) -> list[Case]:
             behavior={"scaleDown": {"stabilizationWindowSeconds": 60}})), "hpa")],
              {("G6", "scales on DCGM_FI_DEV_GPU_UTIL instead of the vLLM queue"),
               ("G6", "scales on DCGM_FI_DEV_GPU_UTIL, which continuous batching keeps high"),
-              ("G6", "scale-down stabilization window is 60 (< 300 s)")}),
+              ("G6", "scale-down stabilization window is 60 s (< 300 s)")}),
     ]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
+
 from fleet.cli import main
-from tests.conftest import ROOT
+from tests.conftest import ROOT, edit
 
 PREVIEWS = ROOT / "tests" / "previews"
 
@@ -38,3 +41,61 @@ def test_unreadable_documents_are_config_errors(tmp_path: Path, capsys) -> None:
     (tmp_path / "y.json").write_text('{"changeSummary": {}}')
     assert main(["guard", str(tmp_path / "y.json")]) == 2
     assert "no `steps`" in capsys.readouterr().err
+
+
+def _preview(tmp_path: Path, steps: object) -> Path:
+    path = tmp_path / "preview.json"
+    path.write_text(json.dumps({"steps": steps}))
+    return path
+
+
+PVC = {"type": "kubernetes:core/v1:PersistentVolumeClaim", "inputs": {"metadata": {"name": "model-cache", "namespace": "team-a"}}}
+
+
+@pytest.mark.parametrize("op", ["delete", "DELETE", "Replace", "create-replacement", "delete-replaced", "discard",
+                                "discard-replaced", "read-replacement", "import-replacement", "remove-pending-replace"])
+def test_every_destructive_spelling_is_blocked_case_insensitively(tmp_path: Path, capsys, op: str) -> None:
+    path = _preview(tmp_path, [{"op": op, "urn": "urn:pulumi:prod::p::kubernetes:core/v1:PersistentVolumeClaim::c", "oldState": PVC}])
+    assert main(["guard", str(path)]) == 1
+    assert "stateful" in capsys.readouterr().out
+
+
+def test_an_unknown_operation_fails_closed(tmp_path: Path, capsys) -> None:
+    path = _preview(tmp_path, [{"op": "obliterate", "urn": "urn:pulumi:prod::p::kubernetes:core/v1:ConfigMap::c",
+                                "oldState": {"type": "kubernetes:core/v1:ConfigMap"}}])
+    assert main(["guard", str(path)]) == 1
+    assert "unknown operation 'obliterate': treated as destructive" in capsys.readouterr().out
+    path = _preview(tmp_path, [{"op": "update", "urn": "urn:pulumi:prod::p::kubernetes:core/v1:PersistentVolumeClaim::c",
+                                "oldState": PVC, "newState": PVC}])
+    assert main(["guard", str(path)]) == 0
+
+
+def test_an_fsx_association_that_would_delete_the_cached_files_is_blocked(tmp_path: Path, capsys) -> None:
+    dra = {"type": "aws:fsx/dataRepositoryAssociation:DataRepositoryAssociation",
+           "inputs": {"fileSystemId": "fs-1", "dataRepositoryPath": "s3://b", "deleteDataInFilesystem": True}}
+    path = _preview(tmp_path, [{"op": "delete", "urn": "urn:pulumi:prod::p::aws:fsx/dataRepositoryAssociation:DataRepositoryAssociation::d",
+                                "oldState": dra}])
+    assert main(["guard", str(path)]) == 1
+    assert "deleteDataInFilesystem: the cached files go with it" in capsys.readouterr().out
+    path = _preview(tmp_path, [{"op": "update", "urn": "urn:pulumi:prod::p::x::d", "oldState": {**dra, "inputs": {}}, "newState": dra}])
+    assert main(["guard", str(path)]) == 1
+    assert "set it to false" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("steps", [{"a": 1}, ["op"], [{"op": "delete", "oldState": "x"}], [{"op": 3, "urn": None}], None])
+def test_malformed_previews_are_exit_2_or_judged_never_a_traceback(tmp_path: Path, capsys, steps: object) -> None:
+    code = main(["guard", str(_preview(tmp_path, steps))])
+    err = capsys.readouterr().err
+    assert code in (0, 1, 2)
+    if code == 2:
+        assert "not a `pulumi preview --json` document" in err
+
+
+def test_the_stack_sets_delete_data_in_filesystem_false(project: Path) -> None:
+    from fleet.offline.plan import capture
+    from fleet.spec.load import load
+
+    edit(project / "stacks" / "Pulumi.prod.yaml", "    throughput_mibps: 500\n",
+         "    throughput_mibps: 500\n    fsx_import_path: s3://acme-models/hf\n")
+    (dra,) = [c for c in capture(load("prod", project)) if c.type == "aws:fsx/dataRepositoryAssociation:DataRepositoryAssociation"]
+    assert dra.inputs["deleteDataInFilesystem"] is False

@@ -7,6 +7,8 @@ resources are validated against schemas vendored under fleet/catalog/crds/ (scri
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from dataclasses import dataclass
@@ -20,6 +22,18 @@ from referencing import Registry, Resource
 
 SCHEMA_ROOT = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
 CRD_ROOT = Path(__file__).resolve().parent.parent / "catalog" / "crds"
+
+
+# Formats the API server enforces that jsonschema does not know: `byte` is base64 (Secret.data, ConfigMap.binaryData);
+# a Secret whose data is not base64 is rejected at apply time.
+FORMATS = jsonschema.FormatChecker()
+
+
+@FORMATS.checks("byte", raises=(binascii.Error, ValueError))
+def _base64(value: object) -> bool:
+    if isinstance(value, str):
+        base64.b64decode(value, validate=True)
+    return True
 
 
 @dataclass(frozen=True)
@@ -62,8 +76,7 @@ def _definitions(version: str) -> Registry:
 @cache
 def validator(version: str, api_version: str, kind: str) -> jsonschema.protocols.Validator | None:
     """The validator of a kind in a Kubernetes version, or None when neither upstream nor the vendored CRDs have one."""
-    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
-    path = _schema_dir(version) / f"{kind.lower()}-{group_version}.json"
+    path = _schema_dir(version) / f"{kind.lower()}-{_group_version(api_version)}.json"
     if path.exists():
         schema = json.loads(path.read_text())
         registry = Resource.from_contents(schema) @ _definitions(version)
@@ -73,7 +86,24 @@ def validator(version: str, api_version: str, kind: str) -> jsonschema.protocols
             return None
         # Vendored CRD schemas $ref the upstream definitions (PodTemplateSpec...) of this version.
         schema, registry = json.loads(crd.read_text()), _definitions(version)
-    return jsonschema.validators.Draft202012Validator(schema, registry=registry)
+    return jsonschema.validators.Draft202012Validator(schema, registry=registry, format_checker=FORMATS)
+
+
+def _group_version(api_version: str) -> str:
+    return re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+
+
+@cache
+def _builtin_group_versions(version: str) -> frozenset[str]:
+    """The API group/versions Kubernetes itself serves in `version` (as schema file suffixes, e.g. apps-v1)."""
+    return frozenset(p.stem.split("-", 1)[1] for p in _schema_dir(version).glob("*-*.json") if not p.name.startswith("_"))
+
+
+def is_custom_resource(version: str, api_version: str) -> bool:
+    """An object of an API group Kubernetes does not serve itself (a CRD's): without a vendored schema it cannot be
+    validated here, which is not the same as invalid. A built-in group with an unknown kind is invalid."""
+    group = api_version.rpartition("/")[0]
+    return "." in group and _group_version(api_version) not in _builtin_group_versions(version)
 
 
 def _path(error: jsonschema.ValidationError) -> str:
@@ -107,7 +137,10 @@ def validate(obj: dict[str, Any], version: str, unknown: frozenset[str] | set[st
             missing = [p for p in error.validator_value if p not in error.instance]
             if all(_join(_path(error), p) in unknown for p in missing):
                 continue
-        message = error.message if len(error.message) < 300 else error.message[:297] + "..."
+        if error.validator == "format" and error.validator_value == "byte":
+            message = "is not base64, which the API server requires here (for a Secret, put plain text in stringData)"
+        else:
+            message = error.message if len(error.message) < 300 else error.message[:297] + "..."
         problems.append(SchemaProblem(kind, name, _path(error), message))
     return problems
 

@@ -161,4 +161,4 @@ def analyze(resources: list[Captured], levels: dict[str, str], config: dict[str,
         for c in judged:
             findings += findings_of(servicer.Analyze(analyze_request(c), None), c.urn, c.name)
         findings += findings_of(servicer.AnalyzeStack(analyze_stack_request(judged), None))
-    return findings
+    return list(dict.fromkeys(findings))  # one problem, one finding (a LeaderWorkerSet's twin templates report once)

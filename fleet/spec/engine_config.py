@@ -77,7 +77,7 @@ def parse_stack_config(engine: EngineConfig, stack: str) -> tuple[StackConfig | 
         if _structured(key):
             try:
                 data[key] = json.loads(value)
-            except ValueError:
+            except (ValueError, RecursionError):
                 issue(key, f"expected a structured value (JSON), got {value[:40]!r} — set it with `pulumi config set "
                            f"--path '{key}.<field>' <value>` or edit the stack file")
                 continue
@@ -103,7 +103,7 @@ def _secret_names(engine: EngineConfig, value: str, issue: Any, stack: str) -> l
         return None
     try:
         parsed = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):
         parsed = None
     if not isinstance(parsed, dict):
         issue(SECRETS_KEY, "expected a map of secret names to values — set each with `pulumi config set --secret --path "

@@ -38,7 +38,7 @@ def load(stack: str, root: str | FsPath = ".", engine: EngineConfig | None = Non
     known = known_stacks(root) or [stack]
     teams: list[ResolvedTeam] = []
     for path in sorted((root / "stacks" / "teams").glob("*.yaml")):
-        team, team_issues = load_team(path, display_path(root, path), stack, cfg, known, environments)
+        team, team_issues = load_team(path, display_path(root, path), stack, cfg, known, environments, root)
         issues += team_issues
         if team is not None:
             teams.append(team)
@@ -58,5 +58,5 @@ def load_from_engine(stack: str, root: str | FsPath, values: dict[str, str], sec
     root = FsPath(root).resolve()
     path = stack_path(root, stack)
     display = display_path(root, path)
-    src = load_file(str(path), display)[0] if path.exists() else Located(display, None)
+    src = load_file(str(path), display, inside=root)[0] if path.exists() else Located(display, None)
     return load(stack, root, EngineConfig(values=dict(values), secret_keys=frozenset(secret_keys), source=src))

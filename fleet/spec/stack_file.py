@@ -28,6 +28,9 @@ TOP_LEVEL = ("config", "encryptionsalt", "secretsprovider", "encryptedkey", "env
 SECRET_MASK = "[secret]"
 
 
+STACK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
+
+
 def stack_path(root: FsPath, stack: str) -> FsPath:
     return root / "stacks" / f"Pulumi.{stack}.yaml"
 
@@ -107,6 +110,9 @@ def _config_key(path: Path) -> str:
 
 def read_stack_file(root: FsPath, stack: str) -> tuple[EngineConfig | None, list[ConfigIssue], list[ConfigIssue]]:
     """(engine config, errors, warnings) of `stacks/Pulumi.<stack>.yaml`."""
+    if not STACK_NAME.fullmatch(stack):
+        return None, [ConfigIssue(f"stacks/Pulumi.{stack[:40]!r}.yaml", 0, "", "not a stack name — use letters, digits, '-', '_' "
+                                  "and '.', as `pulumi stack init` does")], []
     path = stack_path(root, stack)
     display = display_path(root, path)
     if not path.exists():
@@ -114,7 +120,7 @@ def read_stack_file(root: FsPath, stack: str) -> tuple[EngineConfig | None, list
         close = difflib.get_close_matches(stack, known, n=1, cutoff=0.5)
         hint = f"did you mean '{close[0]}'?" if close else f"known stacks: {', '.join(known) or 'none'}"
         return None, [ConfigIssue(display, 0, "", f"no such stack '{stack}' — {hint}")], []
-    src, issues = load_file(str(path), display)
+    src, issues = load_file(str(path), display, inside=root)
     if issues:
         return None, issues, []
     if not isinstance(src.data, dict):

@@ -82,9 +82,10 @@ def _team_checks(team: Team, index: list[int], src: Located, stem: str, known: l
 
 
 def load_team(path: FsPath, display: str, stack: str, cfg: StackConfig | None, known: list[str],
-              environments: tuple[str, ...] = ()) -> tuple[ResolvedTeam | None, list[ConfigIssue]]:
-    """The team in `stack` (None when it is not deployed there or does not validate) and every problem."""
-    src, issues = load_file(str(path), display)
+              environments: tuple[str, ...] = (), root: FsPath | None = None) -> tuple[ResolvedTeam | None, list[ConfigIssue]]:
+    """The team in `stack` (None when it is not deployed there or does not validate) and every problem. `root`: the
+    repository the file must lie in."""
+    src, issues = load_file(str(path), display, inside=root)
     if issues:
         return None, issues
     if not isinstance(src.data, dict):

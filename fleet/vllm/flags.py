@@ -14,6 +14,11 @@ from fleet.yamlsrc import safe_load
 TABLE_DIR = Path(__file__).resolve().parent.parent / "catalog" / "vllm"
 
 
+def normal_flag(name: str) -> str:
+    """vLLM's parser (FlexibleArgumentParser) reads `--max_model_len` as `--max-model-len`."""
+    return "--" + name[2:].replace("_", "-") if name.startswith("--") else name
+
+
 @dataclass(frozen=True)
 class Option:
     flag: str
@@ -40,11 +45,11 @@ class FlagTable:
     metrics: frozenset[str]
 
     def lookup(self, spelling: str) -> Option | None:
-        return self.options.get(spelling)
+        return self.options.get(normal_flag(spelling))
 
     def is_negation(self, spelling: str) -> bool:
-        opt = self.options.get(spelling)
-        return opt is not None and spelling in opt.negations
+        opt = self.lookup(spelling)
+        return opt is not None and normal_flag(spelling) in opt.negations
 
 
 def available_versions() -> list[str]:

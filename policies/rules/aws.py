@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fleet.catalog import gpu_instance_types
+from fleet.quantity import whole
 from policies.framework import has_key, rule, shown_number, stack_rule, to_plain_data
 
 CLUSTER = ("aws:eks/cluster:Cluster",)
@@ -106,7 +107,7 @@ def imdsv2(props: Any, report: Any, args: Any) -> None:
       sources=("BPG", "CKV_AWS_341"), kinds=(*LAUNCH_TEMPLATE, NODE_CLASS))
 def hop_limit(props: Any, report: Any, args: Any) -> None:
     hops = (_spec_if_node_class(args, props).get("metadataOptions") or {}).get("httpPutResponseHopLimit")
-    if hops is None or int(hops) > 1:
+    if hops is None or whole(hops, 2) > 1:
         report(f"metadataOptions.httpPutResponseHopLimit is {shown_number(hops) if hops is not None else 'unset (defaults to 1 only for IMDSv2-only AMIs)'}")
 
 
@@ -274,7 +275,7 @@ def spot_resilience(resources: Any, report: Any, args: Any) -> None:
         if (pod.get("nodeSelector") or {}).get("vllm-fleet.io/pool") not in spot_pools:
             continue
         md = r.props.get("metadata") or {}
-        if int(spec.get("replicas", 1)) < 2:
+        if whole(spec.get("replicas"), 1) < 2:
             report(f"Deployment {md.get('namespace')}/{md.get('name')} runs one replica on spot GPUs", r.urn)
-        if int(pod.get("terminationGracePeriodSeconds", 30)) >= 120:
+        if whole(pod.get("terminationGracePeriodSeconds"), 30) >= 120:
             report(f"Deployment {md.get('namespace')}/{md.get('name')} has a grace period ≥ 120 s on spot GPUs", r.urn)

@@ -10,8 +10,9 @@ import yaml
 
 from fleet.catalog import InstanceType, gpu_instance_types
 from fleet.labels import GPU_MEMORY_LABEL, GPU_TAINT_KEY, GPUS_PER_NODE_LABEL
-from fleet.quantity import parse_quantity
+from fleet.quantity import quantity, whole
 from fleet.sizing import Settings, model_catalog, size
+from policies.commands import float_value, int_value, model_of, runtime_value
 from policies.framework import (
     POD_KINDS,
     autoscaled_workloads,
@@ -19,18 +20,40 @@ from policies.framework import (
     flag_value,
     gpu_limit,
     has_flag,
+    is_gpu_resource,
     pod_gpus,
     pod_specs,
     rule,
+    shown_number,
     stack_rule,
     vllm_serve_args,
 )
 
 INSTANCE_LABEL = "node.kubernetes.io/instance-type"
+LWS = "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet"
+
+
+def _group_size(resource_type: str, props: Any) -> int:
+    """Pods per replica: a LeaderWorkerSet's group size, 1 for other workloads."""
+    if resource_type != LWS:
+        return 1
+    return max(1, whole(((props.get("spec") or {}).get("leaderWorkerTemplate") or {}).get("size"), 1))
+
+
+def parallel_sizes(vargs: list[str]) -> tuple[int | None, int | None]:
+    """Tensor and pipeline parallel sizes of a server (1 when not given; None when filled in at run time)."""
+    tp = flag_value(vargs, "--tensor-parallel-size", "-tp")
+    pp = flag_value(vargs, "--pipeline-parallel-size", "-pp")
+    return (int_value(tp) if tp else 1), (int_value(pp) if pp else 1)
+
+
+def _gpu_taint_key(key: Any) -> bool:
+    """nvidia.com/gpu, amd.com/gpu and the like: the taints GPU node pools carry."""
+    return isinstance(key, str) and (key == GPU_TAINT_KEY or is_gpu_resource(key) or "gpu" in key.lower())
 
 
 def _tolerates_gpu(spec: Mapping[str, Any]) -> bool:
-    return any((t.get("key") == GPU_TAINT_KEY and t.get("effect") in (None, "", "NoSchedule")) or
+    return any((_gpu_taint_key(t.get("key")) and t.get("effect") in (None, "", "NoSchedule")) or
                (t.get("operator") == "Exists" and not t.get("key")) for t in spec.get("tolerations") or [])
 
 
@@ -43,7 +66,7 @@ def _node_labels(spec: Mapping[str, Any]) -> dict[str, list[str]]:
         for e in term.get("matchExpressions") or []:
             if e.get("operator") == "In":
                 out.setdefault(str(e.get("key")), []).extend(str(v) for v in e.get("values") or [])
-            elif e.get("operator") == "Exists":
+            elif e.get("operator") in ("Exists", "Gt"):
                 out.setdefault(str(e.get("key")), [])
     return out
 
@@ -61,14 +84,14 @@ def _node_gpu_facts(spec: Mapping[str, Any]) -> tuple[int | None, float | None]:
     types = _node_instance_types(labels)
     if types:
         return min(t.gpus for t in types), min(t.gpu_usable_memory_gib for t in types)
-    gpus = labels.get(GPUS_PER_NODE_LABEL)
-    memory = labels.get(GPU_MEMORY_LABEL)
+    gpus = [int(g) for g in map(quantity, labels.get(GPUS_PER_NODE_LABEL, [])) if g]
+    memory = [m for m in map(quantity, labels.get(GPU_MEMORY_LABEL, [])) if m]
     usable = None
     if memory:
-        marketed = min(float(m) for m in memory)
+        marketed = min(memory)
         matches = [i.gpu_usable_memory_gib for i in catalog.values() if i.gpu_memory_gib == marketed]
         usable = min(matches) if matches else marketed * 0.97
-    return (min(int(g) for g in gpus) if gpus else None), usable
+    return (min(gpus) if gpus else None), usable
 
 
 def _node_gpu_model(spec: Mapping[str, Any]) -> str | None:
@@ -78,10 +101,17 @@ def _node_gpu_model(spec: Mapping[str, Any]) -> str | None:
     return models.pop() if len(models) == 1 else None
 
 
+# Node labels that pick a node pool (whose nodes are GPU nodes when the pod asks for GPUs): instance types, managed
+# node groups, Karpenter and GKE node pools, this stack's pools.
+POOL_KEYS = frozenset({INSTANCE_LABEL, "beta.kubernetes.io/instance-type", "vllm-fleet.io/pool", "eks.amazonaws.com/nodegroup",
+                       "karpenter.sh/nodepool", "cloud.google.com/gke-nodepool", "agentpool", "kubernetes.azure.com/agentpool"})
+
+
 def _selects_gpu_nodes(spec: Mapping[str, Any]) -> bool:
-    keys = set(_node_labels(spec))
-    return bool(keys & {INSTANCE_LABEL, GPUS_PER_NODE_LABEL, GPU_MEMORY_LABEL, "vllm-fleet.io/pool",
-                        "nvidia.com/gpu.present", "karpenter.k8s.aws/instance-gpu-count", "eks.amazonaws.com/nodegroup"})
+    """Whether the pod's required node labels pick GPU nodes: a pool or instance type, or any label about the GPU or
+    accelerator (GPU feature discovery's nvidia.com/gpu.product, GKE's cloud.google.com/gke-accelerator, Karpenter's
+    karpenter.k8s.aws/instance-gpu-*, vendor labels such as …/gpu-name)."""
+    return any(key in POOL_KEYS or "gpu" in key.lower() or "accelerator" in key.lower() for key in _node_labels(spec))
 
 
 @rule("E1", "kubernetes-container-configure-gpu-limits", "GPUs are requested in limits, and requests equal limits.",
@@ -91,12 +121,13 @@ def gpu_limits(props: Any, report: Any, args: Any) -> None:
     for pod in pod_specs(args.resource_type, props):
         for path, c in containers(pod):
             res = c.get("resources") or {}
-            req = (res.get("requests") or {}).get("nvidia.com/gpu")
-            lim = (res.get("limits") or {}).get("nvidia.com/gpu")
-            if req is not None and lim is None:
-                report(f"{path} requests nvidia.com/gpu without a limit")
-            elif req is not None and str(req) != str(lim):
-                report(f"{path} requests {req} nvidia.com/gpu but limits {lim}")
+            requests, limits = res.get("requests") or {}, res.get("limits") or {}
+            for name in sorted(k for k in requests if is_gpu_resource(str(k))):
+                req, lim = requests[name], limits.get(name)
+                if lim is None:
+                    report(f"{path} requests {name} without a limit")
+                elif quantity(req) != quantity(lim):
+                    report(f"{path} requests {shown_number(req)} {name} but limits {shown_number(lim)}")
 
 
 @rule("E2", "kubernetes-pod-configure-gpu-placement", "GPU pods tolerate the GPU taint and select GPU nodes by label.",
@@ -125,6 +156,7 @@ def gpu_toleration(props: Any, report: Any, args: Any) -> None:
       level="mandatory", severity="high", remediation="Request at most the node's GPUs; set nvidia.com/gpu to "
       "tensor × pipeline parallel size for a single-node server.", sources=("vLLM", "AWS"), kinds=POD_KINDS)
 def gpu_count(props: Any, report: Any, args: Any) -> None:
+    group = _group_size(args.resource_type, props)
     for pod in pod_specs(args.resource_type, props):
         gpus = pod_gpus(pod)
         node_gpus, _ = _node_gpu_facts(pod.spec)
@@ -132,12 +164,16 @@ def gpu_count(props: Any, report: Any, args: Any) -> None:
             report(f"{pod.path} requests {gpus} GPUs but its nodes have {node_gpus}")
         for path, c in containers(pod, init=False):
             vargs = vllm_serve_args(c)
-            if vargs is None or flag_value(vargs, "--distributed-executor-backend") == "ray":
-                continue  # a multi-node replica spreads TP × PP over several pods
-            tp = int(flag_value(vargs, "--tensor-parallel-size", "-tp") or 1)
-            pp = int(flag_value(vargs, "--pipeline-parallel-size", "-pp") or 1)
-            if tp * pp != gpu_limit(c):
-                report(f"{path} runs tensor × pipeline parallel {tp * pp} on {gpu_limit(c)} GPU(s)")
+            if vargs is None or (group == 1 and flag_value(vargs, "--distributed-executor-backend") == "ray"):
+                continue  # a Ray cluster of separate pods spreads TP × PP over them: not judged from one pod
+            tp, pp = parallel_sizes(vargs)
+            if tp is None or pp is None:
+                continue  # filled in when the container starts ($(TP)): unknown here
+            # A LeaderWorkerSet's group runs one server over every pod of the group.
+            available = gpu_limit(c) * group
+            if tp * pp != available:
+                report(f"{path} runs tensor × pipeline parallel {tp * pp} on {available} GPU(s)"
+                       + (f" ({group} pods × {gpu_limit(c)})" if group > 1 else ""))
 
 
 @rule("E5", "kubernetes-pod-configure-shared-memory", "Pods with more than one GPU mount /dev/shm from a sized Memory emptyDir.",
@@ -163,7 +199,8 @@ def shared_memory(props: Any, report: Any, args: Any) -> None:
                 report(f"{path}: the /dev/shm emptyDir has no sizeLimit")
                 continue
             limit = ((c.get("resources") or {}).get("limits") or {}).get("memory")
-            if limit and parse_quantity(str(empty["sizeLimit"])) > parse_quantity(str(limit)):
+            shm, memory = quantity(empty["sizeLimit"]), quantity(limit)
+            if shm is not None and memory is not None and shm > memory:
                 report(f"{path}: /dev/shm sizeLimit {empty['sizeLimit']} exceeds the memory limit {limit}")
 
 
@@ -200,12 +237,12 @@ def autoscaler_quota(resources: Any, report: Any, args: Any) -> None:
         md = props.get("metadata") or {}
         if r.resource_type == "kubernetes:core/v1:ResourceQuota":
             value = ((props.get("spec") or {}).get("hard") or {}).get("requests.nvidia.com/gpu")
-            if value is not None:
-                quota[md.get("namespace")] = parse_quantity(str(value))
+            if quantity(value) is not None:
+                quota[md.get("namespace")] = quantity(value) or 0.0
         elif r.resource_type in POD_KINDS:
             pods = list(pod_specs(r.resource_type, props))
-            size_ = ((props.get("spec") or {}).get("leaderWorkerTemplate") or {}).get("size") or 1
-            gpus_per_pod[(md.get("namespace"), props.get("kind"), md.get("name"))] = sum(pod_gpus(p) for p in pods[:1]) * int(size_)
+            gpus_per_pod[(md.get("namespace"), props.get("kind"), md.get("name"))] = \
+                sum(pod_gpus(p) for p in pods[:1]) * _group_size(r.resource_type, props)
     for r in resources:
         if r.resource_type not in ("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "kubernetes:keda.sh/v1alpha1:ScaledObject"):
             continue
@@ -218,9 +255,10 @@ def autoscaler_quota(resources: Any, report: Any, args: Any) -> None:
         granted = quota.get(md.get("namespace"))
         if max_replicas is None or not gpus or granted is None:
             continue
-        if int(max_replicas) * gpus > granted:
-            report(f"{props.get('kind')} {md.get('namespace')}/{md.get('name')} can scale to {int(max_replicas) * gpus} GPUs "
-                   f"({int(max_replicas)} × {gpus}) but the namespace quota is {granted:g}", r.urn)
+        top = whole(max_replicas, 0)
+        if top * gpus > granted:
+            report(f"{props.get('kind')} {md.get('namespace')}/{md.get('name')} can scale to {top * gpus} GPUs "
+                   f"({top} × {gpus}) but the namespace quota is {granted:g}", r.urn)
 
 
 @rule("E8", "kubernetes-container-disallow-nvidia-env", "Containers do not set NVIDIA_VISIBLE_DEVICES or NVIDIA_DRIVER_CAPABILITIES.",
@@ -270,23 +308,29 @@ def model_fit(props: Any, report: Any, args: Any) -> None:
             vargs = vllm_serve_args(c)
             if not vargs:
                 continue
-            model = vargs[0] if not vargs[0].startswith("-") else flag_value(vargs, "--model")
+            model = model_of(vargs)
             arch = catalog.get(model or "")
             _, memory = _node_gpu_facts(pod.spec)
             if arch is None or memory is None:
                 continue  # unknown model or GPU: the rule cannot judge (the plan's sizing table says so)
-            tp = int(flag_value(vargs, "--tensor-parallel-size", "-tp") or 1)
-            pp = int(flag_value(vargs, "--pipeline-parallel-size", "-pp") or 1)
-            max_len = flag_value(vargs, "--max-model-len")
-            result = size(arch, Settings(
-                gpu_memory_gib=memory, tensor_parallel_size=tp, pipeline_parallel_size=pp,
-                max_model_len=int(max_len) if max_len else None,
-                gpu_memory_utilization=float(flag_value(vargs, "--gpu-memory-utilization") or 0.9),
-                dtype=flag_value(vargs, "--dtype") or "auto", quantization=flag_value(vargs, "--quantization", "-q"),
-                kv_cache_dtype=flag_value(vargs, "--kv-cache-dtype") or "auto",
-                max_num_batched_tokens=int(v) if (v := flag_value(vargs, "--max-num-batched-tokens")) else None,
-                max_num_seqs=int(v) if (v := flag_value(vargs, "--max-num-seqs")) else None,
-                enforce_eager=has_flag(vargs, "--enforce-eager"), gpu_model=_node_gpu_model(pod.spec)), explain=False)
+            tp, pp = parallel_sizes(vargs)
+            numbers = {flag: flag_value(vargs, flag) for flag in ("--max-model-len", "--max-num-batched-tokens", "--max-num-seqs",
+                                                                  "--gpu-memory-utilization")}
+            if tp is None or pp is None or any(v is not None and runtime_value(v) for v in numbers.values()):
+                continue  # a value filled in when the container starts: the rule cannot judge
+            utilization = float_value(numbers["--gpu-memory-utilization"])
+            try:
+                result = size(arch, Settings(
+                    gpu_memory_gib=memory, tensor_parallel_size=tp, pipeline_parallel_size=pp,
+                    max_model_len=int_value(numbers["--max-model-len"]),
+                    gpu_memory_utilization=utilization if utilization is not None else 0.9,
+                    dtype=flag_value(vargs, "--dtype") or "auto", quantization=flag_value(vargs, "--quantization", "-q"),
+                    kv_cache_dtype=flag_value(vargs, "--kv-cache-dtype") or "auto",
+                    max_num_batched_tokens=int_value(numbers["--max-num-batched-tokens"]),
+                    max_num_seqs=int_value(numbers["--max-num-seqs"]),
+                    enforce_eager=has_flag(vargs, "--enforce-eager"), gpu_model=_node_gpu_model(pod.spec)), explain=False)
+            except ValueError:
+                continue  # settings the fit check does not know (a quantization it has no bytes for): cannot judge
             if not result.fits:
                 report(f"{path}: {model} does not fit on {tp * pp} GPU(s) of {memory:g} GiB: {result.reason}")
 
@@ -313,17 +357,17 @@ def _node_pools(resources: Any) -> dict[str, tuple[Any, int, int]]:
         if r.resource_type == NODE_GROUP:
             labels = r.props.get("labels") or {}
             pool = labels.get(POOL_LABEL)
-            per_node = int(labels.get(GPUS_PER_NODE_LABEL) or 0) or max((catalog[t].gpus for t in _gpu_types(r.props)), default=0)
-            max_size = int(((r.props.get("scalingConfig") or {}).get("maxSize")) or 0)
+            per_node = whole(labels.get(GPUS_PER_NODE_LABEL), 0) or max((catalog[t].gpus for t in _gpu_types(r.props)), default=0)
+            max_size = whole((r.props.get("scalingConfig") or {}).get("maxSize"), 0)
             if pool:
                 out[str(pool)] = (r, per_node, per_node * max_size)
         elif r.resource_type == NODE_POOL:
             template = (r.props.get("spec") or {}).get("template") or {}
             pool = ((template.get("metadata") or {}).get("labels") or {}).get(POOL_LABEL)
             limit = ((r.props.get("spec") or {}).get("limits") or {}).get("nvidia.com/gpu")
-            per_node = int(((template.get("metadata") or {}).get("labels") or {}).get(GPUS_PER_NODE_LABEL) or 0)
-            if pool and limit is not None:
-                out[str(pool)] = (r, per_node, int(parse_quantity(str(limit))))
+            per_node = whole(((template.get("metadata") or {}).get("labels") or {}).get(GPUS_PER_NODE_LABEL), 0)
+            if pool and quantity(limit) is not None:
+                out[str(pool)] = (r, per_node, int(quantity(limit) or 0))
     return out
 
 
@@ -342,9 +386,9 @@ def _gpus_at_max(r: Any, scaled: Mapping[Any, Any]) -> tuple[str | None, int]:
         return None, 0
     autoscaler = scaled.get((md.get("namespace"), props.get("kind"), md.get("name")))
     replicas = (autoscaler.max_replicas if autoscaler is not None and autoscaler.max_replicas is not None
-                else int(spec.get("replicas", 1)) if r.resource_type != DAEMONSET else 0)
-    if r.resource_type == "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet":
-        size = int((spec.get("leaderWorkerTemplate") or {}).get("size") or 1)
+                else whole(spec.get("replicas"), 1) if r.resource_type != DAEMONSET else 0)
+    if r.resource_type == LWS:
+        size = _group_size(r.resource_type, props)
         gpus = pod_gpus(pods[0]) + (size - 1) * pod_gpus(pods[-1])
     else:
         gpus = pod_gpus(pods[0])
@@ -358,7 +402,7 @@ def pool_capacity(resources: Any, report: Any, args: Any) -> None:
     pools = _node_pools(resources)
     if not pools:
         return  # the stack does not manage its GPU nodes: their capacity is unknown here
-    spare = int((args.get_config() or {}).get("spare_gpus", 0))
+    spare = whole((args.get_config() or {}).get("spare_gpus"), 0)
     scaled = autoscaled_workloads(resources)
     need: dict[str, int] = {}
     for r in resources:

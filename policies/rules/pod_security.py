@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from policies.commands import all_words
 from policies.framework import POD_KINDS, containers, env_map, pod_specs, rule, shown_number, stack_rule
 
 PSS_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"}
@@ -234,7 +235,7 @@ def literal_secrets(props: Any, report: Any, args: Any) -> None:
             for name, e in env_map(c).items():
                 if any(s in name.upper() for s in SECRET_NAMES) and e.get("value") and not name.upper().endswith("_PATH"):
                     report(f"{path}.env {name} holds a literal value")
-            words = [str(w) for w in [*(c.get("command") or []), *(c.get("args") or [])]]
+            words = all_words(c)
             for i, w in enumerate(words):
                 if w.partition("=")[0] in ("--api-key", "--hf-token", "--token") and (("=" in w) or i + 1 < len(words)):
                     report(f"{path} passes {w.partition('=')[0]} on the command line")

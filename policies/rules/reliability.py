@@ -5,9 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from fleet.quantity import whole
+from policies.commands import command_lines, int_value
 from policies.framework import POD_KINDS, autoscaled_workloads, containers, flag_value, pod_gpus, pod_specs, rule, shown_number, stack_rule, vllm_serve_args
 
 MIN_STARTUP_BUDGET = 600
+LWS = "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet"
+LWS_NAME_LABEL = "leaderworkerset.sigs.k8s.io/name"
+# Workloads that run several identical pods (or pod groups) a node drain could take down together.
+REPLICATED = ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet", "kubernetes:apps/v1:ReplicaSet", LWS)
 MIN_SCALE_DOWN = 300
 
 
@@ -22,23 +28,21 @@ def _servers(args: Any, props: Any) -> list[tuple[Any, str, Mapping[str, Any], l
 
 
 def _budget(probe: Mapping[str, Any]) -> int:
-    return int(probe.get("periodSeconds", 10)) * int(probe.get("failureThreshold", 3)) + int(probe.get("initialDelaySeconds", 0))
+    """Seconds a probe lets a container start (Kubernetes defaults: period 10 s, failureThreshold 3)."""
+    return whole(probe.get("periodSeconds"), 10) * whole(probe.get("failureThreshold"), 3) + whole(probe.get("initialDelaySeconds"), 0)
 
 
-@rule("G1", "kubernetes-vllm-configure-startup-probe", "A startupProbe on /health whose budget covers the model load "
-      "(≥ 600 s by default).", level="mandatory", severity="high", remediation="Add startupProbe {httpGet: /health, "
-      "periodSeconds: 10, failureThreshold: 60+}; never rely on a fixed initialDelaySeconds.",
-      sources=("KServe", "production-stack"), kinds=POD_KINDS)
+@rule("G1", "kubernetes-vllm-configure-startup-probe", "A startupProbe whose budget covers the model load (≥ 600 s by "
+      "default), on /health or any other endpoint that answers once the model is loaded.", level="mandatory", severity="high",
+      remediation="Add startupProbe {httpGet: /health, periodSeconds: 10, failureThreshold: 60+}; never rely on a fixed "
+      "initialDelaySeconds.", sources=("KServe", "production-stack"), kinds=POD_KINDS)
 def startup_probe(props: Any, report: Any, args: Any) -> None:
-    minimum = int((args.get_config() or {}).get("min_startup_seconds", MIN_STARTUP_BUDGET))
+    minimum = whole((args.get_config() or {}).get("min_startup_seconds"), MIN_STARTUP_BUDGET)
     for _, path, c, _ in _servers(args, props):
         probe = c.get("startupProbe")
         if not probe:
             report(f"{path} has no startupProbe")
-            continue
-        if ((probe.get("httpGet") or {}).get("path")) != "/health":
-            report(f"{path}: startupProbe does not check /health")
-        if _budget(probe) < minimum:
+        elif _budget(probe) < minimum:
             report(f"{path}: startupProbe allows {_budget(probe)} s, less than {minimum} s")
 
 
@@ -53,18 +57,23 @@ def health_probes(props: Any, report: Any, args: Any) -> None:
                 report(f"{path} has no {name}")
             elif "timeoutSeconds" not in probe:
                 report(f"{path}.{name} has no timeoutSeconds")
+        # An exec probe runs inside the container (curl localhost is the server itself); an httpGet with `host`
+        # asks another machine, whose outage would restart every replica.
         live = c.get("livenessProbe") or {}
-        if live.get("exec") or (live.get("httpGet") or {}).get("host"):
+        if (live.get("httpGet") or {}).get("host"):
             report(f"{path}.livenessProbe depends on something outside the container")
 
 
 def _prestop_seconds(c: Mapping[str, Any]) -> int | None:
+    """The preStop sleep: `sleep: {seconds}`, or an exec hook whose first command is `sleep N` (also inside
+    `sh -c 'sleep 10'`). A drain loop or any other script is not a sleep."""
     pre = (c.get("lifecycle") or {}).get("preStop") or {}
     if pre.get("sleep"):
-        return int(pre["sleep"].get("seconds", 0))
-    cmd = [str(w) for w in (pre.get("exec") or {}).get("command") or []]
-    if cmd and cmd[0].endswith("sleep") and len(cmd) > 1 and cmd[1].isdigit():
-        return int(cmd[1])
+        return whole(pre["sleep"].get("seconds"), 0)
+    lines = command_lines({"command": (pre.get("exec") or {}).get("command") or []})
+    first = lines[0] if lines else []
+    if len(first) == 2 and first[0].rsplit("/", 1)[-1] == "sleep" and first[1].isdigit():
+        return int(first[1])
     return None
 
 
@@ -78,8 +87,8 @@ def graceful_drain(props: Any, report: Any, args: Any) -> None:
         if pre is None:
             report(f"{path} has no preStop sleep")
             continue
-        shutdown = int(flag_value(vargs, "--shutdown-timeout") or 0)
-        grace = int(pod.spec.get("terminationGracePeriodSeconds", 30))
+        shutdown = int_value(flag_value(vargs, "--shutdown-timeout")) or 0
+        grace = whole(pod.spec.get("terminationGracePeriodSeconds"), 30)
         if grace < pre + shutdown + 5:
             report(f"{path}: terminationGracePeriodSeconds {grace} < preStop {pre} + shutdown-timeout {shutdown} + 5")
 
@@ -88,18 +97,18 @@ def graceful_drain(props: Any, report: Any, args: Any) -> None:
       "otherwise maxSurge 0.", level="mandatory", severity="medium", remediation="Set maxSurge: 0, maxUnavailable: 1, or "
       "raise the stack's spare_gpus.", sources=("production-stack surge doubles GPUs",), kinds=("kubernetes:apps/v1:Deployment",))
 def gpu_surge(props: Any, report: Any, args: Any) -> None:
-    spare = int((args.get_config() or {}).get("spare_gpus", 0))
+    spare = whole((args.get_config() or {}).get("spare_gpus"), 0)
     spec = props.get("spec") or {}
     gpus = sum(pod_gpus(p) for p in pod_specs(args.resource_type, props))
     strategy = spec.get("strategy") or {}
     if not gpus or strategy.get("type") == "Recreate":
         return
     surge = (strategy.get("rollingUpdate") or {}).get("maxSurge", "25%")
-    replicas = int(spec.get("replicas", 1))
+    replicas = whole(spec.get("replicas"), 1)
     if isinstance(surge, str) and surge.endswith("%"):
-        surge_pods = -(-replicas * int(surge[:-1]) // 100)
+        surge_pods = -(-replicas * whole(surge[:-1], 25) // 100)
     else:
-        surge_pods = int(surge)
+        surge_pods = whole(surge, 1)
     if surge_pods * gpus > spare:
         report(f"maxSurge {surge} adds {surge_pods * gpus} GPU(s) during a rollout but the stack keeps {spare} spare")
 
@@ -126,16 +135,20 @@ def needs_pdb(resources: Any, report: Any, args: Any) -> None:
             pdbs.setdefault(md.get("namespace"), []).append(((r.props.get("spec") or {}).get("selector") or {}).get("matchLabels") or {})
     scaled = autoscaled_workloads(resources)
     for r in resources:
-        if r.resource_type not in ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet"):
+        if r.resource_type not in REPLICATED:
             continue
         spec = r.props.get("spec") or {}
         md = r.props.get("metadata") or {}
         autoscaler = scaled.get((md.get("namespace"), r.props.get("kind"), md.get("name")))
-        replicas = int(spec["replicas"]) if "replicas" in spec else autoscaler.min_replicas if autoscaler else 1
+        replicas = whole(spec["replicas"], 1) if "replicas" in spec else autoscaler.min_replicas if autoscaler else 1
         if replicas < 2:
             continue
-        labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
-        covered = any(sel and all(labels.get(k) == v for k, v in sel.items()) for sel in pdbs.get(md.get("namespace"), []))
+        # every pod of the workload must be covered: a LeaderWorkerSet's leaders and workers carry its name label
+        pods = [dict(p.labels) for p in pod_specs(r.resource_type, r.props)]
+        if r.resource_type == LWS:
+            pods = [{**labels, LWS_NAME_LABEL: md.get("name")} for labels in pods]
+        covered = bool(pods) and all(any(sel and all(labels.get(k) == v for k, v in sel.items())
+                                         for sel in pdbs.get(md.get("namespace"), [])) for labels in pods)
         if not covered:
             report(f"{r.props.get('kind')} {md.get('namespace')}/{md.get('name')} has {replicas} replicas and no "
                    "PodDisruptionBudget", r.urn)
@@ -173,9 +186,10 @@ def autoscaler_signal(props: Any, report: Any, args: Any) -> None:
         report(f"scales on {', '.join(names) or 'no metric'} instead of the vLLM queue")
     if any("DCGM" in n or n == "cpu" for n in names):
         report(f"scales on {', '.join(n for n in names if 'DCGM' in n or n == 'cpu')}, which continuous batching keeps high")
+    # Unset, the HPA's scale-down stabilization window is Kubernetes's default of 300 s, which is enough.
     window = (((spec.get("behavior") or {}).get("scaleDown")) or {}).get("stabilizationWindowSeconds")
-    if window is None or int(window) < MIN_SCALE_DOWN:
-        report(f"scale-down stabilization window is {shown_number(window) if window is not None else 'the default'} (< {MIN_SCALE_DOWN} s)")
+    if window is not None and whole(window, 0) < MIN_SCALE_DOWN:
+        report(f"scale-down stabilization window is {shown_number(window)} s (< {MIN_SCALE_DOWN} s)")
 
 
 @rule("G7", "kubernetes-workload-configure-spread", "Workloads with two or more replicas spread across nodes or zones.",
@@ -183,7 +197,7 @@ def autoscaler_signal(props: Any, report: Any, args: Any) -> None:
       "topology.kubernetes.io/zone.", sources=("BPG",), kinds=("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet"))
 def spread(props: Any, report: Any, args: Any) -> None:
     spec = props.get("spec") or {}
-    if int(spec.get("replicas", 1)) < 2:
+    if whole(spec.get("replicas"), 1) < 2:
         return
     for pod in pod_specs(args.resource_type, props):
         keys = {t.get("topologyKey") for t in pod.spec.get("topologySpreadConstraints") or []}

@@ -9,7 +9,20 @@ from typing import Any
 from fleet.versions import parse_version
 from fleet.vllm.compiler import check_args
 from fleet.vllm.flags import available_versions
-from policies.framework import POD_KINDS, containers, env_map, flag_value, has_flag, pod_specs, rule, to_plain_data, vllm_serve_args
+from policies.commands import model_of
+from policies.framework import (
+    POD_KINDS,
+    containers,
+    env_map,
+    flag_value,
+    has_flag,
+    object_ref,
+    pod_specs,
+    rule,
+    stack_rule,
+    to_plain_data,
+    vllm_serve_args,
+)
 
 FLOOR_DEFAULT = "0.32.0"
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -19,10 +32,11 @@ FORBIDDEN_ENV = ("VLLM_SERVER_DEV_MODE", "VLLM_TORCH_PROFILER_DIR", "VLLM_TORCH_
 
 
 def image_version(image: str) -> str | None:
-    """vllm/vllm-openai:v0.33.0[@sha256:…] → 0.33.0."""
+    """The vLLM version an image tag names: vllm/vllm-openai:v0.33.0[@sha256:…] → 0.33.0, and tags that carry it after
+    other parts, e.g. rocm/vllm:rocm6.2_mi300_ubuntu20.04_py3.9_vllm_0.6.4 → 0.6.4."""
     name = image.partition("@")[0]
     tag = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else ""
-    m = re.match(r"^v?(\d+\.\d+\.\d+)", tag)
+    m = re.match(r"^v?(\d+\.\d+\.\d+)", tag) or re.search(r"vllm[_-]v?(\d+\.\d+\.\d+)", tag)
     return m.group(1) if m else None
 
 
@@ -45,7 +59,7 @@ def trust_remote_code(props: Any, report: Any, args: Any) -> None:
     for path, _, vargs in _vllm_containers(args, props):
         if not has_flag(vargs, "--trust-remote-code"):
             continue
-        model = vargs[0] if vargs and not vargs[0].startswith("-") else flag_value(vargs, "--model")
+        model = model_of(vargs)
         revision = flag_value(vargs, "--revision") or ""
         if not COMMIT.match(revision):
             report(f"{path}: --trust-remote-code with revision {revision or 'unset'} (needs a 40-hex commit)")
@@ -88,20 +102,47 @@ def dangerous_env(props: Any, report: Any, args: Any) -> None:
                 report(f"{path}.env sets {name}")
 
 
-@rule("F5", "kubernetes-service-disallow-public-vllm", "vLLM Services are ClusterIP; exposure only through a gateway or an "
-      "Ingress with TLS.", level="mandatory", severity="high", remediation="Use type ClusterIP and route through the gateway; "
-      "give Ingresses a tls section.", sources=("VL",),
-      kinds=("kubernetes:core/v1:Service", "kubernetes:networking.k8s.io/v1:Ingress"))
-def exposure(props: Any, report: Any, args: Any) -> None:
-    spec = props.get("spec") or {}
-    if args.resource_type == "kubernetes:core/v1:Service":
-        selector = spec.get("selector") or {}
-        is_vllm = selector.get("app.kubernetes.io/name") == "vllm" or "vllm-fleet.io/model" in selector or \
-            any("vllm" in str(v) for v in selector.values())
-        if is_vllm and spec.get("type", "ClusterIP") != "ClusterIP":
-            report(f"Service type {spec.get('type')} exposes vLLM directly")
-    elif not spec.get("tls"):
+F5_DESCRIPTION = "vLLM Services are ClusterIP; exposure only through a gateway or an Ingress with TLS."
+F5_REMEDIATION = "Use type ClusterIP and route through the gateway; give Ingresses a tls section."
+
+
+@rule("F5", "kubernetes-ingress-configure-tls", F5_DESCRIPTION, level="mandatory", severity="high", remediation=F5_REMEDIATION,
+      sources=("VL",), kinds=("kubernetes:networking.k8s.io/v1:Ingress",))
+def ingress_tls(props: Any, report: Any, args: Any) -> None:
+    if not (props.get("spec") or {}).get("tls"):
         report("Ingress has no tls section")
+
+
+@stack_rule("F5", "kubernetes-service-disallow-public-vllm", F5_DESCRIPTION, level="mandatory", severity="high",
+            remediation=F5_REMEDIATION, sources=("VL",))
+def public_service(resources: Any, report: Any, args: Any) -> None:
+    """A Service exposes vLLM when its selector matches the pods of a workload that runs vLLM's server (whatever the
+    labels are called)."""
+    servers: dict[Any, list[tuple[str, Mapping[str, Any]]]] = {}
+    for r in resources:
+        if r.resource_type not in POD_KINDS:
+            continue
+        md = r.props.get("metadata") or {}
+        for pod in pod_specs(r.resource_type, r.props):
+            if any(vllm_serve_args(c) is not None for _, c in containers(pod, init=False)):
+                labels = dict(pod.labels)
+                if r.resource_type == "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet":
+                    labels["leaderworkerset.sigs.k8s.io/name"] = md.get("name")
+                servers.setdefault(md.get("namespace"), []).append((object_ref(r.props), labels))
+    for r in resources:
+        if r.resource_type != "kubernetes:core/v1:Service":
+            continue
+        spec = r.props.get("spec") or {}
+        kind = spec.get("type") or "ClusterIP"
+        selector = spec.get("selector") or {}
+        if kind in ("ClusterIP", "ExternalName") or not selector:
+            continue
+        md = r.props.get("metadata") or {}
+        matched = sorted({ref for ref, labels in servers.get(md.get("namespace"), [])
+                          if all(labels.get(k) == v for k, v in selector.items())})
+        if matched:
+            report(f"Service {md.get('namespace') or 'default'}/{md.get('name')} of type {kind} exposes vLLM ({', '.join(matched)}) "
+                   "directly", r.urn)
 
 
 @rule("F6", "kubernetes-vllm-configure-hf-token", "The Hugging Face token comes from a Secret; a prefetched cache runs with "
@@ -144,7 +185,7 @@ def removed_flags(props: Any, report: Any, args: Any) -> None:
         version = image_version(str(c.get("image", "")))
         if version not in versions:
             continue
-        flags = [a for a in vargs[1:]] if vargs and not vargs[0].startswith("-") else list(vargs)
+        flags = vargs[1:] if vargs and not vargs[0].startswith("-") else list(vargs)
         for problem in check_args(flags, version):
             report(f"{path}: {problem}")
 

@@ -1,0 +1,143 @@
+"""Inputs that would take a tool down: alias bombs, deep nesting, self-referencing aliases, device files, symlinks out
+of the repository, huge or non-UTF-8 files, malformed documents and nonsense arguments. Every subcommand answers
+with exit 2 and a message that names the file (and line), quickly, never with a traceback."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from fleet.cli import DTYPES, KV_DTYPES, QUANTIZATIONS, main
+from fleet.sizing import DTYPE_BYTES, KV_BYTES, QUANT_BYTES
+from fleet.yamlsrc import CONFIG_MAX_BYTES
+from tests.conftest import write
+
+BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(8))
+
+HOSTILE_YAML = {
+    "alias bomb": (BILLION_LAUGHS, "expands to more than"),
+    "deep nesting": ("x: " + "[" * 100_000 + "]" * 100_000 + "\n", "nests deeper than 100 levels"),
+    "deep mappings": ("".join("  " * i + f"k{i}:\n" for i in range(150)) + "  " * 150 + "v: 1\n", "nests deeper than 100 levels"),
+    "self-referencing alias": ("name: search\nmodels: &m [*m]\n", "self-referencing alias"),
+    "broken syntax": ("name: search\nmodels: [\n", "not valid YAML"),
+}
+
+
+def run(argv: list[str], capsys) -> tuple[int, str, str]:
+    start = time.monotonic()
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert time.monotonic() - start < 10, f"{argv} took too long"
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_YAML))
+def test_a_hostile_team_file_is_a_config_error_naming_file_and_line(project: Path, capsys, case: str) -> None:
+    text, problem = HOSTILE_YAML[case]
+    write(project / "stacks" / "teams" / "evil.yaml", text)
+    code, _, err = run(["--root", str(project), "validate", "--stack", "dev"], capsys)
+    assert code == 2
+    assert "stacks/teams/evil.yaml:" in err and problem in err
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_YAML))
+def test_check_reads_hostile_yaml_as_an_error(tmp_path: Path, capsys, case: str) -> None:
+    text, problem = HOSTILE_YAML[case]
+    path = write(tmp_path / "m.yaml", text)
+    code, _, err = run(["check", str(path)], capsys)
+    assert code == 2 and str(path) in err and problem in err
+
+
+def test_a_hostile_stack_file_is_a_config_error(project: Path, capsys) -> None:
+    write(project / "stacks" / "Pulumi.dev.yaml", BILLION_LAUGHS)
+    code, _, err = run(["--root", str(project), "plan", "--stack", "dev"], capsys)
+    assert code == 2 and "stacks/Pulumi.dev.yaml:" in err and "expands to more than" in err
+
+
+def test_device_files_directories_and_missing_files(tmp_path: Path, capsys) -> None:
+    for target, problem in (("/dev/zero", "a device or pipe, not a regular file"), (str(tmp_path), "is a directory"),
+                            (str(tmp_path / "none.yaml"), "cannot read file")):
+        for argv in (["check", target], ["guard", target], ["size", "--config-json", target, "--gpu", "H100"]):
+            code, _, err = run(argv, capsys)
+            assert code == 2 and problem in err, (argv, err)
+
+
+def test_a_symlink_out_of_the_repository_is_refused_for_config(project: Path, tmp_path_factory, capsys) -> None:
+    outside = write(tmp_path_factory.mktemp("elsewhere") / "team.yaml", (project / "stacks" / "teams" / "search.yaml").read_text())
+    (project / "stacks" / "teams" / "search.yaml").unlink()
+    os.symlink(outside, project / "stacks" / "teams" / "search.yaml")
+    code, _, err = run(["--root", str(project), "validate", "--stack", "dev"], capsys)
+    assert code == 2 and "outside the repository" in err
+
+
+def test_oversized_and_non_utf8_files(project: Path, tmp_path: Path, capsys) -> None:
+    write(project / "stacks" / "teams" / "big.yaml", "# " + "x" * CONFIG_MAX_BYTES + "\n")
+    code, _, err = run(["--root", str(project), "validate", "--stack", "dev"], capsys)
+    assert code == 2 and "stacks/teams/big.yaml" in err and "over the limit" in err
+    (project / "stacks" / "teams" / "big.yaml").unlink()
+    (project / "stacks" / "teams" / "latin1.yaml").write_bytes("name: caf\xe9\n".encode("latin-1"))
+    code, _, err = run(["--root", str(project), "validate", "--stack", "dev"], capsys)
+    assert code == 2 and "stacks/teams/latin1.yaml" in err and "not UTF-8" in err
+    (tmp_path / "m.yaml").write_bytes(b"\xff\xfe kind: x")
+    code, _, err = run(["check", str(tmp_path / "m.yaml")], capsys)
+    assert code == 2 and "not UTF-8" in err
+
+
+@pytest.mark.parametrize("text", ["- a\n- b\n", "42\n", "'just a string'\n", "null\n"])
+def test_a_team_file_that_is_not_a_mapping(project: Path, capsys, text: str) -> None:
+    write(project / "stacks" / "teams" / "odd.yaml", text)
+    code, _, err = run(["--root", str(project), "validate", "--stack", "dev"], capsys)
+    assert code == 2 and "stacks/teams/odd.yaml" in err
+
+
+@pytest.mark.parametrize("doc", ["kind: Deployment\n", "apiVersion: v1\nkind: Pod\nmetadata: [a]\n",
+                                 "apiVersion: v1\nkind: Pod\nmetadata: {name: {a: 1}}\n", "apiVersion: 1\nkind: [Pod]\n",
+                                 "apiVersion: v1\nkind: List\nitems: 3\n"])
+def test_check_names_broken_documents(tmp_path: Path, capsys, doc: str) -> None:
+    path = write(tmp_path / "m.yaml", doc)
+    code, _, err = run(["check", str(path)], capsys)
+    assert code == 2 and f"{path} line 1" in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["size", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "H100", "--tp", "0"],
+    ["size", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "H100", "--tp", "-2"],
+    ["size", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu-memory-gib", "nan"],
+    ["size", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu-memory-gib", "-80"],
+    ["size", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "H100", "--gpu-memory-utilization", "1.5"],
+    ["size", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "H100", "--dtype", "int3"],
+    ["size", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "H100", "--quantization", "magic"],
+    ["size", "--params-b", "inf", "--layers", "32", "--kv-heads", "8", "--head-dim", "128", "--gpu", "H100"],
+    ["size", "--params-b", "8", "--layers", "0", "--kv-heads", "8", "--head-dim", "128", "--gpu", "H100"],
+    ["check", "x.yaml", "--kubernetes-version", "abc"],
+    ["plan", "--stack", "../../etc/passwd"],
+])
+def test_nonsense_arguments_are_refused_with_exit_2(capsys, argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        code = main(argv)
+        raise SystemExit(code)
+    out, err = capsys.readouterr()
+    assert stop.value.code == 2 and err and "Traceback" not in out + err
+
+
+def test_size_choices_are_the_fit_checks(capsys) -> None:
+    assert set(DTYPES) == set(DTYPE_BYTES) and set(QUANTIZATIONS) == set(QUANT_BYTES) and set(KV_DTYPES) == set(KV_BYTES)
+
+
+@pytest.mark.parametrize("text", ['{"num_hidden_layers": 32}', "[1, 2]", '{"hidden_size": "x", "num_attention_heads": 0, '
+                                  '"num_hidden_layers": 2}', "[" * 50_000])
+def test_size_refuses_a_config_json_that_is_not_one(tmp_path: Path, capsys, text: str) -> None:
+    path = write(tmp_path / "config.json", text)
+    code, _, err = run(["size", "--config-json", str(path), "--gpu", "H100"], capsys)
+    assert code == 2 and "--config-json" in err
+
+
+def test_plan_out_to_something_that_is_not_a_directory(capsys, tmp_path: Path) -> None:
+    from tests.conftest import ROOT
+    code, _, err = run(["--root", str(ROOT), "plan", "--stack", "dev", "--out", "/dev/null"], capsys)
+    assert code == 2 and "--out /dev/null" in err
