@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import pulumi
 
 from components.kubernetes import register
-from fleet.labels import SHIPS_DEVICE_PLUGIN
 from fleet.render import gpu_system
 from fleet.spec.stack import DevicePlugin, GpuPool
 
@@ -24,13 +23,13 @@ class GpuSystemArgs:
 class GpuSystem(pulumi.ComponentResource):
     def __init__(self, name: str, args: GpuSystemArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("vllm-fleet:platform:GpuSystem", name, None, opts)
-        needs_plugin = [p for p in args.pools if p.ami_family not in SHIPS_DEVICE_PLUGIN]
+        needs_plugin = gpu_system.plugin_pools(list(args.pools))
         self.namespace = register(gpu_system.namespace(), pulumi.ResourceOptions(parent=self, protect=args.protect_namespace,
                                                                                  retain_on_delete=args.protect_namespace))
         after = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
         self.device_plugin = [register(m, after) for m in gpu_system.device_plugin(args.settings, needs_plugin)] if needs_plugin else []
         self.dcgm_exporter = ([register(m, after) for m in gpu_system.dcgm_exporter(args.settings, list(args.pools), args.service_monitor)]
                               if args.settings.dcgm_exporter else [])
-        efa_pools = [p for p in args.pools if p.efa]
-        self.efa_device_plugin = register(gpu_system.efa_device_plugin(args.settings, efa_pools), after) if efa_pools else None
+        efa_pools = gpu_system.efa_pools(list(args.pools))
+        self.efa_device_plugin = [register(m, after) for m in gpu_system.efa_device_plugin(args.settings, efa_pools)] if efa_pools else []
         self.register_outputs({"namespace": gpu_system.namespace()["metadata"]["name"]})

@@ -12,7 +12,7 @@ import pulumi_aws as aws
 
 from components.iam import ClusterOidc, service_account_role
 from components.kubernetes import register
-from fleet.render.cache import directories_job, persistent_volume, persistent_volume_claim, root_claim, root_volume, team_directory
+from fleet.render.cache import directories_job, directories_service_account, persistent_volume, persistent_volume_claim, root_claim, root_volume, team_directory
 from fleet.render.gpu_system import namespace as gpu_system_namespace
 from fleet.spec.resolved import ResolvedTeam
 from fleet.spec.stack import ModelCache as CacheSettings
@@ -143,7 +143,9 @@ class FsxLustreModelCache(ModelCache):
         claim = register(root_claim(args.settings, namespace), pulumi.ResourceOptions(
             parent=self, protect=args.protect, retain_on_delete=args.protect, depends_on=[volume, args.platform_namespace]))
         teams = [t.name for t in args.teams if t.models]
-        self.directories = register(directories_job(teams, args.image, namespace), pulumi.ResourceOptions(parent=self, depends_on=[claim]))
+        account = register(directories_service_account(namespace), pulumi.ResourceOptions(parent=self, depends_on=[args.platform_namespace]))
+        self.directories = register(directories_job(teams, args.image, namespace),
+                                    pulumi.ResourceOptions(parent=self, depends_on=[claim, account]))
         sources: dict[str, dict[str, pulumi.Input[str]]] = {}
         for team in args.teams:
             sources[team.name] = {"volume_handle": pulumi.Output.concat(self.file_system.id, "::", team_directory(team.name)),

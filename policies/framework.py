@@ -19,14 +19,11 @@ from pulumi_policy import (
 from pulumi_policy.proxy import UnknownValueError
 
 from fleet.kinds import AUTOSCALER_TYPES, POD_TYPES
-from fleet.labels import GPU_SYSTEM_NAMESPACE
 from fleet.quantity import quantity, whole
 from policies.commands import flag_value, has_flag, server_args
 
 __all__ = ["flag_value", "has_flag"]   # re-exported for the rules
 
-EXEMPT_ANNOTATION = "vllm-fleet.io/exempt-"        # + rule id (lower case), value: the reason
-SYSTEM_NAMESPACES = frozenset({GPU_SYSTEM_NAMESPACE})  # GPU system DaemonSets (device plugin, DCGM)
 SEVERITY = {"low": Severity.LOW, "medium": Severity.MEDIUM, "high": Severity.HIGH, "critical": Severity.CRITICAL}
 
 
@@ -42,7 +39,6 @@ class Rule:
     kinds: tuple[str, ...]       # resource types judged (for docs and fixtures); () for stack rules
     validate: Callable[..., Any]
     stack: bool = False
-    system_exempt: bool = False  # GPU system namespace exempt by name
     policy: Any = field(default=None, repr=False)
 
     @property
@@ -53,17 +49,6 @@ class Rule:
 RULES: list[Rule] = []
 
 POD_KINDS = POD_TYPES
-
-
-def _exemption(props: Any, rule_id: str) -> tuple[bool, str | None]:
-    annotations = ((props.get("metadata") or {}).get("annotations") or {}) if isinstance(props, Mapping) else {}
-    key = EXEMPT_ANNOTATION + rule_id.lower()
-    if key not in annotations:
-        return False, None
-    reason = str(annotations[key] or "").strip()
-    if len(reason) < 10:
-        return False, f"annotation {key} exempts this resource without a reason — write why (10+ characters) or remove it"
-    return True, None
 
 
 def namespace_of(props: Any) -> str | None:
@@ -84,8 +69,7 @@ def judge(fn: Callable[..., Any], props: Any, report: ReportViolation, args: Any
 
 
 def rule(rule_id: str, name: str, description: str, *, level: str, severity: str, remediation: str,
-         sources: tuple[str, ...], kinds: tuple[str, ...] = (), system_exempt: bool = False
-         ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+         sources: tuple[str, ...], kinds: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a resource rule. The function gets (props, report, args) and calls report(message)."""
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -93,22 +77,13 @@ def rule(rule_id: str, name: str, description: str, *, level: str, severity: str
             if kinds and args.resource_type not in kinds:
                 return
             props = args.props
-            exempt, problem = _exemption(props, rule_id)
-            if problem:
-                report_violation(problem, None)
-            if exempt:
-                return
-            namespace = namespace_of(props)
-            if system_exempt and namespace in SYSTEM_NAMESPACES:
-                return
-            config = args.get_config() or {}
-            if config.get("exempt_resources") and object_ref(props) in set(config["exempt_resources"]):
-                return
-            if config.get("exempt_namespaces") and namespace in set(config["exempt_namespaces"]):
+            # Exemptions come only from the pack's config: exact objects, each with its reason
+            # (fleet.render.exemptions for the platform's own, the stack's `policy.exemptions`).
+            if object_ref(props) in ((args.get_config() or {}).get("exempt_resources") or {}):
                 return
             judge(fn, props, report_violation, args)
 
-        r = Rule(rule_id, name, description, level, severity, remediation, sources, kinds, validate, system_exempt=system_exempt)
+        r = Rule(rule_id, name, description, level, severity, remediation, sources, kinds, validate)
         r.policy = ResourceValidationPolicy(
             name=r.policy_name, description=description, validate=validate,
             enforcement_level=EnforcementLevel.MANDATORY if level == "mandatory" else EnforcementLevel.ADVISORY,

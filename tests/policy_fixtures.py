@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from fleet.offline.engine import Captured
-from fleet.render.workload import WRITABLE_ROOT_EXEMPTION, workload
+from fleet.offline.policy_pack import policy_config
+from fleet.render.exemptions import WRITABLE_ROOT
+from fleet.render.workload import workload
 from fleet.spec.load import load
-from tests.conftest import RESOLVED_DIGEST, ROOT
+from tests.conftest import RESOLVED_DIGEST, copy_project, resolve_prod_digest
 
 KINDS = ("Pod", "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "LeaderWorkerSet")
 API = {"Pod": "v1", "Deployment": "apps/v1", "StatefulSet": "apps/v1", "DaemonSet": "apps/v1", "Job": "batch/v1",
@@ -39,10 +42,8 @@ def cap(typ: str, props: dict[str, Any], name: str | None = None, protect: bool 
 
 @lru_cache(maxsize=1)
 def prod_spec() -> Any:
-    """The prod spec with its image digest resolved (the bundled stack holds a placeholder that D15 refuses)."""
-    spec = load("prod", ROOT)
-    vllm = spec.config.vllm.model_copy(update={"digest": RESOLVED_DIGEST})
-    return dataclasses.replace(spec, config=spec.config.model_copy(update={"vllm": vllm}))
+    """The prod spec with its image digests resolved (the bundled stack holds placeholders that D15 refuses)."""
+    return load("prod", resolve_prod_digest(copy_project(Path(tempfile.mkdtemp(prefix="vllm-fleet-prod-")))))
 
 
 def base_pod() -> dict[str, Any]:
@@ -52,8 +53,17 @@ def base_pod() -> dict[str, Any]:
     return copy.deepcopy(workload(spec.config, model)["spec"]["template"]["spec"])
 
 
+def fixture_config() -> dict[str, dict[str, Any]]:
+    """The prod stack's policy config, with the fixtures' vLLM workloads (`<Kind>/team-search/m`) exempt from D11 for the
+    reason the platform's own are (fleet.render.exemptions)."""
+    config = policy_config(prod_spec())
+    d11 = next(name for name in config if name.startswith("d11-"))
+    config[d11]["exempt_resources"].update({f"{kind}/{ns}/m": WRITABLE_ROOT for kind in KINDS for ns in ("team-search", "default")})
+    return config
+
+
 def wrap(kind: str, pod: dict[str, Any], name: str = "m", annotations: dict[str, str] | None = None) -> Captured:
-    md = {"name": name, "namespace": "team-search", "annotations": dict(WRITABLE_ROOT_EXEMPTION if annotations is None else annotations)}
+    md = {"name": name, "namespace": "team-search", "annotations": dict(annotations or {})}
     labels = {"vllm-fleet.io/team": "search", "vllm-fleet.io/model": name}
     template = {"metadata": {"labels": labels}, "spec": pod}
     if kind == "Pod":
@@ -133,7 +143,7 @@ POD_CASES: dict[str, list[tuple[Mutation, str, set[str]]]] = {
              "{p}.containers[0].image docker.io/vllm/vllm-openai:latest is latest", {"F2"}),
             (lambda p: container(p).update(image="quay.io/someone/vllm:v0.33.0@" + RESOLVED_DIGEST),
              "{p}.containers[0].image quay.io/someone/vllm:v0.33.0@" + RESOLVED_DIGEST + " is not from an allowed registry "
-             "(docker.io/vllm, nvcr.io/nvidia, public.ecr.aws, 763104351884.dkr.ecr.us-east-1.amazonaws.com/vllm)", set()),
+             "(docker.io/vllm, nvcr.io/nvidia, public.ecr.aws/eks, 763104351884.dkr.ecr.us-east-1.amazonaws.com/vllm)", set()),
             (lambda p: container(p).update(image="docker.io/vllm/vllm-openai:v0.33.0@sha256:" + "0" * 64),
              "{p}.containers[0].image is pinned to the placeholder digest sha256:00000000…, which no registry serves — resolve "
              "the real one (`crane digest docker.io/vllm/vllm-openai:v0.33.0`) and set it in the stack", set())],
@@ -207,13 +217,14 @@ def pod_cases() -> list[Case]:
                 cases.append(Case(f"{rule_id}#{n} on {kind}", [wrap(kind, pod), QUOTA],
                                   {(rule_id, message.replace("{p}", POD_PATH[kind]))}, collateral))
     for kind in KINDS:
-        cases.append(Case(f"D11 without exemption on {kind}", [wrap(kind, base_pod(), annotations={}), QUOTA],
+        cases.append(Case(f"D11 without exemption on {kind}", [wrap(kind, base_pod(), name="unexempt"), QUOTA],
                           {("D11", f"{POD_PATH[kind]}.containers[0].securityContext.readOnlyRootFilesystem is not true")}))
-        cases.append(Case(f"D11 exemption without a reason on {kind}",
-                          [wrap(kind, base_pod(), annotations={"vllm-fleet.io/exempt-d11": "yes"}), QUOTA],
-                          {("D11", "annotation vllm-fleet.io/exempt-d11 exempts this resource without a reason — write why "
-                                   "(10+ characters) or remove it"),
-                           ("D11", f"{POD_PATH[kind]}.containers[0].securityContext.readOnlyRootFilesystem is not true")}))
+        # an object cannot exempt itself: annotations are not exemptions
+        privileged = base_pod()
+        container(privileged)["securityContext"]["privileged"] = True
+        cases.append(Case(f"self-exemption by annotation on {kind}",
+                          [wrap(kind, privileged, annotations={"vllm-fleet.io/exempt-d2": "the vendor image needs it, trust me"}), QUOTA],
+                          {("D2", f"{POD_PATH[kind]}.containers[0].securityContext.privileged is true")}))
         moved = wrap(kind, base_pod())
         moved.inputs["metadata"]["namespace"] = "default"
         cases.append(Case(f"D13 on {kind}", [moved, QUOTA], {("D13", "namespace is default")}, {"E6"}))

@@ -124,7 +124,14 @@ def test_device_plugin_only_on_pools_whose_ami_lacks_it_and_dcgm_everywhere(prod
     pod = plugin["spec"]["template"]["spec"]
     assert pod["priorityClassName"] == "system-node-critical"
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
-    assert pod["containers"][0]["image"] == "nvcr.io/nvidia/k8s-device-plugin:v0.17.4"
+    assert pod["containers"][0]["image"].startswith("nvcr.io/nvidia/k8s-device-plugin:v0.17.4@sha256:")
+    # hardened where the vendor allows: own account without a token, RuntimeDefault seccomp, no capabilities
+    assert pod["serviceAccountName"] == "nvidia-device-plugin" and pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
+    assert pod["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert prod["serviceaccount-gpu-system-nvidia-device-plugin"].inputs["automountServiceAccountToken"] is False
+    dcgm = prod["daemonset-gpu-system-dcgm-exporter"].inputs["spec"]["template"]["spec"]
+    assert dcgm["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["SYS_ADMIN"]}
     config = json.loads(prod["configmap-gpu-system-nvidia-device-plugin-config"].inputs["data"]["config.yaml"])
     assert config == {"version": "v1", "flags": {"migStrategy": "none", "failOnInitError": True}}
     assert pools("daemonset-gpu-system-dcgm-exporter") == ["h100", "l4", "l40s"]
@@ -329,7 +336,7 @@ def test_efa_pools_get_the_device_plugin_and_multi_node_pods_an_efa_capable_imag
     terms = plugin["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     assert terms == [{"matchExpressions": [{"key": "vllm-fleet.io/pool", "operator": "In", "values": ["h100"]}]}]  # EFA pools only
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in plugin["tolerations"]
-    assert plugin["containers"][0]["image"] == "public.ecr.aws/eks/aws-efa-k8s-device-plugin:v0.5.6"
+    assert plugin["containers"][0]["image"].startswith("public.ecr.aws/eks/aws-efa-k8s-device-plugin:v0.5.6@sha256:")
     lws = prod["leaderworkerset-team-research-llama-405b"].inputs["spec"]["leaderWorkerTemplate"]
     for template in ("leaderTemplate", "workerTemplate"):
         (c,) = lws[template]["spec"]["containers"]

@@ -14,7 +14,7 @@ from fleet.offline.policy_pack import analyze, policy_config, policy_levels
 from fleet.spec.load import load
 from policies.rules import RULES
 from tests.conftest import ROOT
-from tests.policy_fixtures import Case, other_cases, pod_cases, prod_spec
+from tests.policy_fixtures import Case, fixture_config, other_cases, pod_cases, prod_spec
 
 ALL_MANDATORY = {r.policy_name: "mandatory" for r in RULES}
 
@@ -26,7 +26,7 @@ def cases() -> list[Case]:
 
 
 def findings_of(case: Case) -> list[tuple[str, str]]:
-    return [(f.rule_id, f.message) for f in analyze(case.resources, ALL_MANDATORY, policy_config(prod_spec()))]
+    return [(f.rule_id, f.message) for f in analyze(case.resources, ALL_MANDATORY, fixture_config())]
 
 
 def test_every_fixture_trips_exactly_its_rules(cases: list[Case]) -> None:
@@ -80,24 +80,38 @@ def test_levels_follow_the_stack_and_overrides(project: Path) -> None:
 def test_harness_applies_levels_disabled_rules_and_unknowns(cases: list[Case]) -> None:
     case = next(c for c in cases if c.name == "D2#0 on Deployment")
     d2 = next(r.policy_name for r in RULES if r.id == "D2")
-    found = analyze(case.resources, {**ALL_MANDATORY, d2: "advisory"}, policy_config(prod_spec()))
+    found = analyze(case.resources, {**ALL_MANDATORY, d2: "advisory"}, fixture_config())
     assert [(f.rule_id, f.level) for f in found] == [("D2", "advisory")]
-    assert analyze(case.resources, {**ALL_MANDATORY, d2: "disabled"}, policy_config(prod_spec())) == []
+    assert analyze(case.resources, {**ALL_MANDATORY, d2: "disabled"}, fixture_config()) == []
     # a value unknown at preview: the SDK reports that the rule could not run, as advisory, instead of passing
     unknown = next(c for c in cases if c.name == "C2 FSx")
     unknown.resources[0].inputs.update(kmsKeyId="arn:aws:kms:us-east-1:1:key/k",
                                        deploymentType="04da6b54-80e4-46f7-96ec-b56ff0331ba9")
-    found = analyze(unknown.resources, ALL_MANDATORY, policy_config(prod_spec()))
+    found = analyze(unknown.resources, ALL_MANDATORY, fixture_config())
     assert [(f.rule_id, f.level) for f in found if f.rule_id == "C2"] == [("C2", "advisory")]
     assert "during preview: string value at .deploymentType can't be known during preview" in found[0].message
 
 
-def test_stack_exemption_by_namespace(project: Path, cases: list[Case]) -> None:
+def test_stack_exemptions_name_exact_objects_with_reasons(project: Path, cases: list[Case], capsys) -> None:
     stack = project / "stacks" / "Pulumi.prod.yaml"
-    stack.write_text(stack.read_text() + "  vllm-fleet:policy:\n    exemptions:\n      - {rule: D2, namespace: team-search, "
+    base = stack.read_text()
+    stack.write_text(base + "  vllm-fleet:policy:\n    exemptions:\n      - {rule: D2, resource: Deployment/team-search/m, "
                      "reason: vendor image needs it until 2027}\n")
     case = next(c for c in cases if c.name == "D2#0 on Deployment")
-    assert analyze(case.resources, ALL_MANDATORY, policy_config(load("prod", project))) == []
+    config = policy_config(load("prod", project))
+    # D2 is exempt for this one object; D11 still judges it (the stack exempted only D2)
+    assert {f.rule_id for f in analyze(case.resources, ALL_MANDATORY, config)} == {"D11"}
+    d2 = next(r.policy_name for r in RULES if r.id == "D2")
+    assert config[d2]["exempt_resources"] == {"Deployment/team-search/m": "vendor image needs it until 2027"}
+    other = next(c for c in cases if c.name == "D2#0 on StatefulSet")
+    assert "D2" in {f.rule_id for f in analyze(other.resources, ALL_MANDATORY, config)}
+    # whole namespaces and reasons that say nothing are refused
+    for exemption, problem in (("{rule: D2, namespace: team-search, reason: vendor image needs it}", "exempting a whole namespace"),
+                               ("{rule: D2, resource: Deployment/team-search/m, reason: '            '}", "the reason must say why"),
+                               ("{rule: D2, resource: team-search, reason: vendor image needs it}", "resource")):
+        stack.write_text(base + f"  vllm-fleet:policy:\n    exemptions:\n      - {exemption}\n")
+        assert main(["--root", str(project), "validate", "--stack", "prod"]) == 2
+        assert problem in capsys.readouterr().err
 
 
 SEED = ROOT / "tests" / "manifests" / "seed-deployment-sheet.yaml"
@@ -132,7 +146,7 @@ def test_check_reads_multi_document_yaml_and_reports_bad_input(tmp_path: Path, c
 def test_shared_view_servicer_gives_the_sdk_servicers_verdicts(cases: list[Case]) -> None:
     """The harness's faster servicer must report exactly what pulumi-policy's own servicer reports."""
     resources = [*capture(prod_spec()), *(r for c in cases[:60] for r in c.resources)]
-    config = policy_config(prod_spec())
+    config = fixture_config()
     for levels in (ALL_MANDATORY, policy_levels(prod_spec()), policy_levels(load("dev", ROOT))):
         fast = analyze(resources, levels, config)
         sdk = analyze(resources, levels, config, shared_view=False)

@@ -19,6 +19,7 @@ from pulumi_policy.policy import _PolicyAnalyzerServicer
 import policies
 from fleet.offline.analyzer import SharedViewServicer
 from fleet.offline.engine import Captured
+from fleet.render.exemptions import platform_exemptions
 from fleet.spec.resolved import FleetSpec
 from fleet.yamlsrc import safe_load
 from policies.framework import Rule
@@ -62,7 +63,6 @@ def policy_levels(spec: FleetSpec | None) -> dict[str, str]:
 def policy_config(spec: FleetSpec | None) -> dict[str, dict[str, Any]]:
     """Per-policy config from the stack (the same document `vllm-fleet policy-config` writes for the real engine)."""
     base: dict[str, Any] = {}
-    exemptions: list[Any] = []
     if spec is not None:
         cfg = spec.config
         base = {
@@ -72,13 +72,13 @@ def policy_config(spec: FleetSpec | None) -> dict[str, dict[str, Any]]:
             "efa_images": [cfg.vllm.efa.repository] if cfg.vllm.efa is not None else [],
             "network_policy_enforcement": cfg.cluster.network_policy_enforcement,
         }
-        exemptions = list(cfg.policy.exemptions)
+    exempt = platform_exemptions(spec) if spec is not None else {}
+    for e in spec.config.policy.exemptions if spec is not None else []:
+        exempt.setdefault(e.rule, {})[e.resource] = e.reason.strip()
     out = {}
     for r in RULES:
-        conf = dict(base)
-        conf["exempt_namespaces"] = [e.namespace for e in exemptions if e.rule == r.id and e.namespace]
-        conf["exempt_resources"] = [e.resource for e in exemptions if e.rule == r.id and e.resource]
-        out[r.policy_name] = conf
+        # object ref (Kind/namespace/name) → reason: what the rule does not judge, and why
+        out[r.policy_name] = {**base, "exempt_resources": dict(sorted(exempt.get(r.id, {}).items()))}
     return out
 
 

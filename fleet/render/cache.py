@@ -105,19 +105,37 @@ def root_claim(cache: CacheSettings, namespace: str) -> Manifest:
                      "resources": {"requests": {"storage": f"{cache.size_gib}Gi"}}}}
 
 
+DIRECTORIES = "model-cache-directories"
+# rule id → why the directories Job needs what the rule forbids (fleet.render.exemptions)
+DIRECTORIES_NEEDS = {
+    "D5": "CHOWN hands each new team directory on the root-owned Lustre file system to the serving user",
+    "D7": "the Lustre root directory belongs to root: only root creates the team directories in it, once, here",
+}
+
+
+def directories_job_name(teams: list[str]) -> str:
+    """Named after the teams it creates: a new team is a new Job."""
+    return f"{DIRECTORIES}-{hashlib.sha256(','.join(sorted(teams)).encode()).hexdigest()[:8]}"
+
+
+def directories_service_account(namespace: str) -> Manifest:
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(DIRECTORIES, namespace, dict(MANAGED_BY)),
+            "automountServiceAccountToken": False}
+
+
 def directories_job(teams: list[str], image: str, namespace: str) -> Manifest:
     """Creates /teams/<team> on the file system, owned by the serving user and closed to others (0750). A Lustre
     root directory belongs to root: creating and handing over the directories needs root and CHOWN, once, here, so
-    no serving pod ever does. Named after the teams it creates: a new team is a new Job."""
-    digest = hashlib.sha256(",".join(sorted(teams)).encode()).hexdigest()[:8]
+    no serving pod ever does."""
     steps = [f"mkdir -p -m 0750 /fsx/{team_directory(t)} && chown {NONROOT_UID}:{NONROOT_UID} /fsx/{team_directory(t)}"
              for t in sorted(teams)]
-    labels = {**MANAGED_BY, "app.kubernetes.io/name": "model-cache-directories"}
+    labels = {**MANAGED_BY, "app.kubernetes.io/name": DIRECTORIES}
     return {
         "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": meta(f"model-cache-directories-{digest}", namespace, labels),
+        "metadata": meta(directories_job_name(teams), namespace, labels),
         "spec": {"backoffLimit": 3, "activeDeadlineSeconds": 600, "template": {"metadata": {"labels": labels}, "spec": {
-            "restartPolicy": "OnFailure", "automountServiceAccountToken": False, "enableServiceLinks": False,
+            "restartPolicy": "OnFailure", "serviceAccountName": DIRECTORIES, "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
             "securityContext": {"runAsUser": 0, "runAsGroup": 0, "seccompProfile": {"type": "RuntimeDefault"}},
             "containers": [{
                 "name": "directories", "image": image, "command": ["/bin/sh", "-c"], "args": [" && ".join(["set -e", *steps])],

@@ -1,20 +1,65 @@
-"""GPU system objects: the namespace, the NVIDIA device plugin and the DCGM exporter.
+"""GPU system objects: the namespace, the NVIDIA device plugin, the AWS EFA device plugin and the DCGM exporter.
 
-Both DaemonSets mirror NVIDIA's published static manifests (k8s-device-plugin `nvidia-device-plugin.yml`,
-dcgm-exporter `dcgm-exporter.yaml`) with pinned images; they need host paths (kubelet sockets), so they
-live in one system namespace that the policy pack exempts by name.
+The DaemonSets mirror the vendors' published static manifests (k8s-device-plugin `nvidia-device-plugin.yml`,
+dcgm-exporter `dcgm-exporter.yaml`, aws-efa-k8s-device-plugin), hardened where they allow it (own service account
+without a token, RuntimeDefault seccomp, every capability dropped but what they need). What they still need that the
+pod-security rules forbid (kubelet sockets on host paths, root, DCGM's SYS_ADMIN) is listed next to each, with the
+reason: the policy pack exempts exactly these objects from exactly these rules (fleet.render.exemptions), never a
+namespace by its name. Their images come from the stack and are judged like every other image (D15).
 """
 
 from __future__ import annotations
 
 import json
 
-from fleet.labels import GPU_SYSTEM_NAMESPACE, GPU_TAINT_KEY, MANAGED_BY, POOL_LABEL
+from fleet.labels import GPU_SYSTEM_NAMESPACE, GPU_TAINT_KEY, MANAGED_BY, POOL_LABEL, SHIPS_DEVICE_PLUGIN
 from fleet.render import Manifest, meta
 from fleet.spec.stack import DevicePlugin, GpuPool
 
 DEVICE_PLUGIN_CONFIG_KEY = "config.yaml"
 DCGM_PORT = 9400
+SOCKETS = "/var/lib/kubelet/device-plugins"
+
+# rule id → why the object needs what the rule forbids
+_PLUGIN_NEEDS = {
+    "D3": f"a device plugin registers with the kubelet through its socket directory {SOCKETS}, a host path by design",
+    "D9": f"a device plugin registers with the kubelet through its socket directory {SOCKETS}, a host path by design",
+    "D7": f"the kubelet's socket directory {SOCKETS} belongs to root; the plugin creates its socket there",
+    "D11": "the vendor runs it with a writable root file system; a read-only one is not verified (advisory rule)",
+    "E3": "a device plugin runs on the GPU nodes whose devices it advertises, without requesting a GPU itself",
+}
+DEVICE_PLUGIN_NEEDS = dict(_PLUGIN_NEEDS)
+EFA_PLUGIN_NEEDS = {**_PLUGIN_NEEDS, "D1": "the EFA devices are found in the node's network namespace (hostNetwork, as AWS's "
+                                           "manifest runs it)"}
+DCGM_NEEDS = {
+    "D3": "DCGM maps GPU metrics to pods through the kubelet's pod-resources socket (/var/lib/kubelet/pod-resources), a host path",
+    "D9": "DCGM maps GPU metrics to pods through the kubelet's pod-resources socket (/var/lib/kubelet/pod-resources), a host path",
+    "D5": "DCGM's profiling counters (SM activity, tensor-core use) need CAP_SYS_ADMIN, as NVIDIA's manifest grants",
+    "D6": "the API server refuses allowPrivilegeEscalation: false together with CAP_SYS_ADMIN",
+    "D7": "DCGM reads the kubelet's root-owned pod-resources socket and the GPU devices as root",
+    "D11": "DCGM writes its host engine state into the root file system (advisory rule)",
+    "E3": "the exporter runs on every GPU node to read its GPUs, without requesting one (that would take it from vLLM)",
+}
+
+
+def plugin_pools(pools: list[GpuPool]) -> list[GpuPool]:
+    """The pools whose node image does not ship the NVIDIA device plugin: the stack runs it there."""
+    return [p for p in pools if p.ami_family not in SHIPS_DEVICE_PLUGIN]
+
+
+def efa_pools(pools: list[GpuPool]) -> list[GpuPool]:
+    return [p for p in pools if p.efa]
+
+
+def service_account(name: str) -> Manifest:
+    """A DaemonSet's own account, without an API token: none of these talks to the API server."""
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(name, GPU_SYSTEM_NAMESPACE, dict(MANAGED_BY)),
+            "automountServiceAccountToken": False}
+
+
+def _pod_identity(name: str) -> dict:
+    return {"serviceAccountName": name, "automountServiceAccountToken": False,
+            "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}}
 
 
 def namespace() -> Manifest:
@@ -56,6 +101,7 @@ def device_plugin(settings: DevicePlugin, pools: list[GpuPool]) -> list[Manifest
             "updateStrategy": {"type": "RollingUpdate"},
             "template": {"metadata": {"labels": labels}, "spec": {
                 "priorityClassName": "system-node-critical",
+                **_pod_identity("nvidia-device-plugin"),
                 **_on_pools(pools),
                 "containers": [{
                     "name": "nvidia-device-plugin-ctr",
@@ -74,7 +120,7 @@ def device_plugin(settings: DevicePlugin, pools: list[GpuPool]) -> list[Manifest
             }},
         },
     }
-    return [config, ds]
+    return [service_account("nvidia-device-plugin"), config, ds]
 
 
 def dcgm_exporter(settings: DevicePlugin, pools: list[GpuPool], service_monitor: bool) -> list[Manifest]:
@@ -87,7 +133,7 @@ def dcgm_exporter(settings: DevicePlugin, pools: list[GpuPool], service_monitor:
             "selector": {"matchLabels": selector},
             "updateStrategy": {"type": "RollingUpdate"},
             "template": {"metadata": {"labels": labels}, "spec": {
-                "automountServiceAccountToken": False,
+                **_pod_identity("dcgm-exporter"),
                 **_on_pools(pools),
                 "containers": [{
                     "name": "dcgm-exporter",
@@ -96,7 +142,7 @@ def dcgm_exporter(settings: DevicePlugin, pools: list[GpuPool], service_monitor:
                             {"name": "DCGM_EXPORTER_KUBERNETES", "value": "true"}],
                     "ports": [{"name": "metrics", "containerPort": DCGM_PORT, "protocol": "TCP"}],
                     # SYS_ADMIN: DCGM profiling counters (as in NVIDIA's manifest).
-                    "securityContext": {"capabilities": {"add": ["SYS_ADMIN"]}, "runAsNonRoot": False, "runAsUser": 0},
+                    "securityContext": {"capabilities": {"drop": ["ALL"], "add": ["SYS_ADMIN"]}, "runAsNonRoot": False, "runAsUser": 0},
                     "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}},
                     "readinessProbe": {"httpGet": {"path": "/health", "port": DCGM_PORT}, "periodSeconds": 10, "timeoutSeconds": 5},
                     "livenessProbe": {"httpGet": {"path": "/health", "port": DCGM_PORT}, "periodSeconds": 30, "timeoutSeconds": 5,
@@ -110,7 +156,7 @@ def dcgm_exporter(settings: DevicePlugin, pools: list[GpuPool], service_monitor:
     svc = {"apiVersion": "v1", "kind": "Service", "metadata": meta("dcgm-exporter", GPU_SYSTEM_NAMESPACE, labels),
            "spec": {"type": "ClusterIP", "selector": selector,
                     "ports": [{"name": "metrics", "port": DCGM_PORT, "targetPort": "metrics", "protocol": "TCP"}]}}
-    out = [ds, svc]
+    out = [service_account("dcgm-exporter"), ds, svc]
     if service_monitor:
         out.append({"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
                     "metadata": meta("dcgm-exporter", GPU_SYSTEM_NAMESPACE, labels),
@@ -122,11 +168,11 @@ def dcgm_exporter(settings: DevicePlugin, pools: list[GpuPool], service_monitor:
 EFA_RESOURCE = "vpc.amazonaws.com/efa"
 
 
-def efa_device_plugin(settings: DevicePlugin, pools: list[GpuPool]) -> Manifest:
+def efa_device_plugin(settings: DevicePlugin, pools: list[GpuPool]) -> list[Manifest]:
     """AWS's EFA device plugin (aws-efa-k8s-device-plugin, as its published manifest runs it), only on the pools with
     EFA: it advertises `vpc.amazonaws.com/efa`, which multi-node replicas request; without it they never schedule."""
     labels = {"app.kubernetes.io/name": "aws-efa-k8s-device-plugin", **MANAGED_BY}
-    return {
+    return [service_account("aws-efa-k8s-device-plugin"), {
         "apiVersion": "apps/v1", "kind": "DaemonSet",
         "metadata": meta("aws-efa-k8s-device-plugin", GPU_SYSTEM_NAMESPACE, labels),
         "spec": {
@@ -136,6 +182,7 @@ def efa_device_plugin(settings: DevicePlugin, pools: list[GpuPool]) -> Manifest:
                 "priorityClassName": "system-node-critical",
                 # The plugin finds the EFA devices of the node's network namespace.
                 "hostNetwork": True,
+                **_pod_identity("aws-efa-k8s-device-plugin"),
                 **_on_pools(pools),
                 "containers": [{
                     "name": "aws-efa-k8s-device-plugin",
@@ -147,4 +194,4 @@ def efa_device_plugin(settings: DevicePlugin, pools: list[GpuPool]) -> Manifest:
                 "volumes": [{"name": "device-plugin", "hostPath": {"path": "/var/lib/kubelet/device-plugins", "type": "Directory"}}],
             }},
         },
-    }
+    }]

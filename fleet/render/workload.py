@@ -51,9 +51,6 @@ def image(cfg: StackConfig, model: ResolvedModel | None = None) -> str:
     return f"{v.repository}:v{v.version}@{v.digest}" if v.digest else f"{v.repository}:v{v.version}"
 
 
-# readOnlyRootFilesystem stays false for GPU containers: exempt D11 with the reason, as the pack requires.
-WRITABLE_ROOT_EXEMPTION = {"vllm-fleet.io/exempt-d11": "the NVIDIA container runtime hook writes the injected driver "
-                                                     "libraries into the root file system when the GPU is attached"}
 
 
 def labels(model: ResolvedModel) -> dict[str, str]:
@@ -259,7 +256,7 @@ def workload(cfg: StackConfig, model: ResolvedModel) -> Manifest:
             strategy["rollingUpdate"] = {"maxSurge": r.max_surge, "maxUnavailable": r.max_unavailable}
         return {
             "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": meta(model.name, model.namespace, lbl, WRITABLE_ROOT_EXEMPTION),
+            "metadata": meta(model.name, model.namespace, lbl),
             "spec": {
                 **replicas(cfg, model),
                 "revisionHistoryLimit": 3,
@@ -271,7 +268,7 @@ def workload(cfg: StackConfig, model: ResolvedModel) -> Manifest:
         }
     return {
         "apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
-        "metadata": meta(model.name, model.namespace, lbl, WRITABLE_ROOT_EXEMPTION),
+        "metadata": meta(model.name, model.namespace, lbl),
         "spec": {
             **replicas(cfg, model),
             "startupPolicy": "LeaderCreated",

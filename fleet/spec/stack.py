@@ -206,16 +206,29 @@ class VllmImage(Strict):
         return self
 
 
+# Kind/namespace/name, or Kind/name for cluster-scoped objects
+OBJECT_REF = r"^[A-Z][A-Za-z0-9]*/([a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?/)?[a-z0-9]([a-z0-9.\-]{0,251}[a-z0-9])?$"
+
+
 class Exemption(Strict):
-    rule: RuleId = Field(description="Catalogue id (GUARDRAILS.md), e.g. `D11`.")
-    namespace: Annotated[str, StringConstraints(pattern=DNS_LABEL)] | None = Field(None, description="Exempt every resource of this namespace.")
-    resource: str | None = Field(None, description="Exempt one resource by `kind/namespace/name` or Pulumi name.")
-    reason: str = Field(min_length=10, description="Why; required and reviewed.")
+    rule: RuleId = Field(description="Catalogue id (docs/guardrails.md), e.g. `D11`.")
+    resource: Annotated[str, StringConstraints(pattern=OBJECT_REF)] = Field(
+        description="The one object exempted, `Kind/namespace/name` (`Kind/name` for cluster-scoped objects), e.g. "
+                    "`Deployment/team-search/qwen-3b`. Whole namespaces are never exempt.")
+    reason: str = Field(min_length=10, description="Why; required and reviewed (10+ characters of text).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_namespaces(cls, data: object) -> object:
+        if isinstance(data, dict) and "namespace" in data:
+            raise ValueError("exempting a whole namespace is not supported: anything placed there would escape the rule — "
+                             "list each object as `resource: Kind/namespace/name`")
+        return data
 
     @model_validator(mode="after")
-    def _target(self) -> Exemption:
-        if (self.namespace is None) == (self.resource is None):
-            raise ValueError("an exemption names exactly one of `namespace` or `resource`")
+    def _reason(self) -> Exemption:
+        if len(self.reason.strip()) < 10 or len(set(self.reason.strip())) < 4:
+            raise ValueError("the reason must say why in words (10+ characters of text, not whitespace or filler)")
         return self
 
 
@@ -270,7 +283,7 @@ class StackConfig(Strict):
     observability: Observability = Field(default_factory=Observability, alias="vllm-fleet:observability")  # type: ignore[arg-type]
     allowed_instance_types: list[str] = Field(alias="vllm-fleet:allowed_instance_types", min_length=1, description="Instance types pools may use (policy B9).")
     allowed_registries: list[str] = Field(
-        default_factory=lambda: ["docker.io/vllm", "nvcr.io/nvidia", "public.ecr.aws"], alias="vllm-fleet:allowed_registries",
+        default_factory=lambda: ["docker.io/vllm", "nvcr.io/nvidia", "public.ecr.aws/eks"], alias="vllm-fleet:allowed_registries",
         description="Image registries/prefixes pods may pull from (policy D15).")
     vllm: VllmImage = Field(alias="vllm-fleet:vllm")
     spare_gpus: CliInt = Field(0, ge=0, alias="vllm-fleet:spare_gpus", description="Spare GPUs kept for rolling updates. A rollout surges only when surge × "

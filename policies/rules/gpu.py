@@ -145,7 +145,7 @@ def gpu_placement(props: Any, report: Any, args: Any) -> None:
 
 @rule("E3", "kubernetes-pod-disallow-gpu-toleration-without-gpus", "Pods without GPUs do not tolerate the GPU taint.",
       level="mandatory", severity="medium", remediation="Remove the nvidia.com/gpu toleration or request a GPU.",
-      sources=("BPG",), kinds=POD_KINDS, system_exempt=True)
+      sources=("BPG",), kinds=POD_KINDS)
 def gpu_toleration(props: Any, report: Any, args: Any) -> None:
     for pod in pod_specs(args.resource_type, props):
         if pod_gpus(pod) == 0 and _tolerates_gpu(pod.spec):
@@ -219,7 +219,7 @@ def gpu_quota(resources: Any, report: Any, args: Any) -> None:
             if "limits.nvidia.com/gpu" in hard:
                 report(f"ResourceQuota {ns}/{(props.get('metadata') or {}).get('name')} uses limits.nvidia.com/gpu, "
                        "which Kubernetes rejects for extended resources — use requests.nvidia.com/gpu", r.urn)
-        elif r.resource_type in POD_KINDS and ns != "gpu-system" and any(pod_gpus(p) for p in pod_specs(r.resource_type, props)):
+        elif r.resource_type in POD_KINDS and any(pod_gpus(p) for p in pod_specs(r.resource_type, props)):
             gpu_namespaces.setdefault(ns, r.urn)
     for ns, urn in sorted(gpu_namespaces.items(), key=lambda kv: str(kv[0])):
         if "requests.nvidia.com/gpu" not in quotas.get(ns, set()):
@@ -263,7 +263,7 @@ def autoscaler_quota(resources: Any, report: Any, args: Any) -> None:
 
 @rule("E8", "kubernetes-container-disallow-nvidia-env", "Containers do not set NVIDIA_VISIBLE_DEVICES or NVIDIA_DRIVER_CAPABILITIES.",
       level="mandatory", severity="high", remediation="Request GPUs with nvidia.com/gpu; the device plugin sets the devices.",
-      sources=("NV",), kinds=POD_KINDS, system_exempt=True)
+      sources=("NV",), kinds=POD_KINDS)
 def nvidia_env(props: Any, report: Any, args: Any) -> None:
     for pod in pod_specs(args.resource_type, props):
         for path, c in containers(pod):

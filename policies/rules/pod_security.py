@@ -11,7 +11,7 @@ from policies.commands import all_words
 from policies.framework import POD_KINDS, containers, env_map, pod_specs, rule, shown_number, stack_rule
 
 PSS_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"}
-ALLOWED_REGISTRIES_DEFAULT = ("docker.io/vllm/", "nvcr.io/nvidia/", "public.ecr.aws/")
+ALLOWED_REGISTRIES_DEFAULT = ("docker.io/vllm/", "nvcr.io/nvidia/", "public.ecr.aws/eks/")
 SECRET_NAMES = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 
 
@@ -21,7 +21,7 @@ def _sc(c: Mapping[str, Any]) -> Mapping[str, Any]:
 
 @rule("D1", "kubernetes-pod-disallow-host-namespaces", "Pods do not share the node's network, PID or IPC namespace.",
       level="mandatory", severity="critical", remediation="Remove hostNetwork, hostPID and hostIPC.",
-      sources=("PSS-B", "CIS 4.2.2-4"), kinds=POD_KINDS, system_exempt=True)
+      sources=("PSS-B", "CIS 4.2.2-4"), kinds=POD_KINDS)
 def host_namespaces(props: Any, report: Any, args: Any) -> None:
     for pod in pod_specs(args.resource_type, props):
         for key in ("hostNetwork", "hostPID", "hostIPC"):
@@ -31,7 +31,7 @@ def host_namespaces(props: Any, report: Any, args: Any) -> None:
 
 @rule("D2", "kubernetes-container-disallow-privileged", "Containers are not privileged.", level="mandatory",
       severity="critical", remediation="Remove securityContext.privileged.", sources=("PSS-B", "CIS 4.2.1"),
-      kinds=POD_KINDS, system_exempt=True)
+      kinds=POD_KINDS)
 def privileged(props: Any, report: Any, args: Any) -> None:
     for pod in pod_specs(args.resource_type, props):
         for path, c in containers(pod):
@@ -40,8 +40,7 @@ def privileged(props: Any, report: Any, args: Any) -> None:
 
 
 @rule("D3", "kubernetes-pod-disallow-host-path", "Pods mount no hostPath volumes.", level="mandatory", severity="high",
-      remediation="Use a PVC, emptyDir or CSI volume instead of hostPath.", sources=("PSS-B",), kinds=POD_KINDS,
-      system_exempt=True)
+      remediation="Use a PVC, emptyDir or CSI volume instead of hostPath.", sources=("PSS-B",), kinds=POD_KINDS)
 def host_path(props: Any, report: Any, args: Any) -> None:
     for pod in pod_specs(args.resource_type, props):
         for i, v in enumerate(pod.spec.get("volumes") or []):
@@ -51,7 +50,7 @@ def host_path(props: Any, report: Any, args: Any) -> None:
 
 @rule("D4", "kubernetes-container-disallow-host-port", "Containers bind no host ports.", level="mandatory",
       severity="high", remediation="Remove hostPort; expose the container through a Service.", sources=("PSS-B",),
-      kinds=POD_KINDS, system_exempt=True)
+      kinds=POD_KINDS)
 def host_port(props: Any, report: Any, args: Any) -> None:
     for pod in pod_specs(args.resource_type, props):
         for path, c in containers(pod):
@@ -62,7 +61,7 @@ def host_port(props: Any, report: Any, args: Any) -> None:
 
 @rule("D5", "kubernetes-container-configure-capabilities", "Containers drop ALL capabilities and add at most NET_BIND_SERVICE.",
       level="mandatory", severity="high", remediation="Set securityContext.capabilities.drop: [ALL].", sources=("PSS-R",),
-      kinds=POD_KINDS, system_exempt=True)
+      kinds=POD_KINDS)
 def capabilities(props: Any, report: Any, args: Any) -> None:
     for pod in pod_specs(args.resource_type, props):
         for path, c in containers(pod):
@@ -76,7 +75,7 @@ def capabilities(props: Any, report: Any, args: Any) -> None:
 
 @rule("D6", "kubernetes-container-disallow-privilege-escalation", "Containers set allowPrivilegeEscalation: false.",
       level="mandatory", severity="high", remediation="Set securityContext.allowPrivilegeEscalation: false.",
-      sources=("PSS-R", "CIS 4.2.5"), kinds=POD_KINDS, system_exempt=True)
+      sources=("PSS-R", "CIS 4.2.5"), kinds=POD_KINDS)
 def privilege_escalation(props: Any, report: Any, args: Any) -> None:
     for pod in pod_specs(args.resource_type, props):
         for path, c in containers(pod):
@@ -86,7 +85,7 @@ def privilege_escalation(props: Any, report: Any, args: Any) -> None:
 
 @rule("D7", "kubernetes-pod-configure-run-as-non-root", "Pods run as a non-root user.", level="mandatory",
       severity="high", remediation="Set runAsNonRoot: true and a non-zero runAsUser in the pod securityContext.",
-      sources=("PSS-R",), kinds=POD_KINDS, system_exempt=True)
+      sources=("PSS-R",), kinds=POD_KINDS)
 def non_root(props: Any, report: Any, args: Any) -> None:
     for pod in pod_specs(args.resource_type, props):
         pod_sc = pod.spec.get("securityContext") or {}
@@ -102,7 +101,7 @@ def non_root(props: Any, report: Any, args: Any) -> None:
 
 @rule("D8", "kubernetes-pod-configure-seccomp", "Pods use the RuntimeDefault or a Localhost seccomp profile.",
       level="mandatory", severity="medium", remediation="Set securityContext.seccompProfile.type: RuntimeDefault on the pod.",
-      sources=("PSS-R",), kinds=POD_KINDS, system_exempt=True)
+      sources=("PSS-R",), kinds=POD_KINDS)
 def seccomp(props: Any, report: Any, args: Any) -> None:
     for pod in pod_specs(args.resource_type, props):
         pod_type = ((pod.spec.get("securityContext") or {}).get("seccompProfile") or {}).get("type")
@@ -114,7 +113,7 @@ def seccomp(props: Any, report: Any, args: Any) -> None:
 
 @rule("D9", "kubernetes-pod-disallow-volume-types", "Pods use only the volume types the restricted standard allows.",
       level="mandatory", severity="medium", remediation="Use configMap, csi, downwardAPI, emptyDir, ephemeral, "
-      "persistentVolumeClaim, projected or secret volumes.", sources=("PSS-R",), kinds=POD_KINDS, system_exempt=True)
+      "persistentVolumeClaim, projected or secret volumes.", sources=("PSS-R",), kinds=POD_KINDS)
 def volume_types(props: Any, report: Any, args: Any) -> None:
     for pod in pod_specs(args.resource_type, props):
         for i, v in enumerate(pod.spec.get("volumes") or []):
@@ -126,7 +125,7 @@ def volume_types(props: Any, report: Any, args: Any) -> None:
 
 @rule("D10", "kubernetes-pod-disallow-baseline-escapes", "No unsafe procMount, sysctls, SELinux types, AppArmor or probe hosts.",
       level="mandatory", severity="medium", remediation="Remove procMount: Unmasked, unsafe sysctls, custom SELinux types, "
-      "AppArmor Unconfined and probe/hook `host` fields.", sources=("PSS-B",), kinds=POD_KINDS, system_exempt=True)
+      "AppArmor Unconfined and probe/hook `host` fields.", sources=("PSS-B",), kinds=POD_KINDS)
 def baseline_escapes(props: Any, report: Any, args: Any) -> None:
     safe_sysctls = {"kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
                     "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
@@ -155,7 +154,7 @@ def baseline_escapes(props: Any, report: Any, args: Any) -> None:
 @rule("D11", "kubernetes-container-enable-read-only-root", "Containers use a read-only root file system where they can.",
       level="advisory", severity="low", remediation="Set readOnlyRootFilesystem: true (GPU containers need a writable "
       "root for the NVIDIA runtime hook; exempt them with the annotation and that reason).", sources=("NSA", "CKV_K8S_22"),
-      kinds=POD_KINDS, system_exempt=True)
+      kinds=POD_KINDS)
 def read_only_root(props: Any, report: Any, args: Any) -> None:
     for pod in pod_specs(args.resource_type, props):
         for path, c in containers(pod):
@@ -165,7 +164,7 @@ def read_only_root(props: Any, report: Any, args: Any) -> None:
 
 @rule("D12", "kubernetes-pod-disallow-automount-token", "Pods run under a dedicated service account without an automounted token.",
       level="mandatory", severity="medium", remediation="Set serviceAccountName to the workload's own account and "
-      "automountServiceAccountToken: false.", sources=("CIS 4.1.5-6",), kinds=POD_KINDS, system_exempt=True)
+      "automountServiceAccountToken: false.", sources=("CIS 4.1.5-6",), kinds=POD_KINDS)
 def automount(props: Any, report: Any, args: Any) -> None:
     for pod in pod_specs(args.resource_type, props):
         if pod.spec.get("serviceAccountName") in (None, "", "default"):
@@ -185,7 +184,7 @@ def default_namespace(props: Any, report: Any, args: Any) -> None:
 
 @rule("D14", "kubernetes-container-configure-resources", "Containers set CPU and memory requests and limits.",
       level="mandatory", severity="medium", remediation="Set resources.requests and resources.limits for cpu and memory.",
-      sources=("BPG",), kinds=POD_KINDS, system_exempt=True)
+      sources=("BPG",), kinds=POD_KINDS)
 def resources(props: Any, report: Any, args: Any) -> None:
     for pod in pod_specs(args.resource_type, props):
         for path, c in containers(pod, init=False):
@@ -204,7 +203,7 @@ def placeholder_digest(digest: str) -> bool:
 
 @rule("D15", "kubernetes-container-configure-image-pinning", "Images come from an allowed registry, pinned by digest.",
       level="mandatory", severity="high", remediation="Use an allowed registry and pin the image with @sha256:…; never "
-      "`latest` or an untagged image.", sources=("CIS 5.1.4", "CKV_K8S_14/43"), kinds=POD_KINDS, system_exempt=True)
+      "`latest` or an untagged image.", sources=("CIS 5.1.4", "CKV_K8S_14/43"), kinds=POD_KINDS)
 def image_pinning(props: Any, report: Any, args: Any) -> None:
     config = args.get_config() or {}
     registries = tuple(r.rstrip("/") for r in config.get("allowed_registries", ALLOWED_REGISTRIES_DEFAULT))
@@ -228,7 +227,7 @@ def image_pinning(props: Any, report: Any, args: Any) -> None:
 
 @rule("D16", "kubernetes-container-disallow-literal-secrets", "No literal secret values in env or args.",
       level="mandatory", severity="critical", remediation="Reference a Secret (secretKeyRef or a mounted file).",
-      sources=("CIS 4.4.1",), kinds=POD_KINDS, system_exempt=True)
+      sources=("CIS 4.4.1",), kinds=POD_KINDS)
 def literal_secrets(props: Any, report: Any, args: Any) -> None:
     for pod in pod_specs(args.resource_type, props):
         for path, c in containers(pod):
@@ -265,12 +264,12 @@ def default_deny(resources: Any, report: Any, args: Any) -> None:
 
 @rule("D18", "kubernetes-namespace-configure-pod-security", "Serving namespaces enforce the restricted Pod Security Standard.",
       level="mandatory", severity="high", remediation="Label the namespace pod-security.kubernetes.io/enforce: restricted.",
-      sources=("BPG",), kinds=("kubernetes:core/v1:Namespace",), system_exempt=False)
+      sources=("BPG",), kinds=("kubernetes:core/v1:Namespace",))
 def pod_security_labels(props: Any, report: Any, args: Any) -> None:
     md = props.get("metadata") or {}
     labels = md.get("labels") or {}
-    if md.get("name") in ("kube-system", "kube-public", "kube-node-lease", "gpu-system"):
-        return
+    if md.get("name") in ("kube-system", "kube-public", "kube-node-lease"):
+        return  # Kubernetes' own; the stack's GPU system namespace is exempted by the pack's config, with its reason
     if labels.get("pod-security.kubernetes.io/enforce") != "restricted":
         report(f"namespace {md.get('name')} enforces {labels.get('pod-security.kubernetes.io/enforce', 'no')} Pod Security level")
 
