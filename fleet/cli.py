@@ -272,9 +272,16 @@ def cmd_policy_config(args: argparse.Namespace, root: Path) -> int:
 
 
 def cmd_codeowners(args: argparse.Namespace, root: Path) -> int:
+    from fleet.errors import ConfigError
     from fleet.offline import codeowners
 
-    text, target = codeowners.render(root), codeowners.path(root)
+    try:
+        text, target = codeowners.render(root), codeowners.path(root)
+    except ConfigError as exc:
+        if not exc.issues:
+            print('stacks/owners.yaml: expected `platform: ["@org/team", ...]`', file=sys.stderr)
+            return EXIT_CONFIG
+        return _config_error(exc)
     if args.check:
         if not target.exists() or target.read_text() != text:
             print(f"stale: {target.relative_to(root)} — run `vllm-fleet codeowners`", file=sys.stderr)

@@ -6,6 +6,17 @@ import re
 from dataclasses import dataclass, field
 
 _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_\-:.@/]+$")
+# Credentials by their well-known shapes: Hugging Face, OpenAI-style and GitHub tokens, AWS access keys, JWTs, PEM keys,
+# `user:password@` in URLs. Never printed back, whatever field they were typed into.
+CREDENTIAL = re.compile(
+    r"(?<![A-Za-z0-9_])(?:hf_[A-Za-z0-9]{8,}|sk-[A-Za-z0-9_\-]{8,}|gh[pousr]_[A-Za-z0-9]{16,}|(?:AKIA|ASIA)[A-Z0-9]{16})|"
+    r"eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*|-----BEGIN [A-Z ]*PRIVATE KEY-----|"
+    r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)")
+
+
+def redact(text: str) -> str:
+    """`text` with anything shaped like a credential replaced by `<redacted>`."""
+    return CREDENTIAL.sub("<redacted>", text)
 
 
 @dataclass(frozen=True, order=True)
@@ -14,6 +25,10 @@ class ConfigIssue:
     line: int
     path: str
     message: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", redact(self.message))
+        object.__setattr__(self, "path", redact(self.path))
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file

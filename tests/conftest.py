@@ -4,6 +4,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,7 +88,25 @@ def keda_scale_to_zero(project: Path) -> None:
                                           "    tls_secret_name: llm-dev-tls\n")
     team = project / "stacks" / "teams" / "search.yaml"
     edit(team, "    profile: throughput\n", "    profile: throughput\n    autoscaling: {min_replicas: 0, max_replicas: 2}\n")
-    edit(team, "  dev: 2\n", "  dev: 4\n")
+    grant(project, "search", gpu_quota={"dev": 4, "prod": 16})
+
+
+ALL_SECRETS = ["assistant-api-key", "hf-token", "research-api-key", "search-api-key"]
+
+
+def grant(project: Path, team: str, gpu_quota: dict[str, int] | None = None, secrets: list[str] | None = None,
+          rbac_group: str | None = None, only: bool = False) -> None:
+    """Set what stacks/tenancy.yaml grants `team` (`only`: drop every other team's entry)."""
+    path = project / "stacks" / "tenancy.yaml"
+    data = {"teams": {}} if only else yaml.safe_load(path.read_text(encoding="utf-8"))
+    entry = data["teams"].setdefault(team, {"gpu_quota": {}, "secrets": list(ALL_SECRETS)})
+    if gpu_quota is not None:
+        entry["gpu_quota"] = gpu_quota
+    if secrets is not None:
+        entry["secrets"] = secrets
+    if rbac_group is not None:
+        entry["rbac_group"] = rbac_group
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 
 
 def write(path: Path, text: str) -> Path:

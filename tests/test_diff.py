@@ -32,8 +32,8 @@ def run_json(repo: Path, stack: str, capsys) -> tuple[int, dict]:
 
 
 def test_a_team_file_change_shows_gpu_and_field_deltas_and_leaves_the_tree_alone(repo: Path, capsys) -> None:
-    team = repo / "stacks" / "teams" / "search.yaml"
-    team.write_text(team.read_text().replace("  prod: 16", "  prod: 20"))
+    tenancy = repo / "stacks" / "tenancy.yaml"
+    tenancy.write_text(tenancy.read_text().replace("gpu_quota: {dev: 2, prod: 16}", "gpu_quota: {dev: 2, prod: 20}"))
     status_before = subprocess.run(["git", "-C", str(repo), "status", "--porcelain"], capture_output=True, text=True).stdout
     code, doc = run_json(repo, "prod", capsys)
     assert code == 0 and doc["base_planned_with"] == "base code"
@@ -79,8 +79,8 @@ def test_switching_the_cache_backend_deletes_the_file_system(repo: Path, capsys)
 def test_markdown_fits_a_comment_and_masks_secrets(repo: Path, capsys) -> None:
     stack = repo / "stacks" / "Pulumi.dev.yaml"
     stack.write_text(stack.read_text().replace("vllm-fleet:spare_gpus: 1", "vllm-fleet:spare_gpus: 2"))
-    team = repo / "stacks" / "teams" / "assistant.yaml"
-    team.write_text(team.read_text().replace("  dev: 1\n", "  dev: 2\n"))
+    tenancy = repo / "stacks" / "tenancy.yaml"
+    tenancy.write_text(tenancy.read_text().replace("gpu_quota: {dev: 1, prod: 24}", "gpu_quota: {dev: 2, prod: 24}"))
     assert diff.run(repo, "dev", "HEAD", "markdown") == 0
     md = capsys.readouterr().out
     assert md.startswith("### ✅ vllm-fleet plan `dev` vs `HEAD`")

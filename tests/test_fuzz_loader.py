@@ -20,12 +20,14 @@ VALID_MODEL: dict[str, Any] = {
     "name": "m", "model": "meta-llama/Llama-3.1-8B-Instruct", "pool": "l40s", "max_model_len": 8192,
     "api_key": {"secret": "search-api-key"}, "autoscaling": {"min_replicas": 1, "max_replicas": 2},
 }
-VALID_TEAM: dict[str, Any] = {"name": "fuzz", "owners": ["@acme/fuzz"], "gpu_quota": {"prod": 16}, "models": [VALID_MODEL]}
+VALID_TEAM: dict[str, Any] = {"name": "fuzz", "owners": ["@acme/fuzz"], "models": [VALID_MODEL]}
+TENANCY = "teams:\n  fuzz: {gpu_quota: {prod: 16}, secrets: [search-api-key]}\n"
+SECRET_VALUES = ("sk-literal-secret", "hf_FuzzTokenValue123")
 
 # Each mutation turns the valid team into an invalid one, at a known path.
 WRONG_TYPES = st.one_of(st.integers(-5, 5), st.floats(allow_nan=False), st.lists(st.integers(), min_size=1, max_size=2),
                         st.dictionaries(st.text(max_size=3), st.integers(), min_size=1, max_size=2), st.booleans())
-FIELDS = ["name", "owners", "gpu_quota", "models"]
+FIELDS = ["name", "owners", "models"]
 MODEL_FIELDS = ["name", "model", "pool", "replicas", "tensor_parallel_size", "gpu_memory_utilization",
                 "max_model_len", "dtype", "quantization", "enable_prefix_caching", "lora", "speculative",
                 "tool_calling", "multimodal", "extra_args", "stacks", "api_key", "autoscaling", "runner"]
@@ -48,7 +50,9 @@ BAD_VALUES: dict[str, list[Any]] = {
     "extra_args": [["--speculative-model", "x/y"], ["--task", "embed"], ["--max-model", "4"], ["--bogus-flag"],
                    ["--api-key", "k"], "--enforce-eager", [""], ["--guided-decoding-backend", "xgrammar"]],
     "stacks": [{"prod": {"replicas": 0}}, {"prod": {"nme": 1}}, {"Prod!": {}}, {"prod": "yes"}, {"staging": {"replicas": 1}}],
-    "api_key": ["sk-literal-secret", {"secret": "not-set-here"}, {"secret": "a", "existing_secret": "b"}, {}],
+    "api_key": ["sk-literal-secret", {"secret": "not-set-here"}, {"secret": "a", "existing_secret": "b"}, {},
+                {"secret": "sk-literal-secret"}, ["hf_FuzzTokenValue123"], {"secret": ["hf_FuzzTokenValue123"]}],
+    "hf_token": [["hf_FuzzTokenValue123"], {"secret": "hf_FuzzTokenValue123"}, "hf_FuzzTokenValue123"],
     "autoscaling": [{"min_replicas": 3, "max_replicas": 2}, {"max_replicas": 0}, {"min_replicas": 0, "max_replicas": 2},
                     {"max_replicas": 100}, "auto"],
     "runner": ["embed", "pool", 1],
@@ -68,7 +72,7 @@ def malformed_team(draw: st.DrawFn) -> str:
     elif kind == "team_unknown":
         team[draw(st.sampled_from(["owner", "quota", "model", "namespace", "gpu_quotas"]))] = draw(WRONG_TYPES)
     elif kind == "team_missing":
-        del team[draw(st.sampled_from(["name", "owners", "gpu_quota"]))]
+        del team[draw(st.sampled_from(["name", "owners"]))]
     elif kind == "model_value":
         field = draw(st.sampled_from(sorted(BAD_VALUES)))
         model[field] = draw(st.sampled_from(BAD_VALUES[field]))
@@ -81,8 +85,8 @@ def malformed_team(draw: st.DrawFn) -> str:
     elif kind == "model_conflict":
         model["replicas"] = 2
     elif kind == "quota":
-        team["gpu_quota"] = {"prod": draw(st.sampled_from([0, 1, -1, "lots"]))}
-        model["autoscaling"] = {"min_replicas": 1, "max_replicas": 4}
+        # what stacks/tenancy.yaml grants, typed into the team's own file
+        team[draw(st.sampled_from(["gpu_quota", "rbac_group", "secrets"]))] = {"prod": draw(st.sampled_from([0, 1, 99, "lots"]))}
     if kind == "yaml_garbage":
         text = yaml.safe_dump(team, sort_keys=False)
         cut = draw(st.integers(5, len(text) - 5))
@@ -98,6 +102,7 @@ def test_malformed_team_files_always_end_in_a_config_error(tmp_path: Path) -> No
     shutil.copy(ROOT / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
     (tmp_path / "stacks" / "teams").mkdir(parents=True)
     shutil.copy(ROOT / "stacks" / "Pulumi.prod.yaml", tmp_path / "stacks" / "Pulumi.prod.yaml")
+    (tmp_path / "stacks" / "tenancy.yaml").write_text(TENANCY)
     team_file = tmp_path / "stacks" / "teams" / "fuzz.yaml"
     seen = {"with_path": 0}
 
@@ -113,6 +118,7 @@ def test_malformed_team_files_always_end_in_a_config_error(tmp_path: Path) -> No
         assert lines and re.match(r"^\d+ config errors?:$", lines[0]), err.getvalue()
         assert all(ERROR_LINE.match(line) for line in lines[1:]), err.getvalue()
         assert "Traceback" not in err.getvalue()
+        assert not any(value in err.getvalue() for value in SECRET_VALUES), err.getvalue()
         if any(re.match(r"^  \S+:\d+ \S+: ", line) for line in lines[1:]):
             seen["with_path"] += 1
 

@@ -79,7 +79,7 @@ def test_a_config_error_exits_2_without_a_traceback(project: Path, capsys) -> No
     team.write_text(team.read_text().replace("max_model_len: 16384", "max_model_len: lots"))
     assert main(["--root", str(project), "plan", "--stack", "dev"]) == 2
     err = capsys.readouterr().err
-    assert "stacks/teams/search.yaml:12 models[0].max_model_len: 'lots' — Input should be a valid integer" in err
+    assert "stacks/teams/search.yaml:9 models[0].max_model_len: 'lots' — Input should be a valid integer" in err
     assert "Traceback" not in err
 
 

@@ -14,7 +14,7 @@ from fleet.labels import ROLE_LABEL
 from fleet.offline.engine import UNKNOWN, Captured
 from fleet.offline.plan import capture, make_plan
 from fleet.spec.load import load
-from tests.conftest import ROOT, edit, karpenter_l40s, s3_cache
+from tests.conftest import ROOT, edit, grant, karpenter_l40s, s3_cache
 
 STATEFUL = ("aws:kms/key:Key", "aws:efs/fileSystem:FileSystem", "aws:fsx/lustreFileSystem:LustreFileSystem",
             "aws:s3/bucket:Bucket", "kubernetes:core/v1:PersistentVolume", "kubernetes:core/v1:PersistentVolumeClaim")
@@ -286,8 +286,7 @@ def test_one_config_value_changes_exactly_the_expected_fields(project: Path) -> 
     stack.write_text(stack.read_text().replace("vllm-fleet:spare_gpus: 1", "vllm-fleet:spare_gpus: 0"))
     again = capture(load("dev", project))
     assert changed_paths(after, again) == set()  # every dev model is single-replica: Recreate either way
-    team = project / "stacks" / "teams" / "search.yaml"
-    team.write_text(team.read_text().replace("  dev: 2\n", "  dev: 3\n"))
+    grant(project, "search", gpu_quota={"dev": 3, "prod": 16})
     assert changed_paths(again, capture(load("dev", project))) == {
         ("resourcequota-team-search-team-quota", "spec.hard.requests.nvidia.com/gpu")}
 
@@ -373,7 +372,7 @@ def test_a_pool_too_small_for_its_models_is_a_finding(project: Path) -> None:
     """The dev stack with one more autoscaled model: pool headroom below the spare GPUs."""
     team = project / "stacks" / "teams" / "search.yaml"
     edit(team, "    profile: throughput\n", "    profile: throughput\n    autoscaling: {min_replicas: 1, max_replicas: 3}\n")
-    edit(team, "  dev: 2\n", "  dev: 4\n")
+    grant(project, "search", gpu_quota={"dev": 4, "prod": 16})
     plan = make_plan("dev", project)
     pools = {p.pool: p for p in plan.document().pools}
     assert pools["l40s"].headroom == -1

@@ -14,7 +14,7 @@ from tests.conftest import ROOT, write
 EXAMPLE_TEAM = """\
 name: search
 owners: ["@acme/search-ml"]
-gpu_quota: {prod: 16}
+# quota: stacks/tenancy.yaml
 models:
   - name: qwen-7b
     model: Qwen/Qwen2.5-7B-Instruct
@@ -55,6 +55,7 @@ def test_readme_config_error_sample_is_what_validate_prints(tmp_path: Path) -> N
     shutil.copy(ROOT / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
     write(tmp_path / "stacks" / "Pulumi.prod.yaml", (ROOT / "stacks" / "Pulumi.prod.yaml").read_text())
     write(tmp_path / "stacks" / "teams" / "search.yaml", EXAMPLE_TEAM)
+    write(tmp_path / "stacks" / "tenancy.yaml", "teams:\n  search: {gpu_quota: {prod: 16}, secrets: [search-api-key]}\n")
     sample = next(b for b in blocks() if b.startswith("3 config errors:"))
     code, _, err = run(["--root", str(tmp_path), "validate", "--stack", "prod"])
     assert code == 2

@@ -12,7 +12,7 @@ from fleet.cli import main
 from fleet.errors import ConfigError
 from fleet.sizing import Arch, Settings, activation_gib, default_batched_tokens, kv_bytes_per_token, model_catalog, size, weights_gib_per_gpu
 from fleet.spec.load import load
-from tests.conftest import write
+from tests.conftest import grant, write
 
 CATALOG = model_catalog()
 LLAMA8 = CATALOG["meta-llama/Llama-3.1-8B-Instruct"]
@@ -73,7 +73,7 @@ def test_loader_refuses_a_model_that_does_not_fit_with_the_fixes(project: Path) 
     write(project / "stacks" / "teams" / "big.yaml", """\
 name: big
 owners: ["@acme/big"]
-gpu_quota: {prod: 8}
+# quota: stacks/tenancy.yaml
 models:
   - name: llama-70b
     model: meta-llama/Llama-3.1-70B-Instruct
@@ -81,6 +81,7 @@ models:
     tensor_parallel_size: 4
     max_model_len: 131072
 """)
+    grant(project, "big", gpu_quota={"prod": 8}, only=True)
     with pytest.raises(ConfigError) as info:
         load("prod", project)
     (issue,) = info.value.issues

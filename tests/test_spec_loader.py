@@ -8,12 +8,12 @@ import pytest
 
 from fleet.errors import ConfigError
 from fleet.spec.load import load
-from tests.conftest import ROOT, edit, write
+from tests.conftest import ROOT, edit, grant, write
 
 TEAM_HEAD = """\
 name: search
 owners: ["@acme/search"]
-gpu_quota: {prod: 32, dev: 4}
+# GPU quota, RBAC group and secrets: stacks/tenancy.yaml
 models:
 """
 
@@ -24,10 +24,12 @@ def errors(project: Path, stack: str = "prod") -> list[str]:
     return [str(i) for i in sorted(info.value.issues)]
 
 
-def only_team(project: Path, body: str, name: str = "search") -> None:
+def only_team(project: Path, body: str, name: str = "search", gpu_quota: dict[str, int] | None = None) -> None:
+    """The project with this one team file, granted `gpu_quota` (default prod 32, dev 4) and every secret."""
     for f in (project / "stacks" / "teams").glob("*.yaml"):
         f.unlink()
     write(project / "stacks" / "teams" / f"{name}.yaml", body)
+    grant(project, name, gpu_quota=gpu_quota or {"prod": 32, "dev": 4}, only=True)
 
 
 def test_bundled_stacks_load_with_derived_values() -> None:
@@ -90,6 +92,7 @@ def test_all_errors_of_a_run_are_reported_together(project: Path) -> None:
     pool: l40s
     api_key: {secret: missing-key}
 """)
+    grant(project, "search", secrets=["missing-key"])
     assert errors(project) == [
         "stacks/teams/search.yaml:7 models[0].pool: 'h10' is not a GPU pool of stack prod — did you mean 'h100'?",
         "stacks/teams/search.yaml:11 models[1].dtype: 'int3' — Input should be 'auto', 'half', 'float16', "
@@ -114,19 +117,15 @@ def test_override_errors_point_at_the_override_line(project: Path) -> None:
 
 
 def test_quota_and_replicas_are_checked(project: Path) -> None:
-    only_team(project, """\
-name: search
-owners: ["@acme/search"]
-gpu_quota: {prod: 4}
-models:
+    only_team(project, TEAM_HEAD + """\
   - name: m
     model: x/m
     pool: h100
     tensor_parallel_size: 8
-""")
+""", gpu_quota={"prod": 4})
     assert errors(project) == [
-        "stacks/teams/search.yaml:3 gpu_quota.prod: 4 GPUs granted but the models need up to 8 at max replicas "
-        "— raise the quota or lower replicas"]
+        "stacks/teams/search.yaml:4 models: the models need up to 8 GPUs at max replicas in stack prod, but "
+        "stacks/tenancy.yaml:4 grants the team 4 — lower replicas, or ask the platform team to raise teams.search.gpu_quota.prod"]
 
 
 def test_removed_flag_in_extra_args_names_its_replacement(project: Path) -> None:
@@ -156,8 +155,8 @@ def test_typed_flags_are_refused_in_extra_args(project: Path) -> None:
 
 def test_yaml_syntax_duplicate_keys_and_team_name(project: Path) -> None:
     write(project / "stacks" / "teams" / "broken.yaml", "name: broken\nowners: [\n")
-    write(project / "stacks" / "teams" / "dup.yaml", "name: dup\nname: dup\nowners: ['@a']\ngpu_quota: {}\n")
-    write(project / "stacks" / "teams" / "other.yaml", "name: not-other\nowners: ['@a']\ngpu_quota: {}\n")
+    write(project / "stacks" / "teams" / "dup.yaml", "name: dup\nname: dup\nowners: ['@a']\n")
+    write(project / "stacks" / "teams" / "other.yaml", "name: not-other\nowners: ['@a']\n")
     errs = errors(project)
     assert "stacks/teams/broken.yaml:3: not valid YAML: expected the node content, but found '<stream end>' — fix the syntax at this line" in errs
     assert "stacks/teams/dup.yaml:2 name: duplicate key 'name' (first at line 1); YAML keeps only the last one — remove one of them" in errs
@@ -214,18 +213,14 @@ def test_trust_remote_code_needs_a_pinned_revision(project: Path) -> None:
 
 
 def test_quota_or_override_for_a_stack_that_does_not_exist(project: Path) -> None:
-    only_team(project, """\
-name: search
-owners: ["@acme/search"]
-gpu_quota: {prdo: 8, dev: 1}
-models:
+    only_team(project, TEAM_HEAD + """\
   - name: m
     model: x/m
     pool: l40s
     stacks:
       staging: {replicas: 2}
-""")
+""", gpu_quota={"prdo": 8, "dev": 1})
     assert errors(project, "dev") == [
-        "stacks/teams/search.yaml:3 gpu_quota.prdo: no stack 'prdo' (stacks/Pulumi.prdo.yaml) — did you mean 'prod'?",
         "stacks/teams/search.yaml:9 models[0].stacks.staging: no stack 'staging' (stacks/Pulumi.staging.yaml) — known stacks: dev, prod",
+        "stacks/tenancy.yaml:4 teams.search.gpu_quota.prdo: no stack 'prdo' (stacks/Pulumi.prdo.yaml) — did you mean 'prod'?",
     ]

@@ -13,6 +13,7 @@ from fleet.offline.plan import make_plan
 from fleet.offline.policy_pack import policy_config
 from fleet.spec.load import load
 from policies.framework import object_ref
+from tests.conftest import edit, grant
 
 
 def test_a_privileged_workload_in_the_gpu_system_namespace_is_judged_like_any_other(tmp_path: Path, capsys) -> None:
@@ -58,3 +59,66 @@ def test_platform_exemptions_name_exact_rendered_objects_with_reasons(prod_root:
     assert not any(ref.startswith("Namespace/team-") for ref in exempted)
     # and they are exactly enough: the bundled plan is clean
     assert plan.mandatory == []
+
+
+# --- what a team is granted lives in the platform's file ------------------------------------------------------------
+
+def validate(project: Path, capsys, stack: str = "dev") -> tuple[int, str]:
+    code = main(["--root", str(project), "validate", "--stack", stack])
+    return code, capsys.readouterr().err
+
+
+def test_a_team_cannot_grant_itself_quota_rbac_or_secrets(project: Path, capsys) -> None:
+    team = project / "stacks" / "teams" / "search.yaml"
+    edit(team, 'owners: ["@acme/search-ml"]\n', 'owners: ["@acme/search-ml"]\ngpu_quota: {dev: 64}\nrbac_group: acme:search\n')
+    code, err = validate(project, capsys)
+    assert code == 2
+    assert ("stacks/teams/search.yaml:4 gpu_quota: gpu_quota is granted by the platform team in stacks/tenancy.yaml "
+            "(teams.search.gpu_quota), not in the team's own file") in err
+    assert "stacks/teams/search.yaml:5 rbac_group: rbac_group is granted by the platform team" in err
+
+
+def test_a_model_cannot_reference_another_teams_secret(project: Path, capsys) -> None:
+    edit(project / "stacks" / "teams" / "search.yaml", "api_key: {secret: search-api-key}", "api_key: {secret: assistant-api-key}")
+    code, err = validate(project, capsys)
+    assert code == 2
+    assert ("models[0].api_key: secret 'assistant-api-key' is not granted to team search — the platform team grants secrets "
+            "per team in stacks/tenancy.yaml (teams.search.secrets)") in err
+
+
+def test_a_team_without_a_grant_is_not_deployed_and_says_why(project: Path, capsys) -> None:
+    text = (project / "stacks" / "tenancy.yaml").read_text()
+    (project / "stacks" / "tenancy.yaml").write_text(text[:text.index("  search:")])
+    code, err = validate(project, capsys)
+    assert code == 2 and "stacks/teams/search.yaml:2 name: team 'search' has no entry in stacks/tenancy.yaml" in err
+
+
+def test_rbac_groups_are_validated_and_system_groups_refused(project: Path, capsys) -> None:
+    for group in ("system:masters", "SYSTEM:masters", "eks:cluster-admins", "kubeadm:cluster-admins", "bad group", ""):
+        grant(project, "search", rbac_group=group)
+        code, err = validate(project, capsys)
+        assert code == 2 and "stacks/tenancy.yaml:" in err and "teams.search.rbac_group" in err, (group, err)
+    grant(project, "search", rbac_group="acme:search-ml")
+    assert validate(project, capsys)[0] == 0
+    binding = next(c for c in make_plan("dev", project).resources if c.name == "rolebinding-team-search-team-edit")
+    assert binding.inputs["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "acme:search-ml"}]
+
+
+def test_no_error_echoes_a_secret_value(project: Path, capsys) -> None:
+    team = project / "stacks" / "teams" / "search.yaml"
+    edit(team, "    api_key: {secret: search-api-key}\n    structured_outputs",
+         "    api_key: {secret: sk-proj-AbCdEf0123456789}\n    hf_token: [hf_AbCdEfGhIjKlMnOp]\n    structured_outputs")
+    edit(team, "  - name: bge-m3\n", "  - name: bge-m3\n    extra_args: ['--hf-token', 'hf_ZyXwVuTsRqPoNm', '--served-model-name=sk-live-0123456789']\n")
+    code, err = validate(project, capsys)
+    assert code == 2 and "models[0].api_key" in err and "models[0].hf_token" in err
+    for value in ("sk-proj-AbCdEf0123456789", "hf_AbCdEfGhIjKlMnOp", "hf_ZyXwVuTsRqPoNm", "sk-live-0123456789"):
+        assert value not in err
+
+
+def test_codeowners_gives_the_tenancy_file_to_the_platform_alone(capsys) -> None:
+    from fleet.offline.codeowners import render
+    from tests.conftest import ROOT
+
+    lines = render(ROOT).splitlines()
+    assert lines[-1] == "/stacks/tenancy.yaml  @acme/platform"
+    assert "/stacks/teams/search.yaml  @acme/search-ml @acme/platform" in lines

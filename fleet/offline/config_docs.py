@@ -11,9 +11,12 @@ from pydantic import BaseModel
 
 from fleet.spec.stack import StackFile
 from fleet.spec.team import Team
+from fleet.spec.tenancy import Tenancy
 from policies.rules import RULES
 
-SCHEMAS: dict[str, type[BaseModel]] = {"stack.schema.json": StackFile, "team.schema.json": Team}
+SCHEMAS: dict[str, type[BaseModel]] = {"stack.schema.json": StackFile, "team.schema.json": Team, "tenancy.schema.json": Tenancy}
+TITLES = {"stack.schema.json": "Stack file `stacks/Pulumi.<stack>.yaml`", "team.schema.json": "Team file `stacks/teams/<team>.yaml`",
+          "tenancy.schema.json": "Tenancy file `stacks/tenancy.yaml` (owned by the platform team)"}
 REFERENCE = Path("docs") / "configuration.md"
 GUARDRAILS = Path("docs") / "guardrails.md"
 
@@ -48,7 +51,7 @@ def reference_text() -> str:
     for filename, model in SCHEMAS.items():
         schema = model.model_json_schema(by_alias=True, mode="validation")
         defs = schema.get("$defs", {})
-        title = "Stack file `stacks/Pulumi.<stack>.yaml`" if model is StackFile else "Team file `stacks/teams/<team>.yaml`"
+        title = TITLES[filename]
         out += [f"## {title}", "", f"Schema: `stacks/schema/{filename}`.", ""]
         for name, body in [(model.__name__, schema), *sorted(defs.items())]:
             props = body.get("properties")

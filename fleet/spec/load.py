@@ -14,7 +14,8 @@ from fleet.spec.engine_config import EngineConfig, parse_stack_config
 from fleet.spec.resolved import FleetSpec, ResolvedTeam
 from fleet.spec.stack_file import display_path, known_stacks, read_stack_file, stack_path
 from fleet.spec.stack_rules import stack_problems
-from fleet.spec.teams import load_team
+from fleet.spec.teams import load_team, unknown_stack
+from fleet.spec.tenancy import load_tenancy
 from fleet.yamlsrc import Located, load_file
 
 
@@ -36,9 +37,14 @@ def load(stack: str, root: str | FsPath = ".", engine: EngineConfig | None = Non
         issues += [ConfigIssue(src.file, src.line_of(path), format_path(path), msg) for path, msg in stack_problems(cfg)]
     environments = engine.environments if engine is not None else ()
     known = known_stacks(root) or [stack]
+    grants, grant_issues = load_tenancy(root)
+    issues += grant_issues
+    if grants is not None:
+        issues += [ConfigIssue(grants.source.file, grants.line(team, "gpu_quota", s), f"teams.{team}.gpu_quota.{s}", unknown_stack(s, known))
+                   for team, grant in grants.tenancy.teams.items() for s in grant.gpu_quota if s not in known]
     teams: list[ResolvedTeam] = []
     for path in sorted((root / "stacks" / "teams").glob("*.yaml")):
-        team, team_issues = load_team(path, display_path(root, path), stack, cfg, known, environments, root)
+        team, team_issues = load_team(path, display_path(root, path), stack, cfg, known, grants, environments, root)
         issues += team_issues
         if team is not None:
             teams.append(team)

@@ -38,6 +38,8 @@ class ModelContext:
     spec: ModelSpec
     team_file: FsPath
     environments: tuple[str, ...] = ()
+    granted_secrets: frozenset[str] | None = None   # what stacks/tenancy.yaml grants the team (None: not checked)
+    team: str = ""
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,14 @@ class Placement:
 def secret_references_exist(ctx: ModelContext) -> Iterator[Problem]:
     for field_name in ("api_key", "hf_token"):
         ref = getattr(ctx.spec, field_name)
-        if ref is None or ref.secret is None or ref.secret in ctx.cfg.secrets or ctx.environments:
+        if ref is None or ref.secret is None:
+            continue
+        if ctx.granted_secrets is not None and ref.secret not in ctx.granted_secrets:
+            yield (field_name,), (f"secret '{ref.secret}' is not granted to team {ctx.team} — the platform team grants secrets "
+                                  f"per team in stacks/tenancy.yaml (teams.{ctx.team}.secrets); another team's secret is never "
+                                  "shared by naming it")
+            continue
+        if ref.secret in ctx.cfg.secrets or ctx.environments:
             continue  # a secret an imported ESC environment may provide is unknown offline (the loader notes it)
         yield (field_name,), (f"secret '{ref.secret}' is not set in stack {ctx.stack} — run `pulumi config set --stack "
                               f"{ctx.stack} --secret --path 'vllm-fleet:secrets.{ref.secret}' <value>`")

@@ -14,6 +14,8 @@ from fleet.errors import ConfigIssue, format_path
 from fleet.yamlsrc import Located, Path
 
 SECRET_FIELDS = {"api_key", "hf_token"}
+# Values under these keys are never shown back, whatever is wrong with them.
+HIDDEN_KEYS = SECRET_FIELDS | {"secret", "secrets", "vllm-fleet:secrets", "secure"}
 
 
 def _unwrap(annotation: Any) -> list[Any]:
@@ -65,6 +67,17 @@ def secret_fix(stack: str, name: str) -> str:
             f"'vllm-fleet:secrets.{name}' <value>` and reference it as `{{secret: {name}}}`")
 
 
+def _hidden_value_message(typ: str, err: Any, loc: tuple[Any, ...]) -> str:
+    if typ in ("model_type", "dict_type", "string_type", "list_type"):
+        return "expected `{secret: <name>}`, the name of a secret in `vllm-fleet:secrets` (the value typed here is not shown)"
+    if typ == "string_pattern_mismatch":
+        return ("not a secret name (lower-case letters, digits and '-') — reference a secret stored with `pulumi config set "
+                "--secret`, never the value itself (the value typed here is not shown)")
+    if typ in ("value_error", "assertion_error"):
+        return str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    return f"{err['msg']} (the value typed here is not shown)"
+
+
 def translate(exc: ValidationError, model: type[BaseModel], src: Located, stack: str,
               prefix: Path = (), line_path: Callable[[Path], Path] | None = None) -> list[ConfigIssue]:
     """Pydantic errors → ConfigIssues with file, line, field path and a fix. A value is shown back only when it
@@ -83,6 +96,9 @@ def translate(exc: ValidationError, model: type[BaseModel], src: Located, stack:
         elif loc and loc[-1] in SECRET_FIELDS and isinstance(value, str):
             stem = src.file.rsplit("/", 1)[-1].removesuffix(".yaml")
             msg = secret_fix(stack, f"{stem}-{loc[-1]}".replace("_", "-"))
+        elif any(part in HIDDEN_KEYS for part in full if isinstance(part, str)):
+            # a secret reference or value: say what is wrong, never what was typed
+            msg = _hidden_value_message(typ, err, loc)
         elif typ == "missing":
             msg = f"required field '{loc[-1]}' is missing — add it" if loc else "required field is missing"
             shown = format_path(full)

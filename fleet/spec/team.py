@@ -210,13 +210,10 @@ class ModelSpec(ModelFields):
 
 
 class Team(Strict):
-    """`stacks/teams/<team>.yaml`."""
+    """`stacks/teams/<team>.yaml`. What the team may use (GPU quota, RBAC group, secrets) is granted in the
+    platform-owned `stacks/tenancy.yaml`."""
 
     name: Name = Field(description="Team name; the namespace is `team-<name>`. Must match the file name.")
     owners: list[Annotated[str, StringConstraints(pattern=r"^@[A-Za-z0-9][A-Za-z0-9\-_./]*$")]] = Field(min_length=1, description="GitHub users or teams "
             "(`@org/team`) who own this file (CODEOWNERS).")
-    rbac_group: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = Field(None, description="Kubernetes group given edit rights in "
-            "the team namespace. Default `vllm-fleet:<team>`.")
-    gpu_quota: dict[StackName, Annotated[int, Field(ge=0, le=100000)]] = Field(description="GPU quota per stack (`requests.nvidia.com/gpu`). The team is "
-                                                                                           "deployed only in stacks listed here.")
     models: list[ModelSpec] = Field(default_factory=list)

@@ -1,4 +1,5 @@
-"""Team files: one team, its quota per stack, its models, each merged with its override for the stack."""
+"""Team files: one team and its models, each merged with its override for the stack, within what
+stacks/tenancy.yaml grants the team (quota per stack, RBAC group, secrets)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from fleet.spec.pydantic_errors import translate
 from fleet.spec.resolved import ResolvedModel, ResolvedTeam
 from fleet.spec.stack import StackConfig
 from fleet.spec.team import ModelSpec, Team
+from fleet.spec.tenancy import TENANCY_FILE, Grants
 from fleet.yamlsrc import Located, Path, load_file
 
 
@@ -35,8 +37,28 @@ def unknown_stack(name: str, known: list[str]) -> str:
     return f"no stack '{name}' (stacks/Pulumi.{name}.yaml) — {hint}"
 
 
+# Keys a team file may not carry: the platform grants them in stacks/tenancy.yaml.
+GRANTED_KEYS = ("gpu_quota", "rbac_group", "secrets")
+
+
+def _granted_keys(src: Located) -> list[ConfigIssue]:
+    name = src.data.get("name") if isinstance(src.data.get("name"), str) else "<team>"
+    return [ConfigIssue(src.file, src.line_of((key,)), key,
+                        f"{key} is granted by the platform team in {TENANCY_FILE} (teams.{name}.{key}), not in the team's own "
+                        "file, so a team cannot approve its own quota, RBAC or secrets — move it there")
+            for key in GRANTED_KEYS if key in src.data]
+
+
 def _parse_team(src: Located, stack: str) -> tuple[Team | None, list[int], list[ConfigIssue]]:
     """The team with the models that validate (the others' errors reported), and the file index of each model."""
+    moved = _granted_keys(src)
+    if moved:
+        src = Located(src.file, {k: v for k, v in src.data.items() if k not in GRANTED_KEYS}, src.lines)
+    team, index, issues = _parse_team_fields(src, stack)
+    return team, index, moved + issues
+
+
+def _parse_team_fields(src: Located, stack: str) -> tuple[Team | None, list[int], list[ConfigIssue]]:
     raw_models = src.data.get("models") if isinstance(src.data.get("models"), list) else []
     try:
         team = Team.model_validate(src.data)
@@ -75,26 +97,31 @@ def _team_checks(team: Team, index: list[int], src: Located, stem: str, known: l
             if s not in known:
                 where: Path = ("models", i, "stacks", s)
                 issues.append(ConfigIssue(src.file, src.line_of(where), format_path(where), unknown_stack(s, known)))
-    for s in team.gpu_quota:
-        if s not in known:
-            issues.append(ConfigIssue(src.file, src.line_of(("gpu_quota", s)), f"gpu_quota.{s}", unknown_stack(s, known)))
     return issues
 
 
-def load_team(path: FsPath, display: str, stack: str, cfg: StackConfig | None, known: list[str],
+def load_team(path: FsPath, display: str, stack: str, cfg: StackConfig | None, known: list[str], grants: Grants | None,
               environments: tuple[str, ...] = (), root: FsPath | None = None) -> tuple[ResolvedTeam | None, list[ConfigIssue]]:
-    """The team in `stack` (None when it is not deployed there or does not validate) and every problem. `root`: the
-    repository the file must lie in."""
+    """The team in `stack` (None when it is not deployed there or does not validate) and every problem. `grants`: what
+    stacks/tenancy.yaml grants (None when that file has errors of its own). `root`: the repository the file must lie in."""
     src, issues = load_file(str(path), display, inside=root)
     if issues:
         return None, issues
     if not isinstance(src.data, dict):
-        return None, [ConfigIssue(display, 1, "", "expected a mapping with name, owners, gpu_quota and models")]
+        return None, [ConfigIssue(display, 1, "", "expected a mapping with name, owners and models")]
     team, index, issues = _parse_team(src, stack)
     if team is None:
         return None, issues
     issues += _team_checks(team, index, src, path.stem, known)
-    if cfg is None or stack not in team.gpu_quota:
+    if grants is None:
+        return None, issues
+    grant = grants.of(team.name)
+    if grant is None:
+        issues.append(ConfigIssue(display, src.line_of(("name",)), "name",
+                                  f"team '{team.name}' has no entry in {TENANCY_FILE} — the platform team grants its GPU quota "
+                                  f"there (teams.{team.name}.gpu_quota)"))
+        return None, issues
+    if cfg is None or stack not in grant.gpu_quota:
         return None, issues
     raw_models = src.data["models"]
     resolved: list[ResolvedModel] = []
@@ -118,18 +145,21 @@ def load_team(path: FsPath, display: str, stack: str, cfg: StackConfig | None, k
         def where(field_path: tuple[str | int, ...], _w: Callable[[Path], Path] = where_of, _i: int = i) -> Path:
             return _w(("models", _i, *field_path))
 
-        model, model_issues = _resolve_model(ModelContext(stack, cfg, merged, path, environments), team.name, src, where)
+        context = ModelContext(stack, cfg, merged, path, environments, granted_secrets=frozenset(grant.secrets), team=team.name)
+        model, model_issues = _resolve_model(context, team.name, src, where)
         issues += model_issues
         if model is not None:
             resolved.append(model)
-    quota = team.gpu_quota[stack]
+    quota = grant.gpu_quota[stack]
     need = sum(m.max_replicas * m.gpus_per_replica for m in resolved)
     if need > quota:
-        issues.append(ConfigIssue(display, src.line_of(("gpu_quota", stack)), f"gpu_quota.{stack}",
-                                  f"{quota} GPUs granted but the models need up to {need} at max replicas — raise the quota or lower replicas"))
+        issues.append(ConfigIssue(display, src.line_of(("models",)), "models",
+                                  f"the models need up to {need} GPUs at max replicas in stack {stack}, but {TENANCY_FILE}:"
+                                  f"{grants.line(team.name, 'gpu_quota', stack)} grants the team {quota} — lower replicas, or ask the "
+                                  f"platform team to raise teams.{team.name}.gpu_quota.{stack}"))
     return ResolvedTeam(
         name=team.name, namespace=f"team-{team.name}", source=display, owners=tuple(team.owners),
-        rbac_group=team.rbac_group or f"vllm-fleet:{team.name}", gpu_quota=quota, models=tuple(resolved),
+        rbac_group=grant.rbac_group or f"vllm-fleet:{team.name}", gpu_quota=quota, models=tuple(resolved),
     ), issues
 
 
