@@ -101,11 +101,11 @@ def model_catalog() -> dict[str, Arch]:
     return {r["id"]: Arch(**{k: v for k, v in r.items() if k in fields}) for r in rows}
 
 
-def arch_from_config_json(path: str | Path, model_id: str = "config.json") -> Arch:
+def arch_from_config_json(path: str | Path, model_id: str = "config.json", inside: Path | None = None) -> Arch:
     """Read the sizing facts from a Hugging Face config.json (text config of multimodal models). ValueError names
     what is missing or wrong."""
     try:
-        cfg = json.loads(read_input(path, max_bytes=CONFIG_MAX_BYTES))
+        cfg = json.loads(read_input(path, max_bytes=CONFIG_MAX_BYTES, inside=inside))
     except InputError as exc:
         raise ValueError(str(exc)) from None
     except (ValueError, RecursionError) as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from fleet.cli import main
@@ -122,3 +123,53 @@ def test_codeowners_gives_the_tenancy_file_to_the_platform_alone(capsys) -> None
     lines = render(ROOT).splitlines()
     assert lines[-1] == "/stacks/tenancy.yaml  @acme/platform"
     assert "/stacks/teams/search.yaml  @acme/search-ml @acme/platform" in lines
+
+
+# --- flags cannot be smuggled -----------------------------------------------------------------------------------------
+
+def with_extra_args(project: Path, args: list[str]) -> None:
+    edit(project / "stacks" / "teams" / "search.yaml", "  - name: bge-m3\n", f"  - name: bge-m3\n    extra_args: {json.dumps(args)}\n")
+
+
+@pytest.mark.parametrize(("args", "problem"), [
+    (["-q", "fp8"], "'-q' (= --quantization) has a typed field — use the typed field `quantization`"),
+    (["-tp", "2"], "'-tp' (= --tensor-parallel-size) has a typed field"),
+    (["--tensor_parallel_size", "2"], "'--tensor_parallel_size' (= --tensor-parallel-size) has a typed field"),
+    (["--device-memory-utilization", "0.5"], "'--device-memory-utilization' (= --gpu-memory-utilization) has a typed field"),
+    (["--no-enable-prefix-caching"], "'--no-enable-prefix-caching' (= --enable-prefix-caching) has a typed field"),
+    (["-sc", '{"method":"ngram"}'], "'-sc' (= --speculative-config) has a typed field — use the typed field `speculative`"),
+    (["-dp", "4"], "'-dp' (= --data-parallel-size) has a typed field — use the typed field `replicas`"),
+    (["--port", "9000"], "'--port' is set by the stack — remove it from extra_args"),
+    (["--config", "/models/x.yaml"], "'--config' is not allowed from a team file: it reads a config file that can set any flag"),
+    (["--middleware", "evil.mod"], "'--middleware' is not allowed from a team file: it imports and runs a Python module"),
+    (["--allowed-local-media-path", "/"], "'--allowed-local-media-path' is not allowed from a team file"),
+    (["--max-logprobs", "-q", "fp8"], "'-q' (= --quantization) has a typed field"),
+    (["--hf-overrides", '{"auth": {"api_token": "abc123"}}'], "'--hf-overrides' carries a literal value for api_token"),
+    (["--api-key=sk-live-0123456789abcdef"], "a credential in extra_args is refused"),
+])
+def test_extra_args_cannot_smuggle_reserved_or_dangerous_flags(project: Path, capsys, args: list[str], problem: str) -> None:
+    with_extra_args(project, args)
+    code, err = validate(project, capsys)
+    assert code == 2 and "stacks/teams/search.yaml:" in err and "models[1].extra_args" in err, err
+    assert problem in err, err
+    assert "sk-live-0123456789abcdef" not in err and "abc123" not in err
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("revision", "-x"), ("revision", "main/../x"), ("revision", "$(TOKEN)"),
+    ("served_model_name", ["--api-key"]), ("served_model_name", ["$(VLLM_API_KEY)"]),
+    ("chat_template", "/models/../etc/passwd"), ("chat_template", "--x"),
+])
+def test_values_that_become_arguments_are_values(project: Path, capsys, field: str, value: object) -> None:
+    edit(project / "stacks" / "teams" / "search.yaml", "  - name: bge-m3\n", f"  - name: bge-m3\n    {field}: {json.dumps(value)}\n")
+    code, err = validate(project, capsys)
+    assert code == 2 and f"models[1].{field}" in err, err
+
+
+def test_kubernetes_variable_expansion_is_neutralised(project: Path) -> None:
+    with_extra_args(project, ["--response-role=$(VLLM_API_KEY)"])
+    spec = load("dev", project)
+    from fleet.render.workload import vllm_args
+
+    args = vllm_args(spec.config, next(m for m in spec.models if m.name == "bge-m3"))
+    assert "--response-role=$$(VLLM_API_KEY)" in args and "--response-role=$(VLLM_API_KEY)" not in args

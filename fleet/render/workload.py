@@ -75,7 +75,13 @@ def vllm_args(cfg: StackConfig, model: ResolvedModel) -> list[str]:
     args = compile_args(model.spec, cfg.vllm.version, shutdown_timeout=timeout, adapter_root=adapter_root(model))
     if model.multi_node:
         args += ["--distributed-executor-backend", "ray"]
-    return args
+    return [literal(a) for a in args]
+
+
+def literal(arg: str) -> str:
+    """An argument as written: Kubernetes expands `$(VAR)` in command and args from the container's environment (an
+    extra_args value `$(VLLM_API_KEY)` would put the key on the command line); `$$(` is its escape for a literal `$(`."""
+    return arg.replace("$(", "$$(")
 
 
 def _env(cfg: StackConfig, model: ResolvedModel) -> list[dict[str, Any]]:

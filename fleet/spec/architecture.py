@@ -19,7 +19,8 @@ def resolve_arch(spec: ModelSpec, team_file: FsPath) -> tuple[Arch | None, str |
     if spec.config_json is not None:
         path = team_file.parent / spec.config_json
         try:
-            return arch_from_config_json(path, spec.model), None
+            # team files live in <repository>/stacks/teams/: the config.json must lie inside the repository
+            return arch_from_config_json(path, spec.model, inside=team_file.resolve().parent.parent.parent), None
         except (OSError, ValueError, KeyError) as exc:
             return None, f"cannot read {spec.config_json}: {exc} — point at a Hugging Face config.json or give `architecture:`"
     return model_catalog().get(spec.model), None

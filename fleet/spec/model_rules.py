@@ -5,16 +5,20 @@ message); the loader adds the file, the line and the full path."""
 from __future__ import annotations
 
 import difflib
+import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 
 from fleet.catalog import InstanceType, gpu_instance
+from fleet.errors import CREDENTIAL
 from fleet.sizing import Arch, Sizing, size
 from fleet.spec.architecture import resolve_arch, settings_for
 from fleet.spec.stack import GpuPool, StackConfig
 from fleet.spec.team import ModelSpec
 from fleet.vllm.compiler import FlagError, compile_args
+from fleet.vllm.flags import table
 
 Problem = tuple[tuple[str | int, ...], str]
 
@@ -27,7 +31,7 @@ RESERVED_FLAGS = {
     "--trust-remote-code", "--chat-template", "--revision", "--enable-lora", "--lora-modules", "--max-lora-rank",
     "--max-loras", "--speculative-config", "--structured-outputs-config", "--tool-call-parser",
     "--enable-auto-tool-choice", "--limit-mm-per-prompt", "--allowed-media-domains", "--runner", "--convert",
-    "-tp", "-pp",
+    "--hf-token", "--shutdown-timeout", "--distributed-executor-backend", "--data-parallel-size", "--data-parallel-size-local",
 }
 
 
@@ -102,13 +106,92 @@ def bitsandbytes_sets_its_own_load_format(ctx: ModelContext) -> Iterator[Problem
         yield ("extra_args",), "bitsandbytes sets --load-format itself — remove it from extra_args"
 
 
-def extra_args_leave_typed_flags_alone(ctx: ModelContext) -> Iterator[Problem]:
-    for k, arg in enumerate(ctx.spec.extra_args or []):
-        flag = arg.split("=", 1)[0]
-        if flag in RESERVED_FLAGS:
-            typed = flag.lstrip("-").replace("-", "_").removeprefix("no_")
-            fix = "use `api_key: {secret: <name>}`" if flag == "--api-key" else f"use the typed field `{typed}`"
-            yield ("extra_args", k), f"'{flag}' has a typed field — {fix} instead of extra_args"
+# The team-file field of a reserved flag, where its name does not say it.
+TYPED_FIELD = {"--structured-outputs-config": "structured_outputs", "--speculative-config": "speculative", "--enable-lora": "lora",
+               "--lora-modules": "lora.modules", "--max-lora-rank": "lora.max_rank", "--max-loras": "lora.max_loras",
+               "--tool-call-parser": "tool_calling.parser", "--enable-auto-tool-choice": "tool_calling.auto_tool_choice",
+               "--limit-mm-per-prompt": "multimodal.limit_per_prompt", "--allowed-media-domains": "multimodal.allowed_media_domains",
+               # one server per replica here; more replicas, not data-parallel ranks on GPUs the pod does not request
+               "--data-parallel-size": "replicas", "--data-parallel-size-local": "replicas"}
+# Flags a team file may not pass in extra_args in any spelling, besides those with a typed field: they load code from
+# a path or module (--tool-parser-plugin, --middleware...), or a whole config file that can set anything (--config).
+CODE_OR_CONFIG_FLAGS = {
+    "--config": "reads a config file that can set any flag, the reserved ones included — put the flags in extra_args",
+    "--middleware": "imports and runs a Python module in the server",
+    "--tool-parser-plugin": "imports and runs a Python file in the server — use a built-in `tool_calling.parser`",
+    "--reasoning-parser-plugin": "imports and runs a Python file in the server",
+    "--worker-cls": "replaces vLLM's GPU worker with an importable class",
+    "--worker-extension-cls": "adds an importable class to vLLM's GPU worker",
+    "--logits-processors": "imports logits processor classes into the server",
+    "--allowed-local-media-path": "lets API clients make the server read files of its own file system",
+}
+SECRET_KEY = re.compile(r"(?i)(token|secret|password|passwd|api[_-]?key|credential|private[_-]?key)")
+
+
+def _reserved_dests(version: str) -> dict[str, str]:
+    """dest → canonical reserved flag, for the pinned version: the spellings a typed field or a Secret owns."""
+    flags = table(version)
+    out = {}
+    for flag in sorted(RESERVED_FLAGS):
+        opt = flags.lookup(flag)
+        if opt is not None:
+            out[opt.dest] = opt.flag
+    return out
+
+
+def _secret_keys(value: object) -> list[str]:
+    """Keys of a JSON flag value that hold something secret-named with a literal value."""
+    if isinstance(value, dict):
+        return [str(k) for k, v in value.items() if SECRET_KEY.search(str(k)) and isinstance(v, str) and v] + \
+            [k for v in value.values() for k in _secret_keys(v)]
+    if isinstance(value, list):
+        return [k for v in value for k in _secret_keys(v)]
+    return []
+
+
+def extra_args_are_safe(ctx: ModelContext) -> Iterator[Problem]:
+    """extra_args are untrusted: no flag a typed field or a Secret owns, in any spelling the pinned parser accepts
+    (short aliases `-q`, `-tp`; negations; aliases such as `--device-memory-utilization`; `--a_b` for `--a-b`), no flag
+    that loads code or a config file, no value that is a flag in disguise, no literal credential anywhere."""
+    flags = table(ctx.cfg.vllm.version)
+    reserved = _reserved_dests(ctx.cfg.vllm.version)
+    args = ctx.spec.extra_args or []
+    for k, arg in enumerate(args):
+        if CREDENTIAL.search(arg):
+            yield ("extra_args", k), ("a credential in extra_args is refused (it would sit in the pod spec, the plan and every log of "
+                                      "the command line) — store it with `pulumi config set --secret` and use `api_key`/`hf_token`")
+            continue
+        name, eq, inline = arg.partition("=")
+        if arg.startswith("-"):
+            opt = flags.lookup(name.split(".", 1)[0])
+            if opt is None:
+                continue  # unknown flags: check_args reports them with the replacement
+            if opt.dest in reserved:
+                canonical = reserved[opt.dest]
+                typed = TYPED_FIELD.get(canonical, canonical.lstrip("-").replace("-", "_"))
+                spelled = f"'{name}'" + (f" (= {canonical})" if name != canonical else "")
+                if typed in ("api_key", "hf_token"):
+                    fix = f"use `{typed}: {{secret: <name>}}`"
+                elif typed in ("host", "port", "shutdown_timeout", "distributed_executor_backend"):
+                    yield ("extra_args", k), f"{spelled} is set by the stack — remove it from extra_args"
+                    continue
+                else:
+                    fix = f"use the typed field `{typed}`"
+                yield ("extra_args", k), f"{spelled} has a typed field — {fix} instead of extra_args"
+                continue
+            if opt.flag in CODE_OR_CONFIG_FLAGS:
+                yield ("extra_args", k), f"'{name}' is not allowed from a team file: it {CODE_OR_CONFIG_FLAGS[opt.flag]}"
+                continue
+            value = inline if eq else (args[k + 1] if k + 1 < len(args) and not args[k + 1].startswith("-") else None)
+            if value is not None and value.lstrip().startswith(("{", "[")):
+                try:
+                    parsed = json.loads(value)
+                except (ValueError, RecursionError):
+                    parsed = None
+                hidden = _secret_keys(parsed)
+                if hidden:
+                    yield ("extra_args", k), (f"'{name}' carries a literal value for {', '.join(sorted(set(hidden)))} — a credential "
+                                              "never goes in extra_args; store it as a stack secret")
 
 
 def adapters_come_from_a_prefetched_cache(ctx: ModelContext) -> Iterator[Problem]:
@@ -129,7 +212,7 @@ def adapters_come_from_a_prefetched_cache(ctx: ModelContext) -> Iterator[Problem
 
 RULES: tuple[Callable[[ModelContext], Iterator[Problem]], ...] = (
     secret_references_exist, autoscaling_has_a_backend, disaggregated_prefill_is_refused,
-    remote_code_needs_a_pinned_revision, bitsandbytes_sets_its_own_load_format, extra_args_leave_typed_flags_alone,
+    remote_code_needs_a_pinned_revision, bitsandbytes_sets_its_own_load_format, extra_args_are_safe,
     adapters_come_from_a_prefetched_cache,
 )
 

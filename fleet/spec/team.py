@@ -1,4 +1,5 @@
-"""`stacks/teams/<team>.yaml`: one team, its owners, GPU quota per stack and the models it serves."""
+"""`stacks/teams/<team>.yaml`: one team, its owners and the models it serves (what it may use is granted in
+stacks/tenancy.yaml)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,15 @@ from pydantic import Field, StringConstraints, field_validator, model_validator
 from fleet.spec.base import Name, Strict
 
 HfId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*/[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=96)]
-Revision = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-/]{1,100}$")]
+# A 40-hex commit, or a branch or tag name as git allows it (no leading '-', no '..'): it becomes a `--revision` value.
+Revision = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]([A-Za-z0-9_\-]|[./][A-Za-z0-9_\-]){0,99}$")]
+# Values that become `vllm serve` arguments: never a flag in disguise (no leading '-'), no shell or `$(VAR)` syntax.
+ServedName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/\-]{0,127}$")]
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
+MediaDomain = Annotated[str, StringConstraints(pattern=rf"^(\*\.)?{_LABEL}(\.{_LABEL})*$")]
+TemplatePath = Annotated[str, StringConstraints(pattern=r"^(/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)+$", max_length=255)]
+# relative to the team file; the loader keeps it inside the repository
+RelativeFile = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$", max_length=255)]
 StackName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9\-]{0,39}$")]
 
 
@@ -123,7 +132,8 @@ class ToolCalling(Strict):
 
 class Multimodal(Strict):
     limit_per_prompt: dict[Literal["image", "video", "audio"], int] = Field(description="`--limit-mm-per-prompt`, e.g. {image: 4}.")
-    allowed_media_domains: list[str] = Field(default_factory=list, description="`--allowed-media-domains`; empty lets the server fetch from anywhere (SSRF "
+    allowed_media_domains: list[MediaDomain] = Field(
+        default_factory=list, description="`--allowed-media-domains`; empty lets the server fetch from anywhere (SSRF "
                                                                                "risk, policy F7).")
 
 
@@ -146,7 +156,8 @@ class ModelFields(Strict):
     model: HfId | None = Field(None, description="Hugging Face model id, e.g. meta-llama/Llama-3.1-8B-Instruct.")
     revision: Revision | None = Field(None, description="Model revision; a 40-hex commit pins it (policy F9, required with trust_remote_code).")
     architecture: Architecture | None = Field(None, description="Inline architecture for sizing. Conflicts with `config_json`.")
-    config_json: str | None = Field(None, description="Path (relative to the team file) to the model's config.json for sizing. Conflicts with `architecture`.")
+    config_json: RelativeFile | None = Field(None, description="Path (relative to the team file, inside the repository) to the model's "
+                                                                "config.json for sizing. Conflicts with `architecture`.")
     pool: Name | None = Field(None, description="GPU pool name from the stack file.")
     replicas: int | None = Field(None, ge=1, le=1000, description="Fixed replicas. Conflicts with `autoscaling`. Default 1.")
     autoscaling: Autoscale | None = Field(None, description="Autoscaling bounds and target. Conflicts with `replicas`; needs an autoscaling backend in the "
@@ -167,8 +178,8 @@ class ModelFields(Strict):
     enable_chunked_prefill: bool | None = Field(None, description="Chunked prefill; on by default in vLLM.")
     enforce_eager: bool | None = Field(None, description="`--enforce-eager` (disables CUDA graphs; debugging only).")
     trust_remote_code: bool | None = Field(None, description="`--trust-remote-code`; needs a 40-hex `revision` (policy F1).")
-    served_model_name: list[str] | None = Field(None, description="`--served-model-name`. Default: the model id.")
-    chat_template: str | None = Field(None, description="`--chat-template`: a path in the image or on the cache volume.")
+    served_model_name: list[ServedName] | None = Field(None, min_length=1, description="`--served-model-name`. Default: the model id.")
+    chat_template: TemplatePath | None = Field(None, description="`--chat-template`: an absolute path in the image or on the cache volume.")
     api_key: SecretRef | None = Field(None, description="API key for `/v1/*` (VLLM_API_KEY from a Secret). A literal string is refused.")
     hf_token: SecretRef | None = Field(None, description="Hugging Face token for gated models, mounted as a file (HF_TOKEN_PATH). A literal string is refused.")
     lora: Lora | None = None

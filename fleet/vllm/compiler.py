@@ -171,7 +171,8 @@ def check_args(args: list[str], version: str) -> list[str]:
             continue
         values = [inline] if eq else []
         if not eq:
-            while i < len(args) and not args[i].startswith("--"):
+            # a token that starts with '-' is a flag to argparse (`-q` after a value is --quantization): never a value
+            while i < len(args) and not args[i].startswith("-"):
                 values.append(args[i])
                 i += 1
                 if opt.nargs in (None, 1, "?"):

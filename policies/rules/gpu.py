@@ -167,13 +167,15 @@ def gpu_count(props: Any, report: Any, args: Any) -> None:
             if vargs is None or (group == 1 and flag_value(vargs, "--distributed-executor-backend") == "ray"):
                 continue  # a Ray cluster of separate pods spreads TP × PP over them: not judged from one pod
             tp, pp = parallel_sizes(vargs)
-            if tp is None or pp is None:
+            dp_flag = flag_value(vargs, "--data-parallel-size-local", "-dpl") or flag_value(vargs, "--data-parallel-size", "-dp")
+            dp = int_value(dp_flag) if dp_flag else 1
+            if tp is None or pp is None or dp is None:
                 continue  # filled in when the container starts ($(TP)): unknown here
-            # A LeaderWorkerSet's group runs one server over every pod of the group.
+            # A LeaderWorkerSet's group runs one server over every pod of the group; data-parallel ranks each take TP × PP.
             available = gpu_limit(c) * group
-            if tp * pp != available:
-                report(f"{path} runs tensor × pipeline parallel {tp * pp} on {available} GPU(s)"
-                       + (f" ({group} pods × {gpu_limit(c)})" if group > 1 else ""))
+            if tp * pp * dp != available:
+                what = f"tensor × pipeline parallel {tp * pp}" + (f" × data parallel {dp}" if dp != 1 else "")
+                report(f"{path} runs {what} on {available} GPU(s)" + (f" ({group} pods × {gpu_limit(c)})" if group > 1 else ""))
 
 
 @rule("E5", "kubernetes-pod-configure-shared-memory", "Pods with more than one GPU mount /dev/shm from a sized Memory emptyDir.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from fleet.versions import parse_version
 from fleet.vllm.compiler import check_args
 from fleet.vllm.flags import available_versions
-from policies.commands import model_of
+from policies.commands import model_of, runtime_value
 from policies.framework import (
     POD_KINDS,
     containers,
@@ -215,3 +216,23 @@ def runtime_lora(props: Any, report: Any, args: Any) -> None:
         if updating and not keyed:
             report(f"{path}: runtime LoRA loading is on without an API key from a Secret: anyone who reaches the server "
                    "can make it load adapters")
+
+
+SYSTEM_DIRS = ("/etc", "/proc", "/sys", "/root", "/dev", "/run", "/var", "/home", "/usr", "/bin", "/sbin", "/lib", "/boot", "/tmp")
+
+
+@rule("F11", "kubernetes-vllm-disallow-broad-server-access", "The server lets clients read no system directory as local media, "
+      "and takes no config file that could set any flag unseen.", level="mandatory", severity="high",
+      remediation="Point --allowed-local-media-path at a dedicated media directory (never / or a system directory); pass "
+      "flags on the command line instead of --config.", sources=("VL", "vLLM --allowed-local-media-path"), kinds=POD_KINDS)
+def broad_access(props: Any, report: Any, args: Any) -> None:
+    for path, _, vargs in _vllm_containers(args, props):
+        media = flag_value(vargs, "--allowed-local-media-path")
+        if media is not None and not runtime_value(media):
+            where = posixpath.normpath(media) if media.startswith("/") else media or "(empty)"
+            if where == "/" or not where.startswith("/") or any(where == d or where.startswith(d + "/") for d in SYSTEM_DIRS):
+                report(f"{path}: --allowed-local-media-path {media} lets API clients read {where if where != '/' else 'every file'} "
+                       "of the server's file system")
+        config = flag_value(vargs, "--config")
+        if config is not None:
+            report(f"{path}: --config {config} sets flags from a file this check cannot see (the reserved ones included)")
