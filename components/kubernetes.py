@@ -12,6 +12,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from fleet.render import Manifest
+from fleet.render.names import resource_name
 
 KINDS: dict[tuple[str, str], Any] = {
     ("v1", "Namespace"): k8s.core.v1.Namespace,
@@ -42,13 +43,6 @@ def _keyword(field: str) -> str:
     """A top-level manifest field as the typed class's keyword (`stringData` → `string_data`); nested fields keep
     their wire names."""
     return re.sub(r"(?<!^)(?=[A-Z])", "_", field).lower()
-
-
-def resource_name(manifest: Manifest) -> str:
-    """Pulumi name: kind, namespace and name, unique in the stack and stable across runs."""
-    md = manifest["metadata"]
-    ns = md.get("namespace")
-    return f"{manifest['kind'].lower()}-{ns + '-' if ns else ''}{md['name']}"
 
 
 def register(manifest: Manifest, opts: pulumi.ResourceOptions, name: str | None = None) -> pulumi.CustomResource:

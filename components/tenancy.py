@@ -9,6 +9,7 @@ import pulumi
 
 from components.kubernetes import register
 from fleet.labels import MANAGED_BY, TEAM_LABEL
+from fleet.render.names import secret_resource_name
 from fleet.render.observability import dashboard
 from fleet.render.tenancy import team_manifests
 from fleet.spec.resolved import ResolvedTeam
@@ -49,4 +50,4 @@ class TeamTenancy(pulumi.ComponentResource):
         labels: dict[str, str] = {**MANAGED_BY, TEAM_LABEL: team.name}
         value = pulumi.Output.secret(values.apply(lambda v: (v or {}).get(name)))
         return register({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": team.namespace, "labels": labels},
-                         "type": "Opaque", "stringData": {"value": value}}, opts, name=f"secret-{team.namespace}-{name}")
+                         "type": "Opaque", "stringData": {"value": value}}, opts, name=secret_resource_name(team.namespace, name))

@@ -172,10 +172,14 @@ def cmd_plan(args: argparse.Namespace, root: Path) -> int:
 
 def cmd_validate(args: argparse.Namespace, root: Path) -> int:
     from fleet.errors import ConfigError
+    from fleet.render.names import name_collisions
     from fleet.spec.load import load
 
     try:
         spec = load(args.stack, root)
+        collisions = name_collisions(spec)  # what would make `plan` fail is a config error here too
+        if collisions:
+            raise ConfigError(collisions)
     except ConfigError as exc:
         return _config_error(exc)
     for note in spec.notes:

@@ -11,7 +11,7 @@ _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_\-:.@/]+$")
 CREDENTIAL = re.compile(
     r"(?<![A-Za-z0-9_])(?:hf_[A-Za-z0-9]{8,}|sk-[A-Za-z0-9_\-]{8,}|gh[pousr]_[A-Za-z0-9]{16,}|(?:AKIA|ASIA)[A-Z0-9]{16})|"
     r"eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*|-----BEGIN [A-Z ]*PRIVATE KEY-----|"
-    r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)")
+    r"(?:(?<=://)|(?<=['\"\s])|^)[^/\s:@'\"]+:[^/\s@'\"]+(?=@(?!sha256:|sha512:))")
 
 
 def redact(text: str) -> str:

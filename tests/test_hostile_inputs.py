@@ -141,3 +141,20 @@ def test_plan_out_to_something_that_is_not_a_directory(capsys, tmp_path: Path) -
     from tests.conftest import ROOT
     code, _, err = run(["--root", str(ROOT), "plan", "--stack", "dev", "--out", "/dev/null"], capsys)
     assert code == 2 and "--out /dev/null" in err
+
+
+def test_validate_and_plan_agree_on_colliding_resource_names(project: Path, capsys) -> None:
+    """Team search's model bge-m3 and team search-bge's model m3 both render deployment-team-search-bge-m3."""
+    from tests.conftest import grant
+
+    write(project / "stacks" / "teams" / "search-bge.yaml", "name: search-bge\nowners: ['@acme/x']\nmodels:\n"
+          "  - name: m3\n    model: BAAI/bge-m3\n    pool: l40s\n    runner: pooling\n")
+    grant(project, "search", gpu_quota={"dev": 3, "prod": 16})
+    grant(project, "search-bge", gpu_quota={"dev": 1}, secrets=[])
+    code, _, validate_err = run(["--root", str(project), "validate", "--stack", "dev"], capsys)
+    assert code == 2
+    assert "stacks/teams/search.yaml:17 models[1].name:" in validate_err and "(stacks/teams/search-bge.yaml:4)" in validate_err
+    assert validate_err.startswith("1 config error:") and "team search's model bge-m3 and team search-bge's model m3" in validate_err
+    assert "both render `serviceaccount-team-search-bge-m3` (and more), which the engine refuses as a duplicate" in validate_err
+    code, _, plan_err = run(["--root", str(project), "plan", "--stack", "dev"], capsys)
+    assert code == 2 and plan_err == validate_err

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from fleet.cli import main
+from fleet.errors import ConfigError
 from fleet.offline.plan import capture, make_plan
 from fleet.offline.policy_pack import analyze, policy_config, policy_levels
 from fleet.spec.load import load
@@ -72,9 +73,15 @@ def test_levels_follow_the_stack_and_overrides(project: Path) -> None:
     assert policy_levels(dev)[d2] == "advisory" and policy_levels(prod)[d2] == "mandatory"
     assert policy_levels(prod)[d11] == "advisory"
     stack = project / "stacks" / "Pulumi.prod.yaml"
-    stack.write_text(stack.read_text() + "  vllm-fleet:policy:\n    overrides: {D11: mandatory, D2: disabled}\n")
+    base = stack.read_text()
+    stack.write_text(base + "  vllm-fleet:policy:\n    overrides: {D11: mandatory, D2: {level: disabled, reason: vendor image runs "
+                            "privileged until 2027}}\n")
     levels = policy_levels(load("prod", project))
     assert levels[d11] == "mandatory" and levels[d2] == "disabled"
+    # weakening a guardrail without saying why is refused
+    stack.write_text(base + "  vllm-fleet:policy:\n    overrides: {D2: disabled}\n")
+    with pytest.raises(ConfigError, match=r"D2 is set to disabled without a reason"):
+        load("prod", project)
 
 
 def test_harness_applies_levels_disabled_rules_and_unknowns(cases: list[Case]) -> None:

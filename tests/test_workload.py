@@ -159,7 +159,7 @@ def test_monitoring_objects_use_metrics_of_the_pinned_version() -> None:
 
 
 @pytest.mark.parametrize(("fields", "flags"), [
-    ("    quantization: awq\n", ["--quantization", "awq"]),
+    ("    quantization: fp8\n", ["--quantization", "fp8"]),
     ("    quantization: bitsandbytes\n", ["--quantization", "bitsandbytes", "--load-format", "bitsandbytes"]),
     ("    chat_template: /models/templates/chat.jinja\n    served_model_name: [qwen]\n",
      ["--served-model-name", "qwen", "--chat-template", "/models/templates/chat.jinja"]),

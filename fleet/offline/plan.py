@@ -31,6 +31,7 @@ from fleet.offline.plan_document import (
     TeamEntry,
 )
 from fleet.offline.policy_pack import Finding, analyze, policy_config, policy_levels
+from fleet.render.names import name_collisions
 from fleet.spec.engine_config import SECRETS_KEY, EngineConfig
 from fleet.spec.load import load
 from fleet.spec.resolved import FleetSpec
@@ -95,6 +96,7 @@ def make_plan(stack: str, root: str | Path = ".", *, preview: bool = True, polic
     t0 = time.perf_counter()
     engine, issues, _ = read_stack_file(root, stack)
     spec = load(stack, root)  # every config problem, before the program runs (as `vllm-fleet validate`)
+    issues += name_collisions(spec)
     if engine is None or issues:
         raise ConfigError(issues)
     t1 = time.perf_counter()

@@ -56,7 +56,8 @@ def policy_levels(spec: FleetSpec | None) -> dict[str, str]:
     overrides = spec.config.policy.overrides if spec is not None else {}
     for r in RULES:
         level = r.level if enforcement == "mandatory" else enforcement
-        out[r.policy_name] = overrides.get(r.id, level)
+        override = overrides.get(r.id)
+        out[r.policy_name] = override.level if override is not None else level
     return out
 
 

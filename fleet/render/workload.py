@@ -384,7 +384,11 @@ def autoscaler(cfg: StackConfig, model: ResolvedModel) -> Manifest | None:
 
 
 def _quantity(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{int(value * 1000)}m"
+    """A Kubernetes quantity, to the milli-unit; never 0 for a positive target (the config keeps targets ≥ 0.1)."""
+    milli = round(value * 1000)
+    if milli <= 0:
+        raise ValueError(f"{value} rounds to 0 as a Kubernetes quantity")
+    return str(milli // 1000) if milli % 1000 == 0 else f"{milli}m"
 
 
 def prefetch(cfg: StackConfig, model: ResolvedModel) -> Manifest | None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 from pathlib import Path as FsPath
 
 from fleet.errors import ConfigError, ConfigIssue, format_path
+from fleet.labels import GPU_SYSTEM_NAMESPACE
 from fleet.spec.engine_config import EngineConfig, parse_stack_config
 from fleet.spec.resolved import FleetSpec, ResolvedTeam
+from fleet.spec.stack import StackConfig
 from fleet.spec.stack_file import display_path, known_stacks, read_stack_file, stack_path
 from fleet.spec.stack_rules import stack_problems
 from fleet.spec.teams import load_team, unknown_stack
@@ -48,6 +50,8 @@ def load(stack: str, root: str | FsPath = ".", engine: EngineConfig | None = Non
         issues += team_issues
         if team is not None:
             teams.append(team)
+    if cfg is not None:
+        issues += _gateway_outside_teams(cfg, teams, src)
     if issues or cfg is None:
         raise ConfigError(list(dict.fromkeys(issues)))
     notes = [str(w) for w in warnings]
@@ -56,6 +60,21 @@ def load(stack: str, root: str | FsPath = ".", engine: EngineConfig | None = Non
     notes += [f"{src.file}: secret '{name}' is not in the stack file: provided by environment {', '.join(environments)} "
               "(unknown offline)" for name in missing]
     return FleetSpec(stack=stack, root=str(root), source=src.file, config=cfg, teams=tuple(teams), notes=tuple(notes))
+
+
+def _gateway_outside_teams(cfg: StackConfig, teams: list[ResolvedTeam], src: Located) -> list[ConfigIssue]:
+    """The gateway namespace is the one namespace admitted to every model: a team's (or the GPU system's) would admit
+    that namespace's pods to every other team's models."""
+    ns = cfg.gateway.namespace
+    owner = next((f"team {t.name}'s namespace" for t in teams if t.namespace == ns), None)
+    if owner is None and ns in (GPU_SYSTEM_NAMESPACE, "kube-system", "default"):
+        owner = "a system namespace"
+    if owner is None:
+        return []
+    path = ("config", "vllm-fleet:gateway", "namespace")
+    return [ConfigIssue(src.file, src.line_of(path), format_path(path),
+                        f"'{ns}' is {owner}: every team's network policy admits the gateway namespace to its models, so its "
+                        "pods would reach all of them — run the gateway in its own namespace")]
 
 
 def load_from_engine(stack: str, root: str | FsPath, values: dict[str, str], secret_keys: frozenset[str] | set[str]) -> FleetSpec:

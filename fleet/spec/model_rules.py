@@ -283,6 +283,55 @@ def sizing(ctx: ModelContext, where: Placement, arch: Arch | None) -> tuple[Sizi
     return result, [((field_name,), f"{ctx.spec.model} does not fit on {placed}: {result.reason} — fixes: {fixes}")]
 
 
+# Quantizations that need a checkpoint quantized that way; fp8 and bitsandbytes also quantize a 16-bit checkpoint
+# when it loads.
+PREQUANTIZED = {"awq": "AWQ", "awq_marlin": "AWQ", "gptq": "GPTQ", "gptq_marlin": "GPTQ", "compressed-tensors": "compressed-tensors",
+                "modelopt": "ModelOpt", "mxfp4": "MXFP4"}
+CHECKPOINT_QUANT = {"fp8": "fp8", "mxfp4": "mxfp4"}
+
+
+def _checkpoint_quantization(spec: ModelSpec, arch: Arch) -> str | None:
+    """How the checkpoint is quantized: its dtype in the catalog, or what its id says (…-AWQ, …-GPTQ-Int4, …-FP8)."""
+    if arch.default_dtype in CHECKPOINT_QUANT:
+        return CHECKPOINT_QUANT[arch.default_dtype]
+    name = spec.model.lower()
+    for marker, quant in (("awq", "awq"), ("gptq", "gptq"), ("fp8", "fp8"), ("mxfp4", "mxfp4")):
+        if re.search(rf"(^|[-_/]){marker}($|[-_])", name):
+            return quant
+    return None
+
+
+def architecture_problems(ctx: ModelContext, arch: Arch) -> list[Problem]:
+    """What vLLM refuses at startup, caught here: a tensor-parallel size that does not divide the attention heads, a
+    context longer than the model's, a quantization the checkpoint does not have, an embedding model served to
+    generate."""
+    spec = ctx.spec
+    problems: list[Problem] = []
+    tp = spec.tensor_parallel_size or 1
+    if arch.attention_heads and arch.attention_heads % tp:
+        divisors = [d for d in (1, 2, 4, 8, 16, 32, 64) if arch.attention_heads % d == 0]
+        problems.append((("tensor_parallel_size",), f"{tp} does not divide the {arch.attention_heads} attention heads of {spec.model}: "
+                                                    f"vLLM refuses it at startup — use {', '.join(map(str, divisors))}"))
+    rope_override = any("rope" in a for a in spec.extra_args or [])
+    if spec.max_model_len and arch.max_context and spec.max_model_len > arch.max_context and not rope_override:
+        problems.append((("max_model_len",), f"{spec.max_model_len:,} is above {spec.model}'s context of {arch.max_context:,}: vLLM "
+                                             "refuses it unless rope scaling extends the context (`--hf-overrides` with rope_scaling "
+                                             f"in extra_args) — lower max_model_len to {arch.max_context:,} or less"))
+    checkpoint = _checkpoint_quantization(spec, arch)
+    wanted = spec.quantization.split("_")[0] if spec.quantization in ("awq", "awq_marlin", "gptq", "gptq_marlin", "mxfp4") else None
+    if spec.quantization in PREQUANTIZED and (checkpoint is None or (wanted is not None and checkpoint in ("awq", "gptq", "mxfp4")
+                                                                      and checkpoint != wanted)):
+        problems.append((("quantization",), f"{spec.quantization} needs a checkpoint quantized with {PREQUANTIZED[spec.quantization]}, and "
+                                            f"{spec.model} is {checkpoint or arch.default_dtype} — serve a {PREQUANTIZED[spec.quantization]}-quantized "
+                                            "repository, or use fp8 or bitsandbytes, which quantize a 16-bit checkpoint as it loads"))
+    elif spec.quantization in ("fp8", "bitsandbytes") and checkpoint not in (None, "fp8", spec.quantization):
+        problems.append((("quantization",), f"{spec.model} is already {checkpoint}-quantized: vLLM reads its quantization from the "
+                                            f"checkpoint — remove `quantization: {spec.quantization}`"))
+    if arch.family == "encoder" and spec.runner != "pooling":
+        problems.append((("runner",), f"{spec.model} is an embedding model: it has no generation head — set `runner: pooling`"))
+    return problems
+
+
 @dataclass(frozen=True)
 class Checked:
     placement: Placement
@@ -303,5 +352,8 @@ def check_model(ctx: ModelContext) -> tuple[Checked | None, list[Problem]]:
     arch, problem = resolve_arch(ctx.spec, ctx.team_file)
     if problem:
         return None, [(("config_json",), problem)]
+    problems = architecture_problems(ctx, arch) if arch is not None else []
+    if problems:
+        return None, problems
     sized, problems = sizing(ctx, where, arch)
     return (None, problems) if problems else (Checked(where, arch, sized), [])

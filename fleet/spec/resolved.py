@@ -27,6 +27,8 @@ class ResolvedModel:
     max_replicas: int
     sizing: Sizing | None = None      # None when the architecture is unknown (not in the catalog, none given)
     arch: Arch | None = None
+    line: int = 0                     # where the model is declared in `source`, and its field path, for errors
+    path: str = ""
 
     @property
     def name(self) -> str:

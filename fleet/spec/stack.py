@@ -10,12 +10,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, StringConstraints, model_validator
+from pydantic import AwareDatetime, BeforeValidator, Field, StringConstraints, model_validator
 
 from fleet.spec.base import DNS_LABEL, CliBool, CliInt, Name, Strict
 
 # ISO 8601 timestamps with a zone (`2026-12-07T11:30:00Z`); the engine hands them over as strings.
 Timestamp = Annotated[AwareDatetime, Field(strict=False)]
+SubnetId = Annotated[str, StringConstraints(pattern=r"^subnet-([0-9a-f]{8}|[0-9a-f]{17})$")]
+# Kubernetes label syntax: an optional DNS-subdomain prefix and a name of at most 63 characters; values likewise.
+LabelKey = Annotated[str, StringConstraints(
+    pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$",
+    max_length=317)]
+LabelValue = Annotated[str, StringConstraints(pattern=r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")]
 RuleId = Annotated[str, StringConstraints(pattern=r"^[A-G][0-9]{1,2}$")]
 Level = Literal["advisory", "mandatory", "disabled"]
 
@@ -23,7 +29,7 @@ Level = Literal["advisory", "mandatory", "disabled"]
 class CreateCluster(Strict):
     """A minimal private EKS cluster created by this stack (omit to adopt an existing cluster)."""
 
-    subnet_ids: list[str] = Field(min_length=2, description="Private subnet ids for the control plane ENIs (at least two AZs).")
+    subnet_ids: list[SubnetId] = Field(min_length=2, description="Private subnet ids for the control plane ENIs (at least two AZs).")
     endpoint_public_access: CliBool = Field(False, description="Expose the API endpoint publicly. Default false. Requires `public_access_cidrs` without "
                                                             "0.0.0.0/0 (policy A1).")
     public_access_cidrs: list[str] = Field(default_factory=list, description="CIDRs allowed to reach a public endpoint. Only with `endpoint_public_access: "
@@ -73,9 +79,10 @@ class GpuPool(Strict):
                                                                                 "or `bottlerocket` (Bottlerocket NVIDIA, which ships the device plugin).")
     disk_gib: CliInt = Field(200, ge=100, le=16384, description="Encrypted gp3 root volume in GiB. Default 200: a ~25 GB vLLM image unpacked twice during "
                                                              "updates plus logs. Minimum 100.")
-    labels: dict[str, str] = Field(default_factory=dict, description="Extra node labels. The pool, GPU model, GPU memory and GPUs per node labels are "
-                                                                     "added by the stack and cannot be overridden.")
-    subnet_ids: list[str] = Field(min_length=1, description="Private subnet ids for the nodes (no public IPs are assigned).")
+    labels: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict, description="Extra node labels. The pool, GPU model, GPU memory and GPUs per node labels are "
+                                          "added by the stack and cannot be overridden.")
+    subnet_ids: list[SubnetId] = Field(min_length=1, description="Private subnet ids for the nodes (no public IPs are assigned).")
     efa: CliBool = Field(False, description="Attach EFA interfaces (multi-node tensor/pipeline parallel). Only on instance types that support EFA.")
     capacity_reservation_id: Annotated[str, StringConstraints(pattern=r"^cr-[0-9a-f]{8,17}$")] | None = Field(
         None, description="EC2 Capacity Block reservation the pool launches into. Required with `capacity_type: capacity-block`, "
@@ -154,7 +161,7 @@ class ModelCache(Strict):
     s3_bucket_name: str | None = Field(None, description="Bucket for `s3`. Default: generated from the stack and cluster.")
     fsx_import_path: Annotated[str, StringConstraints(pattern=r"^s3://[a-z0-9.\-]+(/.*)?$")] | None = Field(
         None, description="`fsx-lustre` only: an S3 data repository linked to the file system (lazy-loaded on first read).")
-    subnet_ids: list[str] = Field(default_factory=list, description="Subnets for EFS mount targets or the FSx file system. "
+    subnet_ids: list[SubnetId] = Field(default_factory=list, description="Subnets for EFS mount targets or the FSx file system. "
                                                                     "Default: the subnets of all GPU pools.")
 
     @model_validator(mode="after")
@@ -232,12 +239,34 @@ class Exemption(Strict):
         return self
 
 
+class LevelOverride(Strict):
+    level: Level
+    reason: str | None = Field(None, min_length=10, description="Why the rule is lowered or disabled (10+ characters of text).")
+
+    @model_validator(mode="after")
+    def _reason(self) -> LevelOverride:
+        if self.reason is not None and (len(self.reason.strip()) < 10 or len(set(self.reason.strip())) < 4):
+            raise ValueError("the reason must say why in words (10+ characters of text, not whitespace or filler)")
+        return self
+
+
+def _override(value: object) -> object:
+    """`D11: mandatory` is `{level: mandatory}`."""
+    return {"level": value} if isinstance(value, str) else value
+
+
+Override = Annotated[LevelOverride, BeforeValidator(_override)]
+
+
 class Policy(Strict):
     enforcement: Level | None = Field(None, description="Level for every rule. Default: `advisory` for dev, `mandatory` for staging and prod.")
-    overrides: dict[RuleId, Level] = Field(default_factory=dict, description="Per-rule levels, e.g. `{D11: mandatory}`.")
+    overrides: dict[RuleId, Override] = Field(default_factory=dict, description="Per-rule levels, e.g. `{D11: mandatory}`; lowering or "
+                                                                             "disabling a rule outside dev needs a reason: "
+                                                                             "`{D2: {level: disabled, reason: ...}}`.")
     exemptions: list[Exemption] = Field(default_factory=list)
     allow_spot_in_prod: CliBool = Field(False, description="Allow spot GPU pools in a prod stack (policy B9).")
-    vllm_version_floor: str = Field("0.32.0", description="Lowest vLLM version allowed (policy F2).")
+    vllm_version_floor: Annotated[str, StringConstraints(pattern=r"^\d+\.\d+\.\d+$")] = Field(
+        "0.32.0", description="Lowest vLLM version allowed (policy F2), e.g. 0.32.0.")
 
 
 SecretName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9\-]*$", max_length=63)]

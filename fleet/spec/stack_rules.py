@@ -4,7 +4,9 @@ the loader adds the file and the line."""
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from fleet.catalog import InstanceType, gpu_instance_types
 from fleet.spec.stack import GpuPool, StackConfig
@@ -96,9 +98,53 @@ def vllm_meets_the_security_floor(cfg: StackConfig) -> Iterator[Problem]:
                f"{cfg.vllm.version} is below the security floor {cfg.policy.vllm_version_floor} — upgrade the image")
 
 
+def prod_pins_images_and_caches_models(cfg: StackConfig) -> Iterator[Problem]:
+    """What dev may cut short and prod may not: images by tag alone, every pod downloading its weights itself."""
+    if cfg.tier != "prod":
+        return
+    if cfg.vllm.allow_tag_only:
+        yield (("config", "vllm-fleet:vllm", "allow_tag_only"), "a prod stack pins its images by digest — remove allow_tag_only "
+                                                                "and set `digest` (`crane digest <image>`)")
+    if cfg.model_cache.backend == "none":
+        yield (("config", "vllm-fleet:model_cache", "backend"), "a prod stack needs a model cache: without one every pod downloads "
+                                                                "its weights from the Hub at each start (slow, rate-limited, and the "
+                                                                "serving pods need internet egress) — use efs, fsx-lustre or s3")
+
+
+def overrides_that_weaken_a_rule_say_why(cfg: StackConfig) -> Iterator[Problem]:
+    for rule_id, override in cfg.policy.overrides.items():
+        weakened = override.level == "disabled" or (override.level == "advisory" and cfg.tier != "dev")
+        if weakened and override.reason is None:
+            yield (("config", "vllm-fleet:policy", "overrides", rule_id),
+                   f"{rule_id} is set to {override.level} without a reason — write `{rule_id}: {{level: {override.level}, reason: "
+                   "<why, 10+ characters>}`; a weakened guardrail is reviewed like an exemption")
+
+
+URL_CREDENTIALS = re.compile(r"(^|://)[^/\s:@]+:[^/\s@]+@(?!sha256:|sha512:)")
+
+
+def _strings(value: Any, path: Path) -> Iterator[tuple[Path, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(v, (*path, str(k)))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            yield from _strings(v, (*path, i))
+
+
+def no_credentials_in_urls(cfg: StackConfig) -> Iterator[Problem]:
+    for path, text in _strings(cfg.model_dump(by_alias=True, exclude={"secrets"}), ("config",)):
+        if URL_CREDENTIALS.search(text):
+            yield path, ("holds a user name and password (`user:password@`); they would sit in the stack file, the plan and every "
+                         "pod spec — use a credential helper, IRSA or a secret instead (the value is not shown)")
+
+
 RULES: tuple[Callable[[StackConfig], Iterator[Problem]], ...] = (
     cluster_is_adopted, pool_names_are_unique, pool_instance_types_are_known_and_allowed, pools_have_one_gpu_shape,
     no_spot_gpus_in_prod, allowed_instance_types_are_known, vllm_images_are_allowed, vllm_meets_the_security_floor,
+    prod_pins_images_and_caches_models, overrides_that_weaken_a_rule_say_why, no_credentials_in_urls,
 )
 
 

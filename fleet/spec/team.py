@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, field_validator, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
 
 from fleet.spec.base import Name, Strict
 
@@ -20,6 +20,16 @@ TemplatePath = Annotated[str, StringConstraints(pattern=r"^(/[A-Za-z0-9_\-][A-Za
 # relative to the team file; the loader keeps it inside the repository
 RelativeFile = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$", max_length=255)]
 StackName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9\-]{0,39}$")]
+
+
+def _service_name(name: str) -> str:
+    if not name[:1].isalpha():
+        raise ValueError(f"'{name}' starts with a digit, but the model's Service is named after it and Service names are DNS-1035 "
+                         "labels, which start with a letter — e.g. 'qwen-3b' instead of '3b-qwen'")
+    return name
+
+
+ServiceName = Annotated[Name, AfterValidator(_service_name)]
 
 
 Quantization = Literal["fp8", "awq", "awq_marlin", "gptq", "gptq_marlin", "bitsandbytes", "compressed-tensors", "mxfp4", "modelopt"]
@@ -57,7 +67,8 @@ class Architecture(Strict):
 class Autoscale(Strict):
     min_replicas: int = Field(1, ge=0, le=1000, description="Lower bound. 0 only with the KEDA backend and `allow_scale_to_zero`.")
     max_replicas: int = Field(ge=1, le=1000, description="Upper bound; max × GPUs per replica must fit the team quota (policy E7).")
-    target_queue_per_pod: float = Field(5, gt=0, le=10000, description="Target `vllm:num_requests_waiting` per pod.")
+    target_queue_per_pod: float = Field(5, ge=0.1, le=10000, description="Target `vllm:num_requests_waiting` per pod (0.1 to 10,000; "
+                                                                       "rendered as a Kubernetes quantity to the milli-unit).")
 
     @model_validator(mode="after")
     def _bounds(self) -> Autoscale:
@@ -198,7 +209,8 @@ class ModelFields(Strict):
 class ModelSpec(ModelFields):
     """One served model."""
 
-    name: Name = Field(description="Model service name (DNS label); objects are named `<name>` in the team namespace.")
+    name: ServiceName = Field(description="Model service name: a DNS-1035 label (lower case, starts with a letter), because the "
+                                          "model's Service is named after it; objects are named `<name>` in the team namespace.")
     model: HfId = Field(description="Hugging Face model id, e.g. meta-llama/Llama-3.1-8B-Instruct.")  # type: ignore[assignment]
     pool: Name = Field(description="GPU pool name from the stack file.")  # type: ignore[assignment]
     stacks: dict[StackName, ModelFields] = Field(default_factory=dict, description="Per-stack overrides of any field above, e.g. `prod: {replicas: 3}`.")

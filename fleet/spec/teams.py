@@ -173,4 +173,5 @@ def _resolve_model(ctx: ModelContext, team: str, src: Located,
     return ResolvedModel(
         team=team, namespace=f"team-{team}", source=src.file, spec=ctx.spec, pool=placed.pool, instance=placed.instance,
         gpus_per_replica=placed.gpus_per_replica, nodes_per_replica=placed.nodes_per_replica, gpus_per_pod=placed.gpus_per_pod,
-        min_replicas=placed.min_replicas, max_replicas=placed.max_replicas, sizing=checked.sizing, arch=checked.arch), []
+        min_replicas=placed.min_replicas, max_replicas=placed.max_replicas, sizing=checked.sizing, arch=checked.arch,
+        line=src.line_of(where(("name",))), path=format_path(where(("name",)))), []

@@ -1,0 +1,91 @@
+"""Team and stack values that parse but that the engine, vLLM or a security reviewer would refuse: each is a config error
+(exit 2) that names the file, the line, the field path and the fix, found by `validate` before anything renders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fleet.cli import main
+from tests.conftest import edit
+
+TEAM = "stacks/teams/search.yaml"
+PROD = "stacks/Pulumi.prod.yaml"
+VLLM = "  vllm-fleet:vllm:\n    version: 0.33.0\n"
+THROUGHPUT = "    profile: throughput\n"
+
+CASES = {
+    "model name starting with a digit": (
+        TEAM, "  - name: qwen-3b\n", "  - name: 3b-qwen\n", "dev",
+        "stacks/teams/search.yaml:5 models[0].name: '3b-qwen' starts with a digit", "e.g. 'qwen-3b'"),
+    "tensor parallel that does not divide the heads": (
+        TEAM, THROUGHPUT, THROUGHPUT + "    tensor_parallel_size: 3\n", "dev",
+        "models[0].tensor_parallel_size: 3 does not divide the 16 attention heads", "use 1, 2, 4, 8, 16"),
+    "max_model_len above the model's context": (
+        TEAM, "max_model_len: 16384", "max_model_len: 131072", "dev",
+        "stacks/teams/search.yaml:9 models[0].max_model_len: 131,072 is above", "lower max_model_len to 32,768"),
+    "awq on a 16-bit checkpoint": (
+        TEAM, THROUGHPUT, THROUGHPUT + "    quantization: awq\n", "dev",
+        "models[0].quantization: awq needs a checkpoint quantized with AWQ", "use fp8 or bitsandbytes"),
+    "an embedding model without the pooling runner": (
+        TEAM, "    runner: pooling\n", "", "dev",
+        "models[1].runner: BAAI/bge-m3 is an embedding model", "set `runner: pooling`"),
+    "an autoscaling target that scales on every request": (
+        TEAM, "target_queue_per_pod: 8", "target_queue_per_pod: 0.01", "prod",
+        "models[0].stacks.prod.autoscaling.target_queue_per_pod: 0.01", "greater than or equal to 0.1"),
+    "a subnet id that is not one": (
+        PROD, "subnet_ids: [subnet-0a9e7c1b2c3d40011]\n    - name: l40s", "subnet_ids: [subnet-x]\n    - name: l40s", "prod",
+        "config.vllm-fleet:gpu_pools[0].subnet_ids[0]: 'subnet-x'", "should match pattern"),
+    "a pool label key Kubernetes refuses": (
+        PROD, "      ami_family: bottlerocket\n", "      ami_family: bottlerocket\n      labels: {'bad key!': x}\n", "prod",
+        "config.vllm-fleet:gpu_pools[2].labels", "bad key!"),
+    "prod images by tag only": (
+        PROD, VLLM, VLLM + "    allow_tag_only: true\n", "prod",
+        "config.vllm-fleet:vllm.allow_tag_only: a prod stack pins its images by digest", "crane digest"),
+    "prod without a model cache": (
+        PROD, "    backend: fsx-lustre\n    size_gib: 4800\n    throughput_mibps: 500\n", "    backend: none\n", "prod",
+        "config.vllm-fleet:model_cache.backend:", "prod"),
+    "a guardrail disabled without a reason": (
+        PROD, "  vllm-fleet:spare_gpus: 8\n", "  vllm-fleet:spare_gpus: 8\n  vllm-fleet:policy:\n    overrides: {D3: disabled}\n", "prod",
+        "config.vllm-fleet:policy.overrides.D3: D3 is set to disabled without a reason", "reason:"),
+    "a guardrail made advisory in prod without a reason": (
+        PROD, "  vllm-fleet:spare_gpus: 8\n", "  vllm-fleet:spare_gpus: 8\n  vllm-fleet:policy:\n    overrides: {D3: advisory}\n", "prod",
+        "D3 is set to advisory without a reason", "reviewed like an exemption"),
+    "the gateway in a team's namespace": (
+        PROD, "    namespace: gateway\n", "    namespace: team-search\n", "prod",
+        "config.vllm-fleet:gateway.namespace: 'team-search' is team search's namespace", "its own namespace"),
+    "a version floor that is not a version": (
+        PROD, "  vllm-fleet:spare_gpus: 8\n", "  vllm-fleet:spare_gpus: 8\n  vllm-fleet:policy:\n    vllm_version_floor: latest\n", "prod",
+        "config.vllm-fleet:policy.vllm_version_floor: 'latest'", "should match pattern"),
+    "credentials in a registry address": (
+        PROD, VLLM, "  vllm-fleet:vllm:\n    repository: user:hunter2@registry.example.com/x\n    version: 0.33.0\n", "prod",
+        "config.vllm-fleet:vllm.repository: holds a user name and password", "the value is not shown"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_values_that_would_fail_later_are_config_errors(project: Path, capsys, case: str) -> None:
+    file, old, new, stack, where, fix = CASES[case]
+    edit(project / file, old, new)
+    code = main(["--root", str(project), "validate", "--stack", stack])
+    out, err = capsys.readouterr()
+    assert code == 2, out + err
+    assert where in err and fix in err
+    assert "hunter2" not in out + err and "Traceback" not in err
+
+
+def test_a_reasoned_override_is_accepted_and_reaches_the_pack(project: Path, capsys) -> None:
+    edit(project / PROD, "  vllm-fleet:spare_gpus: 8\n", "  vllm-fleet:spare_gpus: 8\n  vllm-fleet:policy:\n    overrides:\n"
+         "      D3: {level: advisory, reason: 'node-local cache measured in INC-123'}\n")
+    assert main(["--root", str(project), "policy-config", "--stack", "prod"]) == 0
+    levels = {name.split("-")[0]: v["enforcementLevel"] for name, v in json.loads(capsys.readouterr().out).items()}
+    assert levels["d3"] == "advisory" and levels["d2"] == "mandatory"
+
+
+def test_image_digests_are_not_mistaken_for_credentials() -> None:
+    from fleet.errors import redact
+
+    assert redact("image 'vllm-openai:v0.33.0@sha256:00ff' is not pinned") == "image 'vllm-openai:v0.33.0@sha256:00ff' is not pinned"
+    assert redact("'user:pw@registry.example.com/x' is not allowed") == "'<redacted>@registry.example.com/x' is not allowed"
