@@ -70,6 +70,12 @@ def test_an_unknown_operation_fails_closed(tmp_path: Path, capsys) -> None:
     assert main(["guard", str(path)]) == 0
 
 
+@pytest.mark.parametrize("step", [{"op": "delete"}, {"op": "Replace", "urn": ["not", "a", "string"]}, {"op": "delete", "urn": "x"}])
+def test_a_destructive_step_that_does_not_say_what_it_deletes_is_blocked(tmp_path: Path, capsys, step: dict) -> None:
+    assert main(["guard", str(_preview(tmp_path, [step]))]) == 1
+    assert "no urn or type to tell what it is: treated as stateful" in capsys.readouterr().out
+
+
 def test_an_fsx_association_that_would_delete_the_cached_files_is_blocked(tmp_path: Path, capsys) -> None:
     dra = {"type": "aws:fsx/dataRepositoryAssociation:DataRepositoryAssociation",
            "inputs": {"fileSystemId": "fs-1", "dataRepositoryPath": "s3://b", "deleteDataInFilesystem": True}}

@@ -22,6 +22,7 @@ SAFE_OPS = frozenset({"same", "create", "update", "read", "refresh", "import"})
 # Those that delete or replace it; anything else is unknown and blocked.
 DESTRUCTIVE_OPS = frozenset({"delete", "replace", "create-replacement", "delete-replaced", "discard", "discard-replaced",
                              "read-replacement", "import-replacement", "remove-pending-replace"})
+UNKNOWN_TYPE = "unknown type"
 FSX_ASSOCIATION = "aws:fsx/dataRepositoryAssociation:DataRepositoryAssociation"
 
 
@@ -47,7 +48,7 @@ def _type_of(step: dict[str, Any], old: dict[str, Any], new: dict[str, Any]) -> 
     if typ:
         return str(typ)
     parts = str(step.get("urn", "")).split("::")
-    return parts[2].rsplit("$", 1)[-1] if len(parts) > 3 else "unknown type"
+    return parts[2].rsplit("$", 1)[-1] if len(parts) > 3 else UNKNOWN_TYPE
 
 
 def _name_of(state: dict[str, Any]) -> Any:
@@ -84,7 +85,7 @@ def blocked_steps(doc: dict[str, Any]) -> list[str]:
         op = str(s.get("op", "")).strip().lower()
         old, new = s.get("oldState") or {}, s.get("newState") or {}
         typ = _type_of(s, old, new)
-        urn = s.get("urn") or f"steps[{i}] (no urn)"
+        urn = s.get("urn") if isinstance(s.get("urn"), str) and s.get("urn") else f"steps[{i}] (no urn)"
         if new and _state_inputs(new).get("deleteDataInFilesystem") is True and typ == FSX_ASSOCIATION:
             problems.append(f"{op or 'no op'} {urn} ({typ}; deleteDataInFilesystem: true would delete the cached files when the "
                             "association is removed) — set it to false")
@@ -97,6 +98,8 @@ def blocked_steps(doc: dict[str, Any]) -> list[str]:
             why.append("protected")
         if typ in STATEFUL_TYPES:
             why.append("stateful")
+        if typ == UNKNOWN_TYPE:
+            why.append("no urn or type to tell what it is: treated as stateful")
         if typ == FSX_ASSOCIATION and _state_inputs(old).get("deleteDataInFilesystem") is True:
             why.append("deleteDataInFilesystem: the cached files go with it")
         if typ == NAMESPACE_TYPE and _name_of(old) in claim_namespaces:
