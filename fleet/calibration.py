@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleet.catalog import CATALOG_DIR
-from fleet.sizing import BLOCK, GIB, Settings, kv_bytes_per_token, model_catalog, size, weights_gib_per_gpu
+from fleet.sizing import BLOCK, GIB, Settings, engine_profile_for, engine_start_seconds, kv_bytes_per_token, model_catalog, size, weights_gib_per_gpu
 from fleet.yamlsrc import safe_load
 
 
@@ -16,13 +16,19 @@ class Check:
     record: str
     engine: str
     family: str
-    quantity: str        # weights | kv_tokens | kv_tokens_from_memory | verdict
+    quantity: str        # weights | kv_tokens | kv_tokens_from_memory | verdict | overhead_gib | cuda_graph_gib | startup_s
     predicted: float
     observed: float
+    fitted: bool = True  # False: no constant of fleet/sizing.py was fitted on this record (a held-out check)
+    measured: bool = False  # a run of scripts/h200_measure.py rather than a log from a public source
 
     @property
     def error_pct(self) -> float:
         return abs(self.predicted - self.observed) / self.observed * 100 if self.observed else 0.0
+
+    @property
+    def error_abs(self) -> float:
+        return abs(self.predicted - self.observed)
 
 
 def records() -> list[dict[str, Any]]:
@@ -31,13 +37,9 @@ def records() -> list[dict[str, Any]]:
 
 
 def engine_profile(record: dict[str, Any]) -> str:
-    """How the logged vLLM budgeted memory: V0; V1 before 0.21 (CUDA graphs captured after sizing the KV
-    cache); V1 from 0.21 (graphs estimated in the budget). A V1 record without a version predates 0.21."""
-    if record["engine"] == "v0":
-        return "v0"
-    version = str(record.get("vllm") or "0.0")
-    major, minor = (int(p) for p in version.split(".")[:2])
-    return "current" if (major, minor) >= (0, 21) else "v1-early"
+    """How the logged vLLM budgeted memory (fleet.sizing.PROFILES). A V1 record without a version is taken to
+    predate 0.26 (every such source is older)."""
+    return engine_profile_for(str(record.get("vllm") or "0.11"), record["engine"])
 
 
 def settings(record: dict[str, Any]) -> Settings:
@@ -59,7 +61,8 @@ def checks() -> list[Check]:
         arch = catalog[r["model"]]
         obs = r["observed"]
         s = settings(r)
-        base = {"record": r["id"], "engine": r["engine"], "family": arch.family}
+        base = {"record": r["id"], "engine": r["engine"], "family": arch.family, "fitted": bool(r.get("fitted", True)),
+                "measured": r["id"].startswith("h200-")}
         if "weights_gib" in obs:
             out.append(Check(**base, quantity="weights", predicted=weights_gib_per_gpu(arch, s), observed=obs["weights_gib"]))
         if "kv_cache_gib" in obs and "kv_cache_tokens" in obs:
@@ -74,6 +77,16 @@ def checks() -> list[Check]:
                 out.append(Check(**base, quantity="kv_cache_gib", predicted=sized.kv_cache_gib, observed=obs["kv_cache_gib"]))
             if "fits" in obs:
                 out.append(Check(**base, quantity="verdict", predicted=float(sized.fits), observed=float(obs["fits"])))
+            if "activation_gib" in obs and "non_torch_gib" in obs and obs.get("fits", True):
+                # What the budget loses before the KV cache: peak activation + non-torch (CUDA graphs sit outside it
+                # from vLLM 0.26 and are checked on their own).
+                out.append(Check(**base, quantity="overhead_gib", predicted=sized.activation_gib + sized.non_torch_gib,
+                                 observed=obs["activation_gib"] + obs["non_torch_gib"]))
+            if "cuda_graph_gib" in obs:
+                out.append(Check(**base, quantity="cuda_graph_gib", predicted=sized.cuda_graph_gib, observed=obs["cuda_graph_gib"]))
+        if "startup_s" in obs:
+            out.append(Check(**base, quantity="startup_s", predicted=engine_start_seconds(arch, s.enforce_eager),
+                             observed=obs["startup_s"]))
     return out
 
 
@@ -92,3 +105,26 @@ def summary(items: list[Check]) -> dict[str, Any]:
     out["kv_tokens_from_memory"] = stats([c.error_pct for c in items if c.quantity == "kv_tokens_from_memory"])
     out["verdicts"] = {"n": len(verdicts), "right": sum(1 for c in verdicts if c.predicted == c.observed)}
     return out
+
+
+def measured_summary(items: list[Check], *, held_out_only: bool = False) -> dict[str, Any]:
+    """The H200 runs (vLLM 0.26): non-KV overhead and CUDA graphs in GiB (median |error|, and a fixed 1.5 GiB
+    guess for comparison; CUDA graphs over the runs that captured them), KV tokens and start-up time in %;
+    `held_out_only`: records no constant was fitted on."""
+    runs = [c for c in items if c.measured and (c.fitted is False or not held_out_only)]
+
+    def median(values: list[float]) -> float | None:
+        return statistics.median(values) if values else None
+
+    overhead = [c for c in runs if c.quantity == "overhead_gib"]
+    verdicts = [c for c in runs if c.quantity == "verdict"]
+    return {
+        "n": len({c.record for c in runs}),
+        "overhead_gib": median([c.error_abs for c in overhead]),
+        "overhead_fixed_1_5_gib": median([abs(1.5 - c.observed) for c in overhead]),
+        "cuda_graph_gib": median([c.error_abs for c in runs if c.quantity == "cuda_graph_gib" and c.observed > 0]),
+        "kv_tokens_pct": median([c.error_pct for c in runs if c.quantity == "kv_tokens"]),
+        "weights_pct": median([c.error_pct for c in runs if c.quantity == "weights"]),
+        "startup_pct": median([c.error_pct for c in runs if c.quantity == "startup_s"]),
+        "verdicts": f"{sum(1 for c in verdicts if c.predicted == c.observed)}/{len(verdicts)}",
+    }

@@ -14,6 +14,9 @@ EXIT_OK, EXIT_FINDINGS, EXIT_CONFIG = 0, 1, 2
 DTYPES = ("auto", "bfloat16", "float16", "half", "float", "float32")
 QUANTIZATIONS = ("fp8", "modelopt", "compressed-tensors", "awq", "awq_marlin", "gptq", "gptq_marlin", "bitsandbytes", "mxfp4")
 KV_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2")
+# The newest vLLM release whose flag table is bundled (fleet/catalog/vllm/flags-<version>.json).
+NEWEST_VLLM = max((p.stem.removeprefix("flags-") for p in (Path(__file__).parent / "catalog" / "vllm").glob("flags-*.json")),
+                  key=lambda v: tuple(int(x) for x in v.split(".")))
 
 
 def positive_int(text: str) -> int:
@@ -41,6 +44,13 @@ def fraction(text: str) -> float:
     if value > 1:
         raise argparse.ArgumentTypeError(f"{text} must be in (0, 1]")
     return value
+
+
+def vllm_version(text: str) -> str:
+    parts = text.lstrip("v").split(".")
+    if not 2 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a vLLM release (like {NEWEST_VLLM})")
+    return text.lstrip("v")
 
 
 def kubernetes_version(text: str) -> str:
@@ -96,9 +106,14 @@ def _parser() -> argparse.ArgumentParser:
     sz.add_argument("--head-dim", type=positive_int)
     sz.add_argument("--hidden-size", type=positive_int)
     sz.add_argument("--vocab-size", type=positive_int)
-    gpu = sz.add_mutually_exclusive_group(required=True)
-    gpu.add_argument("--gpu", help="GPU model (H100, L40S, A100-40GB...) or instance type (p5.48xlarge) from the catalog")
-    gpu.add_argument("--gpu-memory-gib", type=positive_float, help="usable memory per GPU in GiB")
+    sz.add_argument("--gpu", help="GPU model (H100, L40S, A100-40GB...) or instance type (p5.48xlarge) from the catalog: "
+                                  "its memory and vLLM's batch defaults for it (A100: 2,048 tokens / 256 sequences)")
+    sz.add_argument("--gpu-memory-gib", type=positive_float,
+                    help="memory per GPU in GiB as torch reports it (with --gpu: instead of the catalog's figure)")
+    sz.add_argument("--vllm-version", type=vllm_version, default=None,
+                    help="the vLLM release whose memory profile applies (sampler in the startup peak, non-torch memory, "
+                         f"CUDA graphs); default: the newest bundled ({NEWEST_VLLM})")
+    sz.add_argument("--enforce-eager", action="store_true", help="as vLLM's --enforce-eager: no CUDA graphs")
     sz.add_argument("--tp", type=positive_int, default=1, help="tensor parallel size (default 1)")
     sz.add_argument("--pp", type=positive_int, default=1, help="pipeline parallel size (default 1)")
     sz.add_argument("--max-model-len", type=positive_int, help="default: the model's context")
@@ -190,7 +205,7 @@ def cmd_validate(args: argparse.Namespace, root: Path) -> int:
 
 def cmd_size(args: argparse.Namespace, root: Path) -> int:
     from fleet.catalog import gpu_instance_types
-    from fleet.sizing import Arch, Settings, arch_from_config_json, model_catalog, size
+    from fleet.sizing import Arch, Settings, arch_from_config_json, engine_profile_for, model_catalog, size
 
     if args.model:
         arch = model_catalog().get(args.model)
@@ -215,6 +230,9 @@ def cmd_size(args: argparse.Namespace, root: Path) -> int:
         except ValueError as exc:
             print(f"size: {exc}", file=sys.stderr)
             return EXIT_CONFIG
+    if not args.gpu and not args.gpu_memory_gib:
+        print("size: give --gpu (a catalog GPU or instance type), --gpu-memory-gib, or both", file=sys.stderr)
+        return EXIT_CONFIG
     gpus_per_node, gpu_model = 8, None
     if args.gpu:
         catalog = gpu_instance_types()
@@ -223,7 +241,7 @@ def cmd_size(args: argparse.Namespace, root: Path) -> int:
             models = sorted({i.gpu_model for i in catalog.values()})
             print(f"--gpu {args.gpu}: not a GPU model ({', '.join(models)}) or instance type of the catalog", file=sys.stderr)
             return EXIT_CONFIG
-        memory, gpus_per_node, gpu_model = inst.gpu_usable_memory_gib, inst.gpus, inst.gpu_model
+        memory, gpus_per_node, gpu_model = args.gpu_memory_gib or inst.gpu_usable_memory_gib, inst.gpus, inst.gpu_model
     else:
         memory = args.gpu_memory_gib
     try:
@@ -231,7 +249,8 @@ def cmd_size(args: argparse.Namespace, root: Path) -> int:
             gpu_memory_gib=memory, gpus_per_node=gpus_per_node, tensor_parallel_size=args.tp, pipeline_parallel_size=args.pp,
             max_model_len=args.max_model_len, gpu_memory_utilization=args.gpu_memory_utilization, dtype=args.dtype,
             quantization=args.quantization, kv_cache_dtype=args.kv_cache_dtype,
-            max_num_batched_tokens=args.max_num_batched_tokens, max_num_seqs=args.max_num_seqs, gpu_model=gpu_model))
+            max_num_batched_tokens=args.max_num_batched_tokens, max_num_seqs=args.max_num_seqs, gpu_model=gpu_model,
+            enforce_eager=args.enforce_eager, engine_profile=engine_profile_for(args.vllm_version or NEWEST_VLLM)))
     except ValueError as exc:
         print(f"size: {exc}", file=sys.stderr)
         return EXIT_CONFIG

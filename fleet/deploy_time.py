@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from fleet.pods import rollout
 from fleet.render.cache import prefetches
-from fleet.sizing import GIB, Settings, weights_gib_per_gpu
+from fleet.sizing import GIB, Settings, engine_start_seconds, weights_gib_per_gpu
 from fleet.spec.resolved import ResolvedModel
 from fleet.spec.stack import StackConfig
 
@@ -30,7 +30,9 @@ HUB_DOWNLOAD_MIBPS = 100
 # (one ENA interface; EFA is not used for Lustre here).
 LUSTRE_CLIENT_MIBPS = 1500
 IMAGE_PULL_SECONDS = 300          # the vLLM image (~10 GB compressed) on a node that has never pulled it
-COMPILE_SECONDS = 300             # torch.compile + CUDA graph capture: 60–185 s measured on H200 (vLLM 0.26), doubled
+# The engine's own start (fleet.sizing.engine_start_seconds, measured on H200) is doubled in every budget: other
+# GPUs are slower, and a first start compiles with a cold cache.
+ENGINE_START_MARGIN = 2
 NODE_READY_SECONDS = 600          # a GPU node launched by the node group or Karpenter until the device plugin advertises GPUs
 UNKNOWN_CHECKPOINT_GIB = 200      # a model whose architecture is unknown is sized as a 100B BF16 checkpoint
 MARGIN = 1.5                      # timeouts: the estimate × 1.5, plus a fixed allowance
@@ -87,9 +89,10 @@ def deploy_time(cfg: StackConfig, model: ResolvedModel) -> DeployTime:
     download = _round_up(checkpoint_gib(model) * GIB / 2**20 / HUB_DOWNLOAD_MIBPS + 60) if prefetches(cfg) else 0
     read = pod_read_gib(model)
     load = _round_up(read * 1024 / pod_read_mibps(cfg, model), 10)
-    pod_start = IMAGE_PULL_SECONDS + load + COMPILE_SECONDS
+    compile_seconds = ENGINE_START_MARGIN * engine_start_seconds(model.arch, bool(model.spec.enforce_eager))
+    pod_start = IMAGE_PULL_SECONDS + load + compile_seconds
     # The probe covers load and compile (the image is pulled before the container starts), with room for a slow read.
-    probe = max(MIN_STARTUP_BUDGET, _round_up(2 * load + COMPILE_SECONDS + 60, STARTUP_PROBE_PERIOD))
+    probe = max(MIN_STARTUP_BUDGET, _round_up(2 * load + compile_seconds + 60, STARTUP_PROBE_PERIOD))
     # An update replaces pods in batches of maxUnavailable (or adds maxSurge): each batch waits for one pod start.
     step = rollout(cfg, model)
     batches = math.ceil(model.max_replicas / max(1, step.max_unavailable or step.max_surge)) if step.type == "RollingUpdate" else 1

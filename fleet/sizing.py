@@ -2,12 +2,13 @@
 
 Per GPU, as vLLM's worker computes it at startup:
     budget    = usable GPU memory × gpu_memory_utilization
-    kv_cache  = budget − weights/(TP·PP) − peak activation (the larger of a max_num_batched_tokens forward
-                pass and sampling max_num_seqs dummy requests) − non-torch memory (CUDA context, NCCL)
-                − CUDA graph memory (estimated in the budget since vLLM 0.21)
+    kv_cache  = budget − weights/(TP·PP) − peak activation (a max_num_batched_tokens forward pass; before
+                vLLM 0.26 also sampling max_num_seqs dummy requests) − non-torch memory (CUDA context, NCCL)
     kv tokens = kv_cache / (2 · layers_on_this_stage · max(1, kv_heads/TP) · head_dim · bytes(kv dtype)),
                 rounded down to whole 16-token blocks
-and the server refuses to start when one `max_model_len` sequence does not fit in kv tokens.
+and the server refuses to start when one `max_model_len` sequence does not fit in kv tokens. CUDA graphs are
+captured afterwards, outside the budget: they must fit in the memory the budget leaves. What differs between
+vLLM releases is an EngineProfile (PROFILES).
 MLA models store one latent vector per layer (kv_lora_rank + rope dims) that tensor parallelism does
 not split; sliding-window layers hold at most `sliding_window` tokens of a sequence; encoder (embedding)
 models keep no KV cache.
@@ -36,20 +37,63 @@ QUANT_BYTES = {"fp8": 1.02, "modelopt": 1.02, "compressed-tensors": 1.02, "awq":
                # which the loaded weights of gpt-oss-20b/120b on H100 show (13.47 and 64.38 GiB).
                "mxfp4": 0.565}
 KV_BYTES = {"auto": None, "fp8": 1.0, "fp8_e4m3": 1.0, "fp8_e5m2": 1.0}
-NON_TORCH_GIB = {1: 0.3}          # CUDA context and allocator slack; more with NCCL buffers
-NON_TORCH_TP_GIB = 0.6
-CUDA_GRAPH_GIB = 0.5              # V1 captures CUDA graphs for decode batch sizes (none with enforce_eager)
 LARGE_GPU_GIB = 70                # vLLM's defaults for the OpenAI server differ above this (arg_utils)
 HUGE_GPU_GIB = 160                # ... and again above this (B200 class)
-# The profiling run samples one token for each of max_num_seqs dummy requests over the whole vocabulary
-# (top-k/top-p, so sort buffers and probabilities besides the fp32 logits): bytes per (request × vocab entry).
-# V1: 38.5, fitted to the activation peaks vLLM 0.11 printed on H100 for Llama-3.1-8B, Llama-3.3-70B,
-# Qwen3-0.6B/32B and gpt-oss-20b/120b (4.76–7.38 GiB, within 3 %; llm-d/llm-d-benchmark, see calibration.yaml).
-# V0 kept only the fp32 logits.
-SAMPLER_BYTES_PER_LOGIT = {"v0": 4.0, "v1-early": 38.5, "current": 38.5}
-# Settings.engine_profile, how vLLM's startup profile budgets memory: "current" (V1, 0.21 and later) also
-# reserves the CUDA graphs it will capture; "v1-early" (V1 before 0.21) and "v0" captured them after sizing
-# the KV cache. Only the calibration against older logs uses the older two.
+
+
+@dataclass(frozen=True)
+class EngineProfile:
+    """How a vLLM release budgets memory at startup (Settings.engine_profile names one)."""
+    name: str
+    # The profiling run's sampling step, bytes per (dummy request × vocabulary entry) in the peak it measures;
+    # 0 where the sampler is warmed up only after the KV cache is sized.
+    sampler_bytes_per_logit: float
+    non_torch_gib: float          # CUDA context and allocator slack at one GPU per replica ...
+    non_torch_tp_gib: float       # ... and with NCCL buffers (TP or PP above 1)
+    captures_graphs: bool         # CUDA graphs for decode batch sizes (none with enforce_eager)
+
+
+PROFILES = {
+    # V0 kept only the fp32 logits; V0 logs show 0.25–0.35 GiB non-torch at one GPU.
+    "v0": EngineProfile("v0", 4.0, 0.3, 0.6, captures_graphs=False),
+    # V1 before 0.26: the native sort-based sampler's top-k/top-p buffers are in the peak, 38.5 B per logit fitted
+    # to the activation peaks vLLM 0.11 printed on H100 (Llama-3.1-8B, Llama-3.3-70B, Qwen3-0.6B/32B, gpt-oss;
+    # 4.76–7.38 GiB, within 3 %); non-torch 0.13–0.14 GiB at TP 1 and 0.54–0.55 at TP 2 in the same logs.
+    "v1-native-sampler": EngineProfile("v1-native-sampler", 38.5, 0.14, 0.55, captures_graphs=True),
+    # V1 from 0.26, measured on an H200 (calibration.yaml, `h200-*`): the peak is the forward pass alone — 32 to
+    # 1,024 dummy requests over 128k–256k vocabularies add nothing — non-torch is 0.22 GiB at TP 1, and CUDA
+    # graphs are captured after the KV cache is sized, outside gpu_memory_utilization's budget.
+    "v0.26": EngineProfile("v0.26", 0.0, 0.22, 0.6, captures_graphs=True),
+}
+LATEST_PROFILE = "v0.26"
+
+
+def engine_profile_for(version: str | None, engine: str = "v1") -> str:
+    """The profile of a vLLM release ('0.33.0'); None: the latest measured."""
+    if engine == "v0":
+        return "v0"
+    if not version:
+        return LATEST_PROFILE
+    parts = [int(p) for p in str(version).lstrip("v").split(".")[:2] if p.isdigit()]
+    if len(parts) < 2:
+        raise ValueError(f"vLLM version {version!r} is not a version (like 0.33.0)")
+    return "v0.26" if tuple(parts) >= (0, 26) else "v1-native-sampler"
+
+
+# CUDA graph memory per captured batch size: a fixed part plus a part per layer of the stage (piecewise graphs
+# split at every attention layer). Fitted to the H200 runs of Llama-3.1-8B (51 and 19 sizes: 0.59 and 0.22 GiB)
+# and Qwen2.5-7B (0.55 GiB); the Gemma, Qwen2.5-0.5B and Qwen3-30B-A3B runs are held out (bench/sizing_accuracy).
+GRAPH_GIB_PER_SIZE = 0.0053
+GRAPH_GIB_PER_SIZE_AND_LAYER = 0.000197
+MAX_CAPTURE_SIZE = 512
+
+
+def cuda_graph_sizes(max_num_seqs: int) -> list[int]:
+    """The batch sizes vLLM captures: 1, 2, 4, then every 8 to 256 and every 16 to 512, up to twice max_num_seqs
+    (capped at 512), as vLLM 0.26 logs `cudagraph_capture_sizes`."""
+    largest = min(2 * max_num_seqs, MAX_CAPTURE_SIZE)
+    sizes = [1, 2, 4, *range(8, 257, 8), *range(272, 513, 16)]
+    return [n for n in sizes if n <= largest]
 
 
 @dataclass(frozen=True)
@@ -73,13 +117,16 @@ class Arch:
     kv_lora_rank: int | None = None
     unquantized_params_b: float | None = None   # what a quantized checkpoint keeps 16-bit (default: embeddings)
     qk_rope_head_dim: int | None = None
+    moe_intermediate_size: int | None = None    # MoE: each expert's intermediate size ...
+    experts_per_token: int | None = None        # ... and how many experts each token is routed to
     source: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.params_b, bool) or not isinstance(self.params_b, (int, float)) or not math.isfinite(self.params_b) \
                 or self.params_b <= 0:
             raise ValueError(f"parameters (billions) must be a positive number, got {self.params_b!r}")
-        for name in ("layers", "kv_heads", "head_dim", "hidden_size", "intermediate_size", "vocab_size", "max_context"):
+        for name in ("layers", "kv_heads", "head_dim", "hidden_size", "intermediate_size", "vocab_size", "max_context",
+                     "moe_intermediate_size", "experts_per_token"):
             value = getattr(self, name)
             if value is None and name not in ("layers", "kv_heads", "head_dim"):
                 continue
@@ -139,11 +186,13 @@ def _arch_from_config(cfg: dict[str, Any], path: str | Path, model_id: str) -> A
     attn = hidden * head_dim * (heads + 2 * kv) + heads * head_dim * hidden
     mlp = 3 * hidden * (inter or 4 * hidden)
     params = (layers * (attn + mlp) + (vocab or 0) * hidden * (1 if tied else 2)) / 1e9
-    family = "mla" if text.get("kv_lora_rank") else "dense"
+    family = "mla" if text.get("kv_lora_rank") else "moe" if text.get("moe_intermediate_size") else "dense"
     return Arch(id=model_id, params_b=round(params, 3), layers=layers, kv_heads=kv, head_dim=head_dim, hidden_size=hidden,
                 intermediate_size=inter, vocab_size=vocab, tied_embeddings=tied,
                 max_context=text.get("max_position_embeddings"), family=family, attention_heads=heads,
                 kv_lora_rank=text.get("kv_lora_rank"), qk_rope_head_dim=text.get("qk_rope_head_dim"),
+                moe_intermediate_size=text.get("moe_intermediate_size"),
+                experts_per_token=text.get("num_experts_per_tok") or text.get("experts_per_token"),
                 default_dtype=str(text.get("torch_dtype") or cfg.get("torch_dtype") or "bfloat16"), source=str(path))
 
 
@@ -162,7 +211,7 @@ class Settings:
     max_num_seqs: int | None = None
     enforce_eager: bool = False
     gpu_model: str | None = None          # vLLM picks smaller batch defaults on A100 whatever its memory
-    engine_profile: str = "current"       # a key of SAMPLER_BYTES_PER_LOGIT (see there)
+    engine_profile: str = LATEST_PROFILE  # a key of PROFILES (engine_profile_for(version))
 
     def __post_init__(self) -> None:
         """Nonsense is refused, never sized: a ValueError that names the setting and what it accepts."""
@@ -189,6 +238,8 @@ class Settings:
             raise ValueError(f"quantization {self.quantization!r} is not one the fit check knows ({', '.join(QUANT_BYTES)})")
         if self.kv_cache_dtype not in KV_BYTES:
             raise ValueError(f"kv cache dtype {self.kv_cache_dtype!r} is not one of {', '.join(KV_BYTES)}")
+        if self.engine_profile not in PROFILES:
+            raise ValueError(f"engine profile {self.engine_profile!r} is not one of {', '.join(PROFILES)}")
 
 
 @dataclass
@@ -264,16 +315,53 @@ def default_batched_tokens(s: Settings) -> tuple[int, int]:
 def activation_gib(arch: Arch, s: Settings) -> float:
     """Peak activation of the profiling run, the larger of its two steps: one batch of
     max_num_batched_tokens through a layer (attention projections and the MLP's gate/up/down
-    intermediates, split by TP), then sampling for max_num_seqs dummy requests over the full vocabulary
-    (the logits are gathered on every rank, so TP does not split them; pooling models skip it)."""
+    intermediates, split by TP; for MoE the fused-MoE buffers of the routed experts), then — on engines that
+    sample in the profile — max_num_seqs dummy requests over the full vocabulary (the logits are gathered on
+    every rank, so TP does not split them; pooling models skip it)."""
     tokens, seqs = default_batched_tokens(s)
     hidden = arch.hidden_size or 4096
     inter = arch.intermediate_size or 4 * hidden
     tp = s.tensor_parallel_size
-    per_token = 2 * (3 * inter / tp + 4 * hidden)           # 16-bit activations
+    if arch.family == "moe" and arch.moe_intermediate_size and arch.experts_per_token:
+        # Fused MoE: gate/up output, activation and per-expert down output for every routed copy of a token, plus
+        # router logits and the summed output: 10 × hidden fitted to the Qwen3-30B-A3B runs on H200 (1.68–1.70 GiB).
+        k, moe = arch.experts_per_token, arch.moe_intermediate_size
+        per_token = 2 * (k * (3 * moe / tp + hidden) + 10 * hidden)
+    else:
+        per_token = 2 * (3 * inter / tp + 4 * hidden)           # 16-bit activations
     forward = tokens * per_token
-    sampler = 0.0 if arch.family == "encoder" else seqs * (arch.vocab_size or 32000) * SAMPLER_BYTES_PER_LOGIT[s.engine_profile]
+    per_logit = PROFILES[s.engine_profile].sampler_bytes_per_logit
+    sampler = 0.0 if arch.family == "encoder" else seqs * (arch.vocab_size or 32000) * per_logit
     return max(forward, sampler) / GIB
+
+
+def cuda_graph_gib(arch: Arch, s: Settings) -> float:
+    """Memory of the CUDA graphs vLLM captures for decode (0 with enforce_eager or on V0)."""
+    if s.enforce_eager or not PROFILES[s.engine_profile].captures_graphs:
+        return 0.0
+    layers = math.ceil(arch.layers / s.pipeline_parallel_size)
+    sizes = cuda_graph_sizes(default_batched_tokens(s)[1])
+    return len(sizes) * (GRAPH_GIB_PER_SIZE + GRAPH_GIB_PER_SIZE_AND_LAYER * layers)
+
+
+# From the start of the process to a ready engine, weights already on the GPU (the H200 runs, `startup_s`):
+# eager 26–45 s; with torch.compile and CUDA graphs 69–98 s for dense models and 118–131 s for the MoE.
+ENGINE_START_EAGER_SECONDS = 35
+ENGINE_START_GRAPHS_SECONDS = {"dense": 80, "moe": 125}
+
+
+def engine_start_seconds(arch: Arch | None, enforce_eager: bool = False) -> int:
+    """Seconds from `vllm serve` starting to serving, without reading the weights: imports, profile, KV cache,
+    torch.compile and CUDA graph capture (measured on H200 with vLLM 0.26; a cold compile cache)."""
+    if enforce_eager:
+        return ENGINE_START_EAGER_SECONDS
+    family = arch.family if arch is not None and arch.family in ENGINE_START_GRAPHS_SECONDS else "moe" if arch is None else "dense"
+    return ENGINE_START_GRAPHS_SECONDS[family]
+
+
+def non_torch_gib(s: Settings) -> float:
+    profile = PROFILES[s.engine_profile]
+    return profile.non_torch_gib if s.tensor_parallel_size * s.pipeline_parallel_size == 1 else profile.non_torch_tp_gib
 
 
 def size(arch: Arch, s: Settings, *, explain: bool = True) -> Sizing:
@@ -281,9 +369,10 @@ def size(arch: Arch, s: Settings, *, explain: bool = True) -> Sizing:
     budget = s.gpu_memory_gib * s.gpu_memory_utilization
     weights = weights_gib_per_gpu(arch, s)
     act = activation_gib(arch, s)
-    non_torch = NON_TORCH_GIB.get(s.tensor_parallel_size * s.pipeline_parallel_size, NON_TORCH_TP_GIB)
-    graphs = 0.0 if s.enforce_eager or s.engine_profile != "current" else CUDA_GRAPH_GIB
-    kv_gib = budget - weights - act - non_torch - graphs
+    non_torch = non_torch_gib(s)
+    # Captured after the KV cache is sized: outside the budget, but it must fit in what the budget leaves free.
+    graphs = cuda_graph_gib(arch, s)
+    kv_gib = budget - weights - act - non_torch
     per_token = kv_bytes_per_token(arch, s)
     max_len = s.max_model_len or arch.max_context or 4096
     if per_token == 0:
@@ -299,7 +388,11 @@ def size(arch: Arch, s: Settings, *, explain: bool = True) -> Sizing:
     elif per_token and kv_gib < needed:
         fits, reason = False, (f"one {max_len:,}-token sequence needs {needed:.2f} GiB of KV cache per GPU but only "
                                f"{max(kv_gib, 0):.2f} GiB remain after weights ({weights:.1f} GiB), activations "
-                               f"({act:.1f} GiB) and runtime overhead ({non_torch + graphs:.1f} GiB)")
+                               f"({act:.1f} GiB) and runtime overhead ({non_torch:.1f} GiB)")
+    elif budget + graphs > s.gpu_memory_gib:
+        fits, reason = False, (f"the CUDA graphs ({graphs:.2f} GiB) are captured after the KV cache fills the budget "
+                               f"({budget:.1f} GiB) and do not fit in the {s.gpu_memory_gib - budget:.2f} GiB left of "
+                               f"{s.gpu_memory_gib:g} GiB — lower gpu_memory_utilization or set enforce_eager")
     else:
         fits, reason = True, (f"{tokens:,} KV tokens per replica: {concurrency:.1f} concurrent sequences of "
                               f"{max_len:,} tokens" if per_token else "encoder model: no KV cache")

@@ -10,7 +10,17 @@ import pytest
 from fleet.calibration import checks, summary
 from fleet.cli import main
 from fleet.errors import ConfigError
-from fleet.sizing import Arch, Settings, activation_gib, default_batched_tokens, kv_bytes_per_token, model_catalog, size, weights_gib_per_gpu
+from fleet.sizing import (
+    Arch,
+    Settings,
+    activation_gib,
+    default_batched_tokens,
+    engine_profile_for,
+    kv_bytes_per_token,
+    model_catalog,
+    size,
+    weights_gib_per_gpu,
+)
 from fleet.spec.load import load
 from tests.conftest import grant, write
 
@@ -43,12 +53,13 @@ def test_a_70b_at_128k_on_four_40gb_gpus_does_not_fit_and_names_fixes() -> None:
     result = size(LLAMA70, Settings(gpu_memory_gib=39.39, gpus_per_node=8, tensor_parallel_size=4, max_model_len=131072))
     assert not result.fits
     assert result.reason.startswith("one 131,072-token sequence needs 10.00 GiB of KV cache per GPU")
-    assert result.fixes == ["raise tensor_parallel_size to 8", "lower max_model_len to 4,096 or less",
+    assert result.fixes == ["raise tensor_parallel_size to 8", "lower max_model_len to 22,528 or less",
                             "serve an FP8-quantized checkpoint or set quantization: fp8 (halves the weights)",
                             "use a larger GPU: A100-80GB (p4de.24xlarge, 80 GB per GPU)"]
     # every fix, applied, really fits
     assert size(LLAMA70, Settings(gpu_memory_gib=39.39, tensor_parallel_size=8, max_model_len=131072)).fits
-    assert size(LLAMA70, Settings(gpu_memory_gib=39.39, tensor_parallel_size=4, max_model_len=4096)).fits
+    assert size(LLAMA70, Settings(gpu_memory_gib=39.39, tensor_parallel_size=4, max_model_len=22528)).fits
+    assert not size(LLAMA70, Settings(gpu_memory_gib=39.39, tensor_parallel_size=4, max_model_len=24576)).fits
     assert size(LLAMA70, Settings(gpu_memory_gib=79.15, tensor_parallel_size=4, max_model_len=131072)).fits
 
 
@@ -87,7 +98,7 @@ models:
     (issue,) = info.value.issues
     assert str(issue).startswith("stacks/teams/big.yaml:9 models[0].max_model_len: meta-llama/Llama-3.1-70B-Instruct does not fit "
                                  "on 4× A100-40GB (l40s: p4d.24xlarge): one 131,072-token sequence needs 10.00 GiB")
-    assert str(issue).endswith("— fixes: raise tensor_parallel_size to 8; lower max_model_len to 4,096 or less; serve an "
+    assert str(issue).endswith("— fixes: raise tensor_parallel_size to 8; lower max_model_len to 22,528 or less; serve an "
                                "FP8-quantized checkpoint or set quantization: fp8 (halves the weights); use a larger GPU: "
                                "A100-80GB (p4de.24xlarge, 80 GB per GPU)")
 
@@ -121,27 +132,81 @@ def test_calibration_against_recorded_startup_logs() -> None:
     assert s["verdicts"]["right"] == s["verdicts"]["n"] >= 15
 
 
-def test_activation_is_the_sampler_peak_on_large_gpus_and_a100_keeps_small_batches() -> None:
+def test_activation_is_the_sampler_peak_before_vllm_0_26_and_a100_keeps_small_batches() -> None:
     # vLLM 0.11 printed 4.76 GiB peak activation for Llama-3.1-8B on H100 (1024 dummy requests × 128,256 logits).
-    h100 = Settings(gpu_memory_gib=79.18, gpu_model="H100")
+    h100 = Settings(gpu_memory_gib=79.18, gpu_model="H100", engine_profile="v1-native-sampler")
     assert default_batched_tokens(h100) == (8192, 1024)
     assert activation_gib(LLAMA8, h100) == pytest.approx(4.76, rel=0.05)
     # A100 80GB stays on the 2048/256 defaults whatever its memory; B200-class GPUs get 16384/1024.
     assert default_batched_tokens(Settings(gpu_memory_gib=79.15, gpu_model="A100-80GB")) == (2048, 256)
     assert default_batched_tokens(Settings(gpu_memory_gib=178)) == (16384, 1024)
     # Tensor parallelism splits the forward pass, not the gathered logits; pooling models do not sample.
-    assert activation_gib(LLAMA8, Settings(gpu_memory_gib=79.18, tensor_parallel_size=4)) == activation_gib(LLAMA8, h100)
+    tp4 = Settings(gpu_memory_gib=79.18, tensor_parallel_size=4, engine_profile="v1-native-sampler")
+    assert activation_gib(LLAMA8, tp4) == activation_gib(LLAMA8, h100)
     assert activation_gib(CATALOG["BAAI/bge-m3"], h100) < 1
-    # Since 0.21 the CUDA graphs are part of the budget; older engines captured them afterwards.
-    assert size(LLAMA8, h100).cuda_graph_gib > 0
-    assert size(LLAMA8, Settings(gpu_memory_gib=79.18, engine_profile="v1-early")).cuda_graph_gib == 0
+
+
+def test_from_vllm_0_26_the_peak_is_the_forward_pass_and_graphs_sit_outside_the_budget() -> None:
+    """The H200 runs (calibration.yaml, h200-*): 1.78 GiB peak for Llama-3.1-8B at 16,384 batched tokens whatever
+    max_num_seqs, 0.24 GiB at 2,048; CUDA graphs 0.59 GiB (51 sizes) and 0.22 GiB (19 sizes), not taken from the
+    KV cache; non-torch 0.22 GiB."""
+    h200 = Settings(gpu_memory_gib=139.8, gpu_model="H200", max_num_batched_tokens=16384, max_num_seqs=256)
+    assert engine_profile_for("0.33.0") == engine_profile_for("0.26.0") == "v0.26" == h200.engine_profile
+    assert engine_profile_for("0.11.2") == "v1-native-sampler"
+    assert activation_gib(LLAMA8, h200) == pytest.approx(1.78, abs=0.1)
+    assert activation_gib(LLAMA8, Settings(**{**h200.__dict__, "max_num_seqs": 1024})) == activation_gib(LLAMA8, h200)
+    assert activation_gib(LLAMA8, Settings(**{**h200.__dict__, "max_num_batched_tokens": 2048})) == pytest.approx(0.24, abs=0.05)
+    result = size(LLAMA8, Settings(**{**h200.__dict__, "max_model_len": 8192}))
+    assert result.cuda_graph_gib == pytest.approx(0.59, abs=0.05) and result.non_torch_gib == 0.22
+    assert result.kv_cache_gib == pytest.approx(0.9 * 139.8 - result.weights_gib_per_gpu - result.activation_gib - 0.22)
+    assert size(LLAMA8, Settings(**{**h200.__dict__, "max_num_seqs": 64})).cuda_graph_gib == pytest.approx(0.22, abs=0.03)
+    assert size(LLAMA8, Settings(**{**h200.__dict__, "enforce_eager": True})).cuda_graph_gib == 0
+    assert size(LLAMA8, Settings(gpu_memory_gib=79.18, engine_profile="v0")).cuda_graph_gib == 0
+    # Graphs captured after the KV cache fills the budget must fit in what the budget leaves.
+    squeezed = size(LLAMA8, Settings(**{**h200.__dict__, "gpu_memory_utilization": 0.999, "max_model_len": 8192}))
+    assert not squeezed.fits and "CUDA graphs" in squeezed.reason and "enforce_eager" in squeezed.reason
 
 
 def test_fewer_sequences_in_the_startup_profile_is_a_fix() -> None:
     # gpt-oss-120b on one H100: 64 GiB of weights and a 7.4 GiB sampler peak for 1024 dummy requests leave no KV cache.
     oss = CATALOG["openai/gpt-oss-120b"]
-    h100 = Settings(gpu_memory_gib=79.19, gpu_model="H100", max_model_len=131072)
+    h100 = Settings(gpu_memory_gib=79.19, gpu_model="H100", max_model_len=131072, engine_profile="v1-native-sampler")
     result = size(oss, h100)
     assert not result.fits
-    assert "lower max_num_seqs to 128 (the startup profile samples that many requests over the vocabulary)" in result.fixes
-    assert size(oss, Settings(**{**h100.__dict__, "max_num_seqs": 128})).fits
+    assert "lower max_num_seqs to 256 (the startup profile samples that many requests over the vocabulary)" in result.fixes
+    assert size(oss, Settings(**{**h100.__dict__, "max_num_seqs": 256})).fits
+
+
+def test_the_h200_runs_meet_the_goals_on_records_no_constant_was_fitted_on() -> None:
+    from fleet.calibration import measured_summary
+
+    items = checks()
+    for held_out in (False, True):
+        m = measured_summary(items, held_out_only=held_out)
+        assert m["n"] >= (10 if held_out else 15)
+        assert m["overhead_gib"] <= 0.3 < m["overhead_fixed_1_5_gib"]
+        assert m["kv_tokens_pct"] <= 1 and m["weights_pct"] <= 2 and m["startup_pct"] <= 30
+        right, total = m["verdicts"].split("/")
+        assert right == total
+
+
+def test_size_speaks_the_engines_language(capsys) -> None:
+    base = ["size", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--max-model-len", "8192", "--max-num-batched-tokens",
+            "16384", "--max-num-seqs", "256", "--json"]
+
+    def sized(*extra: str) -> dict:
+        assert main([*base, *extra]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    # The card's defaults with the memory torch reports: vLLM 0.26.0 printed 891,392 tokens for this on an H200.
+    h200 = sized("--gpu", "H200", "--gpu-memory-gib", "139.8")
+    assert h200["gpu_memory_gib"] == 139.8 and abs(h200["kv_cache_tokens"] - 891392) / 891392 < 0.01
+    assert h200["cuda_graph_gib"] > 0 and sized("--gpu", "H200", "--gpu-memory-gib", "139.8", "--enforce-eager")["cuda_graph_gib"] == 0
+    # An older release samples 256 dummy requests in its startup profile: a bigger peak, fewer tokens.
+    old = sized("--gpu", "H200", "--gpu-memory-gib", "139.8", "--vllm-version", "0.11.2")
+    assert old["activation_gib"] == h200["activation_gib"] and old["non_torch_gib"] < h200["non_torch_gib"]
+    old_many = sized("--gpu", "H200", "--vllm-version", "0.11.2", "--max-num-seqs", "1024", "--max-num-batched-tokens", "2048")
+    new_many = sized("--gpu", "H200", "--max-num-seqs", "1024", "--max-num-batched-tokens", "2048")
+    assert old_many["activation_gib"] > 4 > 1 > new_many["activation_gib"]
+    assert main(["size", "--model", "meta-llama/Llama-3.1-8B-Instruct"]) == 2
+    assert "give --gpu" in capsys.readouterr().err

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path as FsPath
 
-from fleet.sizing import Arch, Settings, arch_from_config_json, model_catalog
+from fleet.sizing import Arch, Settings, arch_from_config_json, engine_profile_for, model_catalog
 from fleet.spec.team import ModelSpec
 from fleet.vllm.compiler import PROFILES
 
@@ -26,7 +26,9 @@ def resolve_arch(spec: ModelSpec, team_file: FsPath) -> tuple[Arch | None, str |
     return model_catalog().get(spec.model), None
 
 
-def settings_for(spec: ModelSpec, gpu_memory_gib: float, gpus_per_node: int, gpu_model: str | None = None) -> Settings:
+def settings_for(spec: ModelSpec, gpu_memory_gib: float, gpus_per_node: int, gpu_model: str | None = None,
+                 vllm_version: str | None = None) -> Settings:
+    """The fit check's settings for a model on a card, as the stack's pinned vLLM release budgets memory."""
     profile = PROFILES[spec.profile or "balanced"]
     return Settings(
         gpu_memory_gib=gpu_memory_gib, gpus_per_node=gpus_per_node,
@@ -35,4 +37,4 @@ def settings_for(spec: ModelSpec, gpu_memory_gib: float, gpus_per_node: int, gpu
         dtype=spec.dtype or "auto", quantization=spec.quantization, kv_cache_dtype=spec.kv_cache_dtype or "auto",
         max_num_batched_tokens=spec.max_num_batched_tokens or profile.get("max_num_batched_tokens"),
         max_num_seqs=spec.max_num_seqs or profile.get("max_num_seqs"), enforce_eager=bool(spec.enforce_eager),
-        gpu_model=gpu_model)
+        gpu_model=gpu_model, engine_profile=engine_profile_for(vllm_version))

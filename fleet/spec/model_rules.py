@@ -274,7 +274,7 @@ def sizing(ctx: ModelContext, where: Placement, arch: Arch | None) -> tuple[Sizi
     if arch is None:
         return None, []
     inst = where.instance
-    result = size(arch, settings_for(ctx.spec, inst.gpu_usable_memory_gib, inst.gpus, inst.gpu_model))
+    result = size(arch, settings_for(ctx.spec, inst.gpu_usable_memory_gib, inst.gpus, inst.gpu_model, ctx.cfg.vllm.version))
     if result.fits:
         return result, []
     field_name = "max_model_len" if ctx.spec.max_model_len is not None else "tensor_parallel_size"

@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Turn the logs of `scripts/h200_measure.py` into calibration records (YAML on stdout) for
+fleet/catalog/calibration.yaml: the settings each configuration ran with, the numbers vLLM printed, and the
+log lines they were read from.
+
+    python3 scripts/h200_records.py logs.txt [logs.txt ...] > records.yaml
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+from h200_measure import PATTERNS, parse
+
+HEADER = re.compile(r"^===== (\S+) \((\S+), (\{.*\})\) exit (\S+) in (\d+) s$", re.M)
+# vLLM's offline LLM class on a GPU of 70 GiB or more batches 16,384 tokens (its log: "Chunked prefill is enabled
+# with max_num_batched_tokens=16384").
+LLM_CLASS_BATCHED_TOKENS = 16384
+# Constants of fleet/sizing.py fitted on these runs (the rest are held out).
+FITTED = {"llama8b-u90-8k-s256", "llama8b-u50-32k-s64", "qwen7b-u90-32k-s256", "qwen3moe-u90-32k-s256",
+          "qwen3moe-u90-8k-s256-eager"}
+LINES = re.compile("|".join(p.pattern for p in PATTERNS.values()) + r"|ValueError: (?:To serve|No available memory)"
+                   r"|Chunked prefill is enabled")
+
+
+def records(text: str) -> list[dict]:
+    out = []
+    heads = list(HEADER.finditer(text))
+    for i, head in enumerate(heads):
+        body = text[head.end(): heads[i + 1].start() if i + 1 < len(heads) else len(text)]
+        name, model, args, code = head.group(1), head.group(2), json.loads(head.group(3)), head.group(4)
+        found = parse(body)
+        ready = re.search(r'FLEET-RESULT (\{.*\})', body)
+        result = json.loads(ready.group(1)) if ready else {}
+        served = result.get("generated") == 8
+        batched = re.search(r"max_num_batched_tokens=(\d+)", body)
+        settings = {"gpu_memory_gib": found.get("gpu_memory_gib", 139.8), "tensor_parallel_size": 1, **args,
+                    "max_num_batched_tokens": args.get("max_num_batched_tokens",
+                                                       int(batched.group(1)) if batched else LLM_CLASS_BATCHED_TOKENS)}
+        observed = {k: found[k] for k in ("weights_gib", "activation_gib", "non_torch_gib", "cuda_graph_gib", "kv_cache_gib",
+                                          "kv_cache_tokens") if k in found}
+        observed["fits"] = served and code == "0"
+        if "ready_s" in result:
+            observed["startup_s"] = result["ready_s"]
+        seen, lines = set(), []
+        for line in body.splitlines():
+            m = LINES.search(line)
+            if m and m.group(0) not in seen:
+                seen.add(m.group(0))
+                lines.append(re.sub(r"^.*?\] ", "", line.strip())[:400])
+        out.append({"id": f"h200-{name}", "source": f"measured on H200, vLLM 0.26.0, dummy weights (scripts/h200_measure.py {name})",
+                    "engine": "v1", "vllm": "0.26.0", "model": model, "gpu": "H200", "fitted": name in FITTED,
+                    "note": "FlashInfer sampler off (VLLM_USE_FLASHINFER_SAMPLER=0); vLLM's offline LLM class; startup_s is "
+                            "from the start of the Python process to a ready engine (no weights read)",
+                    "settings": settings, "observed": observed, "log": lines})
+    return out
+
+
+def main(paths: list[str]) -> int:
+    recs = [r for p in paths for r in records(Path(p).read_text(encoding="utf-8"))]
+    yaml.safe_dump(recs, sys.stdout, sort_keys=False, width=200, allow_unicode=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
