@@ -34,13 +34,16 @@ def generate(root: Path, models: int) -> Path:
         "vllm-fleet:kubernetes_version": "1.33",
         "vllm-fleet:gpu_pools": [
             {"name": "h100", "instance_types": ["p5.48xlarge"], "min_size": 1, "max_size": 100000,
-             "subnet_ids": ["subnet-0bench0001"]},
+             "subnet_ids": ["subnet-0be0c001"]},
             {"name": "l40s", "instance_types": ["g6e.12xlarge"], "min_size": 1, "max_size": 100000,
-             "subnet_ids": ["subnet-0bench0001"]},
+             "subnet_ids": ["subnet-0be0c001"]},
         ],
         "vllm-fleet:allowed_instance_types": ["p5.48xlarge", "g6e.12xlarge"],
         "vllm-fleet:vllm": {"version": "0.33.0", "digest": BENCH_DIGEST},
         "vllm-fleet:spare_gpus": 8,
+        "vllm-fleet:device_plugin": {"image": f"nvcr.io/nvidia/k8s-device-plugin:v0.17.4@{BENCH_DIGEST}",
+                                     "dcgm_image": f"nvcr.io/nvidia/k8s/dcgm-exporter:4.4.1-4.6.0-ubuntu22.04@{BENCH_DIGEST}"},
+        "vllm-fleet:allowed_registries": ["docker.io/vllm", "nvcr.io/nvidia"],
         "vllm-fleet:secrets": {"bench-api-key": {"secure": "v1:bench"}},
     }}
     (root / "stacks" / "Pulumi.bench.yaml").write_text(yaml.safe_dump(stack, sort_keys=False))
@@ -61,6 +64,9 @@ def generate(root: Path, models: int) -> Path:
                 entry["replicas"] = 2
             entries.append(entry)
         n += len(entries)
-        team = {"name": f"team{t:04d}", "owners": ["@bench/owners"], "gpu_quota": {"bench": 1000}, "models": entries}
+        team = {"name": f"team{t:04d}", "owners": ["@bench/owners"], "models": entries}
         (root / "stacks" / "teams" / f"team{t:04d}.yaml").write_text(yaml.safe_dump(team, sort_keys=False))
+    # The platform team's grants: each team's GPU quota and the secret its models use.
+    tenancy = {"teams": {f"team{t:04d}": {"gpu_quota": {"bench": 1000}, "secrets": ["bench-api-key"]} for t in range(teams)}}
+    (root / "stacks" / "tenancy.yaml").write_text(yaml.safe_dump(tenancy, sort_keys=False))
     return root
