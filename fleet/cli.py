@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -125,6 +126,21 @@ def _parser() -> argparse.ArgumentParser:
     sz.add_argument("--max-num-seqs", type=positive_int)
     sz.add_argument("--json", action="store_true", help="print JSON (weights_gib_per_gpu, kv_cache_gib, kv_cache_tokens, "
                                                        "max_concurrency, fits, reason, fixes, ...)")
+
+    rec = sub.add_parser("recommend", help="every GPU shape of the catalog that can serve a model at a context and "
+                                           "concurrency, cheapest first, and why the others cannot",
+                         description="Size the model on every instance type × tensor-parallel size of the GPU catalog; "
+                                     "for the shapes that fit, the replicas and whole nodes the concurrency needs, priced "
+                                     "on demand in the region. Exit 1 when no shape fits.")
+    rec.add_argument("--model", required=True, help="Hugging Face id from fleet/catalog/models.yaml")
+    rec.add_argument("--max-model-len", type=positive_int, required=True)
+    rec.add_argument("--concurrency", type=positive_int, required=True, help="sequences of max-model-len served at once")
+    rec.add_argument("--region", default="us-east-1", help="AWS region of the prices (default us-east-1)")
+    rec.add_argument("--vllm-version", type=vllm_version, default=None, help=f"default: the newest bundled ({NEWEST_VLLM})")
+    rec.add_argument("--quantization", default=None, choices=QUANTIZATIONS)
+    rec.add_argument("--kv-cache-dtype", default="auto", choices=KV_DTYPES)
+    rec.add_argument("--json", action="store_true", help="print JSON: {options: [{instance_type, gpu, tp, pp, replicas, "
+                                                        "kv_cache_tokens, max_concurrency, usd_per_hour, fits, reason}]}")
 
     chk = sub.add_parser("check", help="run the guardrail policies and schema validation on Kubernetes YAML files",
                          description="Check arbitrary Kubernetes manifests (multi-document YAML, e.g. `helm template` "
@@ -267,6 +283,33 @@ def cmd_size(args: argparse.Namespace, root: Path) -> int:
     return EXIT_OK if result.fits else EXIT_FINDINGS
 
 
+def cmd_recommend(args: argparse.Namespace, root: Path) -> int:
+    from fleet.recommend import recommend
+    from fleet.sizing import engine_profile_for, model_catalog
+
+    arch = model_catalog().get(args.model)
+    if arch is None:
+        print(f"--model {args.model}: not in fleet/catalog/models.yaml", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        options = recommend(arch, args.max_model_len, args.concurrency, args.region,
+                            engine_profile=engine_profile_for(args.vllm_version or NEWEST_VLLM),
+                            quantization=args.quantization, kv_cache_dtype=args.kv_cache_dtype)
+    except ValueError as exc:
+        print(f"recommend: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.json:
+        print(json.dumps({"options": [o.as_dict() for o in options]}, indent=2))
+    else:
+        print(f"{args.model}: {args.concurrency} sequences of {args.max_model_len:,} tokens in {args.region}")
+        print(f"{'instance type':<16} {'GPU':<10} {'TP':>2} {'PP':>2} {'replicas':>8} {'nodes':>5} {'KV tokens':>11} {'$/hour':>9}  reason")
+        for o in options:
+            cost = f"{o.usd_per_hour:,.2f}" if o.usd_per_hour is not None else "-"
+            print(f"{o.instance_type:<16} {o.gpu:<10} {o.tp:>2} {o.pp:>2} {o.replicas or '-':>8} {o.nodes or '-':>5} "
+                  f"{o.kv_cache_tokens:>11,} {cost:>9}  {'' if o.fits else 'does not fit: '}{o.reason}")
+    return EXIT_OK if any(o.fits for o in options) else EXIT_FINDINGS
+
+
 def cmd_check(args: argparse.Namespace, root: Path) -> int:
     from fleet.offline.manifest_check import check_files
 
@@ -332,7 +375,7 @@ def cmd_schema(args: argparse.Namespace, root: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     root = (args.root or find_root(Path.cwd())).resolve()
-    handlers = {"plan": cmd_plan, "validate": cmd_validate, "size": cmd_size, "check": cmd_check,
+    handlers = {"plan": cmd_plan, "validate": cmd_validate, "size": cmd_size, "recommend": cmd_recommend, "check": cmd_check,
                 "policy-config": cmd_policy_config, "guard": cmd_guard, "codeowners": cmd_codeowners,
                 "schema": cmd_schema}
     try:
@@ -340,6 +383,11 @@ def main(argv: list[str] | None = None) -> int:
     except RecursionError:
         print(f"vllm-fleet {args.command}: an input nests too deeply to read — flatten it", file=sys.stderr)
         return EXIT_CONFIG
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as a Unix filter does, and keep Python from complaining
+        # about the closed stream on exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -210,3 +210,29 @@ def test_size_speaks_the_engines_language(capsys) -> None:
     assert old_many["activation_gib"] > 4 > 1 > new_many["activation_gib"]
     assert main(["size", "--model", "meta-llama/Llama-3.1-8B-Instruct"]) == 2
     assert "give --gpu" in capsys.readouterr().err
+
+
+def test_recommend_lists_every_shape_cheapest_first_and_why_the_rest_fail(capsys) -> None:
+    argv = ["recommend", "--model", "meta-llama/Llama-3.1-70B-Instruct", "--max-model-len", "32768", "--concurrency", "64",
+            "--region", "us-east-1", "--json"]
+    assert main(argv) == 0
+    options = json.loads(capsys.readouterr().out)["options"]
+    keys = {"instance_type", "gpu", "tp", "pp", "replicas", "kv_cache_tokens", "max_concurrency", "usd_per_hour", "fits", "reason"}
+    assert all(keys <= set(o) for o in options)
+    fitting = [o for o in options if o["fits"]]
+    priced = [o["usd_per_hour"] for o in fitting if o["usd_per_hour"] is not None]
+    assert fitting and priced == sorted(priced) and options[: len(fitting)] == fitting
+    for o in fitting:  # enough replicas for the concurrency, each re-checked by the fit check
+        assert o["replicas"] * min(o["max_concurrency"], 1024) >= 64
+    one_l4 = next(o for o in options if o["instance_type"] == "g6.xlarge" and o["tp"] == 1)
+    assert not one_l4["fits"] and one_l4["reason"].startswith("weights need")
+    assert any(not o["fits"] and "does not divide the 64 attention heads" not in o["reason"] for o in options)
+    # a 405B at 128k needs two 8-GPU nodes per replica on anything but H200
+    big = ["recommend", "--model", "meta-llama/Llama-3.1-405B-Instruct", "--max-model-len", "131072", "--concurrency", "8", "--json"]
+    assert main(big) == 0
+    cheapest_h100 = next(o for o in json.loads(capsys.readouterr().out)["options"] if o["gpu"] == "H100" and o["fits"])
+    assert (cheapest_h100["tp"], cheapest_h100["pp"]) == (8, 2)
+    assert main(["recommend", "--model", "meta-llama/Llama-3.1-405B-Instruct", "--max-model-len", "131072",
+                 "--concurrency", "1", "--quantization", "fp8", "--region", "mars-1"]) == 0
+    assert "no price in mars-1" in capsys.readouterr().out
+    assert main(["recommend", "--model", "nobody/none", "--max-model-len", "1", "--concurrency", "1"]) == 2
