@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from functools import partial
 
 from fleet.catalog import gpu_instance_types, prices
 from fleet.sizing import Arch, Settings, default_batched_tokens, size
@@ -47,9 +48,9 @@ def recommend(arch: Arch, max_model_len: int, concurrency: int, region: str, *, 
               # pipeline parallelism only across whole EFA nodes (a LeaderWorkerSet of `pp` nodes)
               if tp <= inst.gpus and (pp == 1 or (tp == inst.gpus and inst.efa))]
     for inst, tp, pp in shapes:
-        base = {"instance_type": inst.instance_type, "gpu": inst.gpu_model, "tp": tp, "pp": pp}
+        shape = partial(Option, instance_type=inst.instance_type, gpu=inst.gpu_model, tp=tp, pp=pp)
         if arch.attention_heads and arch.attention_heads % tp:
-            options.append(Option(**base, replicas=None, nodes=None, kv_cache_tokens=0, max_concurrency=0.0,
+            options.append(shape(replicas=None, nodes=None, kv_cache_tokens=0, max_concurrency=0.0,
                                   usd_per_hour=None, fits=False,
                                   reason=f"tensor parallel {tp} does not divide the {arch.attention_heads} attention heads"))
             continue
@@ -58,7 +59,7 @@ def recommend(arch: Arch, max_model_len: int, concurrency: int, region: str, *, 
                             quantization=quantization, kv_cache_dtype=kv_cache_dtype)
         sized = size(arch, settings, explain=False)
         if not sized.fits:
-            options.append(Option(**base, replicas=None, nodes=None, kv_cache_tokens=sized.kv_cache_tokens,
+            options.append(shape(replicas=None, nodes=None, kv_cache_tokens=sized.kv_cache_tokens,
                                   max_concurrency=sized.max_concurrency, usd_per_hour=None, fits=False, reason=sized.reason))
             continue
         seqs = default_batched_tokens(settings)[1]
@@ -69,6 +70,6 @@ def recommend(arch: Arch, max_model_len: int, concurrency: int, region: str, *, 
         cost = nodes * price.on_demand if price is not None else None
         reason = (f"{replicas} replica(s) of {tp * pp} GPU(s) on {nodes} node(s): {per_replica:,.1f} sequences of "
                   f"{max_model_len:,} tokens each" + ("" if price is not None else f"; no price in {region}"))
-        options.append(Option(**base, replicas=replicas, nodes=nodes, kv_cache_tokens=sized.kv_cache_tokens,
+        options.append(shape(replicas=replicas, nodes=nodes, kv_cache_tokens=sized.kv_cache_tokens,
                               max_concurrency=sized.max_concurrency, usd_per_hour=cost, fits=True, reason=reason))
     return sorted(options, key=lambda o: (not o.fits, o.usd_per_hour is None, o.usd_per_hour or 0.0, o.tp, o.instance_type))
