@@ -236,3 +236,18 @@ def test_recommend_lists_every_shape_cheapest_first_and_why_the_rest_fail(capsys
                  "--concurrency", "1", "--quantization", "fp8", "--region", "mars-1"]) == 0
     assert "no price in mars-1" in capsys.readouterr().out
     assert main(["recommend", "--model", "nobody/none", "--max-model-len", "1", "--concurrency", "1"]) == 2
+
+
+def test_validate_names_a_cheaper_pool_that_serves_the_same_context_and_concurrency(project: Path, capsys) -> None:
+    from tests.conftest import edit
+
+    team = project / "stacks" / "teams" / "search.yaml"
+    edit(team, "      prod:\n        pool: l4\n        replicas: 2", "      prod:\n        pool: l40s\n        replicas: 2")
+    assert main(["--root", str(project), "validate", "--stack", "prod"]) == 0
+    err = capsys.readouterr().err
+    assert ("warning: stacks/teams/search.yaml:17 models[1].pool: pool l4 (L4, g6.2xlarge) fits it (an embedding model keeps no "
+            "KV cache) for $0.98/h per replica instead of $2.62/h on l40s (advisory; pools stay as the team chose)") in err
+    # qwen-3b on l40s serves 58 sequences of 16k per replica; an L4 holds fewer: no note for it.
+    edit(team, "      prod:\n        pool: l4\n        autoscaling", "      prod:\n        pool: l40s\n        autoscaling")
+    assert main(["--root", str(project), "validate", "--stack", "prod"]) == 0
+    assert "models[0].pool" not in capsys.readouterr().err

@@ -11,6 +11,7 @@ from pathlib import Path as FsPath
 
 from fleet.errors import ConfigError, ConfigIssue, format_path
 from fleet.labels import GPU_SYSTEM_NAMESPACE
+from fleet.spec.cheaper_pools import cheaper_pool_notes
 from fleet.spec.engine_config import EngineConfig, parse_stack_config
 from fleet.spec.resolved import FleetSpec, ResolvedTeam
 from fleet.spec.stack import StackConfig
@@ -59,6 +60,7 @@ def load(stack: str, root: str | FsPath = ".", engine: EngineConfig | None = Non
                       if ref is not None and ref.secret is not None and ref.secret not in cfg.secrets})
     notes += [f"{src.file}: secret '{name}' is not in the stack file: provided by environment {', '.join(environments)} "
               "(unknown offline)" for name in missing]
+    notes += cheaper_pool_notes(cfg, teams)
     return FleetSpec(stack=stack, root=str(root), source=src.file, config=cfg, teams=tuple(teams), notes=tuple(notes))
 
 
