@@ -35,7 +35,12 @@ QUANT_BYTES = {"fp8": 1.02, "modelopt": 1.02, "compressed-tensors": 1.02, "awq":
                "gptq": 0.53, "gptq_marlin": 0.53, "bitsandbytes": 0.55,
                # MXFP4 is 4.25 bits; vLLM's MoE kernels pad gpt-oss's 2880-wide expert dims to 3072 (× 1.067),
                # which the loaded weights of gpt-oss-20b/120b on H100 show (13.47 and 64.38 GiB).
-               "mxfp4": 0.565}
+               "mxfp4": 0.565,
+               # GGUF checkpoints (vLLM's `--quantization gguf`, the model as `repo:TYPE`): llama.cpp's bits per weight
+               # over the whole file, embeddings and output included (Q8_0 8.5, Q6_K 6.56, Q5_K_M ~5.7, Q4_K_M ~4.85).
+               "gguf:Q8_0": 1.0625, "gguf:Q6_K": 0.8203, "gguf:Q5_K_M": 0.7125, "gguf:Q4_K_M": 0.606}
+# Methods that quantize every tensor, embeddings and lm_head too.
+WHOLE_FILE_QUANTIZATIONS = frozenset({"gguf:Q8_0", "gguf:Q6_K", "gguf:Q5_K_M", "gguf:Q4_K_M"})
 KV_BYTES = {"auto": None, "fp8": 1.0, "fp8_e4m3": 1.0, "fp8_e5m2": 1.0}
 LARGE_GPU_GIB = 70                # vLLM's defaults for the OpenAI server differ above this (arg_utils)
 HUGE_GPU_GIB = 160                # ... and again above this (B200 class)
@@ -280,6 +285,8 @@ def weights_gib_per_gpu(arch: Arch, s: Settings) -> float:
     """Quantization applies to the linear layers; embeddings and lm_head stay 16-bit (and whatever else the
     catalog says a natively quantized checkpoint keeps 16-bit, like gpt-oss's attention)."""
     per_param = weight_bytes_per_param(arch, s)
+    if s.quantization in WHOLE_FILE_QUANTIZATIONS:
+        return arch.params_b * 1e9 * per_param / GIB / (s.tensor_parallel_size * s.pipeline_parallel_size)
     embed = arch.unquantized_params_b if arch.unquantized_params_b is not None and per_param < 2 else (
         min(arch.embedding_params_b, arch.params_b * 0.5))
     total = (arch.params_b - embed) * 1e9 * per_param + embed * 1e9 * (2.0 if per_param < 2 else per_param)

@@ -251,3 +251,15 @@ def test_validate_names_a_cheaper_pool_that_serves_the_same_context_and_concurre
     edit(team, "      prod:\n        pool: l4\n        autoscaling", "      prod:\n        pool: l40s\n        autoscaling")
     assert main(["--root", str(project), "validate", "--stack", "prod"]) == 0
     assert "models[0].pool" not in capsys.readouterr().err
+
+
+def test_gguf_checkpoints_are_sized_by_their_type_and_unknown_methods_are_refused(capsys) -> None:
+    # bartowski/Meta-Llama-3.1-8B-Instruct-GGUF: Q8_0 8.54 GB, Q6_K 6.60 GB, Q5_K_M 5.73 GB, Q4_K_M 4.92 GB.
+    for kind, file_gb in (("Q8_0", 8.54), ("Q6_K", 6.60), ("Q5_K_M", 5.73), ("Q4_K_M", 4.92)):
+        weights = weights_gib_per_gpu(LLAMA8, Settings(gpu_memory_gib=22, quantization=f"gguf:{kind}"))
+        assert weights == pytest.approx(file_gb * 1e9 / 2**30, rel=0.03), kind
+    with pytest.raises(ValueError, match="is not one the fit check knows"):
+        Settings(gpu_memory_gib=22, quantization="gguf")
+    with pytest.raises(SystemExit):
+        main(["size", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "L4", "--quantization", "int3"])
+    assert "invalid choice: 'int3'" in capsys.readouterr().err
