@@ -12,7 +12,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from fleet.calibration import checks, measured_summary, summary
+    from fleet.calibration import checks, leave_one_source_out, measured_summary, summary
 
     items = checks()
     table = Table(title="sizing_accuracy: prediction vs recorded vLLM startup logs")
@@ -37,6 +37,12 @@ def main() -> None:
               f"1.5 GiB guess: {f(m['overhead_fixed_1_5_gib'], ' GiB')}); CUDA graphs {f(m['cuda_graph_gib'], ' GiB')}; "
               f"KV tokens {f(m['kv_tokens_pct'], '%')} (goal <= 1%); weights {f(m['weights_pct'], '%')}; "
               f"start-up {f(m['startup_pct'], '%')} (goal <= 30%); verdicts {m['verdicts']} right")
+    loso = leave_one_source_out()
+    ls, lm = summary(loso), measured_summary(loso)
+    print(f"leave-one-source-out (each source predicted with constants refitted without it): KV tokens median "
+          f"{ls['kv_tokens']['median_pct']:.1f}% (V1 dense {ls['kv_v1_dense']['median_pct']:.1f}%), weights "
+          f"{ls['weights']['median_pct']:.1f}%, verdicts {ls['verdicts']['right']}/{ls['verdicts']['n']} right; H200 non-KV "
+          f"overhead {lm['overhead_gib']:.2f} GiB, CUDA graphs {lm['cuda_graph_gib']:.2f} GiB, KV tokens {lm['kv_tokens_pct']:.2f}%")
     w, k = s["weights"], s["kv_tokens"]
     print(f"weights median={w['median_pct']:.1f}% worst={w['worst_pct']:.1f}% (n={w['n']}); "
           f"kv all median={k['median_pct']:.1f}% worst={k['worst_pct']:.1f}% (n={k['n']}); "

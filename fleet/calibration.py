@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fleet.catalog import CATALOG_DIR
-from fleet.sizing import BLOCK, GIB, Settings, engine_profile_for, engine_start_seconds, kv_bytes_per_token, model_catalog, size, weights_gib_per_gpu
+from fleet.sizing import (
+    BLOCK,
+    GIB,
+    PROFILES,
+    EngineProfile,
+    Settings,
+    activation_gib,
+    cuda_graph_sizes,
+    default_batched_tokens,
+    engine_profile_for,
+    engine_start_seconds,
+    kv_bytes_per_token,
+    model_catalog,
+    size,
+    weights_gib_per_gpu,
+)
 from fleet.yamlsrc import safe_load
 
 
@@ -52,15 +68,18 @@ def settings(record: dict[str, Any]) -> Settings:
                     gpu_model=record.get("gpu"), engine_profile=engine_profile(record))
 
 
-def checks() -> list[Check]:
+def checks(recs: list[dict[str, Any]] | None = None, profiles: dict[str, EngineProfile] | None = None) -> list[Check]:
     """One check per observed number: weights; KV tokens from the logged KV memory (bytes per token);
-    and, where the GPU total is known, the KV cache (tokens where printed, else GiB) and the verdict."""
+    and, where the GPU total is known, the KV cache (tokens where printed, else GiB) and the verdict.
+    `profiles`: constants to predict with instead of fleet.sizing.PROFILES (the leave-one-source-out refits)."""
     catalog = model_catalog()
     out: list[Check] = []
-    for r in records():
+    for r in records() if recs is None else recs:
         arch = catalog[r["model"]]
         obs = r["observed"]
         s = settings(r)
+        if profiles is not None:
+            s = replace(s, profile_override=profiles[s.engine_profile])
         base = {"record": r["id"], "engine": r["engine"], "family": arch.family, "fitted": bool(r.get("fitted", True)),
                 "measured": r["id"].startswith("h200-")}
         if "weights_gib" in obs:
@@ -87,6 +106,71 @@ def checks() -> list[Check]:
         if "startup_s" in obs:
             out.append(Check(**base, quantity="startup_s", predicted=engine_start_seconds(arch, s.enforce_eager),
                              observed=obs["startup_s"]))
+    return out
+
+
+def source_of(record: dict[str, Any]) -> str:
+    """What a record's numbers share with others: its public source, or for the H200 runs the model measured."""
+    return f"H200 runs of {record['model']}" if record["id"].startswith("h200-") else str(record["source"])
+
+
+def fit_profiles(recs: list[dict[str, Any]]) -> dict[str, EngineProfile]:
+    """The constants of fleet.sizing.PROFILES refitted on `recs` alone (where they hold the numbers to fit):
+    the sampler's bytes per logit before 0.26, non-torch memory at one GPU, and from 0.26 the CUDA-graph
+    memory per captured size and per size and layer (least squares) and the fused-MoE factor."""
+    catalog = model_catalog()
+    fitted = dict(PROFILES)
+    per_logit: list[float] = []
+    non_torch: dict[str, list[float]] = {}
+    graphs: list[tuple[float, float, float]] = []      # (sizes, sizes × layers, GiB)
+    moe: list[float] = []
+    for r in recs:
+        arch, obs, s = catalog[r["model"]], r["observed"], settings(r)
+        tokens, seqs = default_batched_tokens(s)
+        if s.tensor_parallel_size * s.pipeline_parallel_size == 1 and "non_torch_gib" in obs:
+            non_torch.setdefault(s.engine_profile, []).append(obs["non_torch_gib"])
+        if "activation_gib" in obs and "gpu_memory_gib" in r["settings"]:
+            forward = activation_gib(arch, replace(s, profile_override=replace(s.profile, sampler_bytes_per_logit=0.0)))
+            if s.engine_profile == "v1-native-sampler" and arch.vocab_size and obs["activation_gib"] > forward * 1.2:
+                per_logit.append(obs["activation_gib"] * GIB / (seqs * arch.vocab_size))
+            if s.engine_profile == "v0.26" and arch.family == "moe" and arch.moe_intermediate_size and arch.experts_per_token:
+                routed = arch.experts_per_token * (3 * arch.moe_intermediate_size / s.tensor_parallel_size + (arch.hidden_size or 0))
+                moe.append((obs["activation_gib"] * GIB / tokens / 2 - routed) / (arch.hidden_size or 1))
+        if s.engine_profile == "v0.26" and obs.get("cuda_graph_gib", 0) > 0:
+            n = len(cuda_graph_sizes(seqs))
+            graphs.append((n, n * math.ceil(arch.layers / s.pipeline_parallel_size), obs["cuda_graph_gib"]))
+    if per_logit:
+        fitted["v1-native-sampler"] = replace(fitted["v1-native-sampler"], sampler_bytes_per_logit=statistics.median(per_logit))
+    for name, values in non_torch.items():
+        if name in ("v1-native-sampler", "v0.26"):
+            fitted[name] = replace(fitted[name], non_torch_gib=statistics.median(values))
+    latest = fitted["v0.26"]
+    if moe:
+        latest = replace(latest, moe_hidden_factor=statistics.median(moe))
+    if graphs:
+        sxx = sum(a * a for a, _, _ in graphs)
+        sxy = sum(a * b for a, b, _ in graphs)
+        syy = sum(b * b for _, b, _ in graphs)
+        sxg = sum(a * g for a, _, g in graphs)
+        syg = sum(b * g for _, b, g in graphs)
+        det = sxx * syy - sxy * sxy
+        if abs(det) > 1e-9 * sxx * syy:       # two unknowns need layers that differ
+            latest = replace(latest, graph_gib_per_size=(sxg * syy - syg * sxy) / det,
+                             graph_gib_per_size_and_layer=(syg * sxx - sxg * sxy) / det)
+        else:                                  # one layer count: keep the per-layer part, fit the fixed one
+            beta = latest.graph_gib_per_size_and_layer
+            latest = replace(latest, graph_gib_per_size=sum(g - beta * b for _, b, g in graphs) / sum(a for a, _, _ in graphs))
+    fitted["v0.26"] = latest
+    return fitted
+
+
+def leave_one_source_out() -> list[Check]:
+    """Each source's records predicted with the constants refitted without it."""
+    recs = records()
+    out: list[Check] = []
+    for source in dict.fromkeys(source_of(r) for r in recs):
+        held = [r for r in recs if source_of(r) == source]
+        out += checks(held, fit_profiles([r for r in recs if source_of(r) != source]))
     return out
 
 

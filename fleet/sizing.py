@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,12 @@ class EngineProfile:
     non_torch_gib: float          # CUDA context and allocator slack at one GPU per replica ...
     non_torch_tp_gib: float       # ... and with NCCL buffers (TP or PP above 1)
     captures_graphs: bool         # CUDA graphs for decode batch sizes (none with enforce_eager)
+    # CUDA graph memory per captured batch size: a fixed part plus a part per layer of the stage (piecewise graphs
+    # split at every attention layer).
+    graph_gib_per_size: float = 0.0053
+    graph_gib_per_size_and_layer: float = 0.000197
+    # Fused MoE peak per token beyond the routed experts' buffers, in hidden-size units.
+    moe_hidden_factor: float = 10.0
 
 
 PROFILES = {
@@ -85,11 +91,9 @@ def engine_profile_for(version: str | None, engine: str = "v1") -> str:
     return "v0.26" if tuple(parts) >= (0, 26) else "v1-native-sampler"
 
 
-# CUDA graph memory per captured batch size: a fixed part plus a part per layer of the stage (piecewise graphs
-# split at every attention layer). Fitted to the H200 runs of Llama-3.1-8B (51 and 19 sizes: 0.59 and 0.22 GiB)
-# and Qwen2.5-7B (0.55 GiB); the Gemma, Qwen2.5-0.5B and Qwen3-30B-A3B runs are held out (bench/sizing_accuracy).
-GRAPH_GIB_PER_SIZE = 0.0053
-GRAPH_GIB_PER_SIZE_AND_LAYER = 0.000197
+# The graph constants of the profiles are fitted to the H200 runs of Llama-3.1-8B (51 and 19 sizes: 0.59 and
+# 0.22 GiB) and Qwen2.5-7B (0.55 GiB); the Gemma, Qwen2.5-0.5B and Qwen3-30B-A3B runs are held out, and
+# bench/sizing_accuracy refits every constant without each source in turn (fleet.calibration.leave_one_source_out).
 MAX_CAPTURE_SIZE = 512
 
 
@@ -217,6 +221,11 @@ class Settings:
     enforce_eager: bool = False
     gpu_model: str | None = None          # vLLM picks smaller batch defaults on A100 whatever its memory
     engine_profile: str = LATEST_PROFILE  # a key of PROFILES (engine_profile_for(version))
+    profile_override: EngineProfile | None = None   # constants refitted by the calibration (instead of PROFILES')
+
+    @property
+    def profile(self) -> EngineProfile:
+        return self.profile_override or PROFILES[self.engine_profile]
 
     def __post_init__(self) -> None:
         """Nonsense is refused, never sized: a ValueError that names the setting and what it accepts."""
@@ -333,22 +342,22 @@ def activation_gib(arch: Arch, s: Settings) -> float:
         # Fused MoE: gate/up output, activation and per-expert down output for every routed copy of a token, plus
         # router logits and the summed output: 10 × hidden fitted to the Qwen3-30B-A3B runs on H200 (1.68–1.70 GiB).
         k, moe = arch.experts_per_token, arch.moe_intermediate_size
-        per_token = 2 * (k * (3 * moe / tp + hidden) + 10 * hidden)
+        per_token = 2 * (k * (3 * moe / tp + hidden) + s.profile.moe_hidden_factor * hidden)
     else:
         per_token = 2 * (3 * inter / tp + 4 * hidden)           # 16-bit activations
     forward = tokens * per_token
-    per_logit = PROFILES[s.engine_profile].sampler_bytes_per_logit
+    per_logit = s.profile.sampler_bytes_per_logit
     sampler = 0.0 if arch.family == "encoder" else seqs * (arch.vocab_size or 32000) * per_logit
     return max(forward, sampler) / GIB
 
 
 def cuda_graph_gib(arch: Arch, s: Settings) -> float:
     """Memory of the CUDA graphs vLLM captures for decode (0 with enforce_eager or on V0)."""
-    if s.enforce_eager or not PROFILES[s.engine_profile].captures_graphs:
+    if s.enforce_eager or not s.profile.captures_graphs:
         return 0.0
     layers = math.ceil(arch.layers / s.pipeline_parallel_size)
     sizes = cuda_graph_sizes(default_batched_tokens(s)[1])
-    return len(sizes) * (GRAPH_GIB_PER_SIZE + GRAPH_GIB_PER_SIZE_AND_LAYER * layers)
+    return len(sizes) * (s.profile.graph_gib_per_size + s.profile.graph_gib_per_size_and_layer * layers)
 
 
 # From the start of the process to a ready engine, weights already on the GPU (the H200 runs, `startup_s`):
@@ -367,7 +376,7 @@ def engine_start_seconds(arch: Arch | None, enforce_eager: bool = False) -> int:
 
 
 def non_torch_gib(s: Settings) -> float:
-    profile = PROFILES[s.engine_profile]
+    profile = s.profile
     return profile.non_torch_gib if s.tensor_parallel_size * s.pipeline_parallel_size == 1 else profile.non_torch_tp_gib
 
 
@@ -421,7 +430,7 @@ def _effective_len(arch: Arch, max_len: int) -> float:
 
 
 def _replace(s: Settings, **changes: Any) -> Settings:
-    return Settings(**{**asdict(s), **changes})
+    return replace(s, **changes)
 
 
 def fixes(arch: Arch, s: Settings) -> list[str]:

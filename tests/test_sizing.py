@@ -263,3 +263,16 @@ def test_gguf_checkpoints_are_sized_by_their_type_and_unknown_methods_are_refuse
     with pytest.raises(SystemExit):
         main(["size", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "L4", "--quantization", "int3"])
     assert "invalid choice: 'int3'" in capsys.readouterr().err
+
+
+def test_leave_one_source_out_refits_every_constant_and_still_holds() -> None:
+    from fleet.calibration import fit_profiles, leave_one_source_out, measured_summary, records
+
+    refit = fit_profiles(records())   # on everything: close to the shipped constants
+    assert refit["v1-native-sampler"].sampler_bytes_per_logit == pytest.approx(38.5, rel=0.05)
+    assert refit["v0.26"].non_torch_gib == pytest.approx(0.22) and refit["v0.26"].moe_hidden_factor == pytest.approx(10, rel=0.1)
+    loso = leave_one_source_out()
+    s, m = summary(loso), measured_summary(loso)
+    assert s["kv_v1_dense"]["median_pct"] <= 5 and s["weights"]["median_pct"] <= 2
+    assert s["verdicts"]["right"] == s["verdicts"]["n"]
+    assert m["overhead_gib"] <= 0.3 and m["kv_tokens_pct"] <= 1
