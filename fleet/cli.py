@@ -118,6 +118,9 @@ def _parser() -> argparse.ArgumentParser:
     sz.add_argument("--enforce-eager", action="store_true", help="as vLLM's --enforce-eager: no CUDA graphs")
     sz.add_argument("--tp", type=positive_int, default=1, help="tensor parallel size (default 1)")
     sz.add_argument("--pp", type=positive_int, default=1, help="pipeline parallel size (default 1)")
+    sz.add_argument("--dp", type=positive_int, default=1, help="data parallel size: engines that each keep a KV cache (default 1)")
+    sz.add_argument("--enable-expert-parallel", action="store_true",
+                    help="as vLLM's flag: a MoE's routed experts are split over TP × DP GPUs instead of copied per DP rank")
     sz.add_argument("--max-model-len", type=positive_int, help="default: the model's context")
     sz.add_argument("--gpu-memory-utilization", type=fraction, default=0.9, help="in (0, 1] (default 0.9)")
     sz.add_argument("--dtype", default="auto", choices=DTYPES)
@@ -267,7 +270,8 @@ def cmd_size(args: argparse.Namespace, root: Path) -> int:
             max_model_len=args.max_model_len, gpu_memory_utilization=args.gpu_memory_utilization, dtype=args.dtype,
             quantization=args.quantization, kv_cache_dtype=args.kv_cache_dtype,
             max_num_batched_tokens=args.max_num_batched_tokens, max_num_seqs=args.max_num_seqs, gpu_model=gpu_model,
-            enforce_eager=args.enforce_eager, engine_profile=engine_profile_for(args.vllm_version or NEWEST_VLLM)))
+            enforce_eager=args.enforce_eager, data_parallel_size=args.dp, expert_parallel=args.enable_expert_parallel,
+            engine_profile=engine_profile_for(args.vllm_version or NEWEST_VLLM)))
     except ValueError as exc:
         print(f"size: {exc}", file=sys.stderr)
         return EXIT_CONFIG

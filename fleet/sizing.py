@@ -128,6 +128,7 @@ class Arch:
     qk_rope_head_dim: int | None = None
     moe_intermediate_size: int | None = None    # MoE: each expert's intermediate size ...
     experts_per_token: int | None = None        # ... and how many experts each token is routed to
+    experts: int | None = None                  # routed experts per MoE layer
     source: str = ""
 
     def __post_init__(self) -> None:
@@ -135,7 +136,7 @@ class Arch:
                 or self.params_b <= 0:
             raise ValueError(f"parameters (billions) must be a positive number, got {self.params_b!r}")
         for name in ("layers", "kv_heads", "head_dim", "hidden_size", "intermediate_size", "vocab_size", "max_context",
-                     "moe_intermediate_size", "experts_per_token"):
+                     "moe_intermediate_size", "experts_per_token", "experts"):
             value = getattr(self, name)
             if value is None and name not in ("layers", "kv_heads", "head_dim"):
                 continue
@@ -219,6 +220,8 @@ class Settings:
     max_num_batched_tokens: int | None = None
     max_num_seqs: int | None = None
     enforce_eager: bool = False
+    data_parallel_size: int = 1           # engines of one deployment, each with its own KV cache
+    expert_parallel: bool = False         # --enable-expert-parallel: routed experts split over TP × DP ranks
     gpu_model: str | None = None          # vLLM picks smaller batch defaults on A100 whatever its memory
     engine_profile: str = LATEST_PROFILE  # a key of PROFILES (engine_profile_for(version))
     profile_override: EngineProfile | None = None   # constants refitted by the calibration (instead of PROFILES')
@@ -240,6 +243,7 @@ class Settings:
         positive("gpus per node", self.gpus_per_node)
         positive("tensor parallel size", self.tensor_parallel_size)
         positive("pipeline parallel size", self.pipeline_parallel_size)
+        positive("data parallel size", self.data_parallel_size)
         positive("max model len", self.max_model_len, optional=True)
         positive("max num batched tokens", self.max_num_batched_tokens, optional=True)
         positive("max num seqs", self.max_num_seqs, optional=True)
@@ -290,16 +294,35 @@ def weight_bytes_per_param(arch: Arch, s: Settings) -> float:
     return DTYPE_BYTES.get(s.dtype if s.dtype != "auto" else arch.default_dtype, 2.0)
 
 
+def expert_fraction(arch: Arch) -> float:
+    """The share of a MoE's parameters in its routed experts, from the catalog's totals: active = shared +
+    k/E × experts, so experts = (total − active) / (1 − k/E)."""
+    if not (arch.experts and arch.experts_per_token and arch.active_params_b) or arch.experts <= arch.experts_per_token:
+        return 0.0
+    routed = (arch.params_b - arch.active_params_b) / (1 - arch.experts_per_token / arch.experts)
+    return min(max(routed / arch.params_b, 0.0), 1.0)
+
+
 def weights_gib_per_gpu(arch: Arch, s: Settings) -> float:
     """Quantization applies to the linear layers; embeddings and lm_head stay 16-bit (and whatever else the
-    catalog says a natively quantized checkpoint keeps 16-bit, like gpt-oss's attention)."""
+    catalog says a natively quantized checkpoint keeps 16-bit, like gpt-oss's attention). Data parallel ranks each
+    hold a copy, except the routed experts under expert parallelism, which are split over TP × DP."""
+    whole = _weights_gib(arch, s)
+    shards = s.tensor_parallel_size * s.pipeline_parallel_size
+    if not s.expert_parallel or s.data_parallel_size == 1:
+        return whole / shards
+    experts = expert_fraction(arch)
+    return whole * ((1 - experts) / shards + experts / (shards * s.data_parallel_size))
+
+
+def _weights_gib(arch: Arch, s: Settings) -> float:
     per_param = weight_bytes_per_param(arch, s)
     if s.quantization in WHOLE_FILE_QUANTIZATIONS:
-        return arch.params_b * 1e9 * per_param / GIB / (s.tensor_parallel_size * s.pipeline_parallel_size)
+        return arch.params_b * 1e9 * per_param / GIB
     embed = arch.unquantized_params_b if arch.unquantized_params_b is not None and per_param < 2 else (
         min(arch.embedding_params_b, arch.params_b * 0.5))
     total = (arch.params_b - embed) * 1e9 * per_param + embed * 1e9 * (2.0 if per_param < 2 else per_param)
-    return total / GIB / (s.tensor_parallel_size * s.pipeline_parallel_size)
+    return total / GIB
 
 
 def kv_bytes_per_token(arch: Arch, s: Settings) -> int:

@@ -276,3 +276,23 @@ def test_leave_one_source_out_refits_every_constant_and_still_holds() -> None:
     assert s["kv_v1_dense"]["median_pct"] <= 5 and s["weights"]["median_pct"] <= 2
     assert s["verdicts"]["right"] == s["verdicts"]["n"]
     assert m["overhead_gib"] <= 0.3 and m["kv_tokens_pct"] <= 1
+
+
+def test_expert_parallelism_splits_the_routed_experts_and_data_parallel_ranks_copy_the_rest(capsys) -> None:
+    from fleet.sizing import expert_fraction
+
+    v3 = CATALOG["deepseek-ai/DeepSeek-V3"]
+    # 671B total, 37B active, 8 of 256 experts: 654B in routed experts (97.5 %)
+    assert expert_fraction(v3) == pytest.approx((671.03 - 37.45) / (1 - 8 / 256) / 671.03, rel=1e-6)
+    one = Settings(gpu_memory_gib=139.8, max_model_len=32768)
+    whole = weights_gib_per_gpu(v3, one)
+    dp8 = Settings(gpu_memory_gib=139.8, max_model_len=32768, data_parallel_size=8)
+    assert weights_gib_per_gpu(v3, dp8) == whole   # data parallel copies the model
+    ep8 = Settings(gpu_memory_gib=139.8, max_model_len=32768, data_parallel_size=8, expert_parallel=True)
+    f = expert_fraction(v3)
+    assert weights_gib_per_gpu(v3, ep8) == pytest.approx(whole * ((1 - f) + f / 8))
+    assert not size(v3, dp8).fits and size(v3, ep8).fits
+    assert expert_fraction(LLAMA8) == 0
+    assert main(["size", "--model", "deepseek-ai/DeepSeek-V3", "--gpu", "H200", "--max-model-len", "32768", "--dp", "8",
+                 "--enable-expert-parallel", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["fits"] is True
