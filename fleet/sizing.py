@@ -39,6 +39,14 @@ QUANT_BYTES = {"fp8": 1.02, "modelopt": 1.02, "compressed-tensors": 1.02, "awq":
                # GGUF checkpoints (vLLM's `--quantization gguf`, the model as `repo:TYPE`): llama.cpp's bits per weight
                # over the whole file, embeddings and output included (Q8_0 8.5, Q6_K 6.56, Q5_K_M ~5.7, Q4_K_M ~4.85).
                "gguf:Q8_0": 1.0625, "gguf:Q6_K": 0.8203, "gguf:Q5_K_M": 0.7125, "gguf:Q4_K_M": 0.606}
+# The lowest CUDA compute capability vLLM 0.26 runs each method on (its QuantizationConfig.get_min_capability):
+# below it the server refuses to start. Above it, MXFP4 and FP8 run as weight-only Marlin kernels on cards
+# without native FP4/FP8 (Ampere), so the weights keep their quantized size.
+MIN_CAPABILITY = {"mxfp4": 80, "modelopt": 89, "fp8": 75, "awq": 75, "awq_marlin": 75, "bitsandbytes": 70,
+                  "compressed-tensors": 70}
+# Compute capability of the catalog's GPU models (NVIDIA's CUDA GPU list).
+GPU_CAPABILITY = {"T4": 75, "T4G": 75, "A10G": 86, "L4": 89, "L40S": 89, "A100-40GB": 80, "A100-80GB": 80, "H100": 90,
+                  "H200": 90}
 # Methods that quantize every tensor, embeddings and lm_head too.
 WHOLE_FILE_QUANTIZATIONS = frozenset({"gguf:Q8_0", "gguf:Q6_K", "gguf:Q5_K_M", "gguf:Q4_K_M"})
 KV_BYTES = {"auto": None, "fp8": 1.0, "fp8_e4m3": 1.0, "fp8_e5m2": 1.0}
@@ -421,7 +429,12 @@ def size(arch: Arch, s: Settings, *, explain: bool = True) -> Sizing:
         tokens = max(0, int(kv_gib * GIB // per_token) // BLOCK * BLOCK)
         concurrency = tokens / max_len if max_len else 0.0
     needed = per_token * _effective_len(arch, max_len) / GIB if per_token else 0.0
-    if weights > budget:
+    method = s.quantization or (arch.default_dtype if arch.default_dtype in MIN_CAPABILITY else None)
+    capability = GPU_CAPABILITY.get(s.gpu_model or "")
+    if method in MIN_CAPABILITY and capability is not None and capability < MIN_CAPABILITY[method]:
+        fits, reason = False, (f"{method} needs a GPU of compute capability {MIN_CAPABILITY[method] / 10:.1f} or newer and the "
+                               f"{s.gpu_model} is {capability / 10:.1f}: vLLM refuses to start")
+    elif weights > budget:
         fits, reason = False, (f"weights need {weights:.1f} GiB per GPU but the budget is {budget:.1f} GiB "
                                f"({s.gpu_memory_utilization:g} × {s.gpu_memory_gib:g} GiB)")
     elif per_token and kv_gib < needed:

@@ -296,3 +296,13 @@ def test_expert_parallelism_splits_the_routed_experts_and_data_parallel_ranks_co
     assert main(["size", "--model", "deepseek-ai/DeepSeek-V3", "--gpu", "H200", "--max-model-len", "32768", "--dp", "8",
                  "--enable-expert-parallel", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["fits"] is True
+
+
+def test_a_method_the_card_cannot_run_does_not_fit() -> None:
+    oss = CATALOG["openai/gpt-oss-20b"]           # an MXFP4 checkpoint: vLLM 0.26 needs compute capability 8.0
+    on_t4 = size(oss, Settings(gpu_memory_gib=14.58, gpu_model="T4", max_model_len=8192))
+    assert not on_t4.fits and on_t4.reason.startswith("mxfp4 needs a GPU of compute capability 8.0 or newer and the T4 is 7.5")
+    on_l4 = size(oss, Settings(gpu_memory_gib=22.05, gpu_model="L4", max_model_len=8192))
+    assert on_l4.fits and on_l4.weights_gib_per_gpu < 14      # weight-only Marlin keeps the 4-bit size on Ada
+    assert size(LLAMA8, Settings(gpu_memory_gib=22.05, gpu_model="L4", quantization="modelopt", max_model_len=4096)).fits
+    assert not size(LLAMA8, Settings(gpu_memory_gib=22.3, gpu_model="A10G", quantization="modelopt", max_model_len=4096)).fits
