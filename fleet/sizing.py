@@ -2,8 +2,9 @@
 
 Per GPU, as vLLM's worker computes it at startup:
     budget    = usable GPU memory × gpu_memory_utilization
-    kv_cache  = budget − weights/(TP·PP) − peak activation (a max_num_batched_tokens forward pass; before
-                vLLM 0.26 also sampling max_num_seqs dummy requests) − non-torch memory (CUDA context, NCCL)
+    kv_cache  = budget − weights/(TP·PP) − peak activation (the larger of a max_num_batched_tokens forward pass
+                and sampling max_num_seqs dummy requests, whose bytes per logit depend on the release)
+                − non-torch memory (CUDA context, NCCL)
     kv tokens = kv_cache / (2 · layers_on_this_stage · max(1, kv_heads/TP) · head_dim · bytes(kv dtype)),
                 rounded down to whole 16-token blocks
 and the server refuses to start when one `max_model_len` sequence does not fit in kv tokens. CUDA graphs are
@@ -79,10 +80,14 @@ PROFILES = {
     # to the activation peaks vLLM 0.11 printed on H100 (Llama-3.1-8B, Llama-3.3-70B, Qwen3-0.6B/32B, gpt-oss;
     # 4.76–7.38 GiB, within 3 %); non-torch 0.13–0.14 GiB at TP 1 and 0.54–0.55 at TP 2 in the same logs.
     "v1-native-sampler": EngineProfile("v1-native-sampler", 38.5, 0.14, 0.55, captures_graphs=True),
-    # V1 from 0.26, measured on an H200 (calibration.yaml, `h200-*`): the peak is the forward pass alone — 32 to
-    # 1,024 dummy requests over 128k–256k vocabularies add nothing — non-torch is 0.22 GiB at TP 1, and CUDA
-    # graphs are captured after the KV cache is sized, outside gpu_memory_utilization's budget.
-    "v0.26": EngineProfile("v0.26", 0.0, 0.22, 0.6, captures_graphs=True),
+    # V1 from 0.26, measured on an H200 (calibration.yaml, `h200-*`): the forward pass is the peak — 32 to 1,024
+    # dummy requests over 128k–256k vocabularies move it by at most 0.06 GiB, and 256 requests at 2,048 batched
+    # tokens peaked at 0.24 GiB, so the profile's sampling step stays under 7.8 B per logit; 6 (the fp32 logits and
+    # half again) is used, below the forward pass in every run. The runs used
+    # the native sampler (VLLM_USE_FLASHINFER_SAMPLER=0); 0.26 defaults to FlashInfer's, which peaks lower still.
+    # Non-torch is 0.22 GiB at TP 1, and CUDA graphs are captured after the KV cache is sized, outside
+    # gpu_memory_utilization's budget.
+    "v0.26": EngineProfile("v0.26", 6.0, 0.22, 0.6, captures_graphs=True),
 }
 LATEST_PROFILE = "v0.26"
 
@@ -362,8 +367,8 @@ def default_batched_tokens(s: Settings) -> tuple[int, int]:
 def activation_gib(arch: Arch, s: Settings) -> float:
     """Peak activation of the profiling run, the larger of its two steps: one batch of
     max_num_batched_tokens through a layer (attention projections and the MLP's gate/up/down
-    intermediates, split by TP; for MoE the fused-MoE buffers of the routed experts), then — on engines that
-    sample in the profile — max_num_seqs dummy requests over the full vocabulary (the logits are gathered on
+    intermediates, split by TP; for MoE the fused-MoE buffers of the routed experts), then sampling
+    max_num_seqs dummy requests over the full vocabulary (bytes per logit from the release's profile) (the logits are gathered on
     every rank, so TP does not split them; pooling models skip it)."""
     tokens, seqs = default_batched_tokens(s)
     hidden = arch.hidden_size or 4096
