@@ -368,8 +368,8 @@ def activation_gib(arch: Arch, s: Settings) -> float:
     """Peak activation of the profiling run, the larger of its two steps: one batch of
     max_num_batched_tokens through a layer (attention projections and the MLP's gate/up/down
     intermediates, split by TP; for MoE the fused-MoE buffers of the routed experts), then sampling
-    max_num_seqs dummy requests over the full vocabulary (bytes per logit from the release's profile) (the logits are gathered on
-    every rank, so TP does not split them; pooling models skip it)."""
+    max_num_seqs dummy requests over the full vocabulary, at the release profile's bytes per logit (the logits
+    are gathered on every rank, so TP does not split them; pooling models skip it)."""
     tokens, seqs = default_batched_tokens(s)
     hidden = arch.hidden_size or 4096
     inter = arch.intermediate_size or 4 * hidden
