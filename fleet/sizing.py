@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet.catalog import CATALOG_DIR, InstanceType, gpu_instance_types
+from fleet.versions import parse_version
 from fleet.yamlsrc import CONFIG_MAX_BYTES, InputError, read_input, safe_load
 
 BLOCK = 16
@@ -98,10 +99,10 @@ def engine_profile_for(version: str | None, engine: str = "v1") -> str:
         return "v0"
     if not version:
         return LATEST_PROFILE
-    parts = [int(p) for p in str(version).lstrip("v").split(".")[:2] if p.isdigit()]
+    parts = parse_version(str(version))
     if len(parts) < 2:
         raise ValueError(f"vLLM version {version!r} is not a version (like 0.33.0)")
-    return "v0.26" if tuple(parts) >= (0, 26) else "v1-native-sampler"
+    return "v0.26" if parts[:2] >= (0, 26) else "v1-native-sampler"
 
 
 # The graph constants of the profiles are fitted to the H200 runs of Llama-3.1-8B (51 and 19 sizes: 0.59 and
@@ -407,8 +408,9 @@ def engine_start_seconds(arch: Arch | None, enforce_eager: bool = False) -> int:
     torch.compile and CUDA graph capture (measured on H200 with vLLM 0.26; a cold compile cache)."""
     if enforce_eager:
         return ENGINE_START_EAGER_SECONDS
-    family = arch.family if arch is not None and arch.family in ENGINE_START_GRAPHS_SECONDS else "moe" if arch is None else "dense"
-    return ENGINE_START_GRAPHS_SECONDS[family]
+    if arch is None:                      # unknown: the longer estimate
+        return max(ENGINE_START_GRAPHS_SECONDS.values())
+    return ENGINE_START_GRAPHS_SECONDS["moe" if arch.family == "moe" or arch.experts else "dense"]
 
 
 def non_torch_gib(s: Settings) -> float:
