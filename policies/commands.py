@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from fleet.vllm.flags import normal_flag
@@ -87,9 +88,19 @@ def simple_commands(script: str) -> list[list[str]]:
 
 def command_lines(container: Mapping[str, Any]) -> list[list[str]]:
     """The simple commands the container runs: its exec form, or each command of its shell script."""
-    words = _words(container)
-    script = shell_script(words)
-    return [words] if script is None else simple_commands(script)
+    return [list(line) for line in _command_lines(tuple(_words(container)))]
+
+
+def start_cold() -> None:
+    """Forget the parsed command lines: each preview the pack answers starts as a fresh process would."""
+    _command_lines.cache_clear()
+
+
+@lru_cache(maxsize=4096)
+def _command_lines(words: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    # Many rules ask about the same container, and a fleet's pods share their command lines: parse each once.
+    script = shell_script(list(words))
+    return (words,) if script is None else tuple(tuple(line) for line in simple_commands(script))
 
 
 def all_words(container: Mapping[str, Any]) -> list[str]:

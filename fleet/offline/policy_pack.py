@@ -22,6 +22,7 @@ from fleet.offline.engine import Captured
 from fleet.render.exemptions import platform_exemptions
 from fleet.spec.resolved import FleetSpec
 from fleet.yamlsrc import safe_load
+from policies.commands import start_cold
 from policies.framework import Rule
 from policies.rules import RULES
 
@@ -94,6 +95,7 @@ def configure_request(levels: dict[str, str], config: dict[str, dict[str, Any]])
 
 
 def make_servicer(levels: dict[str, str], config: dict[str, dict[str, Any]], shared_view: bool = True) -> _PolicyAnalyzerServicer:
+    start_cold()
     policies = [r.policy for r in RULES]
     servicer: _PolicyAnalyzerServicer
     if shared_view:
@@ -155,11 +157,28 @@ def analyze(resources: list[Captured], levels: dict[str, str], config: dict[str,
             shared_view: bool = True) -> list[Finding]:
     """Findings of the pack over `resources`, per resource in URN order, then the stack's; `shared_view=False`
     uses the SDK's servicer unchanged."""
+    return judge(engine_requests(resources), levels, config, shared_view)
+
+
+@dataclass(frozen=True)
+class EngineRequests:
+    """What the engine sends the pack for a preview: one AnalyzeRequest per resource (URN order), then the stack."""
+    analyze: list[proto.AnalyzeRequest]
+    analyze_stack: proto.AnalyzeStackRequest
+
+
+def engine_requests(resources: list[Captured]) -> EngineRequests:
     judged = sorted((c for c in resources if c.analyzed), key=lambda c: c.urn)
+    return EngineRequests([analyze_request(c) for c in judged], analyze_stack_request(judged))
+
+
+def judge(requests: EngineRequests, levels: dict[str, str], config: dict[str, dict[str, Any]],
+          shared_view: bool = True) -> list[Finding]:
+    """The pack's answers to the engine's requests, as findings."""
     servicer = make_servicer(levels, config, shared_view)
     findings: list[Finding] = []
     with engine_env_hidden():
-        for c in judged:
-            findings += findings_of(servicer.Analyze(analyze_request(c), None), c.urn, c.name)
-        findings += findings_of(servicer.AnalyzeStack(analyze_stack_request(judged), None))
+        for request in requests.analyze:
+            findings += findings_of(servicer.Analyze(request, None), request.urn, request.name)
+        findings += findings_of(servicer.AnalyzeStack(requests.analyze_stack, None))
     return list(dict.fromkeys(findings))  # one problem, one finding (a LeaderWorkerSet's twin templates report once)
