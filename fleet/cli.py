@@ -10,6 +10,8 @@ import os
 import sys
 from pathlib import Path
 
+from fleet.versions import bundled_vllm_versions
+
 EXIT_OK, EXIT_FINDINGS, EXIT_CONFIG = 0, 1, 2
 # `size` choices: what the fit check has bytes for (fleet/sizing.py), kept here so that --help loads no catalog.
 DTYPES = ("auto", "bfloat16", "float16", "half", "float", "float32")
@@ -17,8 +19,7 @@ QUANTIZATIONS = ("fp8", "modelopt", "compressed-tensors", "awq", "awq_marlin", "
                  "gguf:Q8_0", "gguf:Q6_K", "gguf:Q5_K_M", "gguf:Q4_K_M")
 KV_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2")
 # The newest vLLM release whose flag table is bundled (fleet/catalog/vllm/flags-<version>.json).
-NEWEST_VLLM = max((p.stem.removeprefix("flags-") for p in (Path(__file__).parent / "catalog" / "vllm").glob("flags-*.json")),
-                  key=lambda v: tuple(int(x) for x in v.split(".")))
+NEWEST_VLLM = bundled_vllm_versions()[-1]
 
 
 def positive_int(text: str) -> int:

@@ -1,10 +1,10 @@
 """Which GPU shapes can serve a model at a context length and concurrency, and what each costs.
 
 Every instance type of the GPU catalog × every tensor-parallel size that fits in one node (and divides the model's
-attention heads), and two-stage pipelines across whole EFA nodes, is sized with the fit check. A shape that fits serves `max_concurrency` sequences of
-`max_model_len` tokens per replica (its KV cache, capped by max_num_seqs); the replicas needed for the asked
-concurrency are packed onto whole nodes and priced on demand in the region. Options that fit come first, cheapest
-first; the others say why they fail. Pure functions: no Pulumi.
+attention heads), and two-stage pipelines across whole EFA nodes, is sized with the fit check. A shape that fits
+serves `max_concurrency` sequences of `max_model_len` tokens per replica (its KV cache, capped by max_num_seqs);
+the replicas needed for the asked concurrency are packed onto whole nodes and priced on demand in the region.
+Options that fit come first, cheapest first; the others say why they fail. Pure functions: no Pulumi.
 """
 
 from __future__ import annotations

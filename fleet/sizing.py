@@ -472,53 +472,49 @@ def _effective_len(arch: Arch, max_len: int) -> float:
     return (full * max_len + arch.sliding_window_layers * min(max_len, arch.sliding_window)) / arch.layers
 
 
-def _replace(s: Settings, **changes: Any) -> Settings:
-    return replace(s, **changes)
-
-
 def fixes(arch: Arch, s: Settings) -> list[str]:
     """Concrete changes that make it fit, each verified by re-running the check."""
     out: list[str] = []
     tp = s.tensor_parallel_size
     for bigger in (2 * tp, 4 * tp, 8 * tp):
-        if bigger * s.pipeline_parallel_size <= s.gpus_per_node and size(arch, _replace(s, tensor_parallel_size=bigger), explain=False).fits:
+        if bigger * s.pipeline_parallel_size <= s.gpus_per_node and size(arch, replace(s, tensor_parallel_size=bigger), explain=False).fits:
             out.append(f"raise tensor_parallel_size to {bigger}")
             break
-    probe = size(arch, _replace(s, max_model_len=BLOCK), explain=False)
+    probe = size(arch, replace(s, max_model_len=BLOCK), explain=False)
     if probe.kv_cache_tokens >= BLOCK and probe.weights_gib_per_gpu <= probe.budget_gib:
         longest = _longest_fitting_len(arch, s)
         if longest:
             out.append(f"lower max_model_len to {longest:,} or less")
-    if s.kv_cache_dtype == "auto" and arch.default_dtype not in ("fp8",) and size(arch, _replace(s, kv_cache_dtype="fp8"), explain=False).fits:
+    if s.kv_cache_dtype == "auto" and arch.default_dtype not in ("fp8",) and size(arch, replace(s, kv_cache_dtype="fp8"), explain=False).fits:
         out.append("set kv_cache_dtype: fp8 (halves the KV cache)")
-    if s.quantization is None and size(arch, _replace(s, quantization="fp8"), explain=False).fits:
+    if s.quantization is None and size(arch, replace(s, quantization="fp8"), explain=False).fits:
         out.append("serve an FP8-quantized checkpoint or set quantization: fp8 (halves the weights)")
     # The startup profile samples max_num_seqs dummy requests over the whole vocabulary: fewer, less memory.
     seqs = default_batched_tokens(s)[1]
     for fewer in (n for n in (512, 256, 128, 64) if n < seqs):
-        if size(arch, _replace(s, max_num_seqs=fewer), explain=False).fits:
+        if size(arch, replace(s, max_num_seqs=fewer), explain=False).fits:
             out.append(f"lower max_num_seqs to {fewer} (the startup profile samples that many requests over the vocabulary)")
             break
     current = s.gpu_memory_gib
     for inst in sorted(_gpu_shapes(), key=lambda i: (i.gpu_usable_memory_gib, i.gpus)):
         if inst.gpu_usable_memory_gib <= current or inst.gpus < tp * s.pipeline_parallel_size:
             continue
-        if size(arch, _replace(s, gpu_memory_gib=inst.gpu_usable_memory_gib, gpus_per_node=inst.gpus,
+        if size(arch, replace(s, gpu_memory_gib=inst.gpu_usable_memory_gib, gpus_per_node=inst.gpus,
                                gpu_model=inst.gpu_model), explain=False).fits:
             out.append(f"use a larger GPU: {inst.gpu_model} ({inst.instance_type}, {inst.gpu_memory_gib:g} GB per GPU)")
             break
-    if s.gpu_memory_utilization < 0.95 and size(arch, _replace(s, gpu_memory_utilization=0.95), explain=False).fits:
+    if s.gpu_memory_utilization < 0.95 and size(arch, replace(s, gpu_memory_utilization=0.95), explain=False).fits:
         out.append("raise gpu_memory_utilization to 0.95")
     return out
 
 
 def _longest_fitting_len(arch: Arch, s: Settings) -> int:
     lo, hi = BLOCK, s.max_model_len or arch.max_context or 4096
-    if not size(arch, _replace(s, max_model_len=lo), explain=False).fits:
+    if not size(arch, replace(s, max_model_len=lo), explain=False).fits:
         return 0
     while hi - lo > BLOCK:
         mid = (lo + hi) // 2 // BLOCK * BLOCK
-        if size(arch, _replace(s, max_model_len=mid), explain=False).fits:
+        if size(arch, replace(s, max_model_len=mid), explain=False).fits:
             lo = mid
         else:
             hi = mid

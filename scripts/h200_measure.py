@@ -9,9 +9,9 @@ Each configuration runs in a fresh Python process (one engine per process): it w
 `config.json` (the public values of the architecture), starts `vllm.LLM(load_format="dummy",
 skip_tokenizer_init=True, ...)`, generates 8 tokens from prompt token ids to prove the engine serves, and
 records vLLM's own log lines: weights, peak activation, non-torch and CUDA-graph memory, KV cache GiB and
-tokens, and the start-up time. Results go to OUT_DIR/results.jsonl (one object per configuration, with the
-log lines they were read from) and OUT_DIR/logs.txt. `fleet/catalog/calibration.yaml` cites them as
-"measured on H200, vLLM 0.26.0, dummy weights".
+tokens, and the start-up time. Results go to OUT_DIR/results.jsonl (one object per configuration) and the logs to
+OUT_DIR/logs.txt, from which `scripts/h200_records.py` makes the calibration records with their log lines;
+`fleet/catalog/calibration.yaml` cites them as "measured on H200, vLLM 0.26.0, dummy weights".
 """
 
 from __future__ import annotations
@@ -112,7 +112,6 @@ PATTERNS = {
     "compile_s": re.compile(rf"\(compilation: {NUM} s\)"),
     "graph_capture": re.compile(rf"Graph capturing finished in {NUM} secs?, took {NUM} GiB"),
 }
-KEEP = re.compile("|".join(p.pattern for p in PATTERNS.values()) + r"|Error|error:|memory|CUDA out of memory")
 
 
 def parse(log: str) -> dict:
@@ -170,7 +169,6 @@ def measure(name: str, out_dir: Path, timeout_s: int) -> dict:
         if line.startswith("FLEET-RESULT "):
             result.update(json.loads(line.split(" ", 1)[1]))
     result["served"] = result.get("generated") == 8
-    result["log_lines"] = [line.strip()[-400:] for line in log.splitlines() if KEEP.search(line)][-40:]
     with open(out_dir / "logs.txt", "a", encoding="utf-8") as fh:
         fh.write(f"\n===== {name} ({model}, {json.dumps(args)}) exit {code} in {wall:.0f} s\n{log[-60000:]}\n")
     return result

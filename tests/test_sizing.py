@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -154,16 +155,16 @@ def test_from_vllm_0_26_the_peak_is_the_forward_pass_and_graphs_sit_outside_the_
     assert engine_profile_for("0.33.0") == engine_profile_for("0.26.0") == "v0.26" == h200.engine_profile
     assert engine_profile_for("0.11.2") == "v1-native-sampler"
     assert activation_gib(LLAMA8, h200) == pytest.approx(1.78, abs=0.1)
-    assert activation_gib(LLAMA8, Settings(**{**h200.__dict__, "max_num_seqs": 1024})) == activation_gib(LLAMA8, h200)
-    assert activation_gib(LLAMA8, Settings(**{**h200.__dict__, "max_num_batched_tokens": 2048})) == pytest.approx(0.24, abs=0.05)
-    result = size(LLAMA8, Settings(**{**h200.__dict__, "max_model_len": 8192}))
+    assert activation_gib(LLAMA8, replace(h200, max_num_seqs=1024)) == activation_gib(LLAMA8, h200)
+    assert activation_gib(LLAMA8, replace(h200, max_num_batched_tokens=2048)) == pytest.approx(0.24, abs=0.05)
+    result = size(LLAMA8, replace(h200, max_model_len=8192))
     assert result.cuda_graph_gib == pytest.approx(0.59, abs=0.05) and result.non_torch_gib == 0.22
     assert result.kv_cache_gib == pytest.approx(0.9 * 139.8 - result.weights_gib_per_gpu - result.activation_gib - 0.22)
-    assert size(LLAMA8, Settings(**{**h200.__dict__, "max_num_seqs": 64})).cuda_graph_gib == pytest.approx(0.22, abs=0.03)
-    assert size(LLAMA8, Settings(**{**h200.__dict__, "enforce_eager": True})).cuda_graph_gib == 0
+    assert size(LLAMA8, replace(h200, max_num_seqs=64)).cuda_graph_gib == pytest.approx(0.22, abs=0.03)
+    assert size(LLAMA8, replace(h200, enforce_eager=True)).cuda_graph_gib == 0
     assert size(LLAMA8, Settings(gpu_memory_gib=79.18, engine_profile="v0")).cuda_graph_gib == 0
     # Graphs captured after the KV cache fills the budget must fit in what the budget leaves.
-    squeezed = size(LLAMA8, Settings(**{**h200.__dict__, "gpu_memory_utilization": 0.999, "max_model_len": 8192}))
+    squeezed = size(LLAMA8, replace(h200, gpu_memory_utilization=0.999, max_model_len=8192))
     assert not squeezed.fits and "CUDA graphs" in squeezed.reason and "enforce_eager" in squeezed.reason
 
 
@@ -174,7 +175,7 @@ def test_fewer_sequences_in_the_startup_profile_is_a_fix() -> None:
     result = size(oss, h100)
     assert not result.fits
     assert "lower max_num_seqs to 256 (the startup profile samples that many requests over the vocabulary)" in result.fixes
-    assert size(oss, Settings(**{**h100.__dict__, "max_num_seqs": 256})).fits
+    assert size(oss, replace(h100, max_num_seqs=256)).fits
 
 
 def test_the_h200_runs_meet_the_goals_on_records_no_constant_was_fitted_on() -> None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import cache, lru_cache
-from pathlib import Path
 from typing import Any
 
-from fleet.versions import parse_version
+from fleet.versions import FLAG_TABLE_DIR, bundled_vllm_versions
 from fleet.yamlsrc import safe_load
 
-TABLE_DIR = Path(__file__).resolve().parent.parent / "catalog" / "vllm"
+TABLE_DIR = FLAG_TABLE_DIR
 
 
 def normal_flag(name: str) -> str:
@@ -53,8 +52,7 @@ class FlagTable:
 
 
 def available_versions() -> list[str]:
-    versions = [p.name.removeprefix("flags-").removesuffix(".json") for p in TABLE_DIR.glob("flags-*.json")]
-    return sorted(versions, key=parse_version)
+    return bundled_vllm_versions()
 
 
 @cache
