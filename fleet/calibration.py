@@ -116,19 +116,21 @@ def source_of(record: dict[str, Any]) -> str:
 
 def fit_profiles(recs: list[dict[str, Any]]) -> dict[str, EngineProfile]:
     """The constants of fleet.sizing.PROFILES refitted on `recs` alone (where they hold the numbers to fit):
-    the sampler's bytes per logit before 0.26, non-torch memory at one GPU, and from 0.26 the CUDA-graph
+    the sampler's bytes per logit before 0.26, non-torch memory at one GPU and at several, and from 0.26 the CUDA-graph
     memory per captured size and per size and layer (least squares) and the fused-MoE factor."""
     catalog = model_catalog()
     fitted = dict(PROFILES)
     per_logit: list[float] = []
     non_torch: dict[str, list[float]] = {}
+    non_torch_tp: dict[str, list[float]] = {}
     graphs: list[tuple[float, float, float]] = []      # (sizes, sizes × layers, GiB)
     moe: list[float] = []
     for r in recs:
         arch, obs, s = catalog[r["model"]], r["observed"], settings(r)
         tokens, seqs = default_batched_tokens(s)
-        if s.tensor_parallel_size * s.pipeline_parallel_size == 1 and "non_torch_gib" in obs:
-            non_torch.setdefault(s.engine_profile, []).append(obs["non_torch_gib"])
+        if "non_torch_gib" in obs:
+            several = s.tensor_parallel_size * s.pipeline_parallel_size > 1
+            (non_torch_tp if several else non_torch).setdefault(s.engine_profile, []).append(obs["non_torch_gib"])
         if "activation_gib" in obs and "gpu_memory_gib" in r["settings"]:
             forward = activation_gib(arch, replace(s, profile_override=replace(s.profile, sampler_bytes_per_logit=0.0)))
             if s.engine_profile == "v1-native-sampler" and arch.vocab_size and obs["activation_gib"] > forward * 1.2:
@@ -144,6 +146,9 @@ def fit_profiles(recs: list[dict[str, Any]]) -> dict[str, EngineProfile]:
     for name, values in non_torch.items():
         if name in ("v1-native-sampler", "v0.26"):
             fitted[name] = replace(fitted[name], non_torch_gib=statistics.median(values))
+    for name, values in non_torch_tp.items():
+        if name in ("v1-native-sampler", "v0.26"):
+            fitted[name] = replace(fitted[name], non_torch_tp_gib=statistics.median(values))
     latest = fitted["v0.26"]
     if moe:
         latest = replace(latest, moe_hidden_factor=statistics.median(moe))

@@ -84,10 +84,42 @@ CONFIGS: dict[str, tuple[str, dict]] = {
     "qwen3moe-fp8-u90-32k-s256": (MOE, {"gpu_memory_utilization": 0.9, "max_model_len": 32768, "max_num_seqs": 256,
                                         "quantization": "fp8"}),
     "qwen05b-u30-32k-s128": (Q05, {"gpu_memory_utilization": 0.3, "max_model_len": 32768, "max_num_seqs": 128}),
+    # Tensor parallel 2 (the two GPUs of an nvidia-h200-x2 machine), and host memory with and without KV offload.
+    "llama8b-tp2-u90-8k-s256": (L8, {"tensor_parallel_size": 2, "gpu_memory_utilization": 0.9, "max_model_len": 8192,
+                                     "max_num_seqs": 256}),
+    "llama70b-tp2-u90-16k-s128": (L70, {"tensor_parallel_size": 2, "gpu_memory_utilization": 0.9, "max_model_len": 16384,
+                                        "max_num_seqs": 128}),
+    "qwen3moe-tp2-u90-8k-s256": (MOE, {"tensor_parallel_size": 2, "gpu_memory_utilization": 0.9, "max_model_len": 8192,
+                                       "max_num_seqs": 256}),
+    "llama8b-offload16-u90-8k-s256": (L8, {"gpu_memory_utilization": 0.9, "max_model_len": 8192, "max_num_seqs": 256,
+                                           "kv_offloading_size": 16}),
 }
 
 RUN = """
-import json, sys, time
+import json, os, sys, time
+
+
+def host_rss_gib():
+    # Resident host memory of this process and every process under it (EngineCore, its GPU workers): what a pod's
+    # memory limit has to hold, KV offload buffers included.
+    children = {}
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                children.setdefault(int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1]), []).append(int(p))
+            except (OSError, IndexError, ValueError):
+                pass
+    todo, kib = [os.getpid()], 0
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            kib += next(int(line.split()[1]) for line in open(f"/proc/{pid}/status") if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            pass
+    return round(kib / 2**20, 2)
+
+
 start = time.monotonic()
 from vllm import LLM, SamplingParams
 args = json.loads(sys.argv[2])
@@ -95,7 +127,8 @@ llm = LLM(model=sys.argv[1], load_format="dummy", skip_tokenizer_init=True, seed
 ready = time.monotonic() - start
 out = llm.generate([{"prompt_token_ids": list(range(100, 132))}],
                    SamplingParams(max_tokens=8, ignore_eos=True, detokenize=False), use_tqdm=False)
-print("FLEET-RESULT", json.dumps({"ready_s": round(ready, 1), "generated": len(out[0].outputs[0].token_ids)}), flush=True)
+print("FLEET-RESULT", json.dumps({"ready_s": round(ready, 1), "generated": len(out[0].outputs[0].token_ids),
+                                   "host_rss_gib": host_rss_gib()}), flush=True)
 """
 
 NUM = r"(-?[\d.]+)"
@@ -194,7 +227,7 @@ def main(argv: list[str]) -> int:
         with open(out_dir / "results.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(result) + "\n")
         brief = {k: result.get(k) for k in ("exit", "wall_s", "ready_s", "weights_gib", "activation_gib", "non_torch_gib",
-                                             "cuda_graph_gib", "kv_cache_gib", "kv_cache_tokens", "served")}
+                                             "cuda_graph_gib", "kv_cache_gib", "kv_cache_tokens", "host_rss_gib", "served")}
         print(name, json.dumps(brief), flush=True)
     return 0
 

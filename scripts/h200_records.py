@@ -24,7 +24,7 @@ HEADER = re.compile(r"^===== (\S+) \((\S+), (\{.*\})\) exit (\S+) in (\d+) s$", 
 LLM_CLASS_BATCHED_TOKENS = 16384
 # Constants of fleet/sizing.py fitted on these runs (the rest are held out).
 FITTED = {"llama8b-u90-8k-s256", "llama8b-u50-32k-s64", "qwen7b-u90-32k-s256", "qwen3moe-u90-32k-s256",
-          "qwen3moe-u90-8k-s256-eager"}
+          "qwen3moe-u90-8k-s256-eager", "llama8b-tp2-u90-8k-s256", "qwen7b-tp2-u90-32k-s256"}
 LINES = re.compile("|".join(p.pattern for p in PATTERNS.values()) + r"|ValueError: (?:To serve|No available memory)"
                    r"|Chunked prefill is enabled")
 
@@ -48,6 +48,8 @@ def records(text: str) -> list[dict]:
         observed["fits"] = served and code == "0"
         if "ready_s" in result:
             observed["startup_s"] = result["ready_s"]
+        if "host_rss_gib" in result:
+            observed["host_rss_gib"] = result["host_rss_gib"]   # the process tree's resident host memory, serving
         seen, lines = set(), []
         for line in body.splitlines():
             m = LINES.search(line)
@@ -56,6 +58,7 @@ def records(text: str) -> list[dict]:
                 lines.append(re.sub(r"^.*?\] ", "", line.strip())[:400])
         out.append({"id": f"h200-{name}", "source": f"measured on H200, vLLM 0.26.0, dummy weights (scripts/h200_measure.py {name})",
                     "engine": "v1", "vllm": "0.26.0", "model": model, "gpu": "H200", "fitted": name in FITTED,
+                    **({"machine": "nvidia-h200-x2 (2 H200 of one host)"} if args.get("tensor_parallel_size", 1) > 1 else {}),
                     "note": "FlashInfer sampler off (VLLM_USE_FLASHINFER_SAMPLER=0); vLLM's offline LLM class; startup_s is "
                             "from the start of the Python process to a ready engine (no weights read)",
                     "settings": settings, "observed": observed, "log": lines})
