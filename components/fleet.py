@@ -17,6 +17,7 @@ from components.node_pools import GpuNodeGroup, GpuNodeGroupArgs, KarpenterGpuPo
 from components.tenancy import TeamTenancy, TeamTenancyArgs
 from components.vllm_service import VllmService, VllmServiceArgs
 from fleet.catalog import gpu_instance
+from fleet.render.gateway import gateway_manifests
 from fleet.render.observability import adapter_rules
 from fleet.render.workload import image
 from fleet.spec.resolved import FleetSpec
@@ -72,6 +73,8 @@ class Fleet(pulumi.ComponentResource):
         # prometheus-adapter reads its vLLM rule from this ConfigMap (chart value rules.existing).
         if cfg.autoscaling.backend == "hpa" and any(m.autoscaled for m in spec.models):
             self.adapter_rules = kubernetes.register(adapter_rules(cfg), on_cluster)
+        # The inference gateway: the stack's Gateway and body-based router, in the gateway controller's namespace.
+        self.gateway = [kubernetes.register(m, on_cluster) for m in gateway_manifests(cfg)]
 
         self.teams = {team.name: TeamTenancy(f"team-{team.name}", TeamTenancyArgs(team, cfg, args.secret_values), on_cluster)
                       for team in spec.teams}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from fleet.catalog import InstanceType
 from fleet.spec.resolved import ResolvedModel
 from fleet.spec.stack import StackConfig
 
@@ -28,17 +29,38 @@ class PodResources:
     shm_gib: int        # 0 when the pod holds one GPU
 
 
-def pod_resources(model: ResolvedModel) -> PodResources:
-    """A pod's share of its node, proportional to the GPUs it holds."""
-    inst = model.instance
-    share = model.gpus_per_pod / inst.gpus
-    cpu = max(1, math.floor((inst.vcpus - NODE_RESERVED_VCPU) * share))
+# Host memory of the vLLM server besides /dev/shm and KV offload: the API process, tokenizer and one worker per GPU
+# (CUDA context, pinned staging buffers). Measured on H200 with vLLM 0.26 (calibration.yaml, host_rss_gib): 2.7 GiB
+# serving at one GPU, 5.2–6.6 GiB at two; 6 GiB + 3 per GPU keeps headroom for real tokenizers and request buffers.
+# With `kv_offloading_size 16` the same server held 18.7 GiB: the buffer is resident, GiB for GiB.
+SERVER_BASE_MEMORY_GIB = 6
+SERVER_MEMORY_PER_GPU_GIB = 3
+
+
+def memory_share_gib(inst: InstanceType, gpus_per_pod: int) -> int:
     usable = inst.memory_gib * (1 - NODE_RESERVED_MEMORY_FRACTION) - NODE_RESERVED_MEMORY_GIB
-    memory = max(4, math.floor(usable * share))
-    # NCCL and vLLM's workers exchange tensors through /dev/shm; the 64 MiB container default breaks
-    # tensor parallelism. Memory-backed, so it counts against the memory limit: cap it at a quarter.
-    shm = 0 if model.gpus_per_pod <= 1 else min(2 * model.gpus_per_pod + 2, memory // 4)
-    return PodResources(gpus=model.gpus_per_pod, cpu=cpu, memory_gib=memory, shm_gib=shm)
+    return max(4, math.floor(usable * gpus_per_pod / inst.gpus))
+
+
+def shm_gib(gpus_per_pod: int, memory_gib: int) -> int:
+    """NCCL and vLLM's workers exchange tensors through /dev/shm; the 64 MiB container default breaks tensor
+    parallelism. Memory-backed, so it counts against the memory limit: capped at a quarter."""
+    return 0 if gpus_per_pod <= 1 else min(2 * gpus_per_pod + 2, memory_gib // 4)
+
+
+def offload_room_gib(inst: InstanceType, gpus_per_pod: int) -> int:
+    """Host memory a pod can give to KV offload: its share of the node less /dev/shm and the server itself."""
+    memory = memory_share_gib(inst, gpus_per_pod)
+    return memory - shm_gib(gpus_per_pod, memory) - SERVER_BASE_MEMORY_GIB - SERVER_MEMORY_PER_GPU_GIB * gpus_per_pod
+
+
+def pod_resources(model: ResolvedModel) -> PodResources:
+    """A pod's share of its node, proportional to the GPUs it holds (Guaranteed QoS: request = limit). KV offload lives
+    inside this share; the loader refuses an offload that does not fit (fleet.spec.model_rules)."""
+    inst = model.instance
+    cpu = max(1, math.floor((inst.vcpus - NODE_RESERVED_VCPU) * model.gpus_per_pod / inst.gpus))
+    memory = memory_share_gib(inst, model.gpus_per_pod)
+    return PodResources(gpus=model.gpus_per_pod, cpu=cpu, memory_gib=memory, shm_gib=shm_gib(model.gpus_per_pod, memory))
 
 
 def termination_grace_seconds() -> int:

@@ -143,7 +143,8 @@ POD_CASES: dict[str, list[tuple[Mutation, str, set[str]]]] = {
              "{p}.containers[0].image docker.io/vllm/vllm-openai:latest is latest", {"F2"}),
             (lambda p: container(p).update(image="quay.io/someone/vllm:v0.33.0@" + RESOLVED_DIGEST),
              "{p}.containers[0].image quay.io/someone/vllm:v0.33.0@" + RESOLVED_DIGEST + " is not from an allowed registry "
-             "(docker.io/vllm, nvcr.io/nvidia, public.ecr.aws/eks, 763104351884.dkr.ecr.us-east-1.amazonaws.com/vllm)", set()),
+             "(docker.io/vllm, nvcr.io/nvidia, public.ecr.aws/eks, 763104351884.dkr.ecr.us-east-1.amazonaws.com/vllm, "
+             "registry.k8s.io/gateway-api-inference-extension, ghcr.io/llm-d)", set()),
             (lambda p: container(p).update(image="docker.io/vllm/vllm-openai:v0.33.0@sha256:" + "0" * 64),
              "{p}.containers[0].image is pinned to the placeholder digest sha256:00000000…, which no registry serves — resolve "
              "the real one (`crane digest docker.io/vllm/vllm-openai:v0.33.0`) and set it in the stack", set())],
@@ -440,4 +441,60 @@ def other_cases(prod: dict[str, Captured]) -> list[Case]:
              {("G6", "scales on DCGM_FI_DEV_GPU_UTIL instead of the vLLM queue"),
               ("G6", "scales on DCGM_FI_DEV_GPU_UTIL, which continuous batching keeps high"),
               ("G6", "scale-down stabilization window is 60 s (< 300 s)")}),
+    ]
+
+
+def routing_cases(prod: dict[str, Captured]) -> list[Case]:
+    """H1-H4 on the prod stack's own qwen-3b pool: its pool, pods, picker and the team's route, then one break each."""
+    POOL, ROUTE = "kubernetes:inference.networking.k8s.io/v1:InferencePool", "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
+    DEP, SVC = "kubernetes:apps/v1:Deployment", "kubernetes:core/v1:Service"
+    pool = prod["inferencepool-team-search-qwen-3b"].inputs
+    server = prod["deployment-team-search-qwen-3b"].inputs
+    picker = prod["deployment-team-search-qwen-3b-epp"].inputs
+    base = [r(POOL, pool, "pool"), r(DEP, server, "server"), r(DEP, picker, "epp"),
+            r(SVC, prod["service-team-search-qwen-3b-epp"].inputs, "epp-svc"), r(ROUTE, prod["httproute-team-search-openai"].inputs, "route"),
+            r("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", prod["horizontalpodautoscaler-team-search-qwen-3b"].inputs, "hpa"),
+            r("kubernetes:policy/v1:PodDisruptionBudget", prod["poddisruptionbudget-team-search-qwen-3b"].inputs, "pdb"), QUOTA]
+
+    def but(name: str, props: dict[str, Any]) -> list[Captured]:
+        return [x if x.name != name else r(x.type, props, name) for x in base]
+
+    cross = mutated(prod["httproute-team-search-openai"].inputs,
+                    lambda p: p["spec"]["rules"][0]["backendRefs"][0].update(namespace="team-assistant"))
+    grant = r("kubernetes:gateway.networking.k8s.io/v1beta1:ReferenceGrant", {
+        "metadata": {"name": "search-routes", "namespace": "team-assistant"},
+        "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": "team-search"}],
+                 "to": [{"group": "inference.networking.k8s.io", "kind": "InferencePool"}]}}, "grant")
+    cluster_binding = r("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding", {
+        "metadata": {"name": "epp-everywhere"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"kind": "ServiceAccount", "name": "qwen-3b-epp", "namespace": "team-search"}]}, "crb")
+    other_model = mutated(server, lambda p: (p["metadata"].update(name="qwen-7b"),
+                                            p["spec"]["template"]["spec"]["containers"][0]["args"].__setitem__(0, "Qwen/Qwen2.5-7B-Instruct")))
+    other_image = mutated(server, lambda p: (p["metadata"].update(name="qwen-3b-next"),
+                                            p["spec"]["template"]["spec"]["containers"][0].update(
+                                                image="docker.io/vllm/vllm-openai:v0.32.0@" + RESOLVED_DIGEST)))
+    route_ref = "HTTPRoute/team-search/openai rules[0].backendRefs[0]"
+    return [
+        Case("H1-H4 compliant: the prod pool, its pods, picker and route", base, set(), exercises={"H1", "H2", "H3", "H4"}),
+        Case("H1 pool selecting nothing", but("pool", mutated(pool, lambda p: p["spec"]["selector"]["matchLabels"].update(
+            {"vllm-fleet.io/inference-pool": "qwen-3"}))),
+             {("H1", "InferencePool/team-search/qwen-3b selects no vLLM pods (selector {'vllm-fleet.io/inference-pool': 'qwen-3'})")}),
+        Case("H1 pool on a port the pods do not expose", but("pool", mutated(pool, lambda p: p["spec"].update(targetPorts=[{"number": 8080}]))),
+             {("H1", "InferencePool/team-search/qwen-3b targets port 8080, which the pods of Deployment/team-search/qwen-3b do not expose")}),
+        Case("H2 route to another namespace's pool", but("route", cross),
+             {("H2", f"{route_ref} points at InferencePool team-assistant/qwen-3b without a ReferenceGrant in team-assistant")}),
+        Case("H2 compliant with a ReferenceGrant", [*but("route", cross), grant], set(), exercises={"H2"}),
+        Case("H3 picker without limits", but("epp", mutated(picker, lambda p: p["spec"]["template"]["spec"]["containers"][0]["resources"].pop("limits"))),
+             {("H3", "Deployment/team-search/qwen-3b-epp spec.template.spec.containers[0] (endpoint picker) has no cpu or memory limit")},
+             {"D14"}),
+        Case("H3 picker bound cluster-wide", [*base, cluster_binding],
+             {("H3", "Deployment/team-search/qwen-3b-epp (endpoint picker) runs as team-search/qwen-3b-epp, which "
+                     "ClusterRoleBinding/epp-everywhere binds to ClusterRole view cluster-wide")}),
+        Case("H4 pool over two models", [*base, r(DEP, other_model, "other")],
+             {("H4", "InferencePool/team-search/qwen-3b selects pods serving different models: Deployment/team-search/qwen-3b "
+                     "(Qwen/Qwen2.5-3B-Instruct), Deployment/team-search/qwen-7b (Qwen/Qwen2.5-7B-Instruct)")}, {"G5", "E12", "G8", "D11"}),
+        Case("H4 pool over two vLLM releases", [*base, r(DEP, other_image, "other")],
+             {("H4", "InferencePool/team-search/qwen-3b selects pods running different vLLM images: Deployment/team-search/qwen-3b "
+                     f"(docker.io/vllm/vllm-openai:v0.33.0@{RESOLVED_DIGEST}), Deployment/team-search/qwen-3b-next "
+                     f"(docker.io/vllm/vllm-openai:v0.32.0@{RESOLVED_DIGEST})")}, {"G5", "E12", "G8", "D11"}),
     ]

@@ -47,7 +47,7 @@ def test_json_report_has_the_documented_keys(capsys, prod_root: Path) -> None:
     assert {"resources", "findings", "summary"} <= set(doc)
     assert {"urn", "type", "name", "team"} <= set(doc["resources"][0])
     summary = doc["summary"]
-    assert summary["models"] == 6 and summary["teams"] == 3 and summary["exit_code"] == 0
+    assert summary["models"] == 8 and summary["teams"] == 3 and summary["exit_code"] == 0  # qwen3-32b counts as its two roles
     assert summary["gpus_min"] == sum(t["gpus_min"] for t in doc["teams"])
     teams = {r["team"] for r in doc["resources"]}
     assert {"search", "assistant", "research", None} == teams

@@ -34,10 +34,17 @@ from fleet.offline.policy_pack import Finding, analyze, policy_config, policy_le
 from fleet.render.names import name_collisions
 from fleet.spec.engine_config import SECRETS_KEY, EngineConfig
 from fleet.spec.load import load
-from fleet.spec.resolved import FleetSpec
+from fleet.spec.resolved import FleetSpec, ResolvedModel
 from fleet.spec.stack_file import SECRET_MASK, read_stack_file
 
 PROJECT = "vllm-fleet"
+
+
+def offload_tokens(m: ResolvedModel) -> int | None:
+    """Tokens the KV offload buffer holds: its bytes over the replica's KV bytes per token (each GPU keeps its shard)."""
+    if m.spec.kv_offload is None or m.sizing is None or m.sizing.kv_bytes_per_token == 0:
+        return None
+    return int(m.spec.kv_offload.cpu_gib * 2**30 // (m.sizing.kv_bytes_per_token * (m.spec.tensor_parallel_size or 1)))
 
 
 @dataclass
@@ -164,6 +171,8 @@ def plan_document(plan: Plan) -> PlanDocument:
                          pipeline_parallel_size=m.spec.pipeline_parallel_size or 1, gpus_per_replica=m.gpus_per_replica,
                          nodes_per_replica=m.nodes_per_replica, min_replicas=m.min_replicas, max_replicas=m.max_replicas,
                          workload="LeaderWorkerSet" if m.multi_node else "Deployment",
+                         routing=m.routing, pd_role=m.pd_role, kv_offload_gib=m.spec.kv_offload.cpu_gib if m.spec.kv_offload else None,
+                         kv_offload_tokens=offload_tokens(m),
                          sizing=m.sizing.as_dict() if m.sizing is not None else None,
                          deploy_time=deploy_time(cfg, m).as_dict()) for m in spec.models]
     findings = sorted(plan.findings, key=lambda f: (f.level != "mandatory", f.rule_id, f.urn))

@@ -75,6 +75,10 @@ class ModelEntry(Entry):
     min_replicas: int
     max_replicas: int
     workload: str
+    routing: str = "service"                      # gateway (InferencePool + endpoint picker) | service
+    pd_role: str | None = None                    # prefill | decode for the two workloads of a disaggregated model
+    kv_offload_gib: float | None = None           # host memory for offloaded KV blocks per replica pod
+    kv_offload_tokens: int | None = None          # tokens that memory holds (beside the GPU's kv_cache_tokens)
     sizing: dict[str, Any] | None = None
     deploy_time: dict[str, Any] | None = None     # fleet.deploy_time.DeployTime: estimates and timeouts, seconds
 

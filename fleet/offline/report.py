@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fleet.cost import usd
-from fleet.offline.plan_document import PlanDocument, TeamEntry
+from fleet.offline.plan_document import ModelEntry, PlanDocument, TeamEntry
 
 PLATFORM = "(platform)"
 
@@ -32,6 +32,16 @@ def minutes(seconds: float | None) -> str:
         return "—"
     total = round(seconds / 60)
     return f"{total // 60} h {total % 60:02d} min" if total >= 60 else f"{total} min"
+
+
+def _routing(m: ModelEntry) -> str:
+    """How requests reach the model, and what it adds to the KV cache: its pool (P/D role), host-memory offload."""
+    text = "InferencePool" if m.routing == "gateway" else "Service"
+    if m.pd_role is not None:
+        text += f" ({m.pd_role})"
+    if m.kv_offload_gib:
+        text += f", +{m.kv_offload_tokens or 0:,} tokens in {m.kv_offload_gib:g} GiB host memory"
+    return text
 
 
 def _table(title: str, columns: tuple[str, ...], left: tuple[str, ...] = ()) -> Table:
@@ -56,15 +66,15 @@ def print_table(doc: PlanDocument, console: Console) -> None:
                        str(m.gpus_per_replica), str(m.nodes_per_replica), f"{m.min_replicas}-{m.max_replicas}", m.workload)
     console.print(models)
     sizing = _table("Sizing per GPU (vLLM V1 estimate)", ("team/model", "GPU", "weights GiB", "KV cache GiB", "KV tokens",
-                                                          "max model len", "concurrency", "fits"), left=("team/model", "GPU"))
+                                                          "max model len", "concurrency", "fits", "routing"), left=("team/model", "GPU", "routing"))
     for m in doc.models:
         sz = m.sizing
         if sz is None:
-            sizing.add_row(f"{m.team}/{m.model}", m.gpu, "?", "?", "?", "?", "?", "unknown architecture")
+            sizing.add_row(f"{m.team}/{m.model}", m.gpu, "?", "?", "?", "?", "?", "unknown architecture", _routing(m))
             continue
         sizing.add_row(f"{m.team}/{m.model}", m.gpu, f"{sz['weights_gib_per_gpu']:.1f}", f"{sz['kv_cache_gib']:.1f}",
                        f"{sz['kv_cache_tokens']:,}", f"{sz['max_model_len']:,}", f"{sz['max_concurrency']:.1f}",
-                       "yes" if sz["fits"] else "NO")
+                       "yes" if sz["fits"] else "NO", _routing(m))
     console.print(sizing)
     times = _table("First deploy: estimates, and the timeouts pulumi up is given", ("team/model", "reads/pod GiB", "download", "pod start",
                                                                           "first deploy", "prefetch deadline", "rollout timeout"),

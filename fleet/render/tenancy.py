@@ -8,6 +8,8 @@ from fleet.labels import GPU_RESOURCE, MANAGED_BY, MODEL_LABEL, ROLE_LABEL, TEAM
 from fleet.pods import pod_resources
 from fleet.render import Manifest, meta
 from fleet.render.cache import PREFETCH_ROLE, has_cache, prefetches
+from fleet.render.gateway import network_policies as gateway_policies
+from fleet.render.gateway import picker_quota, team_routes
 from fleet.render.smoke import SMOKE_ROLE
 from fleet.spec.resolved import ResolvedTeam
 from fleet.spec.stack import StackConfig
@@ -41,8 +43,9 @@ def namespace(team: ResolvedTeam) -> Manifest:
 
 
 def resource_quota(team: ResolvedTeam) -> Manifest:
-    cpu = QUOTA_EXTRA_CPU
-    memory = QUOTA_EXTRA_MEMORY_GIB
+    cpu, memory = picker_quota(team)
+    cpu += QUOTA_EXTRA_CPU
+    memory += QUOTA_EXTRA_MEMORY_GIB
     for model in team.models:
         res = pod_resources(model)
         pods = model.max_replicas * model.nodes_per_replica
@@ -126,6 +129,7 @@ def network_policies(cfg: StackConfig, team: ResolvedTeam) -> list[Manifest]:
             "from": [{"podSelector": smoke}], "ports": [{"protocol": "TCP", "port": VLLM_PORT}]}]}))
         out.append(policy("smoke-tests-egress", {"podSelector": smoke, "policyTypes": ["Egress"], "egress": [{
             "to": [{"podSelector": serving}], "ports": [{"protocol": "TCP", "port": VLLM_PORT}]}]}))
+    out += [policy(p["name"], p["spec"]) for p in gateway_policies(cfg, team)]
     for model in team.models:
         if model.multi_node:
             # Ray, NCCL and Gloo between the pods of one multi-node replica (ports are dynamic).
@@ -137,7 +141,8 @@ def network_policies(cfg: StackConfig, team: ResolvedTeam) -> list[Manifest]:
 
 
 def team_manifests(cfg: StackConfig, team: ResolvedTeam) -> list[Manifest]:
-    return [namespace(team), resource_quota(team), limit_range(team), *rbac(team), *network_policies(cfg, team)]
+    return [namespace(team), resource_quota(team), limit_range(team), *rbac(team), *network_policies(cfg, team),
+            *team_routes(cfg, team)]
 
 
 __all__ = ["team_manifests"]

@@ -19,6 +19,7 @@ from fleet.labels import (
 from fleet.pods import PRESTOP_SECONDS, SCALE_UP_WINDOW, SHUTDOWN_TIMEOUT_SECONDS, pod_resources, rollout, scale_down_window, termination_grace_seconds
 from fleet.render import Manifest, meta
 from fleet.render.cache import CACHE_CLAIM, CACHE_MOUNT, HF_HOME_ON_CACHE, adapter_root, has_cache, prefetch_job, prefetches
+from fleet.render.gateway import DECODE_VLLM_PORT, SIDECAR_RESOURCES, pool_manifests, pool_pod_labels
 from fleet.render.gpu_system import EFA_RESOURCE
 from fleet.render.observability import ingress, prometheus_rule, service_monitor
 from fleet.render.smoke import smoke_job
@@ -35,6 +36,7 @@ SCRATCH = "/scratch"
 # Shipped in the vLLM image for Ray-based multi-node serving (vLLM docs, LeaderWorkerSet example).
 MULTI_NODE_SCRIPT = "/vllm-workspace/examples/online_serving/multi-node-serving.sh"
 RAY_PORT = 6379
+NIXL_SIDE_CHANNEL_PORT = 5600
 
 
 def uses_efa(model: ResolvedModel) -> bool:
@@ -58,6 +60,16 @@ def labels(model: ResolvedModel) -> dict[str, str]:
             "app.kubernetes.io/component": "server", **MANAGED_BY, TEAM_LABEL: model.team, MODEL_LABEL: model.name}
 
 
+def pod_labels(model: ResolvedModel) -> dict[str, str]:
+    """The serving pods' labels: the model's, and the InferencePool's (and P/D role) for a gateway-routed model."""
+    return {**labels(model), **pool_pod_labels(model)}
+
+
+def behind_sidecar(model: ResolvedModel) -> bool:
+    """A decode pod: the routing sidecar takes the pod's HTTP port and vLLM listens behind it."""
+    return model.pd_role == "decode"
+
+
 def selector(model: ResolvedModel) -> dict[str, str]:
     return {TEAM_LABEL: model.team, MODEL_LABEL: model.name}
 
@@ -72,9 +84,11 @@ def supports_shutdown_timeout(version: str) -> bool:
 
 def vllm_args(cfg: StackConfig, model: ResolvedModel) -> list[str]:
     timeout = SHUTDOWN_TIMEOUT_SECONDS if supports_shutdown_timeout(cfg.vllm.version) else None
-    args = compile_args(model.spec, cfg.vllm.version, shutdown_timeout=timeout, adapter_root=adapter_root(model))
+    args = compile_args(model.spec, cfg.vllm.version, shutdown_timeout=timeout, adapter_root=adapter_root(model), pd_role=model.pd_role)
     if model.multi_node:
         args += ["--distributed-executor-backend", "ray"]
+    if behind_sidecar(model):
+        args += ["--port", str(DECODE_VLLM_PORT)]
     return [literal(a) for a in args]
 
 
@@ -109,6 +123,16 @@ def _env(cfg: StackConfig, model: ResolvedModel) -> list[dict[str, Any]]:
         env += [{"name": "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "value": "True"},
                 {"name": "VLLM_PLUGINS", "value": "lora_filesystem_resolver"},
                 {"name": "VLLM_LORA_RESOLVER_CACHE_DIR", "value": adapter_root(model)}]
+    offload = model.spec.kv_offload
+    if offload is not None and offload.backend == "lmcache":
+        # LMCache in the server's process (LMCacheConnectorV1): a CPU buffer per GPU worker, the pod's size split evenly.
+        env += [{"name": "LMCACHE_LOCAL_CPU", "value": "True"},
+                {"name": "LMCACHE_MAX_LOCAL_CPU_SIZE", "value": f"{offload.cpu_gib / model.gpus_per_pod:g}"},
+                {"name": "LMCACHE_CHUNK_SIZE", "value": "256"}]
+    if model.pd_role is not None:
+        # NIXL's side channel: the decode pod asks the prefill pod (at its pod IP) where its KV blocks are, then reads them.
+        env += [{"name": "VLLM_NIXL_SIDE_CHANNEL_HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                {"name": "VLLM_NIXL_SIDE_CHANNEL_PORT", "value": str(NIXL_SIDE_CHANNEL_PORT)}]
     if uses_efa(model):
         env += [
             # NCCL's collectives over EFA through the image's aws-ofi-nccl plugin; bootstrap over the pod's eth0.
@@ -142,7 +166,10 @@ def _volumes(cfg: StackConfig, model: ResolvedModel, scratch_gib: int) -> tuple[
 
 def _resources(model: ResolvedModel) -> dict[str, Any]:
     res = pod_resources(model)
-    amounts = {"cpu": str(res.cpu), "memory": f"{res.memory_gib}Gi", GPU_RESOURCE: str(res.gpus)}
+    cpu, memory = res.cpu, res.memory_gib
+    if behind_sidecar(model):   # the routing sidecar's share (500m, 512Mi) comes out of the pod's
+        cpu, memory = max(1, cpu - 1), memory - 1
+    amounts = {"cpu": str(cpu), "memory": f"{memory}Gi", GPU_RESOURCE: str(res.gpus)}
     if uses_efa(model):
         amounts[EFA_RESOURCE] = str(model.instance.efa_interfaces)
     return {"requests": dict(amounts), "limits": dict(amounts)}
@@ -150,7 +177,7 @@ def _resources(model: ResolvedModel) -> dict[str, Any]:
 
 def _probes(cfg: StackConfig, model: ResolvedModel) -> dict[str, Any]:
     budget = deploy_time(cfg, model).startup_probe_budget
-    http = {"path": "/health", "port": "http"}
+    http = {"path": "/health", "port": DECODE_VLLM_PORT if behind_sidecar(model) else "http"}
     return {
         # Covers the whole load: weights, torch.compile, CUDA graphs. Readiness/liveness start after it.
         "startupProbe": {"httpGet": http, "periodSeconds": STARTUP_PROBE_PERIOD, "timeoutSeconds": 5,
@@ -184,7 +211,7 @@ def _pod_spec(cfg: StackConfig, model: ResolvedModel, container: dict[str, Any],
                             "fsGroup": NONROOT_UID, "seccompProfile": {"type": "RuntimeDefault"}},
         "nodeSelector": {POOL_LABEL: model.pool.name},
         "tolerations": [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
-        "containers": [container],
+        "containers": [container, *([_routing_sidecar(cfg)] if behind_sidecar(model) else [])],
         "volumes": volumes,
     }
     if model.max_replicas >= 2 or model.multi_node:
@@ -197,13 +224,25 @@ def _pod_spec(cfg: StackConfig, model: ResolvedModel, container: dict[str, Any],
     return pod
 
 
+def _routing_sidecar(cfg: StackConfig) -> dict[str, Any]:
+    """llm-d's routing sidecar in a decode pod: a request the picker paired with a prefill pod (its address in a header)
+    is first sent there to compute the KV cache, then decoded by the local vLLM, which pulls the blocks over NIXL."""
+    return {"name": "routing-sidecar", "image": cfg.gateway.routing_sidecar_image, "imagePullPolicy": "IfNotPresent",
+            "args": [f"--port={VLLM_PORT}", f"--vllm-port={DECODE_VLLM_PORT}", "--connector=nixlv2", "--secure-proxy=false"],
+            "ports": [{"name": "http", "containerPort": VLLM_PORT, "protocol": "TCP"}],
+            "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 10, "timeoutSeconds": 5},
+            "resources": {"requests": dict(SIDECAR_RESOURCES), "limits": dict(SIDECAR_RESOURCES)},
+            "securityContext": {**CONTAINER_SECURITY, "readOnlyRootFilesystem": True}}
+
+
 def _server_container(cfg: StackConfig, model: ResolvedModel) -> dict[str, Any]:
     args = vllm_args(cfg, model)
     container: dict[str, Any] = {
         "name": "vllm",
         "image": image(cfg, model),
         "imagePullPolicy": "IfNotPresent",
-        "ports": [{"name": "http", "containerPort": VLLM_PORT, "protocol": "TCP"}],
+        "ports": [{"name": "vllm", "containerPort": DECODE_VLLM_PORT, "protocol": "TCP"} if behind_sidecar(model)
+                  else {"name": "http", "containerPort": VLLM_PORT, "protocol": "TCP"}],
         "env": _env(cfg, model),
         **_probes(cfg, model),
         # Routers stop sending before vLLM drains in-flight requests (--shutdown-timeout).
@@ -268,7 +307,7 @@ def workload(cfg: StackConfig, model: ResolvedModel) -> Manifest:
                 "revisionHistoryLimit": 3,
                 "selector": {"matchLabels": selector(model)},
                 "strategy": strategy,
-                "template": {"metadata": {"labels": lbl},
+                "template": {"metadata": {"labels": pod_labels(model)},
                              "spec": _pod_spec(cfg, model, _server_container(cfg, model), scratch)},
             },
         }
@@ -283,7 +322,7 @@ def workload(cfg: StackConfig, model: ResolvedModel) -> Manifest:
             "leaderWorkerTemplate": {
                 "size": model.nodes_per_replica,
                 "restartPolicy": "RecreateGroupOnPodRestart",
-                "leaderTemplate": {"metadata": {"labels": {**lbl, "vllm-fleet.io/role": "leader"}},
+                "leaderTemplate": {"metadata": {"labels": {**pod_labels(model), "vllm-fleet.io/role": "leader"}},
                                    "spec": _pod_spec(cfg, model, _server_container(cfg, model), scratch)},
                 "workerTemplate": {"metadata": {"labels": {**lbl, "vllm-fleet.io/role": "worker"}},
                                    "spec": _pod_spec(cfg, model, _worker_container(cfg, model), scratch)},
@@ -428,6 +467,7 @@ def model_manifests(cfg: StackConfig, model: ResolvedModel, role_arn: Any = None
     for extra in (disruption_budget(model), autoscaler(cfg, model), ingress(cfg, model)):
         if extra is not None:
             out.append(extra)
+    out += pool_manifests(cfg, model)
     if cfg.observability.prometheus_operator:
         out += [service_monitor(cfg, model, selector(model)), prometheus_rule(cfg, model)]
     return out

@@ -13,6 +13,7 @@ from pathlib import Path as FsPath
 
 from fleet.catalog import InstanceType, gpu_instance
 from fleet.errors import CREDENTIAL
+from fleet.pods import memory_share_gib, offload_room_gib
 from fleet.sizing import Arch, Sizing, size
 from fleet.spec.architecture import resolve_arch, settings_for
 from fleet.spec.stack import GpuPool, StackConfig
@@ -32,6 +33,7 @@ RESERVED_FLAGS = {
     "--max-loras", "--speculative-config", "--structured-outputs-config", "--tool-call-parser",
     "--enable-auto-tool-choice", "--limit-mm-per-prompt", "--allowed-media-domains", "--runner", "--convert",
     "--hf-token", "--shutdown-timeout", "--distributed-executor-backend", "--data-parallel-size", "--data-parallel-size-local",
+    "--kv-transfer-config", "--kv-offloading-size", "--kv-offloading-backend",
 }
 
 
@@ -44,6 +46,7 @@ class ModelContext:
     environments: tuple[str, ...] = ()
     granted_secrets: frozenset[str] | None = None   # what stacks/tenancy.yaml grants the team (None: not checked)
     team: str = ""
+    pd_role: str | None = None                      # one role of a disaggregated model (its spec from role_spec)
 
 
 @dataclass(frozen=True)
@@ -88,11 +91,74 @@ def autoscaling_has_a_backend(ctx: ModelContext) -> Iterator[Problem]:
                                  "ingress, ingress_class nginx), whose request count wakes it, or use min_replicas ≥ 1")
 
 
-def disaggregated_prefill_is_refused(ctx: ModelContext) -> Iterator[Problem]:
-    if ctx.spec.disaggregated_prefill:
-        yield ("disaggregated_prefill",), ("disaggregated prefill/decode is not built by this stack — vLLM has no single-server "
-                                           "flag for it (`--enable-disagg-prefill` never existed); run separate prefill and decode "
-                                           "models with `--kv-transfer-config` in extra_args behind a P/D-aware router, or remove the field")
+def routing_of(cfg: StackConfig, spec: ModelSpec) -> str:
+    """`gateway` for generative models when the stack runs the inference gateway, unless the model says otherwise."""
+    if spec.routing is not None:
+        return spec.routing
+    return "gateway" if cfg.gateway.kind == "inference" and spec.runner != "pooling" else "service"
+
+
+def routing_has_a_gateway(ctx: ModelContext) -> Iterator[Problem]:
+    spec, kind = ctx.spec, ctx.cfg.gateway.kind
+    if spec.routing == "gateway" and kind != "inference":
+        yield ("routing",), (f"routing gateway needs the inference gateway, and stack {ctx.stack}'s gateway kind is {kind} — set "
+                             "vllm-fleet:gateway.kind inference in the stack (docs/gateway.md), or `routing: service`")
+    if spec.priority is not None and routing_of(ctx.cfg, spec) != "gateway":
+        yield ("priority",), "priority is the InferenceObjective of a gateway-routed model — it needs `routing: gateway`"
+
+
+PD_ROLES = ("prefill", "decode")
+
+
+def disaggregation_is_safe(ctx: ModelContext) -> Iterator[Problem]:
+    """What the pinned stack can run with separate prefill and decode workloads, and why the rest is refused."""
+    spec, pd = ctx.spec, ctx.spec.disaggregated_prefill
+    if pd is None or ctx.pd_role is not None:
+        return
+    where = ("disaggregated_prefill",)
+    if routing_of(ctx.cfg, spec) != "gateway":
+        yield where, ("prefill/decode disaggregation needs `routing: gateway`: only the P/D-aware endpoint picker pairs a "
+                      "request's prefill pod with its decode pod (a Service would send it to either role)")
+    if spec.replicas is not None or spec.autoscaling is not None:
+        yield where, "replicas and autoscaling are set per role (`disaggregated_prefill.prefill/decode`), not on the model"
+    if (spec.pipeline_parallel_size or 1) > 1:
+        yield ("pipeline_parallel_size",), ("vLLM's NIXL connector does not support pipeline parallelism on the decode side — use "
+                                            "tensor parallelism within a node for each role")
+    if spec.kv_offload is not None:
+        yield ("kv_offload",), ("a server takes one --kv-transfer-config: NIXL for P/D and a CPU offload connector together need "
+                                "vLLM's MultiConnector, which this stack does not render — remove kv_offload or the disaggregation")
+    if spec.runner == "pooling":
+        yield where, "a pooling (embedding) model has no decode phase to split"
+    if spec.speculative is not None:
+        yield ("speculative",), ("speculative decoding with disaggregated prefill is refused until verified on the pinned vLLM: the "
+                                 "NIXL connector hands over the target model's KV blocks, and nothing here shows the draft's "
+                                 "are — serve one of the two")
+    tps = {}
+    for role in PD_ROLES:
+        r = getattr(pd, role)
+        tps[role] = r.tensor_parallel_size or spec.tensor_parallel_size or 1
+        if r.autoscaling is not None and r.autoscaling.min_replicas == 0:
+            yield (*where, role, "autoscaling"), "min_replicas 0: a role scaled to zero strands every request routed to the other"
+        if len(f"{spec.name}-{role}") > 63:
+            yield ("name",), f"'{spec.name}-{role}' (the {role} workload's name) is longer than 63 characters — shorten the name"
+    small, large = sorted(tps.values())
+    if large % small:
+        yield where, (f"tensor parallel sizes {tps['prefill']} (prefill) and {tps['decode']} (decode): the NIXL connector maps KV "
+                      "heads between roles only when one size is a multiple of the other")
+
+
+def kv_offload_is_usable(ctx: ModelContext) -> Iterator[Problem]:
+    if ctx.spec.kv_offload is not None and ctx.spec.runner == "pooling":
+        yield ("kv_offload",), "a pooling (embedding) model keeps no KV cache between requests — remove kv_offload"
+
+
+def role_spec(spec: ModelSpec, role: str) -> ModelSpec:
+    """One role of a disaggregated model: its own name, tensor parallel size and replicas."""
+    pd = spec.disaggregated_prefill
+    assert pd is not None
+    r = getattr(pd, role)
+    return spec.model_copy(update={"name": f"{spec.name}-{role}", "tensor_parallel_size": r.tensor_parallel_size or spec.tensor_parallel_size,
+                                   "replicas": r.replicas if r.autoscaling is None else None, "autoscaling": r.autoscaling})
 
 
 def remote_code_needs_a_pinned_revision(ctx: ModelContext) -> Iterator[Problem]:
@@ -211,7 +277,7 @@ def adapters_come_from_a_prefetched_cache(ctx: ModelContext) -> Iterator[Problem
 
 
 RULES: tuple[Callable[[ModelContext], Iterator[Problem]], ...] = (
-    secret_references_exist, autoscaling_has_a_backend, disaggregated_prefill_is_refused,
+    secret_references_exist, autoscaling_has_a_backend, routing_has_a_gateway, disaggregation_is_safe, kv_offload_is_usable,
     remote_code_needs_a_pinned_revision, bitsandbytes_sets_its_own_load_format, extra_args_are_safe,
     adapters_come_from_a_prefetched_cache,
 )
@@ -261,7 +327,7 @@ def placement(ctx: ModelContext) -> tuple[Placement | None, list[Problem]]:
 def flags_problems(ctx: ModelContext) -> list[Problem]:
     """The `vllm serve` arguments compile against the pinned version's flag table."""
     try:
-        compile_args(ctx.spec, ctx.cfg.vllm.version)
+        compile_args(ctx.spec, ctx.cfg.vllm.version, pd_role=ctx.pd_role)
     except FlagError as exc:
         return [(("extra_args",) if ctx.spec.extra_args else ("model",), str(exc))]
     except KeyError as exc:
@@ -356,4 +422,23 @@ def check_model(ctx: ModelContext) -> tuple[Checked | None, list[Problem]]:
     if problems:
         return None, problems
     sized, problems = sizing(ctx, where, arch)
+    problems += offload_fits(ctx, where)
     return (None, problems) if problems else (Checked(where, arch, sized), [])
+
+
+def offload_fits(ctx: ModelContext, where: Placement) -> list[Problem]:
+    """KV offload is pinned host memory inside the pod's share of its node, next to the server and /dev/shm."""
+    offload = ctx.spec.kv_offload
+    if offload is None:
+        return []
+    if where.nodes_per_replica > 1:
+        return [(("kv_offload",), "KV offload on a replica that spans nodes is not rendered (each node's pod would need its "
+                                  "own buffer and connector settings) — serve the model on one node or remove kv_offload")]
+    room = offload_room_gib(where.instance, where.gpus_per_pod)
+    if offload.cpu_gib <= room:
+        return []
+    memory = memory_share_gib(where.instance, where.gpus_per_pod)
+    return [(("kv_offload", "cpu_gib"), f"{offload.cpu_gib:g} GiB does not fit: a pod with {where.gpus_per_pod} of the "
+                                        f"{where.instance.gpus} GPUs of {where.instance.instance_type} gets {memory} GiB of host memory, "
+                                        f"and the server and /dev/shm keep {memory - room} GiB of it — use at most {max(room, 0)} GiB, "
+                                        "or a pool whose instances have more memory per GPU")]

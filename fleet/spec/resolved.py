@@ -29,10 +29,26 @@ class ResolvedModel:
     arch: Arch | None = None
     line: int = 0                     # where the model is declared in `source`, and its field path, for errors
     path: str = ""
+    routing: str = "service"          # gateway: InferencePool + endpoint picker; service: the model's Service
+    pd_role: str | None = None        # prefill | decode: one role of a model with disaggregated prefill (name `<group>-<role>`)
+    group: str = ""                   # the model's name in the team file (a P/D model's two roles share it)
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def pool_name(self) -> str:
+        """The InferencePool (and endpoint picker) the model's pods belong to: one per model, both roles of a P/D model."""
+        return self.group or self.spec.name
+
+    @property
+    def served_names(self) -> list[str]:
+        """What clients send as `model`: the served names (default the model id) and the LoRA adapters."""
+        names = list(self.spec.served_model_name or [self.spec.model])
+        if self.spec.lora is not None:
+            names += [m.name for m in self.spec.lora.modules]
+        return names
 
     @property
     def multi_node(self) -> bool:

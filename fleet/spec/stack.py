@@ -278,20 +278,45 @@ class Secure(Strict):
     secure: str = Field(min_length=1)
 
 
+# Images of the Gateway API Inference Extension release this stack renders for (InferencePool v1,
+# InferenceObjective v1alpha2) and of llm-d's P/D-aware scheduler and routing sidecar.
+EPP_IMAGE = "registry.k8s.io/gateway-api-inference-extension/epp:v1.0.1"
+BBR_IMAGE = "registry.k8s.io/gateway-api-inference-extension/bbr:v1.0.1"
+PD_SCHEDULER_IMAGE = "ghcr.io/llm-d/llm-d-inference-scheduler:v0.3.0"
+ROUTING_SIDECAR_IMAGE = "ghcr.io/llm-d/llm-d-routing-sidecar:v0.3.0"
+
+
 class Gateway(Strict):
     namespace: Annotated[str, StringConstraints(pattern=DNS_LABEL)] = Field(
         "gateway", description="Namespace of the gateway/ingress controller; the only namespace admitted to vLLM pods.")
-    kind: Literal["none", "ingress"] = Field("none", description="`ingress`: an Ingress per model with TLS that routes only `/v1`. "
-                                                                 "`none`: reach models through your own gateway (ClusterIP only).")
+    kind: Literal["none", "ingress", "inference"] = Field(
+        "none", description="`inference`: the stack's Gateway (Gateway API) with the Inference Extension — one OpenAI endpoint per "
+                            "team at `<team>.<suffix>`, routed on the request's `model` field, to an InferencePool and its endpoint "
+                            "picker per model (`routing: gateway`) or to the model's Service (`routing: service`); docs/gateway.md. "
+                            "`ingress`: an Ingress per model with TLS that routes only `/v1`. "
+                            "`none`: reach models through your own gateway (ClusterIP only).")
+    implementation: Literal["istio"] = Field("istio", description="Gateway implementation (kind inference): `istio` — Istio ≥ 1.28 "
+                                                                  "with ENABLE_GATEWAY_API_INFERENCE_EXTENSION=true (gatewayClassName istio).")
+    gateway_name: Annotated[str, StringConstraints(pattern=DNS_LABEL)] = Field(
+        "inference-gateway", description="Name of the Gateway the stack renders in `namespace` (kind inference).")
     ingress_class: str = Field("nginx", description="ingressClassName of the Ingresses.")
-    hostname_suffix: str | None = Field(None, description="Models are exposed as `<model>.<team>.<suffix>`. Required with kind ingress.")
-    tls_secret_name: str | None = Field(None, description="TLS certificate Secret (in each team namespace) for the Ingresses. "
-                                                          "Required with kind ingress.")
+    hostname_suffix: str | None = Field(None, description="kind ingress: models are exposed as `<model>.<team>.<suffix>`; kind inference: "
+                                                          "each team as `<team>.<suffix>`. Required with both.")
+    tls_secret_name: str | None = Field(None, description="TLS certificate Secret: in each team namespace for the Ingresses; in the gateway "
+                                                          "namespace for the Gateway (a certificate for `*.<suffix>`). Required with "
+                                                          "kind ingress and inference.")
+    epp_image: str = Field(EPP_IMAGE, description="Endpoint picker (EPP) image of the Inference Extension, pinned (policy D15).")
+    bbr_image: str = Field(BBR_IMAGE, description="Body-based router image: copies the request's `model` field into the header the "
+                                                  "routes match (kind inference).")
+    pd_scheduler_image: str = Field(PD_SCHEDULER_IMAGE, description="Endpoint picker for models with disaggregated prefill/decode "
+                                                                     "(llm-d inference scheduler: P/D profile handler).")
+    routing_sidecar_image: str = Field(ROUTING_SIDECAR_IMAGE, description="llm-d routing sidecar in decode pods: sends the prompt "
+                                                                          "to the prefill pod the picker chose, then decodes locally.")
 
     @model_validator(mode="after")
-    def _ingress(self) -> Gateway:
-        if self.kind == "ingress" and (not self.hostname_suffix or not self.tls_secret_name):
-            raise ValueError("kind ingress needs hostname_suffix and tls_secret_name — models are only exposed with TLS")
+    def _tls(self) -> Gateway:
+        if self.kind in ("ingress", "inference") and (not self.hostname_suffix or not self.tls_secret_name):
+            raise ValueError(f"kind {self.kind} needs hostname_suffix and tls_secret_name — models are only exposed with TLS")
         return self
 
 

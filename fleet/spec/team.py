@@ -153,6 +153,45 @@ class StructuredOutputs(Strict):
             "`--structured-outputs-config`.")
 
 
+class KvOffload(Strict):
+    """KV-cache blocks evicted from GPU memory kept in the pod's host memory and reloaded on a prefix hit."""
+
+    backend: Literal["native", "lmcache"] = Field("native", description="`native`: vLLM's own CPU offloading (`--kv-offloading-size`, "
+            "`--kv-offloading-backend native`). `lmcache`: the LMCache connector in the server's process (`--kv-transfer-config` "
+            "LMCacheConnectorV1, its CPU size from LMCACHE_MAX_LOCAL_CPU_SIZE).")
+    cpu_gib: float = Field(gt=0, le=2048, description="Host memory for offloaded KV blocks per replica pod (summed over its GPUs). "
+                                                      "Must fit in the pod's memory next to the server (the fit check says how much is free).")
+
+
+class PdRole(Strict):
+    tensor_parallel_size: int | None = Field(None, ge=1, le=8, description="`--tensor-parallel-size` of this role. Default: the model's.")
+    replicas: int | None = Field(None, ge=1, le=1000, description="Fixed replicas of this role. Conflicts with `autoscaling`. Default 1.")
+    autoscaling: Autoscale | None = Field(None, description="Autoscaling of this role on its own signal (prefill: queue; decode: queue "
+                                                            "and KV-cache use). Conflicts with `replicas`.")
+
+    @model_validator(mode="after")
+    def _one(self) -> PdRole:
+        if self.replicas is not None and self.autoscaling is not None:
+            raise ValueError("set either `replicas` or `autoscaling`, not both")
+        return self
+
+
+class Disaggregation(Strict):
+    """Prefill and decode in separate workloads: prefill pods compute the prompt's KV cache, decode pods pull it over NIXL
+    and generate. Needs `routing: gateway` (the P/D-aware endpoint picker pairs them); docs/gateway.md."""
+
+    prefill: PdRole = Field(default_factory=PdRole)  # type: ignore[arg-type]
+    decode: PdRole = Field(default_factory=PdRole)  # type: ignore[arg-type]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_a_switch(cls, data: object) -> object:
+        if isinstance(data, bool):
+            raise ValueError("disaggregated_prefill is an object now: `{prefill: {replicas, tensor_parallel_size}, decode: {...}}` "
+                             "(separate prefill and decode workloads with the NIXL connector, docs/gateway.md)")
+        return data
+
+
 ENGINE_FIELDS = (
     "dtype", "tensor_parallel_size", "pipeline_parallel_size", "gpu_memory_utilization", "max_model_len",
     "max_num_seqs", "max_num_batched_tokens", "quantization", "kv_cache_dtype", "enable_prefix_caching",
@@ -200,8 +239,14 @@ class ModelFields(Strict):
     multimodal: Multimodal | None = None
     runner: Literal["generate", "pooling"] | None = Field(None, description="`--runner`; `pooling` for embedding models. Default generate.")
     convert: Literal["embed", "classify", "reward"] | None = Field(None, description="`--convert` a causal LM into a pooling model. Only with runner pooling.")
-    disaggregated_prefill: bool | None = Field(None, description="Refused: disaggregated prefill/decode needs separate "
-                                                                  "prefill and decode servers with --kv-transfer-config behind a P/D-aware router.")
+    routing: Literal["gateway", "service"] | None = Field(None, description="`gateway`: an InferencePool with a prefix-cache and "
+            "load-aware endpoint picker behind the stack's inference Gateway; `service`: the model's Service (round-robin). Default: "
+            "gateway for generative models when the stack's gateway kind is inference, otherwise service.")
+    priority: int | None = Field(None, ge=-100, le=100, description="InferenceObjective priority of the model's requests (routing "
+                                                                    "gateway): under saturation lower priorities are shed first. Default: none rendered.")
+    kv_offload: KvOffload | None = Field(None, description="KV-cache offload to host memory (typed; checked against the pinned flag table).")
+    disaggregated_prefill: Disaggregation | None = Field(None, description="Separate prefill and decode workloads with the NIXL connector, "
+            "each sized and autoscaled on its own; needs routing gateway.")
     extra_args: list[Annotated[str, StringConstraints(min_length=1)]] | None = Field(None, description="Extra `vllm serve` arguments, checked against the "
             "flag table of the pinned version; flags that have a typed field here are refused.")
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path as FsPath
 from typing import Any
 
 from pydantic import ValidationError
 
 from fleet.errors import ConfigIssue, format_path
-from fleet.spec.model_rules import ModelContext, check_model
+from fleet.spec.model_rules import PD_ROLES, RULES, ModelContext, check_model, role_spec, routing_of
 from fleet.spec.pydantic_errors import translate
 from fleet.spec.resolved import ResolvedModel, ResolvedTeam
 from fleet.spec.stack import StackConfig
@@ -146,10 +147,21 @@ def load_team(path: FsPath, display: str, stack: str, cfg: StackConfig | None, k
             return _w(("models", _i, *field_path))
 
         context = ModelContext(stack, cfg, merged, path, environments, granted_secrets=frozenset(grant.secrets), team=team.name)
-        model, model_issues = _resolve_model(context, team.name, src, where)
-        issues += model_issues
-        if model is not None:
-            resolved.append(model)
+        if merged.disaggregated_prefill is None:
+            model, model_issues = _resolve_model(context, team.name, src, where)
+            issues += model_issues
+            resolved += [model] if model is not None else []
+            continue
+        # Prefill and decode: two workloads of one model, each checked, placed and sized with its own parallelism.
+        problems = [p for rule in RULES for p in rule(context)]
+        if problems:
+            issues += [ConfigIssue(src.file, src.line_of(where(p)), format_path(where(p)), msg) for p, msg in problems]
+            continue
+        for role in PD_ROLES:
+            model, model_issues = _resolve_model(replace(context, spec=role_spec(merged, role), pd_role=role), team.name, src, where,
+                                                 group=merged.name)
+            issues += model_issues
+            resolved += [model] if model is not None else []
     quota = grant.gpu_quota[stack]
     need = sum(m.max_replicas * m.gpus_per_replica for m in resolved)
     if need > quota:
@@ -163,8 +175,8 @@ def load_team(path: FsPath, display: str, stack: str, cfg: StackConfig | None, k
     ), issues
 
 
-def _resolve_model(ctx: ModelContext, team: str, src: Located,
-                   where: Callable[[tuple[str | int, ...]], Path]) -> tuple[ResolvedModel | None, list[ConfigIssue]]:
+def _resolve_model(ctx: ModelContext, team: str, src: Located, where: Callable[[tuple[str | int, ...]], Path],
+                   group: str = "") -> tuple[ResolvedModel | None, list[ConfigIssue]]:
     checked, problems = check_model(ctx)
     issues = [ConfigIssue(src.file, src.line_of(where(p)), format_path(where(p)), msg) for p, msg in problems]
     if checked is None or issues:
@@ -174,4 +186,5 @@ def _resolve_model(ctx: ModelContext, team: str, src: Located,
         team=team, namespace=f"team-{team}", source=src.file, spec=ctx.spec, pool=placed.pool, instance=placed.instance,
         gpus_per_replica=placed.gpus_per_replica, nodes_per_replica=placed.nodes_per_replica, gpus_per_pod=placed.gpus_per_pod,
         min_replicas=placed.min_replicas, max_replicas=placed.max_replicas, sizing=checked.sizing, arch=checked.arch,
-        line=src.line_of(where(("name",))), path=format_path(where(("name",)))), []
+        line=src.line_of(where(("name",))), path=format_path(where(("name",))), routing=routing_of(ctx.cfg, ctx.spec),
+        pd_role=ctx.pd_role, group=group), []

@@ -76,9 +76,21 @@ class _Builder:
         self.args.append(opt.negation)
 
 
-def compile_args(spec: ModelSpec, version: str, *, shutdown_timeout: int | None = None, adapter_root: str | None = None) -> list[str]:
+# KV connectors (`--kv-transfer-config`): both roles of a disaggregated model run NIXL as kv_both (each can prefill and
+# decode; the picker decides who does which); LMCache runs in the server's process.
+NIXL = {"kv_connector": "NixlConnector", "kv_role": "kv_both"}
+LMCACHE = {"kv_connector": "LMCacheConnectorV1", "kv_role": "kv_both"}
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def compile_args(spec: ModelSpec, version: str, *, shutdown_timeout: int | None = None, adapter_root: str | None = None,
+                 pd_role: str | None = None) -> list[str]:
     """Arguments after `vllm serve` (the model id first). `adapter_root`: where the prefetch put the LoRA adapters
-    (`<root>/<name>`); without it an adapter is named by its source, which is enough to check the flags."""
+    (`<root>/<name>`); without it an adapter is named by its source, which is enough to check the flags. `pd_role`: the
+    role of a disaggregated model's workload (prefill or decode)."""
     flags = table(version)
     b = _Builder(flags, [spec.model])
     profile = PROFILES[spec.profile or "balanced"]
@@ -130,6 +142,12 @@ def compile_args(spec: ModelSpec, version: str, *, shutdown_timeout: int | None 
         b.value("--limit-mm-per-prompt", _json(dict(spec.multimodal.limit_per_prompt)))
         if spec.multimodal.allowed_media_domains:
             b.value("--allowed-media-domains", spec.multimodal.allowed_media_domains)
+    if spec.kv_offload is not None and spec.kv_offload.backend == "native":
+        b.value("--kv-offloading-size", _number(spec.kv_offload.cpu_gib))   # GiB summed over the server's TP ranks
+    elif spec.kv_offload is not None:
+        b.value("--kv-transfer-config", _json(LMCACHE))
+    if pd_role is not None:
+        b.value("--kv-transfer-config", _json(NIXL))
     if shutdown_timeout:
         b.value("--shutdown-timeout", shutdown_timeout)
     if spec.extra_args:
