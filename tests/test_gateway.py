@@ -3,7 +3,14 @@ prefill/decode disaggregation, and the config errors that refuse what cannot wor
 
 from __future__ import annotations
 
+import json
+import os
+import ssl
+import subprocess
+import sys
+import threading
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -12,6 +19,7 @@ import yaml
 from fleet.errors import ConfigError
 from fleet.offline.plan import make_plan
 from fleet.render.gateway import ROUTE_RULES_MAX, team_routes
+from fleet.render.smoke import SCRIPT
 from fleet.spec.load import load
 from fleet.spec.model_rules import ModelContext, disaggregation_is_safe
 from fleet.spec.team import ModelSpec
@@ -203,3 +211,88 @@ def test_disaggregation_needs_tensor_parallel_sizes_that_divide() -> None:
     problems = list(disaggregation_is_safe(ModelContext("prod", spec.config, model, Path("x.yaml"))))
     assert problems == [(("disaggregated_prefill",), "tensor parallel sizes 2 (prefill) and 3 (decode): the NIXL connector maps "
                          "KV heads between roles only when one size is a multiple of the other")]
+
+
+# --- the smoke test's path through the gateway, run for real against a fake server and a fake TLS gateway ----------
+
+class _Fake(BaseHTTPRequestHandler):
+    seen: list[tuple[str, str, str | None]] = []
+    gateway_status = 200
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _answer(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        self._answer(200, {"data": [{"id": "org/m"}]} if self.path == "/v1/models" else {})
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        tls = isinstance(self.connection, ssl.SSLSocket)
+        self.seen.append(("gateway" if tls else "service", self.headers.get("Host", ""), self.headers.get("Authorization")))
+        status = self.gateway_status if tls else 200
+        self._answer(status, {"choices": [{"text": "!"}]} if status == 200 else {"error": "no route"})
+
+
+def _serve(tls_dir: Path | None) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Fake)
+    if tls_dir is not None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(tls_dir / "cert.pem", tls_dir / "key.pem")
+        names: list[str | None] = []
+        ctx.sni_callback = lambda sock, name, _ctx: names.append(name)   # type: ignore[assignment]
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+        server.sni = names   # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _run_smoke(tmp_path: Path, status: int) -> tuple[subprocess.CompletedProcess, list, list]:
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=search.llm.example.com",
+                    "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")], check=True, capture_output=True)
+    _Fake.seen, _Fake.gateway_status = [], status
+    service, gateway = _serve(None), _serve(tmp_path)
+    env = {"PATH": os.environ["PATH"], "MODEL_URL": f"http://127.0.0.1:{service.server_port}", "SERVED_MODEL": "org/m",
+           "PROBE": "completions", "WAIT_SECONDS": "0", "TIMEOUT": "5", "VLLM_API_KEY": "k",
+           "GATEWAY_ADDRESS": f"127.0.0.1:{gateway.server_port}", "GATEWAY_HOST": "search.llm.example.com"}
+    try:
+        done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        service.shutdown()
+        gateway.shutdown()
+    return done, list(_Fake.seen), gateway.sni   # type: ignore[attr-defined]
+
+
+def test_the_smoke_test_calls_the_team_endpoint_through_the_gateway(tmp_path: Path) -> None:
+    done, seen, sni = _run_smoke(tmp_path, 200)
+    assert done.returncode == 0, done.stderr
+    assert seen == [("service", f"127.0.0.1:{seen[0][1].split(':')[1]}", "Bearer k"), ("gateway", "search.llm.example.com", "Bearer k")]
+    assert sni == ["search.llm.example.com"]
+    assert done.stdout.splitlines()[-1] == "org/m: https://search.llm.example.com/v1/completions answered through the gateway"
+
+
+def test_a_route_the_gateway_does_not_serve_fails_the_smoke_test(tmp_path: Path) -> None:
+    done, _, _ = _run_smoke(tmp_path, 404)
+    assert done.returncode == 1
+    assert done.stderr.strip().endswith("https://search.llm.example.com/v1/completions through 127.0.0.1:"
+                                        f"{done.stderr.split('127.0.0.1:')[1].split()[0]} did not answer before the deadline: "
+                                        "HTTP 404: b'{\"error\": \"no route\"}'")
+
+
+def test_gateway_routed_models_smoke_test_through_the_gateway(prod_root: Path) -> None:
+    plan = make_plan("prod", prod_root)
+    jobs = {n: j for n, j in by_kind(plan, "Job", "team-assistant").items() if "-smoke-" in n}
+    targets = {n.rsplit("-smoke-", 1)[0]: {e["name"]: e.get("value") for e in j["spec"]["template"]["spec"]["containers"][0]["env"]}
+               for n, j in jobs.items()}
+    assert targets["llama-8b"]["GATEWAY_ADDRESS"] == "inference-gateway-istio.gateway.svc.cluster.local:443"
+    assert targets["llama-8b"]["GATEWAY_HOST"] == "assistant.llm.example.com"
+    assert "GATEWAY_ADDRESS" in targets["qwen3-32b-decode"] and "GATEWAY_ADDRESS" not in targets["qwen3-32b-prefill"]
+    egress = by_kind(plan, "NetworkPolicy", "team-assistant")["smoke-tests-egress"]["spec"]["egress"]
+    assert egress[1] == {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gateway"}}}],
+                         "ports": [{"protocol": "TCP", "port": 443}]}

@@ -180,6 +180,25 @@ def pool_manifests(cfg: StackConfig, model: ResolvedModel) -> list[Manifest]:
     return out + ([obj] if obj is not None else [])
 
 
+def routed(model: ResolvedModel) -> bool:
+    """The model has a rule on its team's route: its pool's (both roles of a P/D model share one), or its Service."""
+    return owns_pool(model) or (model.routing == "service" and model.pd_role is None)
+
+
+def gateway_service(cfg: StackConfig) -> str:
+    """The in-cluster address of the Gateway's HTTPS listener: Istio's deployment of it serves it as `<name>-istio` in
+    its namespace."""
+    gw = cfg.gateway
+    return f"{gw.gateway_name}-{gw.implementation}.{gw.namespace}.svc.cluster.local:443"
+
+
+def gateway_target(cfg: StackConfig, model: ResolvedModel) -> tuple[str, str] | None:
+    """(Gateway address, team host name) for a model the team's endpoint routes, so its smoke test goes through it."""
+    if cfg.gateway.kind != "inference" or not routed(model):
+        return None
+    return gateway_service(cfg), f"{model.team}.{cfg.gateway.hostname_suffix}"
+
+
 def _rule(model: ResolvedModel) -> dict[str, Any]:
     matches = [{"path": {"type": "PathPrefix", "value": "/v1"},
                 "headers": [{"type": "Exact", "name": MODEL_HEADER, "value": served}]} for served in model.served_names]
@@ -197,7 +216,7 @@ def team_routes(cfg: StackConfig, team: ResolvedTeam) -> list[Manifest]:
     gw = cfg.gateway
     if gw.kind != "inference":
         return []
-    rules = [_rule(m) for m in team.models if owns_pool(m) or m.routing == "service"]
+    rules = [_rule(m) for m in team.models if routed(m)]
     chunks = [rules[i:i + ROUTE_RULES_MAX] for i in range(0, len(rules), ROUTE_RULES_MAX)]
     labels = {**MANAGED_BY, TEAM_LABEL: team.name}
     return [{"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",

@@ -1,6 +1,9 @@
 """The smoke test of a model: a Job that runs once its workload is ready and proves the model serves, through its
 Service, with its API key: `/v1/models` lists the served name, and one tiny completion (or embedding, for a pooling
-model) answers. pulumi-kubernetes awaits the Job, so `pulumi up` fails when a model deploys but does not serve.
+model) answers. With the inference gateway it then sends the same request through the Gateway to the team's endpoint,
+so a route the gateway did not accept, or a pool whose picker it cannot reach, fails the test too (pulumi-kubernetes
+does not await HTTPRoutes or InferencePools). pulumi-kubernetes awaits the Job, so `pulumi up` fails when a model
+deploys but does not serve.
 
 The Job is named after what it tests (model, revision, arguments, image): a change to any of them is a new Job,
 which runs again; an unchanged model keeps its completed Job.
@@ -52,6 +55,33 @@ else:
 if not ok:
     sys.exit(f"/v1/{probe} answered without a result: {json.dumps(out)[:300]}")
 print(f"{name}: /v1/models and /v1/{probe} answered")
+gateway, host = os.environ.get("GATEWAY_ADDRESS"), os.environ.get("GATEWAY_HOST")
+if gateway:
+    import http.client, socket, ssl
+    # The team's endpoint through the Gateway's Service, with the team's host name as TLS server name and Host: the
+    # route is tested, not the certificate (the platform's), so the chain is not verified here.
+    tls = ssl.create_default_context()
+    tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
+    body = {"model": name, "input": "vllm-fleet smoke test"} if probe == "embeddings" else {
+        "model": name, "prompt": "Hello", "max_tokens": 1, "temperature": 0}
+    while True:
+        try:
+            conn = http.client.HTTPSConnection(host, 443, timeout=int(os.environ["TIMEOUT"]))
+            address, _, port = gateway.rpartition(":")
+            conn.sock = tls.wrap_socket(socket.create_connection((address, int(port)), timeout=int(os.environ["TIMEOUT"])),
+                                        server_hostname=host)
+            conn.request("POST", "/v1/" + probe, body=json.dumps(body), headers={**headers, "Host": host})
+            answer = conn.getresponse()
+            status, text = answer.status, answer.read()
+            if status == 200 and json.loads(text).get("data" if probe == "embeddings" else "choices"):
+                break
+            problem = f"HTTP {status}: {text[:300]!r}"
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            problem = str(exc)
+        if time.time() > deadline:
+            sys.exit(f"https://{host}/v1/{probe} through {gateway} did not answer before the deadline: {problem}")
+        time.sleep(10)
+    print(f"{name}: https://{host}/v1/{probe} answered through the gateway")
 """
 
 
@@ -64,10 +94,13 @@ def served_name(model: ResolvedModel) -> str:
     return model.spec.served_model_name[0] if model.spec.served_model_name else model.spec.model
 
 
-def smoke_job(model: ResolvedModel, image: str, args: list[str], api_key: tuple[str, str] | None, wait_seconds: int) -> Manifest:
+def smoke_job(model: ResolvedModel, image: str, args: list[str], api_key: tuple[str, str] | None, wait_seconds: int,
+              gateway: tuple[str, str] | None = None) -> Manifest:
     """`wait_seconds`: how long the test waits for /health (the workload's rollout when the provider does not await
-    it, a LeaderWorkerSet's); the Job's deadline adds the probe time."""
-    identity = json.dumps([model.spec.model, model.spec.revision, args, image], sort_keys=True)
+    it, a LeaderWorkerSet's) and for the gateway's route; the Job's deadline adds the probe time. `gateway`: the
+    Gateway's in-cluster address and the team's host name, to test the request path through it too."""
+    tested = [model.spec.model, model.spec.revision, args, image, *([list(gateway)] if gateway else [])]
+    identity = json.dumps(tested, sort_keys=True)
     name = f"{model.name}-smoke-{hashlib.sha256(identity.encode()).hexdigest()[:8]}"
     env: list[dict[str, Any]] = [
         {"name": "MODEL_URL", "value": f"http://{model.name}.{model.namespace}.svc:{VLLM_PORT}"},
@@ -76,6 +109,8 @@ def smoke_job(model: ResolvedModel, image: str, args: list[str], api_key: tuple[
         {"name": "WAIT_SECONDS", "value": str(wait_seconds)},
         {"name": "TIMEOUT", "value": str(PROBE_TIMEOUT_SECONDS)},
     ]
+    if gateway is not None:
+        env += [{"name": "GATEWAY_ADDRESS", "value": gateway[0]}, {"name": "GATEWAY_HOST", "value": gateway[1]}]
     if api_key is not None:
         secret, key = api_key
         env.append({"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
@@ -85,7 +120,7 @@ def smoke_job(model: ResolvedModel, image: str, args: list[str], api_key: tuple[
         "metadata": meta(name, model.namespace, labels),
         "spec": {
             "backoffLimit": 2,
-            "activeDeadlineSeconds": wait_seconds + 3 * PROBE_TIMEOUT_SECONDS + 60,
+            "activeDeadlineSeconds": wait_seconds + (6 if gateway else 3) * PROBE_TIMEOUT_SECONDS + 60,
             "template": {"metadata": {"labels": labels}, "spec": {
                 "restartPolicy": "Never",
                 "serviceAccountName": model.name,

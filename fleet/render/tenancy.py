@@ -127,8 +127,11 @@ def network_policies(cfg: StackConfig, team: ResolvedTeam) -> list[Manifest]:
         serving = {"matchExpressions": [{"key": MODEL_LABEL, "operator": "Exists"}]}
         out.append(policy("allow-smoke-tests", {"podSelector": serving, "policyTypes": ["Ingress"], "ingress": [{
             "from": [{"podSelector": smoke}], "ports": [{"protocol": "TCP", "port": VLLM_PORT}]}]}))
-        out.append(policy("smoke-tests-egress", {"podSelector": smoke, "policyTypes": ["Egress"], "egress": [{
-            "to": [{"podSelector": serving}], "ports": [{"protocol": "TCP", "port": VLLM_PORT}]}]}))
+        egress: list[dict[str, Any]] = [{"to": [{"podSelector": serving}], "ports": [{"protocol": "TCP", "port": VLLM_PORT}]}]
+        if cfg.gateway.kind == "inference":   # and the team's endpoint, through the Gateway
+            egress.append({"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": cfg.gateway.namespace}}}],
+                           "ports": [{"protocol": "TCP", "port": 443}]})
+        out.append(policy("smoke-tests-egress", {"podSelector": smoke, "policyTypes": ["Egress"], "egress": egress}))
     out += [policy(p["name"], p["spec"]) for p in gateway_policies(cfg, team)]
     for model in team.models:
         if model.multi_node:

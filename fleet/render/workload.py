@@ -19,7 +19,7 @@ from fleet.labels import (
 from fleet.pods import PRESTOP_SECONDS, SCALE_UP_WINDOW, SHUTDOWN_TIMEOUT_SECONDS, pod_resources, rollout, scale_down_window, termination_grace_seconds
 from fleet.render import Manifest, meta
 from fleet.render.cache import CACHE_CLAIM, CACHE_MOUNT, HF_HOME_ON_CACHE, adapter_root, has_cache, prefetch_job, prefetches
-from fleet.render.gateway import DECODE_VLLM_PORT, SIDECAR_RESOURCES, pool_manifests, pool_pod_labels
+from fleet.render.gateway import DECODE_VLLM_PORT, SIDECAR_RESOURCES, gateway_target, pool_manifests, pool_pod_labels
 from fleet.render.gpu_system import EFA_RESOURCE
 from fleet.render.observability import ingress, prometheus_rule, service_monitor
 from fleet.render.smoke import smoke_job
@@ -447,7 +447,7 @@ def smoke(cfg: StackConfig, model: ResolvedModel) -> Manifest | None:
     key = secret_name(model.spec.api_key) if model.spec.api_key is not None else None
     # A Deployment is awaited before the test runs; a LeaderWorkerSet is not, so the test waits for it.
     wait = SMOKE_WAIT_AFTER_ROLLOUT if not model.multi_node else deploy_time(cfg, model).rollout_create_timeout
-    return smoke_job(model, image(cfg, model), vllm_args(cfg, model), key, wait)
+    return smoke_job(model, image(cfg, model), vllm_args(cfg, model), key, wait, gateway_target(cfg, model))
 
 
 SMOKE_WAIT_AFTER_ROLLOUT = 600   # Service endpoints follow a finished rollout within seconds; ten minutes is plenty

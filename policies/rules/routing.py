@@ -58,11 +58,17 @@ def _pool_selector(props: Any) -> dict[str, Any]:
     return dict(((props.get("spec") or {}).get("selector") or {}).get("matchLabels") or {})
 
 
-def _selected(pool: Any, servers: list[Server]) -> list[Server]:
-    ns = (pool.props.get("metadata") or {}).get("namespace")
-    selector = _pool_selector(pool.props)
-    return sorted((s for s in servers if s.namespace == ns and selector and all(s.labels.get(k) == v for k, v in selector.items())),
-                  key=lambda s: s.ref)
+def _pools(resources: Sequence[Any]) -> list[tuple[Any, list[Server]]]:
+    """Every InferencePool with the vLLM pod templates its selector matches in its namespace."""
+    pools = [r for r in resources if r.resource_type == POOL]
+    servers = _servers(resources) if pools else []
+    out = []
+    for pool in pools:
+        ns = (pool.props.get("metadata") or {}).get("namespace")
+        selector = _pool_selector(pool.props)
+        out.append((pool, sorted((s for s in servers if s.namespace == ns and selector
+                                  and all(s.labels.get(k) == v for k, v in selector.items())), key=lambda s: s.ref)))
+    return out
 
 
 @stack_rule("H1", "kubernetes-inferencepool-require-vllm-pods", "An InferencePool selects vLLM pods that listen on its target port.",
@@ -71,10 +77,7 @@ def _selected(pool: Any, servers: list[Server]) -> list[Server]:
             "and spec.targetPorts the port vLLM listens on; an empty pool answers every request with an error.",
             sources=("GIE",))
 def pool_selects_servers(resources: Any, report: Any, args: Any) -> None:
-    pools = [r for r in resources if r.resource_type == POOL]
-    servers = _servers(resources) if pools else []
-    for r in pools:
-        selected = _selected(r, servers)
+    for r, selected in _pools(resources):
         if not selected:
             report(f"{object_ref(r.props)} selects no vLLM pods (selector {_pool_selector(r.props) or '{}'})", r.urn)
             continue
@@ -178,10 +181,7 @@ def picker_limits_and_rbac(resources: Any, report: Any, args: Any) -> None:
             "the pool's pods as interchangeable, so a request for one model would land on a pod serving another.",
             sources=("GIE",))
 def pool_pods_agree(resources: Any, report: Any, args: Any) -> None:
-    pools = [r for r in resources if r.resource_type == POOL]
-    servers = _servers(resources) if pools else []
-    for r in pools:
-        selected = _selected(r, servers)
+    for r, selected in _pools(resources):
         served = {(s.served or s.model) for s in selected}
         if len(served) > 1:
             report(f"{object_ref(r.props)} selects pods serving different models: "
