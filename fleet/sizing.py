@@ -143,6 +143,12 @@ class Arch:
     moe_intermediate_size: int | None = None    # MoE: each expert's intermediate size ...
     experts_per_token: int | None = None        # ... and how many experts each token is routed to
     experts: int | None = None                  # routed experts per MoE layer
+    # Vision encoder of a multimodal model (images): LM tokens an image becomes, patches the encoder sees for the
+    # largest image, and the encoder's width.
+    mm_tokens_per_item: int | None = None
+    vision_patches_per_item: int | None = None
+    vision_hidden_size: int | None = None
+    vision_intermediate_size: int | None = None
     source: str = ""
 
     def __post_init__(self) -> None:
@@ -150,7 +156,8 @@ class Arch:
                 or self.params_b <= 0:
             raise ValueError(f"parameters (billions) must be a positive number, got {self.params_b!r}")
         for name in ("layers", "kv_heads", "head_dim", "hidden_size", "intermediate_size", "vocab_size", "max_context",
-                     "moe_intermediate_size", "experts_per_token", "experts"):
+                     "moe_intermediate_size", "experts_per_token", "experts", "mm_tokens_per_item", "vision_patches_per_item",
+                     "vision_hidden_size", "vision_intermediate_size"):
             value = getattr(self, name)
             if value is None and name not in ("layers", "kv_heads", "head_dim"):
                 continue
@@ -217,7 +224,22 @@ def _arch_from_config(cfg: dict[str, Any], path: str | Path, model_id: str) -> A
                 kv_lora_rank=text.get("kv_lora_rank"), qk_rope_head_dim=text.get("qk_rope_head_dim"),
                 moe_intermediate_size=text.get("moe_intermediate_size"),
                 experts_per_token=text.get("num_experts_per_tok") or text.get("experts_per_token"),
-                default_dtype=str(text.get("torch_dtype") or cfg.get("torch_dtype") or "bfloat16"), source=str(path))
+                default_dtype=str(text.get("torch_dtype") or cfg.get("torch_dtype") or "bfloat16"), source=str(path),
+                **_vision_from_config(cfg))
+
+
+def _vision_from_config(cfg: dict[str, Any]) -> dict[str, int]:
+    """A fixed-resolution vision tower (SigLIP-style: image_size, patch_size) and the tokens an image becomes."""
+    vision, tokens = cfg.get("vision_config"), cfg.get("mm_tokens_per_image")
+    if not isinstance(vision, dict) or not isinstance(tokens, int) or tokens <= 0:
+        return {}
+    size, patch, width, inter = (vision.get(k) for k in ("image_size", "patch_size", "hidden_size", "intermediate_size"))
+    if not (isinstance(size, int) and isinstance(patch, int) and isinstance(width, int) and min(size, patch, width) > 0):
+        return {}
+    out = {"mm_tokens_per_item": tokens, "vision_patches_per_item": (size // patch) ** 2, "vision_hidden_size": width}
+    if isinstance(inter, int) and inter > 0:
+        out["vision_intermediate_size"] = inter
+    return out
 
 
 @dataclass(frozen=True)
@@ -237,6 +259,7 @@ class Settings:
     data_parallel_size: int = 1           # engines of one deployment, each with its own KV cache
     expert_parallel: bool = False         # --enable-expert-parallel: routed experts split over TP × DP ranks
     gpu_model: str | None = None          # vLLM picks smaller batch defaults on A100 whatever its memory
+    mm_items_per_prompt: int | None = None  # images per prompt (`--limit-mm-per-prompt`); None: vLLM's default, no limit
     engine_profile: str = LATEST_PROFILE  # a key of PROFILES (engine_profile_for(version))
     profile_override: EngineProfile | None = None   # constants refitted by the calibration (instead of PROFILES')
 
@@ -370,7 +393,8 @@ def activation_gib(arch: Arch, s: Settings) -> float:
     max_num_batched_tokens through a layer (attention projections and the MLP's gate/up/down
     intermediates, split by TP; for MoE the fused-MoE buffers of the routed experts), then sampling
     max_num_seqs dummy requests over the full vocabulary, at the release profile's bytes per logit (the logits
-    are gathered on every rank, so TP does not split them; pooling models skip it)."""
+    are gathered on every rank, so TP does not split them; pooling models skip it). A multimodal model first runs its
+    vision encoder over a batch of the largest images (encoder_gib), and keeps their outputs through the forward pass."""
     tokens, seqs = default_batched_tokens(s)
     hidden = arch.hidden_size or 4096
     inter = arch.intermediate_size or 4 * hidden
@@ -382,10 +406,41 @@ def activation_gib(arch: Arch, s: Settings) -> float:
         per_token = 2 * (k * (3 * moe / tp + hidden) + s.profile.moe_hidden_factor * hidden)
     else:
         per_token = 2 * (3 * inter / tp + 4 * hidden)           # 16-bit activations
-    forward = tokens * per_token
+    items = profiled_images(arch, s)
+    forward = tokens * per_token + items * (arch.mm_tokens_per_item or 0) * hidden * 2
     per_logit = s.profile.sampler_bytes_per_logit
     sampler = 0.0 if arch.family == "encoder" else seqs * (arch.vocab_size or 32000) * per_logit
-    return max(forward, sampler) / GIB
+    return max(forward / GIB, sampler / GIB, encoder_gib(arch, s))
+
+
+def profiled_images(arch: Arch, s: Settings) -> int:
+    """How many of the largest images vLLM's profiling run puts through the vision encoder (vLLM 0.26
+    `MultiModalBudget`): the encoder budget is max_num_batched_tokens (at least one image's tokens), capped by what
+    max_num_seqs prompts of at most `mm_items_per_prompt` images (and max_model_len) could hold. 0 for text-only."""
+    per_item = arch.mm_tokens_per_item
+    if not per_item or not arch.vision_patches_per_item or s.mm_items_per_prompt == 0:
+        return 0
+    tokens, seqs = default_batched_tokens(s)
+    max_len = s.max_model_len or arch.max_context or per_item
+    per_prompt = max(1, min(s.mm_items_per_prompt or max_len, max_len // per_item))
+    return max(1, min(max(tokens, per_item) // per_item, seqs * per_prompt))
+
+
+def encoder_gib(arch: Arch, s: Settings) -> float:
+    """Peak of the vision encoder's profiling pass: every patch of the profiled images through one encoder layer
+    (16-bit: the MLP's two intermediates split by TP, attention and residuals at 4 × width; the attention itself runs
+    in fused kernels). Derived from vLLM 0.26's profile_run, not measured: no vision run fits the lent machine's
+    offline install (it needs the model's processor files)."""
+    items = profiled_images(arch, s)
+    if not items:
+        return 0.0
+    width = arch.vision_hidden_size or 1024
+    inter = arch.vision_intermediate_size or 4 * width
+    per_patch = 2 * (2 * inter / s.tensor_parallel_size + 4 * width)
+    return items * (arch.vision_patches_per_item or 0) * per_patch / GIB
+
+
+
 
 
 def cuda_graph_gib(arch: Arch, s: Settings) -> float:
@@ -445,9 +500,11 @@ def size(arch: Arch, s: Settings, *, explain: bool = True) -> Sizing:
         fits, reason = False, (f"weights need {weights:.1f} GiB per GPU but the budget is {budget:.1f} GiB "
                                f"({s.gpu_memory_utilization:g} × {s.gpu_memory_gib:g} GiB)")
     elif per_token and kv_gib < needed:
+        images = profiled_images(arch, s)
+        peak = (f", the vision encoder's profiling pass over {images} images" if images and encoder_gib(arch, s) >= act else "")
         fits, reason = False, (f"one {max_len:,}-token sequence needs {needed:.2f} GiB of KV cache per GPU but only "
                                f"{max(kv_gib, 0):.2f} GiB remain after weights ({weights:.1f} GiB), activations "
-                               f"({act:.1f} GiB) and runtime overhead ({non_torch:.1f} GiB)")
+                               f"({act:.1f} GiB{peak}) and runtime overhead ({non_torch:.1f} GiB)")
     elif budget + graphs > s.gpu_memory_gib:
         fits, reason = False, (f"the CUDA graphs ({graphs:.2f} GiB) are captured after the KV cache fills the budget "
                                f"({budget:.1f} GiB) and do not fit in the {s.gpu_memory_gib - budget:.2f} GiB left of "
@@ -495,6 +552,13 @@ def fixes(arch: Arch, s: Settings) -> list[str]:
         if size(arch, replace(s, max_num_seqs=fewer), explain=False).fits:
             out.append(f"lower max_num_seqs to {fewer} (the startup profile samples that many requests over the vocabulary)")
             break
+    # A vision model's startup profile encodes max_num_batched_tokens worth of its largest images: fewer tokens, fewer.
+    tokens = default_batched_tokens(s)[0]
+    if profiled_images(arch, s) > 1 and encoder_gib(arch, s) >= activation_gib(arch, replace(s, mm_items_per_prompt=0)):
+        for fewer in (n for n in (8192, 4096, 2048) if n < tokens):
+            if size(arch, replace(s, max_num_batched_tokens=fewer), explain=False).fits:
+                out.append(f"lower max_num_batched_tokens to {fewer} (the startup profile encodes that many tokens of images)")
+                break
     current = s.gpu_memory_gib
     for inst in sorted(_gpu_shapes(), key=lambda i: (i.gpu_usable_memory_gib, i.gpus)):
         if inst.gpu_usable_memory_gib <= current or inst.gpus < tp * s.pipeline_parallel_size:

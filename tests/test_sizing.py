@@ -15,6 +15,7 @@ from fleet.sizing import (
     Arch,
     Settings,
     activation_gib,
+    arch_from_config_json,
     default_batched_tokens,
     engine_profile_for,
     kv_bytes_per_token,
@@ -307,3 +308,31 @@ def test_a_method_the_card_cannot_run_does_not_fit() -> None:
     assert on_l4.fits and on_l4.weights_gib_per_gpu < 14      # weight-only Marlin keeps the 4-bit size on Ada
     assert size(LLAMA8, Settings(gpu_memory_gib=22.05, gpu_model="L4", quantization="modelopt", max_model_len=4096)).fits
     assert not size(LLAMA8, Settings(gpu_memory_gib=22.3, gpu_model="A10G", quantization="modelopt", max_model_len=4096)).fits
+
+
+def test_a_vision_model_counts_its_encoders_startup_pass() -> None:
+    """vLLM 0.26 profiles a multimodal model by encoding max_num_batched_tokens worth of its largest images: on a small
+    card that pass, not the text forward, decides whether the server starts."""
+    gemma = model_catalog()["google/gemma-3-4b-it"]
+    small = Settings(gpu_memory_gib=15.0, gpus_per_node=1, max_model_len=8192, max_num_batched_tokens=16384)
+    result = size(gemma, small)
+    assert not result.fits and result.activation_gib > 6
+    assert "activations (6.5 GiB, the vision encoder's profiling pass over 64 images)" in result.reason
+    assert "lower max_num_batched_tokens to 8192 (the startup profile encodes that many tokens of images)" in result.fixes
+    assert size(gemma, replace(small, max_num_batched_tokens=8192)).fits
+    text_only = size(gemma, replace(small, mm_items_per_prompt=0))          # limit_per_prompt {image: 0}
+    assert text_only.fits and text_only.activation_gib < 1.5
+    # fewer images per prompt only help where max_num_seqs prompts could not fill the budget
+    assert size(gemma, replace(small, max_num_seqs=4, mm_items_per_prompt=2)).activation_gib < 2
+
+
+def test_a_vision_tower_is_read_from_config_json(tmp_path: Path) -> None:
+    cfg = {"architectures": ["Gemma3ForConditionalGeneration"], "mm_tokens_per_image": 256,
+           "text_config": {"num_attention_heads": 8, "hidden_size": 2560, "num_hidden_layers": 34, "num_key_value_heads": 4,
+                           "head_dim": 256, "intermediate_size": 10240, "vocab_size": 262208},
+           "vision_config": {"hidden_size": 1152, "image_size": 896, "intermediate_size": 4304, "patch_size": 14}}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    arch = arch_from_config_json(tmp_path / "config.json")
+    assert (arch.mm_tokens_per_item, arch.vision_patches_per_item, arch.vision_hidden_size) == (256, 4096, 1152)
+    catalog = model_catalog()["google/gemma-3-4b-it"]
+    assert (catalog.mm_tokens_per_item, catalog.vision_patches_per_item, catalog.vision_intermediate_size) == (256, 4096, 4304)

@@ -37,4 +37,5 @@ def settings_for(spec: ModelSpec, gpu_memory_gib: float, gpus_per_node: int, gpu
         dtype=spec.dtype or "auto", quantization=spec.quantization, kv_cache_dtype=spec.kv_cache_dtype or "auto",
         max_num_batched_tokens=spec.max_num_batched_tokens or profile.get("max_num_batched_tokens"),
         max_num_seqs=spec.max_num_seqs or profile.get("max_num_seqs"), enforce_eager=bool(spec.enforce_eager),
-        gpu_model=gpu_model, engine_profile=engine_profile_for(vllm_version))
+        gpu_model=gpu_model, engine_profile=engine_profile_for(vllm_version),
+        mm_items_per_prompt=spec.multimodal.limit_per_prompt.get("image") if spec.multimodal is not None else None)

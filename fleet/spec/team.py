@@ -142,7 +142,8 @@ class ToolCalling(Strict):
 
 
 class Multimodal(Strict):
-    limit_per_prompt: dict[Literal["image", "video", "audio"], int] = Field(description="`--limit-mm-per-prompt`, e.g. {image: 4}.")
+    limit_per_prompt: dict[Literal["image", "video", "audio"], int] = Field(description="`--limit-mm-per-prompt`, e.g. {image: 4}. "
+            "The fit check counts the vision encoder's startup pass over a batch of the largest images ({image: 0}: text only).")
     allowed_media_domains: list[MediaDomain] = Field(
         default_factory=list, description="`--allowed-media-domains`; empty lets the server fetch from anywhere (SSRF "
                                                                                "risk, policy F7).")
