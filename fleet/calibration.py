@@ -65,7 +65,8 @@ def settings(record: dict[str, Any]) -> Settings:
                     gpu_memory_utilization=st.get("gpu_memory_utilization", 0.9), quantization=st.get("quantization"),
                     kv_cache_dtype=st.get("kv_cache_dtype", "auto"), max_num_batched_tokens=st.get("max_num_batched_tokens"),
                     max_num_seqs=st.get("max_num_seqs"), enforce_eager=bool(st.get("enforce_eager", False)),
-                    gpu_model=record.get("gpu"), engine_profile=engine_profile(record))
+                    gpu_model=record.get("gpu"), engine_profile=engine_profile(record),
+                    mm_items_per_prompt=(st.get("limit_mm_per_prompt") or {}).get("image"))
 
 
 def checks(recs: list[dict[str, Any]] | None = None, profiles: dict[str, EngineProfile] | None = None) -> list[Check]:

@@ -72,6 +72,9 @@ class EngineProfile:
     graph_gib_per_size_and_layer: float = 0.000197
     # Fused MoE peak per token beyond the routed experts' buffers, in hidden-size units.
     moe_hidden_factor: float = 10.0
+    # The startup profile runs a multimodal model's vision encoder over a batch of its largest images (V1's first
+    # model runner); 0.26's runner does not (its encoder dummy run is a TODO), so that pass runs unbudgeted at serving.
+    profiles_encoder: bool = True
 
 
 PROFILES = {
@@ -83,12 +86,15 @@ PROFILES = {
     "v1-native-sampler": EngineProfile("v1-native-sampler", 38.5, 0.14, 0.55, captures_graphs=True),
     # V1 from 0.26, measured on an H200 (calibration.yaml, `h200-*`): the forward pass is the peak — 32 to 1,024
     # dummy requests over 128k–256k vocabularies move it by at most 0.06 GiB, and 256 requests at 2,048 batched
-    # tokens peaked at 0.24 GiB, so the profile's sampling step stays under 7.8 B per logit; 6 (the fp32 logits and
-    # half again) is used, below the forward pass in every run. The runs used
-    # the native sampler (VLLM_USE_FLASHINFER_SAMPLER=0); 0.26 defaults to FlashInfer's, which peaks lower still.
+    # tokens peaked at 0.24 GiB, so the profile's sampling step stays under 7.8 B per logit. The one run where it is
+    # the peak — Gemma 3 (262k vocabulary), 1,024 requests at 4,096 batched tokens: 0.64 GiB — gives 2.5 B per logit
+    # (16-bit logits and a little). The runs used the native sampler (VLLM_USE_FLASHINFER_SAMPLER=0); 0.26 defaults to
+    # FlashInfer's, which peaks lower still.
     # Non-torch is 0.22 GiB at TP 1 and 0.07 at TP 2 (two H200s of one host: 0.06–0.11 over five runs, dense and
     # MoE), and CUDA graphs are captured after the KV cache is sized, outside gpu_memory_utilization's budget.
-    "v0.26": EngineProfile("v0.26", 6.0, 0.22, 0.07, captures_graphs=True),
+    # A vision model's encoder is not in its profile (Gemma 3 4B with up to 64 images: 1.19 GiB peak, below its
+    # text-only 1.41), so the encoder's pass must fit in the memory the budget leaves, like the graphs.
+    "v0.26": EngineProfile("v0.26", 2.5, 0.22, 0.07, captures_graphs=True, profiles_encoder=False),
 }
 LATEST_PROFILE = "v0.26"
 
@@ -406,17 +412,28 @@ def activation_gib(arch: Arch, s: Settings) -> float:
         per_token = 2 * (k * (3 * moe / tp + hidden) + s.profile.moe_hidden_factor * hidden)
     else:
         per_token = 2 * (3 * inter / tp + 4 * hidden)           # 16-bit activations
-    items = profiled_images(arch, s)
-    forward = tokens * per_token + items * (arch.mm_tokens_per_item or 0) * hidden * 2
     per_logit = s.profile.sampler_bytes_per_logit
     sampler = 0.0 if arch.family == "encoder" else seqs * (arch.vocab_size or 32000) * per_logit
+    if not s.profile.profiles_encoder:
+        return max(tokens * per_token, sampler) / GIB
+    items = profiled_images(arch, s)
+    forward = tokens * per_token + items * (arch.mm_tokens_per_item or 0) * hidden * 2    # + the encoder outputs kept
     return max(forward / GIB, sampler / GIB, encoder_gib(arch, s))
 
 
+def unbudgeted_encoder_gib(arch: Arch, s: Settings, activation: float) -> float:
+    """What the encoder's pass needs beyond the profiled activations (their memory is free between steps) when the
+    release does not profile the encoder: it must fit in the memory gpu_memory_utilization leaves."""
+    if s.profile.profiles_encoder:
+        return 0.0
+    return max(encoder_gib(arch, s) - activation, 0.0)
+
+
 def profiled_images(arch: Arch, s: Settings) -> int:
-    """How many of the largest images vLLM's profiling run puts through the vision encoder (vLLM 0.26
-    `MultiModalBudget`): the encoder budget is max_num_batched_tokens (at least one image's tokens), capped by what
-    max_num_seqs prompts of at most `mm_items_per_prompt` images (and max_model_len) could hold. 0 for text-only."""
+    """How many of the largest images one scheduler step can put through the vision encoder (vLLM's
+    `MultiModalBudget`, which the first V1 runner's startup profile encodes): the encoder budget is
+    max_num_batched_tokens (at least one image's tokens), capped by what max_num_seqs prompts of at most
+    `mm_items_per_prompt` images (and max_model_len) could hold. 0 for text-only."""
     per_item = arch.mm_tokens_per_item
     if not per_item or not arch.vision_patches_per_item or s.mm_items_per_prompt == 0:
         return 0
@@ -427,10 +444,10 @@ def profiled_images(arch: Arch, s: Settings) -> int:
 
 
 def encoder_gib(arch: Arch, s: Settings) -> float:
-    """Peak of the vision encoder's profiling pass: every patch of the profiled images through one encoder layer
-    (16-bit: the MLP's two intermediates split by TP, attention and residuals at 4 × width; the attention itself runs
-    in fused kernels). Derived from vLLM 0.26's profile_run, not measured: no vision run fits the lent machine's
-    offline install (it needs the model's processor files)."""
+    """Peak of the vision encoder's pass over a full step of images: every patch through one encoder layer (16-bit:
+    the MLP's two intermediates split by TP, attention and residuals at 4 × width; the attention itself runs in fused
+    kernels). Derived from vLLM's code, not measured: the H200 runs show 0.26 leaves it out of the startup profile,
+    and serving images was not part of them."""
     items = profiled_images(arch, s)
     if not items:
         return 0.0
@@ -509,6 +526,13 @@ def size(arch: Arch, s: Settings, *, explain: bool = True) -> Sizing:
         fits, reason = False, (f"the CUDA graphs ({graphs:.2f} GiB) are captured after the KV cache fills the budget "
                                f"({budget:.1f} GiB) and do not fit in the {s.gpu_memory_gib - budget:.2f} GiB left of "
                                f"{s.gpu_memory_gib:g} GiB — lower gpu_memory_utilization or set enforce_eager")
+    elif budget + graphs + unbudgeted_encoder_gib(arch, s, act) > s.gpu_memory_gib:
+        encoder = unbudgeted_encoder_gib(arch, s, act)
+        fits, reason = False, (f"the vision encoder's pass over {profiled_images(arch, s)} images needs {encoder:.2f} GiB beyond "
+                               f"the profiled activations, which this vLLM release leaves out of its budget, and only "
+                               f"{max(s.gpu_memory_gib - budget - graphs, 0):.2f} GiB are left of {s.gpu_memory_gib:g} GiB: the "
+                               "first batch of images would run out of memory — lower gpu_memory_utilization or "
+                               "max_num_batched_tokens, or limit images per prompt")
     else:
         fits, reason = True, (f"{tokens:,} KV tokens per replica: {concurrency:.1f} concurrent sequences of "
                               f"{max_len:,} tokens" if per_token else "encoder model: no KV cache")

@@ -62,6 +62,49 @@ ARCHS: dict[str, dict] = {
         "attention_bias": False, "use_sliding_window": False},
 }
 
+# A vision model: Gemma 3 4B (SigLIP tower). vLLM profiles its encoder with dummy images through the model's HF
+# processor, so the run also writes a stand-in processor (write_processor): the image processor's public settings and
+# a tokenizer holding just the special tokens the processor and the model's config name, at their ids.
+ARCHS["google/gemma-3-4b-it"] = {
+    "architectures": ["Gemma3ForConditionalGeneration"], "boi_token_index": 255999, "eoi_token_index": 256000,
+    "eos_token_id": [1, 106], "image_token_index": 262144, "initializer_range": 0.02, "mm_tokens_per_image": 256,
+    "model_type": "gemma3", "torch_dtype": "bfloat16",
+    "text_config": {"hidden_size": 2560, "intermediate_size": 10240, "model_type": "gemma3_text", "num_hidden_layers": 34,
+                    "rope_scaling": {"factor": 8.0, "rope_type": "linear"}, "sliding_window": 1024, "num_attention_heads": 8,
+                    "num_key_value_heads": 4, "head_dim": 256, "vocab_size": 262208, "max_position_embeddings": 131072,
+                    "query_pre_attn_scalar": 256, "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
+                    "sliding_window_pattern": 6},
+    "vision_config": {"hidden_size": 1152, "image_size": 896, "intermediate_size": 4304, "model_type": "siglip_vision_model",
+                      "num_attention_heads": 16, "num_hidden_layers": 27, "patch_size": 14, "vision_use_head": False}}
+VISION = {"google/gemma-3-4b-it"}
+
+
+def write_processor(d: str) -> None:
+    """The stand-in processor files of the Gemma 3 runs (see VISION)."""
+    from tokenizers import AddedToken, Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import WhitespaceSplit
+
+    # vLLM's Gemma 3 processor merges the newlines around an image into Gemma's one-token runs of 1-4 newlines.
+    specials = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "<start_of_turn>": 105, "<end_of_turn>": 106, "\n": 107,
+                "\n\n": 108, "\n\n\n": 109, "\n\n\n\n": 110, "<start_of_image>": 255999, "<end_of_image>": 256000,
+                "<image_soft_token>": 262144}
+    tok = Tokenizer(WordLevel({**specials, **{f"w{i}": i for i in range(4, 100)}}, unk_token="<unk>"))
+    tok.pre_tokenizer = WhitespaceSplit()
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
+    tok.save(str(Path(d, "tokenizer.json")))
+    image_tokens = {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"}
+    Path(d, "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>",
+        "unk_token": "<unk>", **image_tokens, "extra_special_tokens": image_tokens, "model_max_length": 131072}))
+    Path(d, "preprocessor_config.json").write_text(json.dumps({
+        "do_normalize": True, "do_rescale": True, "do_resize": True, "image_mean": [0.5, 0.5, 0.5],
+        "image_processor_type": "Gemma3ImageProcessor", "image_seq_length": 256, "image_std": [0.5, 0.5, 0.5],
+        "processor_class": "Gemma3Processor", "resample": 2, "rescale_factor": 1 / 255, "size": {"height": 896, "width": 896}}))
+    Path(d, "processor_config.json").write_text(json.dumps({"image_seq_length": 256, "processor_class": "Gemma3Processor"}))
+
+
+G3 = "google/gemma-3-4b-it"
 L8, L70, Q7, Q05, G2, MOE = ("meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.1-70B-Instruct", "Qwen/Qwen2.5-7B-Instruct",
                              "Qwen/Qwen2.5-0.5B-Instruct", "google/gemma-2b", "Qwen/Qwen3-30B-A3B")
 
@@ -93,6 +136,15 @@ CONFIGS: dict[str, tuple[str, dict]] = {
                                        "max_num_seqs": 256}),
     "llama8b-offload16-u90-8k-s256": (L8, {"gpu_memory_utilization": 0.9, "max_model_len": 8192, "max_num_seqs": 256,
                                            "kv_offloading_size": 16}),
+    "llama8b-tp2-u90-8k-s256-eager": (L8, {"tensor_parallel_size": 2, "gpu_memory_utilization": 0.9, "max_model_len": 8192,
+                                           "max_num_seqs": 256, "enforce_eager": True}),
+    "qwen7b-tp2-u90-32k-s256": (Q7, {"tensor_parallel_size": 2, "gpu_memory_utilization": 0.9, "max_model_len": 32768,
+                                     "max_num_seqs": 256}),
+    # The vision encoder's profiling pass: up to 64 images at 16,384 batched tokens, 16 at 4,096, none text-only.
+    "gemma3-4b-u90-8k-img4": (G3, {"gpu_memory_utilization": 0.9, "max_model_len": 8192, "limit_mm_per_prompt": {"image": 4}}),
+    "gemma3-4b-u90-8k-b4k-img4": (G3, {"gpu_memory_utilization": 0.9, "max_model_len": 8192, "max_num_batched_tokens": 4096,
+                                       "limit_mm_per_prompt": {"image": 4}}),
+    "gemma3-4b-u90-8k-text": (G3, {"gpu_memory_utilization": 0.9, "max_model_len": 8192, "limit_mm_per_prompt": {"image": 0}}),
 }
 
 RUN = """
@@ -123,7 +175,7 @@ def host_rss_gib():
 start = time.monotonic()
 from vllm import LLM, SamplingParams
 args = json.loads(sys.argv[2])
-llm = LLM(model=sys.argv[1], load_format="dummy", skip_tokenizer_init=True, seed=0, **args)
+llm = LLM(model=sys.argv[1], load_format="dummy", skip_tokenizer_init=not sys.argv[3:], seed=0, **args)
 ready = time.monotonic() - start
 out = llm.generate([{"prompt_token_ids": list(range(100, 132))}],
                    SamplingParams(max_tokens=8, ignore_eos=True, detokenize=False), use_tqdm=False)
@@ -144,6 +196,7 @@ PATTERNS = {
     "init_engine_s": re.compile(rf"init engine \(profile, create kv cache, warmup model\) took {NUM} s"),
     "compile_s": re.compile(rf"\(compilation: {NUM} s\)"),
     "graph_capture": re.compile(rf"Graph capturing finished in {NUM} secs?, took {NUM} GiB"),
+    "encoder_profile": re.compile(r"Encoder cache will be initialized with a budget of (\d+) tokens, and profiled with (\d+) image items"),
 }
 
 
@@ -165,6 +218,8 @@ def parse(log: str) -> dict:
             found["load_s"] = float(g[1])
         elif key == "kv_cache_tokens":
             found[key] = int(g[0])
+        elif key == "encoder_profile":
+            found.update(encoder_budget_tokens=int(g[0]), profiled_images=int(g[1]))
         else:
             found[key] = float(g[0])
     return found
@@ -184,11 +239,14 @@ def measure(name: str, out_dir: Path, timeout_s: int) -> dict:
     model, args = CONFIGS[name]
     with tempfile.TemporaryDirectory() as d:
         Path(d, "config.json").write_text(json.dumps(ARCHS[model]))
+        if model in VISION:
+            write_processor(d)
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_USE_FLASHINFER_SAMPLER": os.environ.get("VLLM_USE_FLASHINFER_SAMPLER", "0"),
                "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
         start = time.monotonic()
         try:
-            proc = subprocess.run([sys.executable, "-c", RUN, d, json.dumps(args)], capture_output=True, text=True,
+            proc = subprocess.run([sys.executable, "-c", RUN, d, json.dumps(args), *(["processor"] if model in VISION else [])],
+                                  capture_output=True, text=True,
                                   env=env, timeout=timeout_s, check=False)
             log, code = proc.stdout + proc.stderr, str(proc.returncode)
         except subprocess.TimeoutExpired as e:

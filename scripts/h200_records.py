@@ -24,7 +24,7 @@ HEADER = re.compile(r"^===== (\S+) \((\S+), (\{.*\})\) exit (\S+) in (\d+) s$", 
 LLM_CLASS_BATCHED_TOKENS = 16384
 # Constants of fleet/sizing.py fitted on these runs (the rest are held out).
 FITTED = {"llama8b-u90-8k-s256", "llama8b-u50-32k-s64", "qwen7b-u90-32k-s256", "qwen3moe-u90-32k-s256",
-          "qwen3moe-u90-8k-s256-eager", "llama8b-tp2-u90-8k-s256", "qwen7b-tp2-u90-32k-s256"}
+          "qwen3moe-u90-8k-s256-eager", "llama8b-tp2-u90-8k-s256", "qwen7b-tp2-u90-32k-s256", "gemma3-4b-u90-8k-b4k-img4"}
 LINES = re.compile("|".join(p.pattern for p in PATTERNS.values()) + r"|ValueError: (?:To serve|No available memory)"
                    r"|Chunked prefill is enabled")
 
