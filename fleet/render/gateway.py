@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from fleet.labels import MANAGED_BY, MODEL_LABEL, NONROOT_UID, TEAM_LABEL, VLLM_PORT
+from fleet.labels import MANAGED_BY, NONROOT_UID, TEAM_LABEL, VLLM_PORT
 from fleet.render import Manifest, meta
 from fleet.spec.resolved import ResolvedModel, ResolvedTeam
 from fleet.spec.stack import StackConfig
@@ -29,8 +29,8 @@ BBR_GRPC_PORT = 9004
 BBR_HEALTH_PORT = 9005
 BBR_NAME = "body-based-router"
 EPP_COMPONENT = "endpoint-picker"
-EPP_RESOURCES = {"cpu": "2", "memory": "2Gi"}
 EPP_CPU, EPP_MEMORY_GIB = 2, 2
+EPP_RESOURCES = {"cpu": str(EPP_CPU), "memory": f"{EPP_MEMORY_GIB}Gi"}
 SIDECAR_RESOURCES = {"cpu": "500m", "memory": "512Mi"}
 DECODE_VLLM_PORT = 8200                                 # vLLM behind the routing sidecar in decode pods
 REQUEST_TIMEOUT = "600s"                                # long generations; the client's own timeout usually ends first
@@ -320,6 +320,3 @@ def picker_quota(team: ResolvedTeam) -> tuple[int, int]:
     """CPU cores and GiB of memory the team's pickers take (its quota grows by them)."""
     pickers = sum(1 for m in team.models if owns_pool(m))
     return pickers * EPP_CPU, pickers * EPP_MEMORY_GIB
-
-
-__all__ = ["MODEL_LABEL", "gateway_manifests", "network_policies", "pool_manifests", "team_routes"]
