@@ -36,14 +36,18 @@ def role_of(manifest: Manifest) -> str | None:
     return (manifest["metadata"].get("labels") or {}).get(ROLE_LABEL)
 
 
-def custom_timeouts(manifest: Manifest, times: DeployTime) -> pulumi.CustomTimeouts | None:
+def serves(manifest: Manifest, model: ResolvedModel) -> bool:
+    """The model's own serving workload (not its endpoint picker's Deployment)."""
+    return manifest["kind"] in WORKLOADS and manifest["metadata"]["name"] == model.name
+
+
+def custom_timeouts(manifest: Manifest, model: ResolvedModel, times: DeployTime) -> pulumi.CustomTimeouts | None:
     """Timeouts for the objects pulumi-kubernetes awaits longer than its 10-minute default could allow. A
     LeaderWorkerSet is a custom resource: the provider does not await it (its smoke test does; docs/first-deploy.md)."""
-    kind = manifest["kind"]
-    if kind == "Job":
+    if manifest["kind"] == "Job":
         seconds = int(manifest["spec"]["activeDeadlineSeconds"]) + JOB_TIMEOUT_GRACE_SECONDS
         return pulumi.CustomTimeouts(create=f"{seconds}s", update=f"{seconds}s")
-    if kind == "Deployment":
+    if manifest["kind"] == "Deployment" and serves(manifest, model):
         return pulumi.CustomTimeouts(create=f"{times.rollout_create_timeout}s", update=f"{times.rollout_update_timeout}s")
     return None
 
@@ -63,13 +67,13 @@ class VllmService(pulumi.ComponentResource):
         for manifest in model_manifests(args.platform, model, role_arn):
             # The workload starts once the prefetch Job (awaited by the provider) has filled the cache; the smoke
             # test runs once the workload is ready.
-            role, kind = role_of(manifest), manifest["kind"]
-            depends = after["prefetch"] if kind in WORKLOADS else after["workload"] if role == SMOKE_ROLE else []
+            role, workload = role_of(manifest), serves(manifest, model)
+            depends = after["prefetch"] if workload else after["workload"] if role == SMOKE_ROLE else []
             resource = register(manifest, pulumi.ResourceOptions(parent=self, depends_on=depends or None,
-                                                                 custom_timeouts=custom_timeouts(manifest, times)))
+                                                                 custom_timeouts=custom_timeouts(manifest, model, times)))
             if role == PREFETCH_ROLE:
                 after["prefetch"] = [resource]
-            elif kind in WORKLOADS:
+            elif workload:
                 after["workload"] = [resource]
             self.objects.append(resource)
         self.register_outputs({"model": model.name, "namespace": model.namespace})

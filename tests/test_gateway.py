@@ -296,3 +296,16 @@ def test_gateway_routed_models_smoke_test_through_the_gateway(prod_root: Path) -
     egress = by_kind(plan, "NetworkPolicy", "team-assistant")["smoke-tests-egress"]["spec"]["egress"]
     assert egress[1] == {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gateway"}}}],
                          "ports": [{"protocol": "TCP", "port": 443}]}
+
+
+def test_the_picker_neither_waits_for_the_weights_nor_takes_the_models_timeouts(prod_root: Path) -> None:
+    """The picker's Deployment is not the model's workload: it does not wait for the prefetch Job, gets the provider's
+    default await, and the smoke test still follows the model's own workload."""
+    plan = make_plan("prod", prod_root)
+    by_name = {c.name: c for c in plan.resources}
+    picker, server = by_name["deployment-team-search-qwen-3b-epp"], by_name["deployment-team-search-qwen-3b"]
+    prefetch = next(c for c in plan.resources if c.name.startswith("job-team-search-qwen-3b-prefetch-"))
+    smoke = next(c for c in plan.resources if c.name.startswith("job-team-search-qwen-3b-smoke-"))
+    assert prefetch.urn in server.dependencies and server.custom_timeouts
+    assert prefetch.urn not in picker.dependencies and not picker.custom_timeouts
+    assert smoke.dependencies == [server.urn]
