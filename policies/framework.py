@@ -20,7 +20,7 @@ from pulumi_policy.proxy import UnknownValueError
 
 from fleet.kinds import AUTOSCALER_TYPES, POD_TYPES
 from fleet.quantity import quantity, whole
-from policies.commands import flag_value, has_flag, server_args
+from policies.commands import flag_value, has_flag, model_of, server_args
 
 __all__ = ["flag_value", "has_flag"]   # re-exported for the rules
 
@@ -172,6 +172,43 @@ def pod_gpus(pod: PodView) -> int:
 def vllm_serve_args(container: Mapping[str, Any]) -> list[str] | None:
     """Arguments of vLLM's OpenAI server however the container starts it (policies.commands), or None."""
     return server_args(container)
+
+
+LWS_TYPE = "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet"
+
+
+@dataclass(frozen=True)
+class VllmServer:
+    ref: str                      # Kind/namespace/name of the workload
+    namespace: Any
+    labels: Mapping[str, Any]     # its pods' (a LeaderWorkerSet's with the name label LWS adds)
+    ports: frozenset[int]         # container ports of the pod
+    model: str | None
+    served: str | None
+    image: str
+
+
+def vllm_servers(resources: Sequence[Any]) -> list[VllmServer]:
+    """Every pod template that runs vLLM's server (one entry per server container), with its labels, ports, model
+    and image: what Services (F5) and InferencePools (H1, H4) select."""
+    out = []
+    for r in resources:
+        if r.resource_type not in POD_KINDS:
+            continue
+        md = r.props.get("metadata") or {}
+        for pod in pod_specs(r.resource_type, r.props):
+            ports = frozenset(int(shown_number(p.get("containerPort"))) for _, c in containers(pod, init=False)
+                              for p in c.get("ports") or [] if p.get("containerPort") is not None)
+            for _, c in containers(pod, init=False):
+                args = vllm_serve_args(c)
+                if args is None:
+                    continue
+                labels = dict(pod.labels)
+                if r.resource_type == LWS_TYPE:
+                    labels["leaderworkerset.sigs.k8s.io/name"] = md.get("name")
+                out.append(VllmServer(object_ref(r.props), md.get("namespace"), labels, ports, model_of(args),
+                                      flag_value(args, "--served-model-name"), str(c.get("image") or "")))
+    return out
 
 
 @dataclass(frozen=True)

@@ -4,64 +4,28 @@ the bindings of its account)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
-from policies.commands import flag_value, model_of
-from policies.framework import POD_KINDS, containers, object_ref, pod_specs, shown_number, stack_rule, vllm_serve_args
+from policies.framework import POD_KINDS, VllmServer, containers, object_ref, pod_specs, shown_number, stack_rule, vllm_servers
 
 POOL = "kubernetes:inference.networking.k8s.io/v1:InferencePool"
 ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
 GRANTS = ("kubernetes:gateway.networking.k8s.io/v1beta1:ReferenceGrant", "kubernetes:gateway.networking.k8s.io/v1:ReferenceGrant")
 SERVICE = "kubernetes:core/v1:Service"
 CLUSTER_BINDING = "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding"
-LWS = "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet"
 # Images of endpoint pickers, recognised whether or not a pool references them.
 PICKER_IMAGES = ("gateway-api-inference-extension/epp", "llm-d-inference-scheduler")
-
-
-@dataclass(frozen=True)
-class Server:
-    ref: str                      # Kind/namespace/name of the workload
-    namespace: Any
-    labels: Mapping[str, Any]
-    ports: frozenset[int]         # container ports of the pod
-    model: str | None
-    served: str | None
-    image: str
-
-
-def _servers(resources: Sequence[Any]) -> list[Server]:
-    """Every pod template that runs vLLM's server, with its labels, ports, model and image."""
-    out = []
-    for r in resources:
-        if r.resource_type not in POD_KINDS:
-            continue
-        md = r.props.get("metadata") or {}
-        for pod in pod_specs(r.resource_type, r.props):
-            ports = frozenset(int(shown_number(p.get("containerPort"))) for _, c in containers(pod, init=False)
-                              for p in c.get("ports") or [] if p.get("containerPort") is not None)
-            for _, c in containers(pod, init=False):
-                args = vllm_serve_args(c)
-                if args is None:
-                    continue
-                labels = dict(pod.labels)
-                if r.resource_type == LWS:
-                    labels["leaderworkerset.sigs.k8s.io/name"] = md.get("name")
-                out.append(Server(object_ref(r.props), md.get("namespace"), labels, ports, model_of(args),
-                                  flag_value(args, "--served-model-name"), str(c.get("image") or "")))
-    return out
 
 
 def _pool_selector(props: Any) -> dict[str, Any]:
     return dict(((props.get("spec") or {}).get("selector") or {}).get("matchLabels") or {})
 
 
-def _pools(resources: Sequence[Any]) -> list[tuple[Any, list[Server]]]:
+def _pools(resources: Sequence[Any]) -> list[tuple[Any, list[VllmServer]]]:
     """Every InferencePool with the vLLM pod templates its selector matches in its namespace."""
     pools = [r for r in resources if r.resource_type == POOL]
-    servers = _servers(resources) if pools else []
+    servers = vllm_servers(resources) if pools else []
     out = []
     for pool in pools:
         ns = (pool.props.get("metadata") or {}).get("namespace")

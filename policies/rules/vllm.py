@@ -13,16 +13,17 @@ from fleet.vllm.flags import available_versions
 from policies.commands import model_of, runtime_value
 from policies.framework import (
     POD_KINDS,
+    VllmServer,
     containers,
     env_map,
     flag_value,
     has_flag,
-    object_ref,
     pod_specs,
     rule,
     stack_rule,
     to_plain_data,
     vllm_serve_args,
+    vllm_servers,
 )
 
 FLOOR_DEFAULT = "0.32.0"
@@ -119,17 +120,9 @@ def ingress_tls(props: Any, report: Any, args: Any) -> None:
 def public_service(resources: Any, report: Any, args: Any) -> None:
     """A Service exposes vLLM when its selector matches the pods of a workload that runs vLLM's server (whatever the
     labels are called)."""
-    servers: dict[Any, list[tuple[str, Mapping[str, Any]]]] = {}
-    for r in resources:
-        if r.resource_type not in POD_KINDS:
-            continue
-        md = r.props.get("metadata") or {}
-        for pod in pod_specs(r.resource_type, r.props):
-            if any(vllm_serve_args(c) is not None for _, c in containers(pod, init=False)):
-                labels = dict(pod.labels)
-                if r.resource_type == "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet":
-                    labels["leaderworkerset.sigs.k8s.io/name"] = md.get("name")
-                servers.setdefault(md.get("namespace"), []).append((object_ref(r.props), labels))
+    servers: dict[Any, list[VllmServer]] = {}
+    for server in vllm_servers(resources):
+        servers.setdefault(server.namespace, []).append(server)
     for r in resources:
         if r.resource_type != "kubernetes:core/v1:Service":
             continue
@@ -139,8 +132,8 @@ def public_service(resources: Any, report: Any, args: Any) -> None:
         if kind in ("ClusterIP", "ExternalName") or not selector:
             continue
         md = r.props.get("metadata") or {}
-        matched = sorted({ref for ref, labels in servers.get(md.get("namespace"), [])
-                          if all(labels.get(k) == v for k, v in selector.items())})
+        matched = sorted({s.ref for s in servers.get(md.get("namespace"), [])
+                          if all(s.labels.get(k) == v for k, v in selector.items())})
         if matched:
             report(f"Service {md.get('namespace') or 'default'}/{md.get('name')} of type {kind} exposes vLLM ({', '.join(matched)}) "
                    "directly", r.urn)
