@@ -9,7 +9,6 @@ from typing import Any
 
 from fleet.catalog import CATALOG_DIR
 from fleet.sizing import (
-    BLOCK,
     GIB,
     PROFILES,
     EngineProfile,
@@ -19,7 +18,7 @@ from fleet.sizing import (
     default_batched_tokens,
     engine_profile_for,
     engine_start_seconds,
-    kv_bytes_per_token,
+    kv_capacity,
     model_catalog,
     size,
     weights_gib_per_gpu,
@@ -86,8 +85,7 @@ def checks(recs: list[dict[str, Any]] | None = None, profiles: dict[str, EngineP
         if "weights_gib" in obs:
             out.append(Check(**base, quantity="weights", predicted=weights_gib_per_gpu(arch, s), observed=obs["weights_gib"]))
         if "kv_cache_gib" in obs and "kv_cache_tokens" in obs:
-            per_token = kv_bytes_per_token(arch, s)
-            from_memory = int(obs["kv_cache_gib"] * GIB // per_token) // BLOCK * BLOCK
+            from_memory = kv_capacity(arch, s, obs["kv_cache_gib"] * GIB, s.max_model_len or arch.max_context or 4096)[0]
             out.append(Check(**base, quantity="kv_tokens_from_memory", predicted=from_memory, observed=obs["kv_cache_tokens"]))
         if "gpu_memory_gib" in r["settings"]:
             sized = size(arch, s, explain=False)

@@ -5,14 +5,14 @@ Per GPU, as vLLM's worker computes it at startup:
     kv_cache  = budget − weights/(TP·PP) − peak activation (the larger of a max_num_batched_tokens forward pass
                 and sampling max_num_seqs dummy requests, whose bytes per logit depend on the release)
                 − non-torch memory (CUDA context, NCCL)
-    kv tokens = kv_cache / (2 · layers_on_this_stage · max(1, kv_heads/TP) · head_dim · bytes(kv dtype)),
-                rounded down to whole 16-token blocks
-and the server refuses to start when one `max_model_len` sequence does not fit in kv tokens. CUDA graphs are
-captured afterwards, outside the budget: they must fit in the memory the budget leaves. What differs between
+    blocks    = kv_cache / (group_size · page), a page being one layer's 16 tokens of K and V
+                (2 · max(1, kv_heads/TP) · head_dim · bytes(kv dtype) per token and layer)
+and the server refuses to start when one `max_model_len` request needs more blocks than that (KvPool). CUDA graphs
+are captured afterwards, outside the budget: they must fit in the memory the budget leaves. What differs between
 vLLM releases is an EngineProfile (PROFILES).
 MLA models store one latent vector per layer (kv_lora_rank + rope dims) that tensor parallelism does
-not split; sliding-window layers hold at most `sliding_window` tokens of a sequence; encoder (embedding)
-models keep no KV cache.
+not split; sliding-window layers hold a request's last `sliding_window` tokens plus the tokens in flight; encoder
+(embedding) models keep no KV cache.
 """
 
 from __future__ import annotations
@@ -75,11 +75,19 @@ class EngineProfile:
     # The startup profile runs a multimodal model's vision encoder over a batch of its largest images (V1's first
     # model runner); 0.26's runner does not (its encoder dummy run is a TODO), so that pass runs unbudgeted at serving.
     profiles_encoder: bool = True
+    # V1's hybrid KV-cache manager: sliding-window layers get their own block tables (V0 sized every layer as full).
+    hybrid_kv: bool = True
+    # Scheduler steps in flight at one pipeline stage with asynchronous scheduling (on by default from 0.26: the
+    # scheduler runs a step ahead): a sliding-window layer keeps its window plus that many steps' tokens.
+    async_batches: int = 1
+    # How the startup log counts KV tokens: blocks / groups × 16 before 0.26; from 0.26 `Maximum concurrency` ×
+    # max_model_len (the same for one group when max_model_len is a multiple of 16; more for sliding windows).
+    tokens_from_concurrency: bool = False
 
 
 PROFILES = {
     # V0 kept only the fp32 logits; V0 logs show 0.25–0.35 GiB non-torch at one GPU.
-    "v0": EngineProfile("v0", 4.0, 0.3, 0.6, captures_graphs=False),
+    "v0": EngineProfile("v0", 4.0, 0.3, 0.6, captures_graphs=False, hybrid_kv=False),
     # V1 before 0.26: the native sort-based sampler's top-k/top-p buffers are in the peak, 38.5 B per logit fitted
     # to the activation peaks vLLM 0.11 printed on H100 (Llama-3.1-8B, Llama-3.3-70B, Qwen3-0.6B/32B, gpt-oss;
     # 4.76–7.38 GiB, within 3 %); non-torch 0.13–0.14 GiB at TP 1 and 0.54–0.55 at TP 2 in the same logs.
@@ -94,7 +102,8 @@ PROFILES = {
     # MoE), and CUDA graphs are captured after the KV cache is sized, outside gpu_memory_utilization's budget.
     # A vision model's encoder is not in its profile (Gemma 3 4B with up to 64 images: 1.19 GiB peak, below its
     # text-only 1.41), so the encoder's pass must fit in the memory the budget leaves, like the graphs.
-    "v0.26": EngineProfile("v0.26", 2.5, 0.22, 0.07, captures_graphs=True, profiles_encoder=False),
+    "v0.26": EngineProfile("v0.26", 2.5, 0.22, 0.07, captures_graphs=True, profiles_encoder=False, async_batches=2,
+                           tokens_from_concurrency=True),
 }
 LATEST_PROFILE = "v0.26"
 
@@ -266,6 +275,11 @@ class Settings:
     expert_parallel: bool = False         # --enable-expert-parallel: routed experts split over TP × DP ranks
     gpu_model: str | None = None          # vLLM picks smaller batch defaults on A100 whatever its memory
     mm_items_per_prompt: int | None = None  # images per prompt (`--limit-mm-per-prompt`); None: vLLM's default, no limit
+    # The hybrid KV-cache manager: off when a KV connector without its support (LMCache's) is configured.
+    hybrid_kv: bool = True
+    # Asynchronous scheduling: vLLM turns it off for pooling models and for draft-model, n-gram, Medusa and MLP
+    # speculators.
+    async_scheduling: bool = True
     engine_profile: str = LATEST_PROFILE  # a key of PROFILES (engine_profile_for(version))
     profile_override: EngineProfile | None = None   # constants refitted by the calibration (instead of PROFILES')
 
@@ -369,17 +383,81 @@ def _weights_gib(arch: Arch, s: Settings) -> float:
 
 
 def kv_bytes_per_token(arch: Arch, s: Settings) -> int:
-    """KV bytes a token costs on one GPU (layers of one pipeline stage, KV heads split by TP)."""
+    """KV bytes a token costs on one GPU in every layer of one pipeline stage (KV heads split by TP)."""
+    return math.ceil(arch.layers / s.pipeline_parallel_size) * _kv_bytes_per_layer_token(arch, s)
+
+
+def _kv_bytes_per_layer_token(arch: Arch, s: Settings) -> int:
     if arch.family == "encoder":
         return 0
     dtype_bytes = KV_BYTES.get(s.kv_cache_dtype) or DTYPE_BYTES.get(s.dtype if s.dtype != "auto" else arch.default_dtype, 2.0)
-    if arch.default_dtype in ("fp8", "mxfp4") and KV_BYTES.get(s.kv_cache_dtype) is None:
+    if arch.default_dtype in QUANT_BYTES and KV_BYTES.get(s.kv_cache_dtype) is None:
         dtype_bytes = 2.0  # quantized checkpoints still keep a 16-bit KV cache unless asked
-    layers = math.ceil(arch.layers / s.pipeline_parallel_size)
     if arch.family == "mla" and arch.kv_lora_rank:
-        return int(layers * (arch.kv_lora_rank + (arch.qk_rope_head_dim or 0)) * dtype_bytes)
+        return int((arch.kv_lora_rank + (arch.qk_rope_head_dim or 0)) * dtype_bytes)
     heads = max(1, math.ceil(arch.kv_heads / s.tensor_parallel_size))
-    return int(2 * layers * heads * arch.head_dim * dtype_bytes)
+    return int(2 * heads * arch.head_dim * dtype_bytes)
+
+
+@dataclass(frozen=True)
+class KvPool:
+    """One GPU's KV cache as vLLM's V1 KV-cache manager lays it out (vllm/v1/core/kv_cache_utils.py). Layers of one
+    attention type form groups of `group_size` layers (a hybrid model's types padded to equal groups: Gemma 3's 29
+    sliding and 5 full layers are 6 + 1 groups of 5); a block id is one 16-token page in each of `group_size` tensors,
+    and each group gives a request its own blocks: a full-attention group one per 16 tokens of max_model_len, a
+    sliding-window group its window plus the tokens in flight (the last `sliding_window - 1` computed tokens and every
+    scheduled step's batch, never more than max_model_len) and one block of slack."""
+    group_size: int
+    full_groups: int
+    sliding_groups: int
+    page_bytes: int          # one layer's block
+
+    def blocks(self, kv_bytes: float) -> int:
+        return max(int(kv_bytes // (self.group_size * self.page_bytes)), 0)
+
+    def blocks_per_request(self, arch: Arch, s: Settings, max_len: int) -> int:
+        full = -(-max_len // BLOCK)
+        if not self.sliding_groups:
+            return self.full_groups * full
+        pp = s.pipeline_parallel_size
+        in_flight = default_batched_tokens(s)[0] * (pp if pp > 1 else s.profile.async_batches if s.async_scheduling else 1)
+        window = -(-min((arch.sliding_window or max_len) - 1 + in_flight, max_len) // BLOCK) + 1
+        return self.full_groups * full + self.sliding_groups * window
+
+    def request_bytes(self, arch: Arch, s: Settings, max_len: int) -> int:
+        """The KV cache one max_model_len request needs (vLLM refuses to start below it)."""
+        return self.group_size * self.page_bytes * self.blocks_per_request(arch, s, max_len)
+
+
+def kv_pool(arch: Arch, s: Settings) -> KvPool | None:
+    """The KV layout of one pipeline stage; None for models without a KV cache."""
+    per_layer = _kv_bytes_per_layer_token(arch, s)
+    if not per_layer:
+        return None
+    layers = math.ceil(arch.layers / s.pipeline_parallel_size)
+    sliding = min(layers, math.ceil(arch.sliding_window_layers / s.pipeline_parallel_size)) if arch.sliding_window else 0
+    if not (s.profile.hybrid_kv and s.hybrid_kv) and sliding < layers:
+        sliding = 0                     # without the hybrid manager sliding layers are sized as full attention
+    full = layers - sliding
+    if not sliding or not full:
+        return KvPool(layers, 1 if full else 0, 1 if sliding else 0, BLOCK * per_layer)
+    group = min(full, sliding)
+    if max(full, sliding) < 1.5 * group:
+        group = max(full, sliding)
+    return KvPool(group, -(-full // group), -(-sliding // group), BLOCK * per_layer)
+
+
+def kv_capacity(arch: Arch, s: Settings, kv_bytes: float, max_len: int) -> tuple[int, float]:
+    """(KV tokens as vLLM's startup log reports them, maximum concurrency of max_len requests: blocks / blocks one
+    request needs) in `kv_bytes` of KV cache."""
+    pool = kv_pool(arch, s)
+    if pool is None or max_len <= 0:
+        return 0, 0.0
+    blocks = pool.blocks(kv_bytes)
+    concurrency = blocks / pool.blocks_per_request(arch, s, max_len)
+    if s.profile.tokens_from_concurrency:
+        return int(concurrency * max_len), concurrency
+    return blocks // (pool.full_groups + pool.sliding_groups) * BLOCK, concurrency
 
 
 def default_batched_tokens(s: Settings) -> tuple[int, int]:
@@ -501,13 +579,9 @@ def size(arch: Arch, s: Settings, *, explain: bool = True) -> Sizing:
     kv_gib = budget - weights - act - non_torch
     per_token = kv_bytes_per_token(arch, s)
     max_len = s.max_model_len or arch.max_context or 4096
-    if per_token == 0:
-        tokens, concurrency = 0, 0.0
-    else:
-        # Sliding-window layers hold at most `window` tokens of a sequence: a long sequence costs less.
-        tokens = max(0, int(kv_gib * GIB // per_token) // BLOCK * BLOCK)
-        concurrency = tokens / max_len if max_len else 0.0
-    needed = per_token * _effective_len(arch, max_len) / GIB if per_token else 0.0
+    pool = kv_pool(arch, s)
+    tokens, concurrency = kv_capacity(arch, s, kv_gib * GIB, max_len)
+    needed = pool.request_bytes(arch, s, max_len) / GIB if pool else 0.0
     method = s.quantization or (arch.default_dtype if arch.default_dtype in MIN_CAPABILITY else None)
     capability = GPU_CAPABILITY.get(s.gpu_model or "")
     if method in MIN_CAPABILITY and capability is not None and capability < MIN_CAPABILITY[method]:
@@ -543,14 +617,6 @@ def size(arch: Arch, s: Settings, *, explain: bool = True) -> Sizing:
     if not fits and explain:
         result.fixes = fixes(arch, s)
     return result
-
-
-def _effective_len(arch: Arch, max_len: int) -> float:
-    """Sequence length in full-attention-layer equivalents (sliding layers cap at their window)."""
-    if not arch.sliding_window or not arch.sliding_window_layers:
-        return max_len
-    full = arch.layers - arch.sliding_window_layers
-    return (full * max_len + arch.sliding_window_layers * min(max_len, arch.sliding_window)) / arch.layers
 
 
 def fixes(arch: Arch, s: Settings) -> list[str]:

@@ -12,18 +12,24 @@ from fleet.calibration import checks, summary
 from fleet.cli import main
 from fleet.errors import ConfigError
 from fleet.sizing import (
+    GIB,
     Arch,
+    KvPool,
     Settings,
     activation_gib,
     arch_from_config_json,
     default_batched_tokens,
     engine_profile_for,
     kv_bytes_per_token,
+    kv_capacity,
+    kv_pool,
     model_catalog,
     size,
     weights_gib_per_gpu,
 )
+from fleet.spec.architecture import settings_for
 from fleet.spec.load import load
+from fleet.spec.team import ModelSpec
 from tests.conftest import grant, write
 
 CATALOG = model_catalog()
@@ -75,6 +81,57 @@ def test_sliding_window_layers_make_long_sequences_cheaper() -> None:
     full = Arch(**{**gemma.__dict__, "sliding_window": None, "sliding_window_layers": 0})
     s = Settings(gpu_memory_gib=44.53, tensor_parallel_size=2, max_model_len=131072)
     assert size(gemma, s).fits and not size(full, s).fits
+
+
+def test_hybrid_kv_pool_groups_gemma3_layers_as_vllm_does() -> None:
+    gemma = CATALOG["google/gemma-3-4b-it"]              # 29 sliding-window layers, 5 full-attention ones
+    s = Settings(gpu_memory_gib=139.8, max_model_len=8192, max_num_batched_tokens=16384)
+    # groups of 5 layers: one full-attention group and 6 sliding ones (the last padded with an empty layer)
+    assert kv_pool(gemma, s) == KvPool(group_size=5, full_groups=1, sliding_groups=6, page_bytes=16 * 2 * 4 * 256 * 2)
+    # the H200 run h200-gemma3-4b-u90-8k-text: "Available KV cache memory: 116.37 GiB", "GPU KV cache size: 870,136
+    # tokens", "Maximum concurrency for 8,192 tokens per request: 106.22x" (35 layers' worth of pages per token, not 34)
+    tokens, concurrency = kv_capacity(gemma, s, 116.37 * GIB, 8192)
+    assert concurrency == pytest.approx(106.22, abs=0.01) and tokens == pytest.approx(870_136, rel=1e-4)
+    # a model of one attention type is one group of all its layers, whose tokens are whole blocks
+    assert kv_pool(LLAMA8, s) == KvPool(group_size=32, full_groups=1, sliding_groups=0, page_bytes=16 * 2 * 8 * 128 * 2)
+    assert kv_capacity(LLAMA8, s, 10 * GIB, 8192)[0] == 10 * GIB // (32 * 16 * 2 * 8 * 128 * 2) * 16
+
+
+def test_sliding_window_layers_hold_their_window_and_the_tokens_in_flight() -> None:
+    gemma = CATALOG["google/gemma-3-27b-it"]             # 52 sliding layers, 10 full: 1 + 6 groups of 10
+    s = Settings(gpu_memory_gib=139.8, max_model_len=131072, max_num_batched_tokens=8192)
+    pool = kv_pool(gemma, s)
+    assert pool is not None and (pool.group_size, pool.full_groups, pool.sliding_groups) == (10, 1, 6)
+    blocks = 131072 // 16
+    # vLLM 0.26 schedules a step ahead: a sliding layer keeps its last 1,023 tokens and two steps of 8,192
+    assert pool.blocks_per_request(gemma, s, 131072) == blocks + 6 * (-(-(1023 + 2 * 8192) // 16) + 1) == 14726
+    one_step = blocks + 6 * (-(-(1023 + 8192) // 16) + 1)
+    older = replace(s, engine_profile="v1-native-sampler")
+    assert pool.blocks_per_request(gemma, older, 131072) == one_step
+    assert pool.blocks_per_request(gemma, replace(s, async_scheduling=False), 131072) == one_step
+    # a short context caps the window at max_model_len
+    assert pool.blocks_per_request(gemma, s, 4096) == 256 + 6 * (256 + 1)
+    # without the hybrid manager (V0, or a KV connector that does not support it) every layer is sized full
+    assert kv_pool(gemma, replace(s, hybrid_kv=False)) == KvPool(62, 1, 0, pool.page_bytes)
+    assert kv_pool(gemma, replace(s, engine_profile="v0")) == KvPool(62, 1, 0, pool.page_bytes)
+    # one 131,072-token request: 14,726 blocks of 10 layers' pages (17.98 GiB), not 62 full layers (62 GiB)
+    hybrid = size(gemma, replace(s, gpu_memory_gib=95.0))
+    assert hybrid.fits and hybrid.max_concurrency == pytest.approx(hybrid.kv_cache_gib / 17.98, rel=0.01)
+    full = size(gemma, replace(s, gpu_memory_gib=95.0, hybrid_kv=False))
+    assert not full.fits and "needs 62.00 GiB of KV cache" in full.reason
+
+
+def test_settings_follow_what_turns_vllms_hybrid_manager_and_async_scheduling_off() -> None:
+    def settings(**fields: object) -> Settings:
+        spec = ModelSpec.model_validate({"name": "m", "model": "google/gemma-3-27b-it", "pool": "p", **fields})
+        return settings_for(spec, 44.53, 4, "L40S", "0.26.0")
+
+    plain = settings()
+    assert plain.hybrid_kv and plain.async_scheduling
+    assert not settings(kv_offload={"backend": "lmcache", "cpu_gib": 16}).hybrid_kv
+    assert settings(kv_offload={"backend": "native", "cpu_gib": 16}).hybrid_kv
+    assert not settings(speculative={"method": "ngram", "num_speculative_tokens": 3}).async_scheduling
+    assert settings(speculative={"method": "eagle3", "model": "org/draft", "num_speculative_tokens": 3}).async_scheduling
 
 
 def test_loader_refuses_a_model_that_does_not_fit_with_the_fixes(project: Path) -> None:

@@ -38,4 +38,11 @@ def settings_for(spec: ModelSpec, gpu_memory_gib: float, gpus_per_node: int, gpu
         max_num_batched_tokens=spec.max_num_batched_tokens or profile.get("max_num_batched_tokens"),
         max_num_seqs=spec.max_num_seqs or profile.get("max_num_seqs"), enforce_eager=bool(spec.enforce_eager),
         gpu_model=gpu_model, engine_profile=engine_profile_for(vllm_version),
-        mm_items_per_prompt=spec.multimodal.limit_per_prompt.get("image") if spec.multimodal is not None else None)
+        mm_items_per_prompt=spec.multimodal.limit_per_prompt.get("image") if spec.multimodal is not None else None,
+        # LMCache's connector does not support vLLM's hybrid KV-cache manager: with it, sliding layers are sized full
+        hybrid_kv=not (spec.kv_offload is not None and spec.kv_offload.backend == "lmcache"),
+        async_scheduling=spec.runner != "pooling" and (spec.speculative is None or spec.speculative.method in ASYNC_SPECULATORS))
+
+
+# Speculators with which vLLM keeps asynchronous scheduling on (EAGLE-style and MTP; vLLM 0.26 config/vllm.py).
+ASYNC_SPECULATORS = ("eagle", "eagle3", "mtp")

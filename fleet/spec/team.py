@@ -159,7 +159,8 @@ class KvOffload(Strict):
 
     backend: Literal["native", "lmcache"] = Field("native", description="`native`: vLLM's own CPU offloading (`--kv-offloading-size`, "
             "`--kv-offloading-backend native`). `lmcache`: the LMCache connector in the server's process (`--kv-transfer-config` "
-            "LMCacheConnectorV1, its CPU size from LMCACHE_MAX_LOCAL_CPU_SIZE).")
+            "LMCacheConnectorV1, its CPU size from LMCACHE_MAX_LOCAL_CPU_SIZE); the connector does not support vLLM's hybrid "
+            "KV-cache manager, so a sliding-window model's layers are all sized as full attention.")
     cpu_gib: float = Field(gt=0, le=2048, description="Host memory for offloaded KV blocks per replica pod (summed over its GPUs). "
                                                       "Must fit in the pod's memory next to the server (the fit check says how much is free).")
 
