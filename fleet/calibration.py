@@ -11,17 +11,21 @@ from fleet.catalog import CATALOG_DIR
 from fleet.sizing import (
     GIB,
     PROFILES,
+    Arch,
     EngineProfile,
     Settings,
     activation_gib,
     cuda_graph_sizes,
     default_batched_tokens,
+    encoder_gib,
     engine_profile_for,
     engine_start_seconds,
     kv_capacity,
     model_catalog,
+    serving_room_gib,
     size,
     weights_gib_per_gpu,
+    with_checkpoint_quantization,
 )
 from fleet.yamlsrc import safe_load
 
@@ -32,6 +36,7 @@ class Check:
     engine: str
     family: str
     quantity: str        # weights | kv_tokens | kv_tokens_from_memory | verdict | overhead_gib | cuda_graph_gib | startup_s
+    #                      | encoder_pass_gib (serving a step of images) | serving_free_gib (free once started)
     predicted: float
     observed: float
     fitted: bool = True  # False: no constant of fleet/sizing.py was fitted on this record (a held-out check)
@@ -57,6 +62,13 @@ def engine_profile(record: dict[str, Any]) -> str:
     return engine_profile_for(str(record.get("vllm") or "0.11"), record["engine"])
 
 
+def record_arch(record: dict[str, Any]) -> Arch:
+    """The catalog's architecture of the record's model, as its checkpoint's quantization recipe stores it."""
+    base = model_catalog()[record["model"]]
+    recipe = record["settings"].get("checkpoint_quantization")
+    return base if recipe is None else with_checkpoint_quantization(base, recipe)
+
+
 def settings(record: dict[str, Any]) -> Settings:
     st = record["settings"]
     return Settings(gpu_memory_gib=st.get("gpu_memory_gib", 80.0), tensor_parallel_size=st.get("tensor_parallel_size", 1),
@@ -72,10 +84,9 @@ def checks(recs: list[dict[str, Any]] | None = None, profiles: dict[str, EngineP
     """One check per observed number: weights; KV tokens from the logged KV memory (bytes per token);
     and, where the GPU total is known, the KV cache (tokens where printed, else GiB) and the verdict.
     `profiles`: constants to predict with instead of fleet.sizing.PROFILES (the leave-one-source-out refits)."""
-    catalog = model_catalog()
     out: list[Check] = []
     for r in records() if recs is None else recs:
-        arch = catalog[r["model"]]
+        arch = record_arch(r)
         obs = r["observed"]
         s = settings(r)
         if profiles is not None:
@@ -102,6 +113,15 @@ def checks(recs: list[dict[str, Any]] | None = None, profiles: dict[str, EngineP
                                  observed=obs["activation_gib"] + obs["non_torch_gib"]))
             if "cuda_graph_gib" in obs:
                 out.append(Check(**base, quantity="cuda_graph_gib", predicted=sized.cuda_graph_gib, observed=obs["cuda_graph_gib"]))
+            free = (obs.get("serve") or obs.get("started") or {}).get("free_gib")
+            if free is not None:
+                # the memory a started server leaves for what it has not allocated before (an unprofiled encoder pass)
+                out.append(Check(**base, quantity="serving_free_gib", observed=free, predicted=serving_room_gib(
+                    arch, s, sized.activation_gib, sized.non_torch_gib, sized.cuda_graph_gib)))
+            if obs.get("serve", {}).get("transient_gib"):
+                # a step of the largest images through the encoder (the worst step of the profile's budget)
+                out.append(Check(**base, quantity="encoder_pass_gib", predicted=encoder_gib(arch, s),
+                                 observed=obs["serve"]["transient_gib"]))
         if "startup_s" in obs:
             out.append(Check(**base, quantity="startup_s", predicted=engine_start_seconds(arch, s.enforce_eager),
                              observed=obs["startup_s"]))
@@ -116,16 +136,17 @@ def source_of(record: dict[str, Any]) -> str:
 def fit_profiles(recs: list[dict[str, Any]]) -> dict[str, EngineProfile]:
     """The constants of fleet.sizing.PROFILES refitted on `recs` alone (where they hold the numbers to fit):
     the sampler's bytes per logit before 0.26, non-torch memory at one GPU and at several, and from 0.26 the CUDA-graph
-    memory per captured size and per size and layer (least squares) and the fused-MoE factor."""
-    catalog = model_catalog()
+    memory per captured size and per size and layer (least squares), the fused-MoE factor and the serving reserve
+    (from the free memory of servers serving images)."""
     fitted = dict(PROFILES)
     per_logit: list[float] = []
     non_torch: dict[str, list[float]] = {}
     non_torch_tp: dict[str, list[float]] = {}
     graphs: list[tuple[float, float, float]] = []      # (sizes, sizes × layers, GiB)
     moe: list[float] = []
+    reserve: list[tuple[float, float]] = []          # (GiB-logits, GiB held)
     for r in recs:
-        arch, obs, s = catalog[r["model"]], r["observed"], settings(r)
+        arch, obs, s = record_arch(r), r["observed"], settings(r)
         tokens, seqs = default_batched_tokens(s)
         if "non_torch_gib" in obs:
             several = s.tensor_parallel_size * s.pipeline_parallel_size > 1
@@ -137,6 +158,13 @@ def fit_profiles(recs: list[dict[str, Any]]) -> dict[str, EngineProfile]:
             if s.engine_profile == "v0.26" and arch.family == "moe" and arch.moe_intermediate_size and arch.experts_per_token:
                 routed = arch.experts_per_token * (3 * arch.moe_intermediate_size / s.tensor_parallel_size + (arch.hidden_size or 0))
                 moe.append((obs["activation_gib"] * GIB / tokens / 2 - routed) / (arch.hidden_size or 1))
+        free = (obs.get("serve") or obs.get("started") or {}).get("free_gib")
+        if free is not None:
+            # what the started server held beyond budget, graphs and the budget's activation and non-torch share,
+            # against its dummy requests × vocabulary entries
+            budget = s.gpu_memory_gib * s.gpu_memory_utilization
+            reserve.append((seqs * (arch.vocab_size or 32000) / GIB, s.gpu_memory_gib - budget - obs["cuda_graph_gib"]
+                            + obs["activation_gib"] + obs["non_torch_gib"] - free))
         if s.engine_profile == "v0.26" and obs.get("cuda_graph_gib", 0) > 0:
             n = len(cuda_graph_sizes(seqs))
             graphs.append((n, n * math.ceil(arch.layers / s.pipeline_parallel_size), obs["cuda_graph_gib"]))
@@ -151,6 +179,13 @@ def fit_profiles(recs: list[dict[str, Any]]) -> dict[str, EngineProfile]:
     latest = fitted["v0.26"]
     if moe:
         latest = replace(latest, moe_hidden_factor=statistics.median(moe))
+    if len({x for x, _ in reserve}) > 1:                  # least squares over distinct request × vocabulary sizes
+        mx, my = statistics.fmean(x for x, _ in reserve), statistics.fmean(y for _, y in reserve)
+        slope = sum((x - mx) * (y - my) for x, y in reserve) / sum((x - mx) ** 2 for x, _ in reserve)
+        latest = replace(latest, serving_reserve_gib=my - slope * mx, serving_reserve_bytes_per_logit=slope)
+    elif reserve:
+        per = latest.serving_reserve_bytes_per_logit
+        latest = replace(latest, serving_reserve_gib=statistics.median(y - per * x for x, y in reserve))
     if graphs:
         sxx = sum(a * a for a, _, _ in graphs)
         sxy = sum(a * b for a, b, _ in graphs)
@@ -214,5 +249,7 @@ def measured_summary(items: list[Check], *, held_out_only: bool = False) -> dict
         "kv_tokens_pct": median([c.error_pct for c in runs if c.quantity == "kv_tokens"]),
         "weights_pct": median([c.error_pct for c in runs if c.quantity == "weights"]),
         "startup_pct": median([c.error_pct for c in runs if c.quantity == "startup_s"]),
+        "encoder_pass_gib": median([c.error_abs for c in runs if c.quantity == "encoder_pass_gib"]),
+        "serving_free_gib": median([c.error_abs for c in runs if c.quantity == "serving_free_gib"]),
         "verdicts": f"{sum(1 for c in verdicts if c.predicted == c.observed)}/{len(verdicts)}",
     }

@@ -15,7 +15,7 @@ from fleet.versions import bundled_vllm_versions
 EXIT_OK, EXIT_FINDINGS, EXIT_CONFIG = 0, 1, 2
 # `size` choices: what the fit check has bytes for (fleet/sizing.py), kept here so that --help loads no catalog.
 DTYPES = ("auto", "bfloat16", "float16", "half", "float", "float32")
-QUANTIZATIONS = ("fp8", "modelopt", "compressed-tensors", "awq", "awq_marlin", "gptq", "gptq_marlin", "bitsandbytes", "mxfp4",
+QUANTIZATIONS = ("fp8", "modelopt", "modelopt_fp4", "compressed-tensors", "awq", "awq_marlin", "gptq", "gptq_marlin", "bitsandbytes", "mxfp4",
                  "gguf:Q8_0", "gguf:Q6_K", "gguf:Q5_K_M", "gguf:Q4_K_M")
 KV_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2")
 # The newest vLLM release whose flag table is bundled (fleet/catalog/vllm/flags-<version>.json).

@@ -12,6 +12,11 @@ records vLLM's own log lines: weights, peak activation, non-torch and CUDA-graph
 tokens, and the start-up time. Results go to OUT_DIR/results.jsonl (one object per configuration) and the logs to
 OUT_DIR/logs.txt, from which `scripts/h200_records.py` makes the calibration records with their log lines;
 `fleet/catalog/calibration.yaml` cites them as "measured on H200, vLLM 0.26.0, dummy weights".
+
+A configuration can also name a quantized checkpoint's recipe (`recipe`: its quantization_config goes into the
+config.json), or run the engine in the measuring process to read what the started server holds and leaves free
+(`free`), to serve requests with random images and record the allocator's peak (`serve_images`: requests, images
+each), or to list the loaded parameters and buffers by module (`inventory`).
 """
 
 from __future__ import annotations
@@ -104,6 +109,29 @@ def write_processor(d: str) -> None:
     Path(d, "processor_config.json").write_text(json.dumps({"image_seq_length": 256, "processor_class": "Gemma3Processor"}))
 
 
+# Checkpoint quantization recipes (the `quantization_config` of a quantized checkpoint's config.json, as
+# llm-compressor writes it): the dummy weights take the recipe's layout, so vLLM's "Model loading took" shows which
+# layers the recipe keeps 16-bit.
+def compressed_tensors(num_bits: int, ignore: list[str]) -> dict:
+    group: dict[str, object]
+    if num_bits == 8:     # FP8_DYNAMIC: per-channel FP8 weights, dynamic per-token FP8 activations
+        weights = {"num_bits": 8, "type": "float", "strategy": "channel", "dynamic": False, "symmetric": True}
+        group = {"targets": ["Linear"], "weights": weights,
+                 "input_activations": {"num_bits": 8, "type": "float", "strategy": "token", "dynamic": True, "symmetric": True}}
+        fmt = "float-quantized"
+    else:                 # W4A16: 4-bit integer weights in groups of 128, 16-bit activations
+        weights = {"num_bits": 4, "type": "int", "strategy": "group", "group_size": 128, "dynamic": False, "symmetric": True}
+        group, fmt = {"targets": ["Linear"], "weights": weights, "input_activations": None}, "pack-quantized"
+    return {"quantization_config": {"quant_method": "compressed-tensors", "format": fmt, "config_groups": {"group_0": group},
+                                    "ignore": ignore, "quantization_status": "compressed"}}
+
+
+RECIPES: dict[str, dict] = {
+    "ct-fp8": compressed_tensors(8, ["lm_head"]),
+    "ct-fp8-attn16": compressed_tensors(8, ["lm_head", "re:.*self_attn.*"]),
+    "ct-w4a16": compressed_tensors(4, ["lm_head"]),
+}
+
 G3 = "google/gemma-3-4b-it"
 L8, L70, Q7, Q05, G2, MOE = ("meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.1-70B-Instruct", "Qwen/Qwen2.5-7B-Instruct",
                              "Qwen/Qwen2.5-0.5B-Instruct", "google/gemma-2b", "Qwen/Qwen3-30B-A3B")
@@ -145,7 +173,38 @@ CONFIGS: dict[str, tuple[str, dict]] = {
     "gemma3-4b-u90-8k-b4k-img4": (G3, {"gpu_memory_utilization": 0.9, "max_model_len": 8192, "max_num_batched_tokens": 4096,
                                        "limit_mm_per_prompt": {"image": 4}}),
     "gemma3-4b-u90-8k-text": (G3, {"gpu_memory_utilization": 0.9, "max_model_len": 8192, "limit_mm_per_prompt": {"image": 0}}),
+    # Quantized checkpoints (RECIPES): which layers each recipe keeps 16-bit.
+    "llama8b-ct-fp8-u90-8k-eager": (L8, {"gpu_memory_utilization": 0.9, "max_model_len": 8192, "max_num_seqs": 256,
+                                         "enforce_eager": True, "recipe": "ct-fp8"}),
+    "llama8b-ct-fp8-attn16-u90-8k-eager": (L8, {"gpu_memory_utilization": 0.9, "max_model_len": 8192, "max_num_seqs": 256,
+                                                "enforce_eager": True, "recipe": "ct-fp8-attn16"}),
+    "llama8b-ct-w4a16-u90-8k-eager": (L8, {"gpu_memory_utilization": 0.9, "max_model_len": 8192, "max_num_seqs": 256,
+                                           "enforce_eager": True, "recipe": "ct-w4a16"}),
+    # Serving images (the engine in this process): the peak beyond the memory held after start-up while a step's
+    # images go through the encoder — 16 requests of 4 images at 16,384 batched tokens, 8 at 4,096 — and the text-only
+    # model's parameters and buffers by module.
+    "gemma3-4b-u90-8k-img4-serve": (G3, {"gpu_memory_utilization": 0.9, "max_model_len": 8192, "limit_mm_per_prompt": {"image": 4},
+                                         "serve_images": [16, 4]}),
+    # ... and closer to the card's end: is the encoder's pass still in the memory gpu_memory_utilization leaves?
+    "gemma3-4b-u93-8k-img4-serve": (G3, {"gpu_memory_utilization": 0.93, "max_model_len": 8192, "limit_mm_per_prompt": {"image": 4},
+                                         "serve_images": [16, 4]}),
+    "gemma3-4b-u95-8k-img4-serve": (G3, {"gpu_memory_utilization": 0.95, "max_model_len": 8192, "limit_mm_per_prompt": {"image": 4},
+                                         "serve_images": [16, 4]}),
+    # What a started server holds outside the budget, by max_num_seqs (eager: no CUDA graphs in it).
+    "gemma3-4b-u90-8k-img4-s256-serve-eager": (G3, {"gpu_memory_utilization": 0.9, "max_model_len": 8192, "max_num_seqs": 256,
+                                                    "enforce_eager": True, "limit_mm_per_prompt": {"image": 4},
+                                                    "serve_images": [16, 4]}),
+    "llama8b-u90-8k-s256-eager-free": (L8, {"gpu_memory_utilization": 0.9, "max_model_len": 8192, "max_num_seqs": 256,
+                                            "enforce_eager": True, "free": True}),
+    "llama8b-u90-8k-s1024-eager-free": (L8, {"gpu_memory_utilization": 0.9, "max_model_len": 8192, "max_num_seqs": 1024,
+                                             "enforce_eager": True, "free": True}),
+    "gemma3-4b-u90-8k-b4k-img4-serve": (G3, {"gpu_memory_utilization": 0.9, "max_model_len": 8192, "max_num_batched_tokens": 4096,
+                                             "limit_mm_per_prompt": {"image": 4}, "serve_images": [8, 4]}),
+    "gemma3-4b-u90-8k-text-inventory": (G3, {"gpu_memory_utilization": 0.9, "max_model_len": 8192, "enforce_eager": True,
+                                             "limit_mm_per_prompt": {"image": 0}, "inventory": True}),
 }
+# Keys of a configuration that are instructions to this script, not engine arguments.
+SCRIPT_KEYS = ("recipe", "serve_images", "inventory", "free")
 
 RUN = """
 import json, os, sys, time
@@ -172,15 +231,56 @@ def host_rss_gib():
     return round(kib / 2**20, 2)
 
 
+def inventory(model):
+    # GiB of parameters and buffers by module name, layer numbers folded ("layers.*"), with their dtypes.
+    import re
+    out = {}
+    for kind, items in (("param", model.named_parameters()), ("buffer", model.named_buffers())):
+        for name, x in items:
+            key = f"{kind} {re.sub(r'[.][0-9]+[.]', '.*.', name)} {str(x.dtype).replace('torch.', '')}"
+            out[key] = out.get(key, 0) + x.numel() * x.element_size()
+    return {k: round(v / 2**30, 4) for k, v in sorted(out.items())}
+
+
 start = time.monotonic()
 from vllm import LLM, SamplingParams
-args = json.loads(sys.argv[2])
-llm = LLM(model=sys.argv[1], load_format="dummy", skip_tokenizer_init=not sys.argv[3:], seed=0, **args)
+args, opts = json.loads(sys.argv[2]), json.loads(sys.argv[3])
+llm = LLM(model=sys.argv[1], load_format="dummy", skip_tokenizer_init=not opts.get("processor"), seed=0, **args)
 ready = time.monotonic() - start
-out = llm.generate([{"prompt_token_ids": list(range(100, 132))}],
-                   SamplingParams(max_tokens=8, ignore_eos=True, detokenize=False), use_tqdm=False)
-print("FLEET-RESULT", json.dumps({"ready_s": round(ready, 1), "generated": len(out[0].outputs[0].token_ids),
-                                   "host_rss_gib": host_rss_gib()}), flush=True)
+params = SamplingParams(max_tokens=8, ignore_eos=True, detokenize=False)
+out = llm.generate([{"prompt_token_ids": list(range(100, 132))}], params, use_tqdm=False)
+result = {"ready_s": round(ready, 1), "generated": len(out[0].outputs[0].token_ids), "host_rss_gib": host_rss_gib()}
+if opts.get("inventory"):
+    result["inventory"] = llm.apply_model(inventory)[0]
+if opts.get("free"):
+    # The engine runs in this process: what the started server holds, and what the device has free.
+    import torch
+    torch.cuda.synchronize()
+    result["started"] = {"held_gib": round(torch.cuda.memory_allocated() / 2**30, 3),
+                         "reserved_gib": round(torch.cuda.memory_reserved() / 2**30, 3),
+                         "free_gib": round(torch.cuda.mem_get_info()[0] / 2**30, 3)}
+if opts.get("serve_images"):
+    # The engine runs in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0): torch's allocator sees the worker's memory.
+    import numpy, torch
+    from PIL import Image
+    requests, per_request = opts["serve_images"]
+    rng = numpy.random.default_rng(0)
+    prompts = [{"prompt": "<bos> " + "<start_of_image> w5 " * per_request + "w6",
+                "multi_modal_data": {"image": [Image.fromarray(rng.integers(0, 255, (896, 896, 3), dtype=numpy.uint8))
+                                               for _ in range(per_request)]}} for _ in range(requests)]
+    torch.cuda.synchronize()
+    held, free = torch.cuda.memory_allocated(), torch.cuda.mem_get_info()[0]
+    torch.cuda.reset_peak_memory_stats()
+    t0 = time.monotonic()
+    served = llm.generate(prompts, SamplingParams(max_tokens=4, ignore_eos=True, detokenize=False), use_tqdm=False)
+    torch.cuda.synchronize()
+    result["serve"] = {"requests": requests, "images_per_request": per_request,
+                       "prompt_tokens": len(served[0].prompt_token_ids), "served": sum(len(o.outputs[0].token_ids) == 4 for o in served),
+                       "held_gib": round(held / 2**30, 3), "free_gib": round(free / 2**30, 3),
+                       "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3),
+                       "transient_gib": round((torch.cuda.max_memory_allocated() - held) / 2**30, 3),
+                       "reserved_gib": round(torch.cuda.memory_reserved() / 2**30, 3), "seconds": round(time.monotonic() - t0, 1)}
+print("FLEET-RESULT", json.dumps(result), flush=True)
 """
 
 NUM = r"(-?[\d.]+)"
@@ -235,17 +335,26 @@ def wait_for_idle_gpu(limit_s: float = 60) -> None:
         time.sleep(2)
 
 
+def kept(log: str, head: int = 30000, tail: int = 30000) -> str:
+    """The start-up lines and the end of a log (an error's dump of the scheduler state can run to megabytes)."""
+    return log if len(log) <= head + tail else f"{log[:head]}\n[... {len(log) - head - tail} characters ...]\n{log[-tail:]}"
+
+
 def measure(name: str, out_dir: Path, timeout_s: int) -> dict:
-    model, args = CONFIGS[name]
+    model, settings = CONFIGS[name]
+    args = {k: v for k, v in settings.items() if k not in SCRIPT_KEYS}
+    opts = {"processor": model in VISION, **{k: v for k, v in settings.items() if k in SCRIPT_KEYS}}
     with tempfile.TemporaryDirectory() as d:
-        Path(d, "config.json").write_text(json.dumps(ARCHS[model]))
+        Path(d, "config.json").write_text(json.dumps({**ARCHS[model], **RECIPES.get(settings.get("recipe", ""), {})}))
         if model in VISION:
             write_processor(d)
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_USE_FLASHINFER_SAMPLER": os.environ.get("VLLM_USE_FLASHINFER_SAMPLER", "0"),
                "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+        if "serve_images" in opts or "inventory" in opts or "free" in opts:
+            env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         start = time.monotonic()
         try:
-            proc = subprocess.run([sys.executable, "-c", RUN, d, json.dumps(args), *(["processor"] if model in VISION else [])],
+            proc = subprocess.run([sys.executable, "-c", RUN, d, json.dumps(args), json.dumps(opts)],
                                   capture_output=True, text=True,
                                   env=env, timeout=timeout_s, check=False)
             log, code = proc.stdout + proc.stderr, str(proc.returncode)
@@ -255,13 +364,13 @@ def measure(name: str, out_dir: Path, timeout_s: int) -> dict:
             log, code = out + err, "timeout"
         wall = time.monotonic() - start
     wait_for_idle_gpu()
-    result: dict = {"name": name, "model": model, "settings": args, "exit": code, "wall_s": round(wall, 1), **parse(log)}
+    result: dict = {"name": name, "model": model, "settings": settings, "exit": code, "wall_s": round(wall, 1), **parse(log)}
     for line in log.splitlines():
         if line.startswith("FLEET-RESULT "):
             result.update(json.loads(line.split(" ", 1)[1]))
     result["served"] = result.get("generated") == 8
     with open(out_dir / "logs.txt", "a", encoding="utf-8") as fh:
-        fh.write(f"\n===== {name} ({model}, {json.dumps(args)}) exit {code} in {wall:.0f} s\n{log[-60000:]}\n")
+        fh.write(f"\n===== {name} ({model}, {json.dumps(settings)}) exit {code} in {wall:.0f} s\n{kept(log)}\n")
     return result
 
 
@@ -285,7 +394,8 @@ def main(argv: list[str]) -> int:
         with open(out_dir / "results.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(result) + "\n")
         brief = {k: result.get(k) for k in ("exit", "wall_s", "ready_s", "weights_gib", "activation_gib", "non_torch_gib",
-                                             "cuda_graph_gib", "kv_cache_gib", "kv_cache_tokens", "host_rss_gib", "served")}
+                                             "cuda_graph_gib", "kv_cache_gib", "kv_cache_tokens", "host_rss_gib", "served",
+                                             "serve", "started")}
         print(name, json.dumps(brief), flush=True)
     return 0
 

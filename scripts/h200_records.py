@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from h200_measure import PATTERNS, parse
+from h200_measure import PATTERNS, RECIPES, SCRIPT_KEYS, parse
 
 HEADER = re.compile(r"^===== (\S+) \((\S+), (\{.*\})\) exit (\S+) in (\d+) s$", re.M)
 # vLLM's offline LLM class on a GPU of 70 GiB or more batches 16,384 tokens (its log: "Chunked prefill is enabled
@@ -24,18 +24,26 @@ HEADER = re.compile(r"^===== (\S+) \((\S+), (\{.*\})\) exit (\S+) in (\d+) s$", 
 LLM_CLASS_BATCHED_TOKENS = 16384
 # Constants of fleet/sizing.py fitted on these runs (the rest are held out).
 FITTED = {"llama8b-u90-8k-s256", "llama8b-u50-32k-s64", "qwen7b-u90-32k-s256", "qwen3moe-u90-32k-s256",
-          "qwen3moe-u90-8k-s256-eager", "llama8b-tp2-u90-8k-s256", "qwen7b-tp2-u90-32k-s256", "gemma3-4b-u90-8k-b4k-img4"}
+          "qwen3moe-u90-8k-s256-eager", "llama8b-tp2-u90-8k-s256", "qwen7b-tp2-u90-32k-s256", "gemma3-4b-u90-8k-b4k-img4",
+          "gemma3-4b-u90-8k-img4-serve", "gemma3-4b-u90-8k-b4k-img4-serve", "llama8b-u90-8k-s256-eager-free",
+          "llama8b-u90-8k-s1024-eager-free", "gemma3-4b-u90-8k-img4-s256-serve-eager"}
 LINES = re.compile("|".join(p.pattern for p in PATTERNS.values()) + r"|ValueError: (?:To serve|No available memory)"
-                   r"|Chunked prefill is enabled")
+                   r"|Chunked prefill is enabled|torch.OutOfMemoryError: .*")
 
 
-def records(text: str) -> list[dict]:
+def records(text: str, results: dict[str, dict] | None = None) -> list[dict]:
+    """`results`: results.jsonl by configuration, whose numbers were parsed from the whole log (logs.txt keeps its
+    head and tail: a long error dump can push the start-up lines out)."""
     out = []
     heads = list(HEADER.finditer(text))
     for i, head in enumerate(heads):
         body = text[head.end(): heads[i + 1].start() if i + 1 < len(heads) else len(text)]
-        name, model, args, code = head.group(1), head.group(2), json.loads(head.group(3)), head.group(4)
-        found = parse(body)
+        name, model, given, code = head.group(1), head.group(2), json.loads(head.group(3)), head.group(4)
+        whole = (results or {}).get(name, {})
+        args = {k: v for k, v in given.items() if k not in SCRIPT_KEYS}
+        if "recipe" in given:       # the checkpoint's quantization_config, as its config.json carried it
+            args["checkpoint_quantization"] = RECIPES[given["recipe"]]["quantization_config"]
+        found = {**{k: whole[k] for k in whole if k not in ("name", "model", "settings", "exit", "served")}, **parse(body)}
         ready = re.search(r'FLEET-RESULT (\{.*\})', body)
         result = json.loads(ready.group(1)) if ready else {}
         served = result.get("generated") == 8
@@ -50,6 +58,14 @@ def records(text: str) -> list[dict]:
             observed["startup_s"] = result["ready_s"]
         if "host_rss_gib" in result:
             observed["host_rss_gib"] = result["host_rss_gib"]   # the process tree's resident host memory, serving
+        if "started" in result:
+            observed["started"] = result["started"]   # what the started server held and what the device had free
+        if "serve" in result:
+            # serving images: the allocator's peak beyond what the engine held once started, and what the device had free
+            observed["serve"] = result["serve"]
+        elif "serve_images" in given and "torch.OutOfMemoryError" in body:
+            requests, per_request = given["serve_images"]
+            observed["serve"] = {"requests": requests, "images_per_request": per_request, "served": 0, "out_of_memory": True}
         seen, lines = set(), []
         for line in body.splitlines():
             m = LINES.search(line)
@@ -66,7 +82,11 @@ def records(text: str) -> list[dict]:
 
 
 def main(paths: list[str]) -> int:
-    recs = [r for p in paths for r in records(Path(p).read_text(encoding="utf-8"))]
+    recs = []
+    for p in paths:
+        beside = Path(p).with_name("results.jsonl")
+        results = {r["name"]: r for r in map(json.loads, beside.read_text().splitlines())} if beside.exists() else {}
+        recs += records(Path(p).read_text(encoding="utf-8"), results)
     yaml.safe_dump(recs, sys.stdout, sort_keys=False, width=200, allow_unicode=True)
     return 0
 

@@ -209,7 +209,8 @@ class ModelFields(Strict):
     revision: Revision | None = Field(None, description="Model revision; a 40-hex commit pins it (policy F9, required with trust_remote_code).")
     architecture: Architecture | None = Field(None, description="Inline architecture for sizing. Conflicts with `config_json`.")
     config_json: RelativeFile | None = Field(None, description="Path (relative to the team file, inside the repository) to the model's "
-                                                                "config.json for sizing. Conflicts with `architecture`.")
+                                                                "config.json for sizing (its vision tower, rotary scaling and a quantized "
+                                                                "checkpoint's quantization_config included). Conflicts with `architecture`.")
     pool: Name | None = Field(None, description="GPU pool name from the stack file.")
     replicas: int | None = Field(None, ge=1, le=1000, description="Fixed replicas. Conflicts with `autoscaling`. Default 1.")
     autoscaling: Autoscale | None = Field(None, description="Autoscaling bounds and target. Conflicts with `replicas`; needs an autoscaling backend in the "
