@@ -563,28 +563,24 @@ class KvPool:
     attention type form groups of `group_size` layers (a hybrid model's types padded to equal groups: Gemma 3's 29
     sliding and 5 full layers are 6 + 1 groups of 5); a block id is one 16-token page in each of `group_size` tensors,
     and each group gives a request its own blocks: a full-attention group one per 16 tokens of max_model_len, a
-    sliding-window group its window plus the tokens in flight (the last `sliding_window - 1` computed tokens and every
-    scheduled step's batch, never more than max_model_len) and one block of slack."""
+    sliding-window group `sliding_tokens` (the last `sliding_window - 1` computed tokens and every scheduled step's
+    batch), never more than max_model_len, and one block of slack."""
     group_size: int
     full_groups: int
     sliding_groups: int
     page_bytes: int          # one layer's block
+    sliding_tokens: int = 0
 
     def blocks(self, kv_bytes: float) -> int:
         return max(int(kv_bytes // (self.group_size * self.page_bytes)), 0)
 
-    def blocks_per_request(self, arch: Arch, s: Settings, max_len: int) -> int:
-        full = -(-max_len // BLOCK)
-        if not self.sliding_groups:
-            return self.full_groups * full
-        pp = s.pipeline_parallel_size
-        in_flight = default_batched_tokens(s)[0] * (pp if pp > 1 else s.profile.async_batches if s.async_scheduling else 1)
-        window = -(-min((arch.sliding_window or max_len) - 1 + in_flight, max_len) // BLOCK) + 1
-        return self.full_groups * full + self.sliding_groups * window
+    def blocks_per_request(self, max_len: int) -> int:
+        window = -(-min(self.sliding_tokens, max_len) // BLOCK) + 1 if self.sliding_groups else 0
+        return self.full_groups * -(-max_len // BLOCK) + self.sliding_groups * window
 
-    def request_bytes(self, arch: Arch, s: Settings, max_len: int) -> int:
+    def request_bytes(self, max_len: int) -> int:
         """The KV cache one max_model_len request needs (vLLM refuses to start below it)."""
-        return self.group_size * self.page_bytes * self.blocks_per_request(arch, s, max_len)
+        return self.group_size * self.page_bytes * self.blocks_per_request(max_len)
 
 
 def kv_pool(arch: Arch, s: Settings) -> KvPool | None:
@@ -597,12 +593,17 @@ def kv_pool(arch: Arch, s: Settings) -> KvPool | None:
     if not (s.profile.hybrid_kv and s.hybrid_kv) and sliding < layers:
         sliding = 0                     # without the hybrid manager sliding layers are sized as full attention
     full = layers - sliding
-    if not sliding or not full:
-        return KvPool(layers, 1 if full else 0, 1 if sliding else 0, BLOCK * per_layer)
+    if not sliding:
+        return KvPool(layers, 1, 0, BLOCK * per_layer)
+    pp = s.pipeline_parallel_size
+    steps = pp if pp > 1 else s.profile.async_batches if s.async_scheduling else 1
+    held = (arch.sliding_window or 0) - 1 + default_batched_tokens(s)[0] * steps
+    if not full:
+        return KvPool(layers, 0, 1, BLOCK * per_layer, held)
     group = min(full, sliding)
     if max(full, sliding) < 1.5 * group:
         group = max(full, sliding)
-    return KvPool(group, -(-full // group), -(-sliding // group), BLOCK * per_layer)
+    return KvPool(group, -(-full // group), -(-sliding // group), BLOCK * per_layer, held)
 
 
 def kv_capacity(arch: Arch, s: Settings, kv_bytes: float, max_len: int) -> tuple[int, float]:
@@ -612,7 +613,7 @@ def kv_capacity(arch: Arch, s: Settings, kv_bytes: float, max_len: int) -> tuple
     if pool is None or max_len <= 0:
         return 0, 0.0
     blocks = pool.blocks(kv_bytes)
-    concurrency = blocks / pool.blocks_per_request(arch, s, max_len)
+    concurrency = blocks / pool.blocks_per_request(max_len)
     if s.profile.tokens_from_concurrency:
         return int(concurrency * max_len), concurrency
     return blocks // (pool.full_groups + pool.sliding_groups) * BLOCK, concurrency
@@ -746,7 +747,7 @@ def size(arch: Arch, s: Settings, *, explain: bool = True) -> Sizing:
     max_len = s.max_model_len or arch.max_context or 4096
     pool = kv_pool(arch, s)
     tokens, concurrency = kv_capacity(arch, s, kv_gib * GIB, max_len)
-    needed = pool.request_bytes(arch, s, max_len) / GIB if pool else 0.0
+    needed = pool.request_bytes(max_len) / GIB if pool else 0.0
     method = s.quantization or (arch.default_dtype if arch.default_dtype in MIN_CAPABILITY else None)
     capability = GPU_CAPABILITY.get(s.gpu_model or "")
     if method in MIN_CAPABILITY and capability is not None and capability < MIN_CAPABILITY[method]:

@@ -88,7 +88,8 @@ def test_hybrid_kv_pool_groups_gemma3_layers_as_vllm_does() -> None:
     gemma = CATALOG["google/gemma-3-4b-it"]              # 29 sliding-window layers, 5 full-attention ones
     s = Settings(gpu_memory_gib=139.8, max_model_len=8192, max_num_batched_tokens=16384)
     # groups of 5 layers: one full-attention group and 6 sliding ones (the last padded with an empty layer)
-    assert kv_pool(gemma, s) == KvPool(group_size=5, full_groups=1, sliding_groups=6, page_bytes=16 * 2 * 4 * 256 * 2)
+    assert kv_pool(gemma, s) == KvPool(group_size=5, full_groups=1, sliding_groups=6, page_bytes=16 * 2 * 4 * 256 * 2,
+                                       sliding_tokens=1023 + 2 * 16384)
     # the H200 run h200-gemma3-4b-u90-8k-text: "Available KV cache memory: 116.37 GiB", "GPU KV cache size: 870,136
     # tokens", "Maximum concurrency for 8,192 tokens per request: 106.22x" (35 layers' worth of pages per token, not 34)
     tokens, concurrency = kv_capacity(gemma, s, 116.37 * GIB, 8192)
@@ -105,13 +106,14 @@ def test_sliding_window_layers_hold_their_window_and_the_tokens_in_flight() -> N
     assert pool is not None and (pool.group_size, pool.full_groups, pool.sliding_groups) == (10, 1, 6)
     blocks = 131072 // 16
     # vLLM 0.26 schedules a step ahead: a sliding layer keeps its last 1,023 tokens and two steps of 8,192
-    assert pool.blocks_per_request(gemma, s, 131072) == blocks + 6 * (-(-(1023 + 2 * 8192) // 16) + 1) == 14726
+    assert pool.blocks_per_request(131072) == blocks + 6 * (-(-(1023 + 2 * 8192) // 16) + 1) == 14726
     one_step = blocks + 6 * (-(-(1023 + 8192) // 16) + 1)
     older = replace(s, engine_profile="v1-native-sampler")
-    assert pool.blocks_per_request(gemma, older, 131072) == one_step
-    assert pool.blocks_per_request(gemma, replace(s, async_scheduling=False), 131072) == one_step
+    older_pool, sync_pool = kv_pool(gemma, older), kv_pool(gemma, replace(s, async_scheduling=False))
+    assert older_pool and sync_pool
+    assert older_pool.blocks_per_request(131072) == sync_pool.blocks_per_request(131072) == one_step
     # a short context caps the window at max_model_len
-    assert pool.blocks_per_request(gemma, s, 4096) == 256 + 6 * (256 + 1)
+    assert pool.blocks_per_request(4096) == 256 + 6 * (256 + 1)
     # without the hybrid manager (V0, or a KV connector that does not support it) every layer is sized full
     assert kv_pool(gemma, replace(s, hybrid_kv=False)) == KvPool(62, 1, 0, pool.page_bytes)
     assert kv_pool(gemma, replace(s, engine_profile="v0")) == KvPool(62, 1, 0, pool.page_bytes)
