@@ -80,6 +80,11 @@ def settings(record: dict[str, Any]) -> Settings:
                     mm_items_per_prompt=(st.get("limit_mm_per_prompt") or {}).get("image"))
 
 
+def started_free_gib(observed: dict[str, Any]) -> float | None:
+    """The device's free memory once the server had started (runs that served images, or read it after start-up)."""
+    return (observed.get("serve") or observed.get("started") or {}).get("free_gib")
+
+
 def checks(recs: list[dict[str, Any]] | None = None, profiles: dict[str, EngineProfile] | None = None) -> list[Check]:
     """One check per observed number: weights; KV tokens from the logged KV memory (bytes per token);
     and, where the GPU total is known, the KV cache (tokens where printed, else GiB) and the verdict.
@@ -113,7 +118,7 @@ def checks(recs: list[dict[str, Any]] | None = None, profiles: dict[str, EngineP
                                  observed=obs["activation_gib"] + obs["non_torch_gib"]))
             if "cuda_graph_gib" in obs:
                 out.append(Check(**base, quantity="cuda_graph_gib", predicted=sized.cuda_graph_gib, observed=obs["cuda_graph_gib"]))
-            free = (obs.get("serve") or obs.get("started") or {}).get("free_gib")
+            free = started_free_gib(obs)
             if free is not None:
                 # the memory a started server leaves for what it has not allocated before (an unprofiled encoder pass)
                 out.append(Check(**base, quantity="serving_free_gib", observed=free, predicted=serving_room_gib(
@@ -158,13 +163,13 @@ def fit_profiles(recs: list[dict[str, Any]]) -> dict[str, EngineProfile]:
             if s.engine_profile == "v0.26" and arch.family == "moe" and arch.moe_intermediate_size and arch.experts_per_token:
                 routed = arch.experts_per_token * (3 * arch.moe_intermediate_size / s.tensor_parallel_size + (arch.hidden_size or 0))
                 moe.append((obs["activation_gib"] * GIB / tokens / 2 - routed) / (arch.hidden_size or 1))
-        free = (obs.get("serve") or obs.get("started") or {}).get("free_gib")
+        free = started_free_gib(obs)
         if free is not None:
-            # what the started server held beyond budget, graphs and the budget's activation and non-torch share,
-            # against its dummy requests × vocabulary entries
-            budget = s.gpu_memory_gib * s.gpu_memory_utilization
-            reserve.append((seqs * (arch.vocab_size or 32000) / GIB, s.gpu_memory_gib - budget - obs["cuda_graph_gib"]
-                            + obs["activation_gib"] + obs["non_torch_gib"] - free))
+            # what the started server held beyond the room a reserve-free profile gives (the logged activations,
+            # non-torch and graphs), against its dummy requests × vocabulary entries
+            unreserved = replace(s, profile_override=replace(s.profile, serving_reserve_gib=0.0, serving_reserve_bytes_per_logit=0.0))
+            room = serving_room_gib(arch, unreserved, obs["activation_gib"], obs["non_torch_gib"], obs["cuda_graph_gib"])
+            reserve.append((seqs * (arch.vocab_size or 32000) / GIB, room - free))
         if s.engine_profile == "v0.26" and obs.get("cuda_graph_gib", 0) > 0:
             n = len(cuda_graph_sizes(seqs))
             graphs.append((n, n * math.ceil(arch.layers / s.pipeline_parallel_size), obs["cuda_graph_gib"]))
