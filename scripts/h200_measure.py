@@ -16,7 +16,12 @@ OUT_DIR/logs.txt, from which `scripts/h200_records.py` makes the calibration rec
 A configuration can also name a quantized checkpoint's recipe (`recipe`: its quantization_config goes into the
 config.json), or run the engine in the measuring process to read what the started server holds and leaves free
 (`free`), to serve requests with random images and record the allocator's peak (`serve_images`: requests, images
-each), or to list the loaded parameters and buffers by module (`inventory`).
+each), or to list the loaded parameters and buffers by module (`inventory`); `free` and `serve_images` also read
+torch's allocator once the server has started (held, cached in its default pool, private pools, device free).
+Runs use the native sampler (VLLM_USE_FLASHINFER_SAMPLER=0) unless a configuration names `sampler: flashinfer`
+(0.26's default where FlashInfer is installed, as in vLLM's image; unpack fi.tar.xz from `scripts/h200_pack.sh` over
+the site); FlashInfer's sampling kernels are then compiled once, before the first such run, so that its start-up
+time is not counted (`flashinfer_jit.json` says how long that took).
 """
 
 from __future__ import annotations
@@ -202,9 +207,32 @@ CONFIGS: dict[str, tuple[str, dict]] = {
                                              "limit_mm_per_prompt": {"image": 4}, "serve_images": [8, 4]}),
     "gemma3-4b-u90-8k-text-inventory": (G3, {"gpu_memory_utilization": 0.9, "max_model_len": 8192, "enforce_eager": True,
                                              "limit_mm_per_prompt": {"image": 0}, "inventory": True}),
+    # The FlashInfer sampler (0.26's default) against the native one: the startup profile and what a started server
+    # leaves, dense models (the V2 model runner: its warm-up samples with FlashInfer alone) and MoE (the V1 runner:
+    # FlashInfer, then the native path for requests with their own seed); and the encoder's pass again.
+    "llama8b-u90-8k-s256-eager-free-fi": (L8, {"gpu_memory_utilization": 0.9, "max_model_len": 8192, "max_num_seqs": 256,
+                                               "enforce_eager": True, "free": True, "sampler": "flashinfer"}),
+    "llama8b-u90-8k-s1024-eager-free-fi": (L8, {"gpu_memory_utilization": 0.9, "max_model_len": 8192, "max_num_seqs": 1024,
+                                                "enforce_eager": True, "free": True, "sampler": "flashinfer"}),
+    "gemma3-4b-u90-8k-img4-s256-serve-eager-fi": (G3, {"gpu_memory_utilization": 0.9, "max_model_len": 8192, "max_num_seqs": 256,
+                                                       "enforce_eager": True, "limit_mm_per_prompt": {"image": 4},
+                                                       "serve_images": [16, 4], "sampler": "flashinfer"}),
+    "gemma3-4b-u95-8k-img4-serve-fi": (G3, {"gpu_memory_utilization": 0.95, "max_model_len": 8192, "limit_mm_per_prompt": {"image": 4},
+                                            "serve_images": [16, 4], "sampler": "flashinfer"}),
+    "gemma3-4b-u93-8k-img4-serve-fi": (G3, {"gpu_memory_utilization": 0.93, "max_model_len": 8192, "limit_mm_per_prompt": {"image": 4},
+                                            "serve_images": [16, 4], "sampler": "flashinfer"}),
+    "gemma3-4b-u90-8k-img4-s1024-serve-eager-fi": (G3, {"gpu_memory_utilization": 0.9, "max_model_len": 8192, "max_num_seqs": 1024,
+                                                        "enforce_eager": True, "limit_mm_per_prompt": {"image": 4},
+                                                        "serve_images": [16, 4], "sampler": "flashinfer"}),
+    "qwen3moe-u90-8k-s256-eager-free": (MOE, {"gpu_memory_utilization": 0.9, "max_model_len": 8192, "max_num_seqs": 256,
+                                              "enforce_eager": True, "free": True}),
+    "qwen3moe-u90-8k-s256-eager-free-fi": (MOE, {"gpu_memory_utilization": 0.9, "max_model_len": 8192, "max_num_seqs": 256,
+                                                 "enforce_eager": True, "free": True, "sampler": "flashinfer"}),
+    "llama8b-u90-8k-s256-fi": (L8, {"gpu_memory_utilization": 0.9, "max_model_len": 8192, "max_num_seqs": 256,
+                                    "sampler": "flashinfer"}),
 }
 # Keys of a configuration that are instructions to this script, not engine arguments.
-SCRIPT_KEYS = ("recipe", "serve_images", "inventory", "free")
+SCRIPT_KEYS = ("recipe", "serve_images", "inventory", "free", "sampler")
 
 RUN = """
 import json, os, sys, time
@@ -242,6 +270,23 @@ def inventory(model):
     return {k: round(v / 2**30, 4) for k, v in sorted(out.items())}
 
 
+def allocator():
+    # What the started server holds (allocated), what torch's allocator keeps cached in its default pool (freed
+    # blocks a later allocation reuses: on a failed cudaMalloc it also releases them and retries) and in private pools
+    # (the CUDA graphs', not reusable outside them), and the device's free memory.
+    import torch
+    torch.cuda.synchronize()
+    cached = private = 0
+    for seg in torch.cuda.memory_snapshot():
+        if tuple(seg.get("segment_pool_id") or (0, 0)) != (0, 0):
+            private += seg["total_size"]
+        else:
+            cached += sum(b["size"] for b in seg["blocks"] if b["state"] == "inactive")
+    return {"held_gib": round(torch.cuda.memory_allocated() / 2**30, 3), "reserved_gib": round(torch.cuda.memory_reserved() / 2**30, 3),
+            "cached_gib": round(cached / 2**30, 3), "private_pools_gib": round(private / 2**30, 3),
+            "free_gib": round(torch.cuda.mem_get_info()[0] / 2**30, 3)}
+
+
 start = time.monotonic()
 from vllm import LLM, SamplingParams
 args, opts = json.loads(sys.argv[2]), json.loads(sys.argv[3])
@@ -256,9 +301,7 @@ if opts.get("free"):
     # The engine runs in this process: what the started server holds, and what the device has free.
     import torch
     torch.cuda.synchronize()
-    result["started"] = {"held_gib": round(torch.cuda.memory_allocated() / 2**30, 3),
-                         "reserved_gib": round(torch.cuda.memory_reserved() / 2**30, 3),
-                         "free_gib": round(torch.cuda.mem_get_info()[0] / 2**30, 3)}
+    result["started"] = allocator()
 if opts.get("serve_images"):
     # The engine runs in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0): torch's allocator sees the worker's memory.
     import numpy, torch
@@ -269,6 +312,7 @@ if opts.get("serve_images"):
                 "multi_modal_data": {"image": [Image.fromarray(rng.integers(0, 255, (896, 896, 3), dtype=numpy.uint8))
                                                for _ in range(per_request)]}} for _ in range(requests)]
     torch.cuda.synchronize()
+    result["started"] = allocator()
     held, free = torch.cuda.memory_allocated(), torch.cuda.mem_get_info()[0]
     torch.cuda.reset_peak_memory_stats()
     t0 = time.monotonic()
@@ -348,7 +392,7 @@ def measure(name: str, out_dir: Path, timeout_s: int) -> dict:
         Path(d, "config.json").write_text(json.dumps({**ARCHS[model], **RECIPES.get(settings.get("recipe", ""), {})}))
         if model in VISION:
             write_processor(d)
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_USE_FLASHINFER_SAMPLER": os.environ.get("VLLM_USE_FLASHINFER_SAMPLER", "0"),
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_USE_FLASHINFER_SAMPLER": "1" if opts.get("sampler") == "flashinfer" else "0",
                "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
         if "serve_images" in opts or "inventory" in opts or "free" in opts:
             env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
@@ -369,9 +413,34 @@ def measure(name: str, out_dir: Path, timeout_s: int) -> dict:
         if line.startswith("FLEET-RESULT "):
             result.update(json.loads(line.split(" ", 1)[1]))
     result["served"] = result.get("generated") == 8
+    # Which model runner and sampler the engine chose (0.26 logs both once).
+    result["runner"] = "v2" if "Using V2 Model Runner" in log else "v1"
+    result["sampler"] = "flashinfer" if "Using FlashInfer for top-p & top-k sampling" in log else "native"
     with open(out_dir / "logs.txt", "a", encoding="utf-8") as fh:
         fh.write(f"\n===== {name} ({model}, {json.dumps(settings)}) exit {code} in {wall:.0f} s\n{kept(log)}\n")
     return result
+
+
+WARM_FLASHINFER = """
+import time, torch
+t = time.monotonic()
+import flashinfer.sampling as s
+logits = torch.randn(4, 1000, device="cuda")
+s.top_k_top_p_sampling_from_logits(logits, torch.full((4,), 50, device="cuda", dtype=torch.int32),
+                                   torch.full((4,), 0.9, device="cuda"), deterministic=True)
+torch.cuda.synchronize()
+print(round(time.monotonic() - t, 1))
+"""
+
+
+def warm_flashinfer(out_dir: Path) -> bool:
+    """Compile FlashInfer's sampling kernels once (its JIT cache then serves every run), timing it."""
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", WARM_FLASHINFER], capture_output=True, text=True, check=False, timeout=600)
+    record = {"exit": proc.returncode, "seconds": round(time.monotonic() - start, 1), "log": (proc.stdout + proc.stderr)[-4000:]}
+    (out_dir / "flashinfer_jit.json").write_text(json.dumps(record, indent=1))
+    print("flashinfer sampling kernels:", record["exit"], record["seconds"], "s", flush=True)
+    return proc.returncode == 0
 
 
 def main(argv: list[str]) -> int:
@@ -385,7 +454,11 @@ def main(argv: list[str]) -> int:
     timeout_s = int(os.environ.get("FLEET_RUN_TIMEOUT_S", "300"))
     # Stop starting configurations when the call's remaining time (FLEET_CALL_BUDGET_S) could not hold one.
     deadline = time.monotonic() + float(os.environ.get("FLEET_CALL_BUDGET_S", "1e9"))
+    flashinfer_ok = any(CONFIGS[n][1].get("sampler") == "flashinfer" for n in names) and warm_flashinfer(out_dir)
     for name in names:
+        if CONFIGS[name][1].get("sampler") == "flashinfer" and not flashinfer_ok:
+            print(name, "skipped: FlashInfer's sampling kernels did not build", flush=True)
+            continue
         if deadline - time.monotonic() < min(timeout_s, 200):
             print(name, "skipped: not enough time left in this call", flush=True)
             continue
@@ -395,7 +468,7 @@ def main(argv: list[str]) -> int:
             fh.write(json.dumps(result) + "\n")
         brief = {k: result.get(k) for k in ("exit", "wall_s", "ready_s", "weights_gib", "activation_gib", "non_torch_gib",
                                              "cuda_graph_gib", "kv_cache_gib", "kv_cache_tokens", "host_rss_gib", "served",
-                                             "serve", "started")}
+                                             "serve", "started", "runner", "sampler")}
         print(name, json.dumps(brief), flush=True)
     return 0
 

@@ -7,7 +7,8 @@
 # the Blackwell FMHA headers and the Rust front end.
 #
 #   scripts/h200_pack.sh DIR      -> DIR/site.tar.xz.part-aa, -ab, ...
-# On the machine: cat parts | xz -d | tar -x -C /tmp; PYTHONPATH=/tmp/site python3 scripts/h200_measure.py OUT all
+# On the machine: cat parts | xz -d | tar -x -C /tmp; xz -dc fi.tar.xz | tar -x -C /tmp;
+#                 PYTHONPATH=/tmp/site python3 scripts/h200_measure.py OUT all
 set -euo pipefail
 dir=${1:?usage: h200_pack.sh DIR}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -36,4 +37,11 @@ rm -f "$dir/site/vllm/vllm_flash_attn/_vllm_fa2_C.abi3.so" "$dir/site/vllm/vllm-
       "$dir"/site/vllm/third_party/deep_gemm/_C.cpython-3{10,11,13,14}-*.so
 rm -rf "$dir/site/vllm/third_party/fmha_sm100"
 (cd "$dir" && tar -cf - site | xz -T0 -6 > site.tar.xz && split -b 58m site.tar.xz site.tar.xz.part-)
-ls -la "$dir"/site.tar.xz.part-*
+# FlashInfer (0.26's default sampler; on Hopper vLLM also autotunes its kernels at start-up), a piece of its own
+# (~6 MB) unpacked over /tmp/site for the `sampler: flashinfer` runs: its kernels compile at first use with the
+# machine's nvcc (~90 s, once per machine). Its one compiled dependency, apache-tvm-ffi, is in the site already.
+python3 -m pip download -q --no-deps "${target[@]}" -d "$dir/fiwhl" flashinfer-python==0.6.14
+rm -rf "$dir/fi"
+python3 -m pip install -q --no-deps --no-compile "${target[@]}" --target "$dir/fi/site" "$dir"/fiwhl/flashinfer_python-*.whl
+(cd "$dir/fi" && tar -cf - site | xz -T0 -6 > ../fi.tar.xz)
+ls -la "$dir"/site.tar.xz.part-* "$dir/fi.tar.xz"

@@ -26,9 +26,11 @@ LLM_CLASS_BATCHED_TOKENS = 16384
 FITTED = {"llama8b-u90-8k-s256", "llama8b-u50-32k-s64", "qwen7b-u90-32k-s256", "qwen3moe-u90-32k-s256",
           "qwen3moe-u90-8k-s256-eager", "llama8b-tp2-u90-8k-s256", "qwen7b-tp2-u90-32k-s256", "gemma3-4b-u90-8k-b4k-img4",
           "gemma3-4b-u90-8k-img4-serve", "gemma3-4b-u90-8k-b4k-img4-serve", "llama8b-u90-8k-s256-eager-free",
-          "llama8b-u90-8k-s1024-eager-free", "gemma3-4b-u90-8k-img4-s256-serve-eager"}
+          "llama8b-u90-8k-s1024-eager-free", "gemma3-4b-u90-8k-img4-s256-serve-eager", "llama8b-u90-8k-s256-eager-free-fi",
+          "llama8b-u90-8k-s1024-eager-free-fi", "gemma3-4b-u90-8k-img4-s256-serve-eager-fi"}
 LINES = re.compile("|".join(p.pattern for p in PATTERNS.values()) + r"|ValueError: (?:To serve|No available memory)"
-                   r"|Chunked prefill is enabled|torch.OutOfMemoryError: .*")
+                   r"|Chunked prefill is enabled|torch.OutOfMemoryError: .*|CUDA error .*out of memory|Using V2 Model Runner"
+                   r"|Using FlashInfer for top-p & top-k sampling")
 
 
 def records(text: str, results: dict[str, dict] | None = None) -> list[dict]:
@@ -48,9 +50,12 @@ def records(text: str, results: dict[str, dict] | None = None) -> list[dict]:
         result = json.loads(ready.group(1)) if ready else {}
         served = result.get("generated") == 8
         batched = re.search(r"max_num_batched_tokens=(\d+)", body)
+        flashinfer = given.get("sampler") == "flashinfer"
+        installed = "FlashInfer autotune" in body       # vLLM's kernel warm-up names FlashInfer's autotune cache
         settings = {"gpu_memory_gib": found.get("gpu_memory_gib", 139.8), "tensor_parallel_size": 1, **args,
                     "max_num_batched_tokens": args.get("max_num_batched_tokens",
-                                                       int(batched.group(1)) if batched else LLM_CLASS_BATCHED_TOKENS)}
+                                                       int(batched.group(1)) if batched else LLM_CLASS_BATCHED_TOKENS),
+                    "flashinfer_installed": installed, "flashinfer_sampler": flashinfer}
         observed = {k: found[k] for k in ("weights_gib", "activation_gib", "non_torch_gib", "cuda_graph_gib", "kv_cache_gib",
                                           "kv_cache_tokens") if k in found}
         observed["fits"] = served and code == "0"
@@ -58,6 +63,8 @@ def records(text: str, results: dict[str, dict] | None = None) -> list[dict]:
             observed["startup_s"] = result["ready_s"]
         if "host_rss_gib" in result:
             observed["host_rss_gib"] = result["host_rss_gib"]   # the process tree's resident host memory, serving
+        if "Using V2 Model Runner" in body or "runner" in whole:
+            observed["runner"] = "v2" if "Using V2 Model Runner" in body else whole["runner"]   # the model runner vLLM chose
         if "started" in result:
             observed["started"] = result["started"]   # what the started server held and what the device had free
         if "serve" in result:
@@ -75,8 +82,13 @@ def records(text: str, results: dict[str, dict] | None = None) -> list[dict]:
         out.append({"id": f"h200-{name}", "source": f"measured on H200, vLLM 0.26.0, dummy weights (scripts/h200_measure.py {name})",
                     "engine": "v1", "vllm": "0.26.0", "model": model, "gpu": "H200", "fitted": name in FITTED,
                     **({"machine": "nvidia-h200-x2 (2 H200 of one host)"} if args.get("tensor_parallel_size", 1) > 1 else {}),
-                    "note": "FlashInfer sampler off (VLLM_USE_FLASHINFER_SAMPLER=0); vLLM's offline LLM class; startup_s is "
-                            "from the start of the Python process to a ready engine (no weights read)",
+                    "note": ("flashinfer-python 0.6.14 installed, as in vLLM's image (on Hopper vLLM's kernel warm-up then autotunes "
+                             "its kernels with a forward pass of max_num_batched_tokens after the KV cache is allocated); "
+                             if installed else "flashinfer not installed; ")
+                            + ("FlashInfer sampler on (VLLM_USE_FLASHINFER_SAMPLER=1, its kernels compiled before the run)"
+                               if flashinfer else "FlashInfer sampler off (VLLM_USE_FLASHINFER_SAMPLER=0)")
+                            + "; vLLM's offline LLM class; startup_s is from the start of the Python process to a ready engine "
+                              "(no weights read)",
                     "settings": settings, "observed": observed, "log": lines})
     return out
 
