@@ -19,7 +19,7 @@ def main() -> None:
     for col in ("record", "engine", "family", "quantity", "predicted", "observed", "error %"):
         table.add_column(col, justify="right" if col in ("predicted", "observed", "error %") else "left")
     for c in items:
-        fmt = "{:,.2f}" if c.quantity in ("weights", "kv_cache_gib", "overhead_gib", "cuda_graph_gib", "encoder_pass_gib", "serving_free_gib") else "{:,.0f}"
+        fmt = "{:,.2f}" if c.quantity in ("weights", "kv_cache_gib", "overhead_gib", "cuda_graph_gib", "encoder_pass_gib", "serving_room_gib") else "{:,.0f}"
         table.add_row(c.record, c.engine, c.family, c.quantity, fmt.format(c.predicted), fmt.format(c.observed),
                       f"{c.error_pct:.1f}")
     Console(width=170).print(table)
@@ -37,7 +37,7 @@ def main() -> None:
               f"1.5 GiB guess: {f(m['overhead_fixed_1_5_gib'], ' GiB')}); CUDA graphs {f(m['cuda_graph_gib'], ' GiB')}; "
               f"KV tokens {f(m['kv_tokens_pct'], '%')} (goal <= 1%); weights {f(m['weights_pct'], '%')}; "
               f"start-up {f(m['startup_pct'], '%')} (goal <= 30%); a step of images through the encoder "
-              f"{f(m['encoder_pass_gib'], ' GiB')}, free memory once started {f(m['serving_free_gib'], ' GiB')}; "
+              f"{f(m['encoder_pass_gib'], ' GiB')}, room once started {f(m['serving_room_gib'], ' GiB')}; "
               f"verdicts {m['verdicts']} right")
     loso = leave_one_source_out()
     ls, lm = summary(loso), measured_summary(loso)

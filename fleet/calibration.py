@@ -36,7 +36,7 @@ class Check:
     engine: str
     family: str
     quantity: str        # weights | kv_tokens | kv_tokens_from_memory | verdict | overhead_gib | cuda_graph_gib | startup_s
-    #                      | encoder_pass_gib (serving a step of images) | serving_free_gib (free once started)
+    #                      | encoder_pass_gib (serving a step of images) | serving_room_gib (room once started)
     predicted: float
     observed: float
     fitted: bool = True  # False: no constant of fleet/sizing.py was fitted on this record (a held-out check)
@@ -80,9 +80,19 @@ def settings(record: dict[str, Any]) -> Settings:
                     mm_items_per_prompt=(st.get("limit_mm_per_prompt") or {}).get("image"))
 
 
-def started_free_gib(observed: dict[str, Any]) -> float | None:
-    """The device's free memory once the server had started (runs that served images, or read it after start-up)."""
-    return (observed.get("serve") or observed.get("started") or {}).get("free_gib")
+def started_room_gib(observed: dict[str, Any]) -> float | None:
+    """What a started server leaves for allocations it has not made before: the device's free memory and the blocks
+    torch's allocator keeps cached in its default pool (a new allocation reuses them, and a failed cudaMalloc releases
+    them and retries). Runs read it after start-up (`started`: `cached_gib`, or for eager runs, which have no CUDA-graph
+    pools, reserved − allocated); None where a run read only the free memory."""
+    started = observed.get("started") or {}
+    if "free_gib" not in started:
+        return None
+    if "cached_gib" in started:
+        return float(started["free_gib"] + started["cached_gib"])
+    if "reserved_gib" in started and observed.get("cuda_graph_gib", 0) == 0:
+        return float(started["free_gib"] + started["reserved_gib"] - started["held_gib"])
+    return None
 
 
 def checks(recs: list[dict[str, Any]] | None = None, profiles: dict[str, EngineProfile] | None = None) -> list[Check]:
@@ -118,10 +128,10 @@ def checks(recs: list[dict[str, Any]] | None = None, profiles: dict[str, EngineP
                                  observed=obs["activation_gib"] + obs["non_torch_gib"]))
             if "cuda_graph_gib" in obs:
                 out.append(Check(**base, quantity="cuda_graph_gib", predicted=sized.cuda_graph_gib, observed=obs["cuda_graph_gib"]))
-            free = started_free_gib(obs)
-            if free is not None:
+            room = started_room_gib(obs)
+            if room is not None:
                 # the memory a started server leaves for what it has not allocated before (an unprofiled encoder pass)
-                out.append(Check(**base, quantity="serving_free_gib", observed=free, predicted=serving_room_gib(
+                out.append(Check(**base, quantity="serving_room_gib", observed=room, predicted=serving_room_gib(
                     arch, s, sized.activation_gib, sized.non_torch_gib, sized.cuda_graph_gib)))
             if obs.get("serve", {}).get("transient_gib"):
                 # a step of the largest images through the encoder (the worst step of the profile's budget)
@@ -163,13 +173,13 @@ def fit_profiles(recs: list[dict[str, Any]]) -> dict[str, EngineProfile]:
             if s.engine_profile == "v0.26" and arch.family == "moe" and arch.moe_intermediate_size and arch.experts_per_token:
                 routed = arch.experts_per_token * (3 * arch.moe_intermediate_size / s.tensor_parallel_size + (arch.hidden_size or 0))
                 moe.append((obs["activation_gib"] * GIB / tokens / 2 - routed) / (arch.hidden_size or 1))
-        free = started_free_gib(obs)
-        if free is not None:
+        started_room = started_room_gib(obs)
+        if started_room is not None:
             # what the started server held beyond the room a reserve-free profile gives (the logged activations,
             # non-torch and graphs), against its dummy requests × vocabulary entries
             unreserved = replace(s, profile_override=replace(s.profile, serving_reserve_gib=0.0, serving_reserve_bytes_per_logit=0.0))
             room = serving_room_gib(arch, unreserved, obs["activation_gib"], obs["non_torch_gib"], obs["cuda_graph_gib"])
-            reserve.append((seqs * (arch.vocab_size or 32000) / GIB, room - free))
+            reserve.append((seqs * (arch.vocab_size or 32000) / GIB, room - started_room))
         if s.engine_profile == "v0.26" and obs.get("cuda_graph_gib", 0) > 0:
             n = len(cuda_graph_sizes(seqs))
             graphs.append((n, n * math.ceil(arch.layers / s.pipeline_parallel_size), obs["cuda_graph_gib"]))
@@ -255,6 +265,6 @@ def measured_summary(items: list[Check], *, held_out_only: bool = False) -> dict
         "weights_pct": median([c.error_pct for c in runs if c.quantity == "weights"]),
         "startup_pct": median([c.error_pct for c in runs if c.quantity == "startup_s"]),
         "encoder_pass_gib": median([c.error_abs for c in runs if c.quantity == "encoder_pass_gib"]),
-        "serving_free_gib": median([c.error_abs for c in runs if c.quantity == "serving_free_gib"]),
+        "serving_room_gib": median([c.error_abs for c in runs if c.quantity == "serving_room_gib"]),
         "verdicts": f"{sum(1 for c in verdicts if c.predicted == c.observed)}/{len(verdicts)}",
     }

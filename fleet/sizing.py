@@ -93,6 +93,8 @@ class EngineProfile:
     # sampler's warm-up after the KV cache is allocated, whose blocks the allocator keeps).
     serving_reserve_gib: float = 0.0
     serving_reserve_bytes_per_logit: float = 0.0
+    # Fused MoE keeps its experts' workspace once allocated (0.26's WorkspaceManager): held by the started server.
+    moe_workspace_held: bool = False
 
 
 PROFILES = {
@@ -106,17 +108,26 @@ PROFILES = {
     # dummy requests over 128k–256k vocabularies move it by at most 0.06 GiB, and 256 requests at 2,048 batched
     # tokens peaked at 0.24 GiB, so the profile's sampling step stays under 7.8 B per logit. The one run where it is
     # the peak — Gemma 3 (262k vocabulary), 1,024 requests at 4,096 batched tokens: 0.64 GiB — gives 2.5 B per logit
-    # (16-bit logits and a little). The runs used the native sampler (VLLM_USE_FLASHINFER_SAMPLER=0); 0.26 defaults to
-    # FlashInfer's, which peaks lower still.
+    # (16-bit logits and a little).
+    # Either sampler: 0.26 samples with FlashInfer by default (VLLM_USE_FLASHINFER_SAMPLER unset, FlashInfer in vLLM's
+    # image), natively when it is off or missing. Neither moves these numbers, measured in pairs (`-fi` records): the
+    # V2 model runner (dense models) profiles its sampler without top-k/top-p, and the V1 runner (MoE) warms up both;
+    # activation peaks and KV caches were equal, and what a started server leaves within 0.13 GiB. FlashInfer being
+    # installed does change the device's free memory — on Hopper vLLM's kernel warm-up autotunes its kernels with a
+    # forward pass after the KV cache is allocated, and the allocator keeps those blocks (1.2–4.2 GiB cached) — but a
+    # new allocation reuses them, so the room below counts them.
     # Non-torch is 0.22 GiB at TP 1 and 0.07 at TP 2 (two H200s of one host: 0.06–0.11 over five runs, dense and
     # MoE), and CUDA graphs are captured after the KV cache is sized, outside gpu_memory_utilization's budget.
     # A vision model's encoder is not in its profile (Gemma 3 4B with up to 64 images: 1.19 GiB peak, below its
-    # text-only 1.41), so the encoder's pass must fit in the memory the running server leaves. Started servers held
-    # 1.29–3.36 GiB beyond budget and graphs (free memory after start-up; Llama-3.1-8B and Gemma 3 4B at 256 and 1,024
-    # max_num_seqs): 1.14 GiB and 8.7 B per dummy request × vocabulary entry, within 0.23 GiB of each. Gemma 3 4B's pass
-    # over 62 images (6.53 GiB) then fitted at 0.93 and ran out of memory at 0.95 (h200-gemma3-4b-*-serve).
+    # text-only 1.41), so the encoder's pass must fit in the room the running server leaves: free memory plus the
+    # allocator's cached blocks. Started servers held 0.91–1.38 GiB beyond budget and graphs besides what the profile
+    # freed (Llama-3.1-8B and Gemma 3 4B at 256 and 1,024 max_num_seqs, either sampler): 0.87 GiB and 4.1 B per dummy
+    # request × vocabulary entry (the sampler's state per request), within 0.1 GiB of each; MoE adds its workspace.
+    # Gemma 3 4B's pass over 62 images (6.53 GiB) then fitted at 0.93 (room 8.56–8.69 GiB) and ran out of memory at
+    # 0.95 (h200-gemma3-4b-*-serve).
     "v0.26": EngineProfile("v0.26", 2.5, 0.22, 0.07, captures_graphs=True, profiles_encoder=False, async_batches=2,
-                           tokens_from_concurrency=True, serving_reserve_gib=1.14, serving_reserve_bytes_per_logit=8.7),
+                           tokens_from_concurrency=True, serving_reserve_gib=0.87, serving_reserve_bytes_per_logit=4.1,
+                           moe_workspace_held=True),
 }
 LATEST_PROFILE = "v0.26"
 
@@ -659,16 +670,30 @@ def activation_gib(arch: Arch, s: Settings) -> float:
 
 
 def serving_reserve_gib(arch: Arch, s: Settings) -> float:
-    """What a started server holds outside its budget besides the CUDA graphs (the profile's two constants)."""
+    """What a started server holds outside its budget besides the CUDA graphs: the profile's two constants (the runner's
+    buffers, the sampler's state per request and vocabulary entry) and a fused-MoE layer's workspace."""
     seqs = default_batched_tokens(s)[1]
-    return s.profile.serving_reserve_gib + seqs * (arch.vocab_size or 32000) * s.profile.serving_reserve_bytes_per_logit / GIB
+    return s.profile.serving_reserve_gib + seqs * (arch.vocab_size or 32000) * s.profile.serving_reserve_bytes_per_logit / GIB \
+        + moe_workspace_gib(arch, s)
+
+
+def moe_workspace_gib(arch: Arch, s: Settings) -> float:
+    """The fused-MoE workspace a started 0.26 server keeps (Triton experts, vLLM's choice for 16-bit MoE on Hopper): for
+    a step's every token and routed expert, the larger of the activation's output and the hidden size plus the larger
+    of the gate/up output and the hidden size, 16-bit. Qwen3-30B-A3B at 16,384 tokens: 1.0 GiB (measured: the started
+    server held 0.9 GiB more than a dense model's reserve)."""
+    if not (s.profile.moe_workspace_held and arch.family == "moe" and arch.moe_intermediate_size and arch.experts_per_token):
+        return 0.0
+    tokens = default_batched_tokens(s)[0]
+    hidden, gate_up = arch.hidden_size or 4096, 2 * arch.moe_intermediate_size // s.tensor_parallel_size
+    return tokens * arch.experts_per_token * (max(gate_up // 2, hidden) + max(gate_up, hidden)) * 2 / GIB
 
 
 def serving_room_gib(arch: Arch, s: Settings, activation: float, non_torch: float, graphs: float) -> float:
-    """Memory a step can newly take once the server runs: what the budget and the CUDA graphs leave of the card, plus
-    the budget's share for activations and non-torch memory (the KV cache was sized without it), less what the running
-    server holds besides (serving_reserve_gib). Where the encoder is not profiled, its pass has to fit in it: the
-    allocator has never cached blocks of its sizes."""
+    """Memory a step can newly take once the server runs — the device's free memory and the blocks torch's allocator
+    keeps cached, which a new allocation reuses: what the budget and the CUDA graphs leave of the card, plus the
+    budget's share for activations and non-torch memory (the KV cache was sized without it), less what the running
+    server holds besides (serving_reserve_gib). Where the encoder is not profiled, its pass has to fit in it."""
     budget = s.gpu_memory_gib * s.gpu_memory_utilization
     return s.gpu_memory_gib - budget - graphs + activation + non_torch - serving_reserve_gib(arch, s)
 
@@ -801,11 +826,14 @@ def fixes(arch: Arch, s: Settings) -> list[str]:
         out.append("set kv_cache_dtype: fp8 (halves the KV cache)")
     if s.quantization is None and size(arch, replace(s, quantization="fp8"), explain=False).fits:
         out.append("serve an FP8-quantized checkpoint or set quantization: fp8 (halves the weights)")
-    # The startup profile samples max_num_seqs dummy requests over the whole vocabulary: fewer, less memory.
+    # The startup profile samples max_num_seqs dummy requests over the whole vocabulary, and a started server keeps
+    # the sampler's state for as many: fewer, less memory.
     seqs = default_batched_tokens(s)[1]
+    why = ("the startup profile samples that many requests over the vocabulary" if s.profile.profiles_encoder
+           else "the running server keeps the sampler's state per request over the vocabulary")
     for fewer in (n for n in (512, 256, 128, 64) if n < seqs):
         if size(arch, replace(s, max_num_seqs=fewer), explain=False).fits:
-            out.append(f"lower max_num_seqs to {fewer} (the startup profile samples that many requests over the vocabulary)")
+            out.append(f"lower max_num_seqs to {fewer} ({why})")
             break
     # A vision model's startup profile encodes max_num_batched_tokens worth of its largest images: fewer tokens, fewer.
     tokens = default_batched_tokens(s)[0]
