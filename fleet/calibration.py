@@ -77,7 +77,8 @@ def settings(record: dict[str, Any]) -> Settings:
                     kv_cache_dtype=st.get("kv_cache_dtype", "auto"), max_num_batched_tokens=st.get("max_num_batched_tokens"),
                     max_num_seqs=st.get("max_num_seqs"), enforce_eager=bool(st.get("enforce_eager", False)),
                     gpu_model=record.get("gpu"), engine_profile=engine_profile(record),
-                    mm_items_per_prompt=(st.get("limit_mm_per_prompt") or {}).get("image"))
+                    mm_items_per_prompt=(st.get("limit_mm_per_prompt") or {}).get("image"),
+                    flashinfer_sampler=st.get("flashinfer_sampler"))
 
 
 def started_room_gib(observed: dict[str, Any]) -> float | None:

@@ -117,6 +117,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="the vLLM release whose memory profile applies (sampler in the startup peak, non-torch memory, "
                          f"CUDA graphs); default: the newest bundled ({NEWEST_VLLM})")
     sz.add_argument("--enforce-eager", action="store_true", help="as vLLM's --enforce-eager: no CUDA graphs")
+    sz.add_argument("--sampler", choices=("native", "flashinfer"), default=None,
+                    help="the top-k/top-p sampler vLLM runs (VLLM_USE_FLASHINFER_SAMPLER=0/1); default: the release's. "
+                         "It moves the startup peak only before 0.17, whose native sampler sorted the vocabulary")
     sz.add_argument("--tp", type=positive_int, default=1, help="tensor parallel size (default 1)")
     sz.add_argument("--pp", type=positive_int, default=1, help="pipeline parallel size (default 1)")
     sz.add_argument("--dp", type=positive_int, default=1, help="data parallel size: engines that each keep a KV cache (default 1)")
@@ -272,7 +275,8 @@ def cmd_size(args: argparse.Namespace, root: Path) -> int:
             quantization=args.quantization, kv_cache_dtype=args.kv_cache_dtype,
             max_num_batched_tokens=args.max_num_batched_tokens, max_num_seqs=args.max_num_seqs, gpu_model=gpu_model,
             enforce_eager=args.enforce_eager, data_parallel_size=args.dp, expert_parallel=args.enable_expert_parallel,
-            engine_profile=engine_profile_for(args.vllm_version or NEWEST_VLLM)))
+            engine_profile=engine_profile_for(args.vllm_version or NEWEST_VLLM),
+            flashinfer_sampler=None if args.sampler is None else args.sampler == "flashinfer"))
     except ValueError as exc:
         print(f"size: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -95,15 +95,26 @@ class EngineProfile:
     serving_reserve_bytes_per_logit: float = 0.0
     # Fused MoE keeps its experts' workspace once allocated (0.26's WorkspaceManager): held by the started server.
     moe_workspace_held: bool = False
+    # The sampling step with FlashInfer's sampler instead (VLLM_USE_FLASHINFER_SAMPLER=1, or a release whose default
+    # it is); None: the same either way.
+    flashinfer_sampler_bytes_per_logit: float | None = None
 
 
 PROFILES = {
     # V0 kept only the fp32 logits; V0 logs show 0.25–0.35 GiB non-torch at one GPU.
     "v0": EngineProfile("v0", 4.0, 0.3, 0.6, captures_graphs=False, hybrid_kv=False),
-    # V1 before 0.26: the native sort-based sampler's top-k/top-p buffers are in the peak, 38.5 B per logit fitted
-    # to the activation peaks vLLM 0.11 printed on H100 (Llama-3.1-8B, Llama-3.3-70B, Qwen3-0.6B/32B, gpt-oss;
-    # 4.76–7.38 GiB, within 3 %); non-torch 0.13–0.14 GiB at TP 1 and 0.54–0.55 at TP 2 in the same logs.
-    "v1-native-sampler": EngineProfile("v1-native-sampler", 38.5, 0.14, 0.55, captures_graphs=True),
+    # V1 up to 0.16: the profile samples its dummy requests with top-k and top-p, and the native sampler sorts the
+    # vocabulary — 38.5 B per logit fitted to the activation peaks vLLM 0.11 printed on H100 (Llama-3.1-8B,
+    # Llama-3.3-70B, Qwen3-0.6B/32B, gpt-oss; 4.76–7.38 GiB, within 3 %); non-torch 0.13–0.14 GiB at TP 1 and
+    # 0.54–0.55 at TP 2 in the same logs. FlashInfer's sampler (the default of 0.11.0 where FlashInfer was installed,
+    # opt-in from 0.11.1 to 0.19) takes 14.5: on an H200 the sort-based step took 36.0 B per logit above the 16-bit
+    # logits and FlashInfer's 12.0 (scripts/h200_sampler_peak.py, 128k–262k vocabularies, 256–1,024 requests).
+    "v1-native-sampler": EngineProfile("v1-native-sampler", 38.5, 0.14, 0.55, captures_graphs=True,
+                                       flashinfer_sampler_bytes_per_logit=14.5),
+    # V1 from 0.17 to 0.25: the native top-k/top-p is a Triton kernel working in place (a buffer of one vocabulary
+    # row per multiprocessor), so the step keeps fp32 logits, probabilities and noise as FlashInfer's does — 14.5 either
+    # way (the 12 B of those three tensors on the same 16-bit-logit and slack terms as above; counted, not logged).
+    "v1-triton-sampler": EngineProfile("v1-triton-sampler", 14.5, 0.14, 0.55, captures_graphs=True),
     # V1 from 0.26, measured on an H200 (calibration.yaml, `h200-*`): the forward pass is the peak — 32 to 1,024
     # dummy requests over 128k–256k vocabularies move it by at most 0.06 GiB, and 256 requests at 2,048 batched
     # tokens peaked at 0.24 GiB, so the profile's sampling step stays under 7.8 B per logit. The one run where it is
@@ -141,7 +152,9 @@ def engine_profile_for(version: str | None, engine: str = "v1") -> str:
     parts = parse_version(str(version))
     if len(parts) < 2:
         raise ValueError(f"vLLM version {version!r} is not a version (like 0.33.0)")
-    return "v0.26" if parts[:2] >= (0, 26) else "v1-native-sampler"
+    if parts[:2] >= (0, 26):
+        return "v0.26"
+    return "v1-triton-sampler" if parts[:2] >= (0, 17) else "v1-native-sampler"
 
 
 # The graph constants of the profiles are fitted to the H200 runs of Llama-3.1-8B (51 and 19 sizes: 0.59 and
@@ -443,6 +456,9 @@ class Settings:
     # speculators.
     async_scheduling: bool = True
     engine_profile: str = LATEST_PROFILE  # a key of PROFILES (engine_profile_for(version))
+    # FlashInfer's sampler on (VLLM_USE_FLASHINFER_SAMPLER=1) or off; None: the release's default. It moves the
+    # startup peak only where the profile says so (releases before 0.26).
+    flashinfer_sampler: bool | None = None
     profile_override: EngineProfile | None = None   # constants refitted by the calibration (instead of PROFILES')
 
     @property
@@ -661,6 +677,8 @@ def activation_gib(arch: Arch, s: Settings) -> float:
     else:
         per_token = 2 * (3 * inter / tp + 4 * hidden)           # 16-bit activations
     per_logit = s.profile.sampler_bytes_per_logit
+    if s.flashinfer_sampler and s.profile.flashinfer_sampler_bytes_per_logit is not None:
+        per_logit = s.profile.flashinfer_sampler_bytes_per_logit
     sampler = 0.0 if arch.family == "encoder" else seqs * (arch.vocab_size or 32000) * per_logit
     if not s.profile.profiles_encoder:
         return max(tokens * per_token, sampler) / GIB

@@ -229,6 +229,37 @@ def test_from_vllm_0_26_the_peak_is_the_forward_pass_and_graphs_sit_outside_the_
     assert not squeezed.fits and "CUDA graphs" in squeezed.reason and "enforce_eager" in squeezed.reason
 
 
+def test_the_sampler_in_the_startup_peak_follows_the_release_and_the_environment(capsys) -> None:
+    """Before 0.17 the native sampler sorted the vocabulary (38.5 B per dummy request × vocabulary entry, fitted on
+    0.11 logs); FlashInfer's takes 14.5 (on an H200 its step took 12.0 B above the 16-bit logits where the sort took
+    36.0: scripts/h200_sampler_peak.py). From 0.17 the native top-k/top-p runs in place (Triton) and both take 14.5;
+    from 0.26 the profile does not sample with top-k/top-p at all, and the H200 runs in pairs left equal memory."""
+    assert [engine_profile_for(v) for v in ("0.11.0", "0.16.0", "0.17.0", "0.25.1", "0.26.0")] == \
+        ["v1-native-sampler", "v1-native-sampler", "v1-triton-sampler", "v1-triton-sampler", "v0.26"]
+    oss = CATALOG["openai/gpt-oss-120b"]
+    h100 = Settings(gpu_memory_gib=79.19, gpu_model="H100", max_model_len=8192, engine_profile="v1-native-sampler")
+    logits = 1024 * 201088
+    assert activation_gib(oss, h100) == pytest.approx(logits * 38.5 / GIB)
+    assert activation_gib(oss, replace(h100, flashinfer_sampler=True)) == pytest.approx(logits * 14.5 / GIB)
+    assert activation_gib(oss, replace(h100, flashinfer_sampler=False)) == activation_gib(oss, h100)
+    for profile in ("v1-triton-sampler", "v0.26"):
+        s = replace(h100, engine_profile=profile)
+        assert activation_gib(oss, replace(s, flashinfer_sampler=True)) == activation_gib(oss, replace(s, flashinfer_sampler=False))
+    assert activation_gib(oss, replace(h100, engine_profile="v1-triton-sampler")) == pytest.approx(logits * 14.5 / GIB)
+
+    def peak(*extra: str) -> float:
+        assert main(["size", "--model", "openai/gpt-oss-120b", "--gpu", "H100", "--max-model-len", "8192", "--json", *extra]) in (0, 1)
+        return json.loads(capsys.readouterr().out)["activation_gib"]
+
+    # the FlashInfer constant is the fitted native one less the measured difference of the two steps
+    steps = json.loads((Path(__file__).resolve().parent.parent / "fleet" / "catalog" / "sampler_steps.json").read_text())["shapes"]
+    for row in steps:
+        assert 38.5 - row["native_bytes_per_logit"] + row["flashinfer_logits_bytes_per_logit"] == pytest.approx(14.5, abs=0.1)
+        assert row["flashinfer_probs_bytes_per_logit"] < row["flashinfer_logits_bytes_per_logit"]   # older releases' form
+    assert peak("--vllm-version", "0.11.0", "--sampler", "flashinfer") < peak("--vllm-version", "0.11.0") / 2
+    assert peak("--sampler", "native") == peak("--sampler", "flashinfer") == peak()
+
+
 def test_fewer_sequences_in_the_startup_profile_is_a_fix() -> None:
     # gpt-oss-120b on one H100: 64 GiB of weights and a 7.4 GiB sampler peak for 1024 dummy requests leave no KV cache.
     oss = CATALOG["openai/gpt-oss-120b"]
