@@ -89,8 +89,8 @@ class EngineProfile:
     tokens_from_concurrency: bool = False
     # Where the encoder's pass is not profiled: memory a started server holds beyond the budget's weights and KV cache
     # and the CUDA graphs, less the profile's activation and non-torch share of the budget (see serving_room_gib): a
-    # fixed part (the CUDA context, the runner's buffers) and a part per dummy request and vocabulary entry (the
-    # sampler's warm-up after the KV cache is allocated, whose blocks the allocator keeps).
+    # fixed part (the CUDA context, the runner's buffers) and a part per request slot and vocabulary entry (the
+    # sampler's state). Blocks the allocator only keeps cached are not in it: a new allocation reuses them.
     serving_reserve_gib: float = 0.0
     serving_reserve_bytes_per_logit: float = 0.0
     # Fused MoE keeps its experts' workspace once allocated (0.26's WorkspaceManager): held by the started server.
@@ -457,7 +457,7 @@ class Settings:
     async_scheduling: bool = True
     engine_profile: str = LATEST_PROFILE  # a key of PROFILES (engine_profile_for(version))
     # FlashInfer's sampler on (VLLM_USE_FLASHINFER_SAMPLER=1) or off; None: the release's default. It moves the
-    # startup peak only where the profile says so (releases before 0.26).
+    # startup peak only where the profile says so (releases before 0.17).
     flashinfer_sampler: bool | None = None
     profile_override: EngineProfile | None = None   # constants refitted by the calibration (instead of PROFILES')
 
