@@ -153,7 +153,7 @@ def fit_profiles(recs: list[dict[str, Any]]) -> dict[str, EngineProfile]:
     """The constants of fleet.sizing.PROFILES refitted on `recs` alone (where they hold the numbers to fit):
     the sampler's bytes per logit before 0.26, non-torch memory at one GPU and at several, and from 0.26 the CUDA-graph
     memory per captured size and per size and layer (least squares), the fused-MoE factor and the serving reserve
-    (from the free memory of servers serving images)."""
+    (from the room started servers left: free memory and the allocator's cached blocks, started_room_gib)."""
     fitted = dict(PROFILES)
     per_logit: list[float] = []
     non_torch: dict[str, list[float]] = {}

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from fleet.calibration import checks, summary
+from fleet.catalog import CATALOG_DIR
 from fleet.cli import main
 from fleet.errors import ConfigError
 from fleet.sizing import (
@@ -252,7 +253,7 @@ def test_the_sampler_in_the_startup_peak_follows_the_release_and_the_environment
         return json.loads(capsys.readouterr().out)["activation_gib"]
 
     # the FlashInfer constant is the fitted native one less the measured difference of the two steps
-    steps = json.loads((Path(__file__).resolve().parent.parent / "fleet" / "catalog" / "sampler_steps.json").read_text())["shapes"]
+    steps = json.loads((CATALOG_DIR / "sampler_steps.json").read_text())["shapes"]
     for row in steps:
         assert 38.5 - row["native_bytes_per_logit"] + row["flashinfer_logits_bytes_per_logit"] == pytest.approx(14.5, abs=0.1)
         assert row["flashinfer_probs_bytes_per_logit"] < row["flashinfer_logits_bytes_per_logit"]   # older releases' form
