@@ -150,6 +150,10 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--json", action="store_true", help="print JSON: {options: [{instance_type, gpu, tp, pp, replicas, "
                                                         "kv_cache_tokens, max_concurrency, usd_per_hour, fits, reason}]}")
 
+    from fleet.capacity.predict import add_parser as add_predict
+
+    add_predict(sub, vllm_version, NEWEST_VLLM)
+
     chk = sub.add_parser("check", help="run the guardrail policies and schema validation on Kubernetes YAML files",
                          description="Check arbitrary Kubernetes manifests (multi-document YAML, e.g. `helm template` "
                                      "output) against the policy pack at its catalogue levels and the upstream schemas.")
@@ -382,10 +386,17 @@ def cmd_schema(args: argparse.Namespace, root: Path) -> int:
     return EXIT_OK
 
 
+def cmd_predict(args: argparse.Namespace, root: Path) -> int:
+    from fleet.capacity.predict import run
+
+    return run(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     root = (args.root or find_root(Path.cwd())).resolve()
-    handlers = {"plan": cmd_plan, "validate": cmd_validate, "size": cmd_size, "recommend": cmd_recommend, "check": cmd_check,
+    handlers = {"plan": cmd_plan, "validate": cmd_validate, "size": cmd_size, "recommend": cmd_recommend, "predict": cmd_predict,
+                "check": cmd_check,
                 "policy-config": cmd_policy_config, "guard": cmd_guard, "codeowners": cmd_codeowners,
                 "schema": cmd_schema}
     try:

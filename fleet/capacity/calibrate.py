@@ -1,0 +1,163 @@
+"""Fit the step model's constants on measured step grids, and score the model on runs kept out of the fit.
+
+Records (fleet/catalog/perf_runs.yaml, made by scripts/perf_records.py from scripts/gpu_perf_measure.py's output)
+hold, per run, the server's settings, the KV cache vLLM reported, a step grid and `vllm bench serve` points. The fit
+uses only the step grids of the runs not held out: decode points give a step's duration directly; a prefill point
+(B prompts of P tokens sent at once, one output token) is replayed through the scheduler simulation, since its
+duration is several chunked steps. It minimises the squared log error with Nelder-Mead (pure Python; seven
+constants). The benchmark points are never fitted: every one of them is a prediction of the simulation, and so is
+every point of a held-out run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import Any, cast
+
+from fleet.capacity.perf import GpuModel, ModelCost, StepConstants, gpu_models, model_cost
+from fleet.capacity.simulate import Engine, Load, percentile, simulate
+from fleet.catalog import CATALOG_DIR
+from fleet.sizing import Settings, model_catalog
+from fleet.yamlsrc import safe_load
+
+PERF_RUNS = CATALOG_DIR / "perf_runs.yaml"
+FITTED = ("e_compute", "e_weights", "e_kv", "fixed_s", "per_layer_s", "per_token_layer_s", "http_s")
+SCALE = {"e_compute": 1.0, "e_weights": 1.0, "e_kv": 1.0, "fixed_s": 1e-3, "per_layer_s": 1e-5, "per_token_layer_s": 1e-8,
+         "http_s": 1e-3}
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    model: str
+    gpu_model: str
+    server: dict[str, Any]
+    kv_cache_tokens: int
+    grid: dict[str, Any]
+    bench: list[dict[str, Any]]
+    held_out: bool
+    source: str
+
+
+@lru_cache(maxsize=1)
+def runs() -> tuple[Run, ...]:
+    if not PERF_RUNS.exists():
+        return ()
+    with open(PERF_RUNS, encoding="utf-8") as fh:
+        doc = safe_load(fh) or {}
+    return tuple(Run(**{k: r[k] for k in Run.__dataclass_fields__}) for r in doc.get("runs") or ())
+
+
+def settings_for(run: Run) -> Settings:
+    s = run.server
+    return Settings(gpu_memory_gib=80.0, gpus_per_node=1, tensor_parallel_size=int(s.get("tensor_parallel_size", 1)),
+                    max_model_len=int(s["max_model_len"]), max_num_seqs=int(s["max_num_seqs"]),
+                    max_num_batched_tokens=int(s["max_num_batched_tokens"]), quantization=s.get("quantization"),
+                    gpu_memory_utilization=float(s.get("gpu_memory_utilization", 0.9)), gpu_model=run.gpu_model)
+
+
+def engine_for(run: Run, constants: StepConstants) -> Engine:
+    arch = model_catalog()[run.model]
+    gpu: GpuModel = gpu_models()[run.gpu_model]
+    s = settings_for(run)
+    cost: ModelCost = model_cost(arch, s, gpu, constants)
+    return Engine(cost=cost, max_num_seqs=s.max_num_seqs or 256, max_num_batched_tokens=s.max_num_batched_tokens or 8192,
+                  kv_tokens=run.kv_cache_tokens)
+
+
+def grid_points(run: Run, constants: StepConstants) -> list[tuple[str, float, float]]:
+    """(what, measured seconds, predicted seconds) for every point of the run's step grid."""
+    eng = engine_for(run, constants)
+    out: list[tuple[str, float, float]] = []
+    for p in run.grid.get("decode", ()):
+        b, ctx, tokens = p["batch"], p["context_tokens"], p["tokens"]
+        pred = eng.cost.step_seconds(b, b * (ctx + tokens / 2))
+        out.append((f"decode b={b} ctx={ctx}", p["step_ms"] / 1000, pred))
+    for p in run.grid.get("prefill", ()):
+        b, plen = p["batch"], p["prompt_tokens"]
+        o = simulate(eng, Load(plen, 1, concurrency=b, num_prompts=b))
+        out.append((f"prefill b={b} len={plen}", p["median_ms"] / 1000, max(o.e2e_s)))
+    return out
+
+
+def _objective(runs_: list[Run], base: StepConstants):
+    def f(x: list[float]) -> float:
+        values = {name: x[i] * SCALE[name] for i, name in enumerate(FITTED)}
+        if any(v <= 0 for v in values.values()) or any(values[k] > 1.2 for k in ("e_compute", "e_weights", "e_kv")):
+            return 1e9
+        c = replace(base, **cast(dict[str, Any], values))
+        err = 0.0
+        for run in runs_:
+            for _, measured, pred in grid_points(run, c):
+                err += math.log(pred / measured) ** 2
+        return err
+    return f
+
+
+def nelder_mead(f, x0: list[float], step: float = 0.3, iters: int = 600, tol: float = 1e-9) -> list[float]:
+    n = len(x0)
+    pts = [list(x0)] + [[x0[j] * (1 + step) if j == i else x0[j] for j in range(n)] for i in range(n)]
+    vals = [f(p) for p in pts]
+    for _ in range(iters):
+        order = sorted(range(n + 1), key=lambda i: vals[i])
+        pts, vals = [pts[i] for i in order], [vals[i] for i in order]
+        if abs(vals[-1] - vals[0]) < tol:
+            break
+        centroid = [sum(p[j] for p in pts[:-1]) / n for j in range(n)]
+        worst = pts[-1]
+        refl = [centroid[j] + (centroid[j] - worst[j]) for j in range(n)]
+        fr = f(refl)
+        if fr < vals[0]:
+            exp = [centroid[j] + 2 * (centroid[j] - worst[j]) for j in range(n)]
+            fe = f(exp)
+            pts[-1], vals[-1] = (exp, fe) if fe < fr else (refl, fr)
+        elif fr < vals[-2]:
+            pts[-1], vals[-1] = refl, fr
+        else:
+            con = [centroid[j] + 0.5 * (worst[j] - centroid[j]) for j in range(n)]
+            fc = f(con)
+            if fc < vals[-1]:
+                pts[-1], vals[-1] = con, fc
+            else:
+                best = pts[0]
+                pts = [best] + [[best[j] + 0.5 * (p[j] - best[j]) for j in range(n)] for p in pts[1:]]
+                vals = [vals[0]] + [f(p) for p in pts[1:]]
+    return pts[min(range(n + 1), key=lambda i: vals[i])]
+
+
+def fit(gpu_model: str, runs_: list[Run] | None = None) -> StepConstants:
+    """Constants for one board, from the step grids of its runs that are not held out."""
+    chosen = [r for r in (runs_ if runs_ is not None else runs()) if r.gpu_model == gpu_model and not r.held_out]
+    if not chosen:
+        raise ValueError(f"no runs on {gpu_model} to fit")
+    base = StepConstants()
+    x0 = [getattr(base, name) / SCALE[name] for name in FITTED]
+    best = nelder_mead(_objective(chosen, base), x0)
+    best = nelder_mead(_objective(chosen, base), best, step=0.1)
+    values = {name: best[i] * SCALE[name] for i, name in enumerate(FITTED)}
+    return replace(base, **cast(dict[str, Any], values), source=f"fitted on the step grids of {', '.join(r.name for r in chosen)}")
+
+
+BENCH_METRICS = {"ttft_p50": ("median_ttft_ms", "ttft_s", 50), "ttft_p95": ("p95_ttft_ms", "ttft_s", 95),
+                 "itl_p50": ("median_itl_ms", "itl_s", 50), "tpot_p50": ("median_tpot_ms", "tpot_s", 50)}
+
+
+def bench_errors(run: Run, constants: StepConstants) -> list[dict[str, Any]]:
+    """Each benchmark point of a run, measured and predicted (relative errors), as the simulation replays it."""
+    eng = engine_for(run, constants)
+    rows = []
+    for p in run.bench:
+        load = Load(p["input_len"], p["output_len"], concurrency=p.get("concurrency"), request_rate=p.get("request_rate"),
+                    num_prompts=p["num_prompts"])
+        o = simulate(eng, load)
+        row: dict[str, Any] = {"run": run.name, "load": f"c={p['concurrency']}" if p.get("concurrency") else f"r={p['request_rate']}"}
+        for key, (measured_key, attr, q) in BENCH_METRICS.items():
+            if measured_key in p:
+                pred = percentile(getattr(o, attr), q) * 1000
+                row[key] = (p[measured_key], pred)
+        if "output_throughput" in p:
+            row["throughput"] = (p["output_throughput"], o.output_tokens_per_s)
+        rows.append(row)
+    return rows

@@ -1,0 +1,20 @@
+"""The performance model's fitted constants per GPU model (fleet/catalog/perf_calibration.yaml), loaded once."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from fleet.capacity.perf import StepConstants
+from fleet.catalog import CATALOG_DIR
+from fleet.yamlsrc import safe_load
+
+PERF_CALIBRATION = CATALOG_DIR / "perf_calibration.yaml"
+
+
+@lru_cache(maxsize=1)
+def fitted_constants() -> dict[str, StepConstants]:
+    if not PERF_CALIBRATION.exists():
+        return {}
+    with open(PERF_CALIBRATION, encoding="utf-8") as fh:
+        doc = safe_load(fh) or {}
+    return {gpu: StepConstants(**{**values, "source": values.get("source", "")}) for gpu, values in (doc.get("fits") or {}).items()}

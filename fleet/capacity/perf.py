@@ -1,0 +1,159 @@
+"""How long one vLLM scheduler step takes: a roofline with fitted efficiencies and overheads. Pure functions.
+
+A step runs every scheduled token through the model once: the decoding requests' one token each and the prefill
+chunks' prompt tokens. Per GPU (tensor parallel shares split the work):
+
+    compute  = 2 · active linear parameters · tokens + 4 · layers · query width · Σ attended context per token
+               + 2 · hidden · vocabulary · sampled tokens                               (FLOPs / TP)
+    memory   = weight bytes (a MoE's routed experts only as far as this step's tokens touch them)
+               + KV bytes read (each decoding request its context, each chunk its context and itself)
+    step     = fixed + per layer · layers + per token-layer · tokens · layers
+               + max(compute / (peak FLOP/s · e_compute), weights / (bandwidth · e_weights) + KV / (bandwidth · e_kv))
+               + TP all-reduces (2 per layer: message / link bandwidth + a latency each)
+
+The peaks come from the board's datasheet (fleet/catalog/gpus.yaml `gpu_models`); the efficiencies and overheads are
+fitted on measured step grids (fleet/capacity/calibrate.py, fleet/catalog/perf_calibration.yaml) per GPU model, and a
+board without runs of its own borrows the constants of a measured one (the prediction says which).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from fleet.catalog import CATALOG_DIR
+from fleet.sizing import Arch, Settings, expert_fraction, kv_bytes_per_token, weights_gib_per_gpu
+from fleet.yamlsrc import safe_load
+
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class GpuModel:
+    gpu_model: str
+    bf16_tflops: float
+    fp8_tflops: float
+    memory_gbps: float
+    nvlink_gbps: float
+    pcie_gbps: float
+    source: str
+    as_of: str
+
+
+@lru_cache(maxsize=1)
+def gpu_models() -> dict[str, GpuModel]:
+    with open(CATALOG_DIR / "gpus.yaml", encoding="utf-8") as fh:
+        rows = safe_load(fh)["gpu_models"]
+    return {row["gpu_model"]: GpuModel(**row) for row in rows}
+
+
+@dataclass(frozen=True)
+class StepConstants:
+    """What the fit adds to the datasheet: the share of each peak the kernels reach, and the time a step costs
+    beyond its FLOPs and bytes (scheduling, kernel launches under CUDA graphs, sampling, the server's output)."""
+    e_compute: float = 0.55
+    e_weights: float = 0.80
+    e_kv: float = 0.55
+    fixed_s: float = 1.5e-3
+    per_layer_s: float = 2.0e-5
+    per_token_layer_s: float = 2.0e-8
+    allreduce_latency_s: float = 1.0e-5   # per all-reduce; not fitted until multi-GPU runs exist
+    http_s: float = 4.0e-3                # request in, first token out: what the API server adds to TTFT
+    source: str = "defaults (no fit)"
+
+
+@dataclass(frozen=True)
+class ModelCost:
+    """The per-step cost coefficients of one model served with one set of settings on one board."""
+    layers: int
+    dense_weight_bytes: float        # per GPU, read every step
+    expert_weight_bytes: float       # per GPU: routed experts, read as far as touched
+    experts: int
+    experts_per_token: int
+    linear_flops_per_token: float    # per GPU
+    attn_flops_per_ctx_token: float  # per GPU: 4 · layers · heads · head_dim / TP
+    lm_head_flops: float             # per GPU, per sampled token
+    kv_bytes_per_token: float        # per GPU, all layers
+    hidden: int
+    tp: int
+    peak_flops: float
+    bandwidth: float
+    link_bandwidth: float
+    constants: StepConstants = field(default_factory=StepConstants)
+
+    def step_seconds(self, decode: int, decode_ctx: float, prefill_tokens: int = 0, prefill_attn: float = 0.0,
+                     prefill_kv: float = 0.0, sampled: int | None = None) -> float:
+        """One step: `decode` requests decoding over `decode_ctx` context tokens in all; prefill chunks of
+        `prefill_tokens` tokens in all, whose attention covers `prefill_attn` (Σ chunk · (earlier context +
+        chunk/2)) and whose KV reads `prefill_kv` tokens; `sampled` tokens get logits (default: the decoders)."""
+        c = self.constants
+        tokens = decode + prefill_tokens
+        if tokens <= 0:
+            return 0.0
+        sampled = decode if sampled is None else sampled
+        flops = (self.linear_flops_per_token * tokens + self.attn_flops_per_ctx_token * (decode_ctx + prefill_attn)
+                 + self.lm_head_flops * sampled)
+        if self.experts and self.experts_per_token:
+            touched = 1.0 - (1.0 - self.experts_per_token / self.experts) ** tokens
+        else:
+            touched = 0.0
+        weights = self.dense_weight_bytes + self.expert_weight_bytes * touched
+        kv = self.kv_bytes_per_token * (decode_ctx + prefill_kv)
+        t_compute = flops / (self.peak_flops * c.e_compute)
+        t_memory = weights / (self.bandwidth * c.e_weights) + kv / (self.bandwidth * c.e_kv)
+        t = c.fixed_s + c.per_layer_s * self.layers + c.per_token_layer_s * tokens * self.layers + max(t_compute, t_memory)
+        if self.tp > 1:
+            message = tokens * self.hidden * 2.0 * 2 * (self.tp - 1) / self.tp
+            t += 2 * self.layers * (c.allreduce_latency_s + message / self.link_bandwidth)
+        return t
+
+
+def model_cost(arch: Arch, s: Settings, gpu: GpuModel, constants: StepConstants | None = None) -> ModelCost:
+    tp = s.tensor_parallel_size
+    weight_bytes = weights_gib_per_gpu(arch, s) * GIB
+    experts = expert_fraction(arch)
+    active_b = arch.active_params_b or arch.params_b
+    linear_b = max(active_b - arch.embedding_params_b, active_b * 0.1)
+    heads = arch.attention_heads or arch.kv_heads
+    quantized_fp8 = s.quantization in ("fp8", "modelopt", "compressed-tensors") and gpu.fp8_tflops > 0
+    peak = (gpu.fp8_tflops if quantized_fp8 else gpu.bf16_tflops) * 1e12
+    link = (gpu.nvlink_gbps or gpu.pcie_gbps) * 1e9
+    return ModelCost(
+        layers=arch.layers,
+        dense_weight_bytes=weight_bytes * (1 - experts),
+        expert_weight_bytes=weight_bytes * experts,
+        experts=arch.experts or 0,
+        experts_per_token=arch.experts_per_token or 0,
+        linear_flops_per_token=2 * linear_b * 1e9 / tp,
+        attn_flops_per_ctx_token=4 * arch.layers * heads * arch.head_dim / tp,
+        lm_head_flops=2 * (arch.hidden_size or 0) * (arch.vocab_size or 0) / tp,
+        kv_bytes_per_token=kv_bytes_per_token(arch, s),
+        hidden=arch.hidden_size or heads * arch.head_dim,
+        tp=tp,
+        peak_flops=peak,
+        bandwidth=gpu.memory_gbps * 1e9,
+        link_bandwidth=link,
+        constants=constants or StepConstants(),
+    )
+
+
+def calibrated(gpu_model: str) -> tuple[StepConstants, str]:
+    """The fitted constants for a board, or those of the nearest measured board, and which board they come from."""
+    from fleet.capacity.calibration_data import fitted_constants
+
+    table = fitted_constants()
+    if gpu_model in table:
+        return table[gpu_model], gpu_model
+    for fallback in ("H100", "H200"):
+        if fallback in table:
+            return table[fallback], fallback
+    return StepConstants(), "none"
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b) if b else 0
+
+
+def isfinite_positive(x: float) -> bool:
+    return math.isfinite(x) and x > 0

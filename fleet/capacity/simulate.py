@@ -1,0 +1,253 @@
+"""A discrete-event simulation of one vLLM engine serving a load, measured the way `vllm bench serve` measures it.
+
+The scheduler is vLLM V1's (vllm/v1/core/sched/scheduler.py at 0.26): every step has a token budget of
+`max_num_batched_tokens`; running requests go first (a decoding request takes one token, a request still in its
+prompt takes the rest of its prompt or what is left of the budget: chunked prefill), then waiting requests in
+arrival order while fewer than `max_num_seqs` run and the budget lasts. A request holds KV blocks of 16 tokens for
+everything computed; when a running request cannot get its next block the newest running request is preempted
+(its blocks freed, its prompt and output so far recomputed later). A step's duration is the step model's
+(fleet/capacity/perf.py); the tokens it samples reach the client at its end.
+
+Loads are those of the benchmark: closed loop (`--max-concurrency C`: C requests in flight, the next sent when one
+ends) or open loop (`--request-rate R`: gamma inter-arrival times of shape `burstiness`, 1 = Poisson), fixed prompt
+and output lengths, `--ignore-eos`. Metrics: TTFT and end-to-end latency per request (plus the server's own time
+for a request, `http_s`), ITL pooled over every gap between two tokens of a request, TPOT per request, throughput
+over the whole run — percentiles by linear interpolation, as numpy's (which the benchmark uses).
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections import deque
+from dataclasses import dataclass, field
+
+from fleet.capacity.perf import ModelCost
+
+BLOCK = 16
+
+
+@dataclass(frozen=True)
+class Load:
+    input_tokens: int
+    output_tokens: int
+    concurrency: int | None = None        # closed loop
+    request_rate: float | None = None     # open loop, requests per second (per engine)
+    num_prompts: int = 0                  # 0: enough for a steady state (default_prompts)
+    burstiness: float = 1.0
+    seed: int = 0
+
+    def prompts(self) -> int:
+        if self.num_prompts:
+            return self.num_prompts
+        if self.concurrency is not None:
+            return max(8, min(4 * self.concurrency, 512)) if self.concurrency > 1 else 6
+        return int(max(48, min((self.request_rate or 1) * 25, 800)))
+
+
+@dataclass(frozen=True)
+class Engine:
+    cost: ModelCost
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    kv_tokens: int
+
+
+@dataclass
+class Outcome:
+    ttft_s: list[float] = field(default_factory=list)
+    e2e_s: list[float] = field(default_factory=list)
+    tpot_s: list[float] = field(default_factory=list)
+    itl_s: list[float] = field(default_factory=list)
+    duration_s: float = 0.0
+    output_tokens: int = 0
+    requests: int = 0
+    steps: int = 0
+    preemptions: int = 0
+    mean_batch: float = 0.0
+
+    @property
+    def output_tokens_per_s(self) -> float:
+        return self.output_tokens / self.duration_s if self.duration_s else 0.0
+
+    @property
+    def requests_per_s(self) -> float:
+        return self.requests / self.duration_s if self.duration_s else 0.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    """numpy.percentile's default (linear) interpolation."""
+    if not values:
+        return 0.0
+    xs = sorted(values)
+    pos = (len(xs) - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+class _Req:
+    __slots__ = ("arrival", "base", "blocks", "computed", "first", "generated", "last", "prompt")
+
+    def __init__(self, arrival: float, prompt: int) -> None:
+        self.arrival = arrival
+        self.prompt = prompt        # tokens to compute before the next sample (grows by the output when preempted)
+        self.computed = 0
+        self.generated = 0
+        self.base = 0               # output tokens already inside `prompt` (recomputed after a preemption)
+        self.first: float | None = None
+        self.last = 0.0
+        self.blocks = 0
+
+
+def simulate(engine: Engine, load: Load, *, max_steps: int = 2_000_000) -> Outcome:
+    cost = engine.cost
+    http = cost.constants.http_s
+    n = load.prompts()
+    out_len = load.output_tokens
+    total_blocks = max(engine.kv_tokens // BLOCK, 1)
+    rng = random.Random(load.seed)
+    arrivals: list[float] = []          # heap of pending arrival times
+    if load.concurrency is not None:
+        first_wave = min(load.concurrency, n)
+        arrivals = [0.0] * first_wave
+        to_send = n - first_wave
+    else:
+        rate = load.request_rate or 0.0
+        if rate <= 0:
+            raise ValueError("a request rate must be positive")
+        t_arr = 0.0
+        for _ in range(n):
+            arrivals.append(t_arr)
+            shape = load.burstiness
+            t_arr += rng.gammavariate(shape, 1.0 / (rate * shape))
+        to_send = 0
+    heapq.heapify(arrivals)
+    waiting: deque[_Req] = deque()
+    running: list[_Req] = []
+    used_blocks = 0
+    t = 0.0
+    res = Outcome(requests=n)
+    batch_sum = 0
+    finished = 0
+    budget_tokens = engine.max_num_batched_tokens
+    while finished < n and res.steps < max_steps:
+        while arrivals and arrivals[0] <= t + 1e-12:
+            waiting.append(_Req(heapq.heappop(arrivals), load.input_tokens))
+        if not running and not waiting:
+            if not arrivals:
+                break
+            t = arrivals[0]
+            continue
+        budget = budget_tokens
+        scheduled: list[tuple[_Req, int]] = []
+        # running requests first, in the order they were admitted
+        i = 0
+        while i < len(running) and budget > 0:
+            r = running[i]
+            need = min(r.prompt - r.computed, budget) if r.computed < r.prompt else 1
+            # a request's context: its prompt (recomputed output included) computed so far, plus its new output
+            want = -(-(r.computed + (r.generated - r.base) * (r.computed >= r.prompt) + need) // BLOCK)
+            grow = max(want - r.blocks, 0)
+            while used_blocks + grow > total_blocks and len(running) - 1 > i:
+                victim = running.pop()          # the newest running request gives its blocks back
+                used_blocks -= victim.blocks
+                victim.blocks = 0
+                victim.prompt = load.input_tokens + victim.generated
+                victim.base = victim.generated
+                victim.computed = 0
+                waiting.appendleft(victim)
+                res.preemptions += 1
+            if used_blocks + grow > total_blocks:
+                break
+            r.blocks += grow
+            used_blocks += grow
+            scheduled.append((r, need))
+            budget -= need
+            i += 1
+        # then waiting requests, first come first served
+        while waiting and len(running) < engine.max_num_seqs and budget > 0:
+            r = waiting[0]
+            need = min(r.prompt - r.computed, budget)
+            want = -(-(r.computed + need) // BLOCK)
+            if used_blocks + want - r.blocks > total_blocks:
+                break
+            waiting.popleft()
+            used_blocks += want - r.blocks
+            r.blocks = want
+            running.append(r)
+            scheduled.append((r, need))
+            budget -= need
+        if not scheduled:
+            # nothing fits: wait for an arrival (cannot happen while something runs)
+            if arrivals:
+                t = max(t, arrivals[0])
+                continue
+            break
+        decode = 0
+        decode_ctx = 0.0
+        pre_tokens = 0
+        pre_attn = 0.0
+        pre_kv = 0.0
+        sampled = 0
+        for r, k in scheduled:
+            if r.computed >= r.prompt:
+                decode += 1
+                decode_ctx += r.computed + r.generated - r.base
+                sampled += 1
+            else:
+                pre_tokens += k
+                pre_attn += k * (r.computed + k / 2)
+                pre_kv += r.computed + k
+                if r.computed + k >= r.prompt:
+                    sampled += 1
+        dt = cost.step_seconds(decode, decode_ctx, pre_tokens, pre_attn, pre_kv, sampled)
+        t += dt
+        res.steps += 1
+        batch_sum += len(scheduled)
+        done: list[_Req] = []
+        for r, k in scheduled:
+            if r.computed < r.prompt:
+                r.computed += k
+                if r.computed < r.prompt:
+                    continue
+                # the prompt's last chunk samples a token
+            r.generated += 1
+            if r.first is None:
+                r.first = t
+            else:
+                res.itl_s.append(t - r.last)
+            r.last = t
+            if r.generated >= out_len:
+                done.append(r)
+        for r in done:
+            running.remove(r)
+            used_blocks -= r.blocks
+            finished += 1
+            first = r.first if r.first is not None else t
+            res.ttft_s.append(first - r.arrival + http)
+            res.e2e_s.append(t - r.arrival + http)
+            if out_len > 1:
+                res.tpot_s.append((t - first) / (out_len - 1))
+            res.output_tokens += out_len
+            if to_send > 0:
+                heapq.heappush(arrivals, t)
+                to_send -= 1
+    res.duration_s = t + http
+    res.mean_batch = batch_sum / res.steps if res.steps else 0.0
+    return res
+
+
+def summary(o: Outcome) -> dict[str, object]:
+    """The JSON of `vllm-fleet predict`: milliseconds, as `vllm bench serve` prints them."""
+    ms = 1000.0
+    return {
+        "ttft_ms": {f"p{q}": round(percentile(o.ttft_s, q) * ms, 2) for q in (50, 95, 99)},
+        "itl_ms": {f"p{q}": round(percentile(o.itl_s, q) * ms, 3) for q in (50, 95)},
+        "tpot_ms": {"p50": round(percentile(o.tpot_s, 50) * ms, 3)},
+        "e2e_ms": {"p50": round(percentile(o.e2e_s, 50) * ms, 1)},
+        "output_tokens_per_s": round(o.output_tokens_per_s, 1),
+        "requests_per_s": round(o.requests_per_s, 3),
+        "mean_batch": round(o.mean_batch, 1),
+        "preemptions": o.preemptions,
+    }
