@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     load = Load(args.input_tokens, args.output_tokens, concurrency=args.concurrency, request_rate=args.request_rate,
                 num_prompts=args.num_prompts)
-    out = summary(simulate(eng, load))
+    out: dict[str, Any] = summary(simulate(eng, load))
     _, board = calibrated(inst.gpu_model)
     out["calibration"] = {"gpu_model": board, "vllm": CALIBRATED_VLLM, "same_board": board == inst.gpu_model}
     out["engine"] = {"max_num_seqs": eng.max_num_seqs, "max_num_batched_tokens": eng.max_num_batched_tokens,

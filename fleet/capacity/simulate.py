@@ -21,6 +21,7 @@ import heapq
 import random
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from fleet.capacity.perf import ModelCost
 
@@ -238,7 +239,7 @@ def simulate(engine: Engine, load: Load, *, max_steps: int = 2_000_000) -> Outco
     return res
 
 
-def summary(o: Outcome) -> dict[str, object]:
+def summary(o: Outcome) -> dict[str, Any]:
     """The JSON of `vllm-fleet predict`: milliseconds, as `vllm bench serve` prints them."""
     ms = 1000.0
     return {
