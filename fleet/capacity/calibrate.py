@@ -161,3 +161,47 @@ def bench_errors(run: Run, constants: StepConstants) -> list[dict[str, Any]]:
             row["throughput"] = (p["output_throughput"], o.output_tokens_per_s)
         rows.append(row)
     return rows
+
+
+SLO_MENU = {"ttft_p95": (200.0, 500.0, 1000.0, 2000.0, 5000.0), "itl_p50": (15.0, 25.0, 50.0, 100.0)}
+
+
+def accuracy(constants_by_gpu: dict[str, StepConstants], runs_: list[Run] | None = None) -> dict[str, Any]:
+    """Relative errors of every benchmark point (none is fitted) and of the held-out runs' step grids, and how often
+    the meets/doesn't-meet verdict is right for a menu of typical targets (TTFT p95 × ITL p50)."""
+    chosen = list(runs_ if runs_ is not None else runs())
+    rows: list[dict[str, Any]] = []
+    grid_errors: list[float] = []
+    for run in chosen:
+        c = constants_by_gpu.get(run.gpu_model)
+        if c is None:
+            continue
+        for row in bench_errors(run, c):
+            row["held_out"] = run.held_out
+            rows.append(row)
+        if run.held_out:
+            grid_errors += [abs(pred / measured - 1) for _, measured, pred in grid_points(run, c)]
+
+    def med(key: str, which: list[dict[str, Any]]) -> float | None:
+        errs = [abs(r[key][1] / r[key][0] - 1) for r in which if key in r and r[key][0] > 0]
+        return percentile(errs, 50) * 100 if errs else None
+
+    verdicts = right = 0
+    for r in rows:
+        if "ttft_p95" not in r or "itl_p50" not in r:
+            continue
+        for ttft in SLO_MENU["ttft_p95"]:
+            for itl in SLO_MENU["itl_p50"]:
+                measured = r["ttft_p95"][0] <= ttft and r["itl_p50"][0] <= itl
+                predicted = r["ttft_p95"][1] <= ttft and r["itl_p50"][1] <= itl
+                verdicts += 1
+                right += measured == predicted
+    held = [r for r in rows if r["held_out"]]
+    return {
+        "points": len(rows), "held_out_points": len(held),
+        "median_pct": {k: med(k, rows) for k in ("ttft_p50", "ttft_p95", "itl_p50", "tpot_p50", "throughput")},
+        "held_out_median_pct": {k: med(k, held) for k in ("ttft_p50", "ttft_p95", "itl_p50", "tpot_p50", "throughput")},
+        "held_out_grid_median_pct": percentile(grid_errors, 50) * 100 if grid_errors else None,
+        "verdicts": verdicts, "verdicts_right_pct": 100.0 * right / verdicts if verdicts else None,
+        "rows": rows,
+    }

@@ -1,0 +1,64 @@
+"""Errors of the performance model against measured vLLM serving runs (fleet/catalog/perf_runs.yaml).
+
+The step constants (fleet/catalog/perf_calibration.yaml) are fitted on the step grids of the runs not held out;
+no `vllm bench serve` point is fitted, so every point below is a prediction, and the held-out runs' points are
+predictions for models whose steps the fit never saw. Goals (issue: SLO-aware capacity planning): median |error|
+<= 10% for TTFT p50, ITL p50 and output throughput, <= 25% for TTFT p95, the verdict right on >= 90%.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main() -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from fleet.capacity.calibrate import accuracy, runs
+    from fleet.capacity.calibration_data import fitted_constants
+
+    t0 = time.monotonic()
+    result = accuracy(fitted_constants())
+    table = Table(title="perf_accuracy: predicted vs measured (vllm bench serve, random dataset, ignore-eos)")
+    for col in ("run", "held out", "load", "TTFT p50 ms", "TTFT p95 ms", "ITL p50 ms", "tok/s"):
+        table.add_column(col, justify="left" if col in ("run", "held out", "load") else "right")
+
+    def cell(row: dict, key: str) -> str:
+        if key not in row:
+            return "-"
+        m, p = row[key]
+        return f"{m:,.1f} → {p:,.1f} ({(p / m - 1) * 100:+.0f}%)" if m else "-"
+
+    for r in result["rows"]:
+        table.add_row(r["run"], "yes" if r["held_out"] else "", r["load"], cell(r, "ttft_p50"), cell(r, "ttft_p95"),
+                      cell(r, "itl_p50"), cell(r, "throughput"))
+    Console(width=190).print(table)
+
+    def f(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.1f}%"
+
+    m, h = result["median_pct"], result["held_out_median_pct"]
+    print(f"runs={len(runs())} points={result['points']} (held out {result['held_out_points']}); "
+          f"took {time.monotonic() - t0:.1f} s")
+    print(f"all points (none fitted): TTFT p50 {f(m['ttft_p50'])}, TTFT p95 {f(m['ttft_p95'])}, ITL p50 {f(m['itl_p50'])}, "
+          f"TPOT p50 {f(m['tpot_p50'])}, throughput {f(m['throughput'])}")
+    print(f"held-out runs: TTFT p50 {f(h['ttft_p50'])}, TTFT p95 {f(h['ttft_p95'])}, ITL p50 {f(h['itl_p50'])}, "
+          f"throughput {f(h['throughput'])}; their step grids {f(result['held_out_grid_median_pct'])}")
+    print(f"verdicts (TTFT p95 x ITL p50 targets): {f(result['verdicts_right_pct'])} right of {result['verdicts']}")
+    goals = {"TTFT p50": (m["ttft_p50"], 10), "ITL p50": (m["itl_p50"], 10), "throughput": (m["throughput"], 10),
+             "TTFT p95": (m["ttft_p95"], 25)}
+    missed = [k for k, (v, goal) in goals.items() if v is None or v > goal]
+    verdict_ok = (result["verdicts_right_pct"] or 0) >= 90
+    if not verdict_ok:
+        missed.append("verdicts")
+    print("perf_accuracy: goals met" if not missed else f"perf_accuracy: goals missed: {', '.join(missed)}")
+    return 0 if not missed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

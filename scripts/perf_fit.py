@@ -1,0 +1,39 @@
+#!/usr/bin/env python3
+"""Fit the step model per GPU board on the recorded runs and write fleet/catalog/perf_calibration.yaml.
+
+    .venv/bin/python scripts/perf_fit.py            # after scripts/perf_records.py added runs
+
+A test refits and checks the shipped constants are the fit of the shipped runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fleet.capacity.calibrate import FITTED, fit, runs
+from fleet.capacity.calibration_data import PERF_CALIBRATION
+
+
+def main() -> int:
+    boards = sorted({r.gpu_model for r in runs() if not r.held_out})
+    fits = {}
+    for board in boards:
+        c = fit(board)
+        fits[board] = {k: float(f"{v:.6g}") for k, v in asdict(c).items() if k in FITTED} | {
+            "allreduce_latency_s": c.allreduce_latency_s, "source": c.source}
+        print(board, fits[board])
+    header = ("# The step model's constants per GPU board (fleet/capacity/perf.py), fitted by scripts/perf_fit.py on the\n"
+              "# step grids of fleet/catalog/perf_runs.yaml that are not held out. allreduce_latency_s is not fitted yet\n"
+              "# (no multi-GPU runs): a literature value for NVLink all-reduce of small messages.\n")
+    PERF_CALIBRATION.write_text(header + yaml.safe_dump({"fits": fits}, sort_keys=False, width=200))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
