@@ -318,7 +318,7 @@ def cmd_recommend(args: argparse.Namespace, root: Path) -> int:
         print(f"{args.model}: {args.concurrency} sequences of {args.max_model_len:,} tokens in {args.region}")
         print(f"{'instance type':<16} {'GPU':<10} {'TP':>2} {'PP':>2} {'replicas':>8} {'nodes':>5} {'KV tokens':>11} {'$/hour':>9}  reason")
         for o in options:
-            cost = f"{o.usd_per_hour:,.2f}" if o.usd_per_hour is not None else "-"
+            cost = f"{o.usd_per_hour:,.2f}" if o.usd_per_hour is not None else "unpriced"
             print(f"{o.instance_type:<16} {o.gpu:<10} {o.tp:>2} {o.pp:>2} {o.replicas or '-':>8} {o.nodes or '-':>5} "
                   f"{o.kv_cache_tokens:>11,} {cost:>9}  {'' if o.fits else 'does not fit: '}{o.reason}")
     return EXIT_OK if any(o.fits for o in options) else EXIT_FINDINGS
