@@ -25,6 +25,7 @@ from fleet.cost import usd, usd_or_unpriced
 from fleet.errors import ConfigError
 from fleet.kinds import NAMESPACE_TYPE, REPLACED_WHEN_CHANGED, STATEFUL_TYPES
 from fleet.offline.engine import SECRET_MASK
+from fleet.offline.node_rolls import NodeRoll, node_rolls
 from fleet.offline.plan import make_plan
 from fleet.offline.plan_document import FindingEntry, PlanDocument, ResourceEntry, TeamEntry
 from fleet.offline.report import all_unpriced, unpriced_notice
@@ -88,6 +89,7 @@ class Diff:
     stateful_replacements: list[str]
     head_exit: int
     unpriced_notice: str | None = None          # the head prices none of its GPUs: said before the table
+    node_rolls: list[NodeRoll] = field(default_factory=list)   # changes that replace every node of a GPU pool
 
     @property
     def exit_code(self) -> int:
@@ -100,7 +102,8 @@ class Diff:
                 "gpu": self.gpu, "findings": {"new": [f.model_dump() for f in self.findings_new],
                                               "fixed": [f.model_dump() for f in self.findings_fixed],
                                               "remaining": self.findings_remaining},
-                "stateful_replacements": self.stateful_replacements, "exit_code": self.exit_code}
+                "stateful_replacements": self.stateful_replacements,
+                "gpu_node_rolls": [r.as_dict() for r in self.node_rolls], "exit_code": self.exit_code}
 
 
 def export_tree(root: Path, ref: str, dest: Path) -> None:
@@ -168,7 +171,8 @@ def compare(stack: str, ref: str, base: PlanDocument | None, head: PlanDocument,
     return Diff(stack, ref, engine, added, removed, changed, gpu,
                 [head_f[k] for k in sorted(head_f.keys() - base_f.keys())], [base_f[k] for k in sorted(base_f.keys() - head_f.keys())],
                 len(head_f.keys() & base_f.keys()), replacements, head.summary.exit_code,
-                unpriced_notice(head) if all_unpriced(head) else None)
+                unpriced_notice(head) if all_unpriced(head) else None,
+                node_rolls([(c.urn, c.type, [p for p, _, _ in c.fields], bool(c.replaces), head_res[c.urn].inputs) for c in changed]))
 
 
 def _delta(before: float, after: float, money: bool = False) -> str:
@@ -213,9 +217,13 @@ def markdown(d: Diff) -> str:
     if d.stateful_replacements:
         lines += ["**Stateful resources would be replaced or deleted (data loss):**", ""]
         lines += [f"- `{r}`" for r in d.stateful_replacements] + [""]
+    if d.node_rolls:
+        lines += ["**This change replaces every GPU node of a pool:**", ""]
+        lines += [f"- {r.message}" for r in d.node_rolls] + [""]
     lines += ["| team | GPUs at min | GPUs at max | GPU quota | $/h at min | $/h at max |", "|---|---:|---:|---:|---:|---:|"]
     for g in d.gpu:
-        cells = [_money_delta(*g[f], g.get("unpriced_models", (0, 0))) if f in MONEY_FIELDS else _delta(*g[f]) for f in TEAM_FIELDS]
+        cells = [_money_delta(g[f][0], g[f][1], g.get("unpriced_models", (0, 0))) if f in MONEY_FIELDS else _delta(g[f][0], g[f][1])
+                 for f in TEAM_FIELDS]
         lines.append(f"| {g['team']} | " + " | ".join(cells) + " |")
     lines.append("")
     if d.findings_new:
