@@ -172,6 +172,20 @@ def _parser() -> argparse.ArgumentParser:
     co = sub.add_parser("codeowners", help="regenerate .github/CODEOWNERS from the owners of the team files")
     co.add_argument("--check", action="store_true", help="exit 1 when the committed file is stale instead of writing")
 
+    pr = sub.add_parser("prices", help="refresh fleet/catalog/prices.yaml from the AWS Price List API and the EC2 spot "
+                                       "price history")
+    prs = pr.add_subparsers(dest="prices_command", required=True)
+    ref = prs.add_parser("refresh", help="dated, sourced on-demand (pricing:GetProducts or a bulk offer file) and spot "
+                                         "(ec2:DescribeSpotPriceHistory, lowest across the region's zones) rows for the "
+                                         "catalog's GPU types; other rows stay. Reads AWS through the standard credential "
+                                         "chain, or recorded responses with --from-file")
+    ref.add_argument("--regions", nargs="+", metavar="REGION",
+                     help="only these regions (default: every commercial region botocore lists)")
+    ref.add_argument("--from-file", nargs="+", type=Path, default=[], metavar="FILE",
+                     help="recorded GetProducts or DescribeSpotPriceHistory responses (JSON) or AmazonEC2 offer files "
+                          "instead of asking AWS")
+    ref.add_argument("--dry-run", action="store_true", help="print the rows instead of writing them")
+
     sch = sub.add_parser("schema", help="regenerate stacks/schema/*.json and docs/configuration.md from the models")
     sch.add_argument("--check", action="store_true", help="exit 1 when the committed files are stale instead of writing")
     return ap
@@ -392,13 +406,23 @@ def cmd_predict(args: argparse.Namespace, root: Path) -> int:
     return run(args)
 
 
+def cmd_prices(args: argparse.Namespace, root: Path) -> int:
+    from fleet.catalog import CATALOG_DIR
+    from fleet.prices import PriceInputError, refresh
+
+    try:
+        return refresh(args.regions, args.from_file, args.dry_run, CATALOG_DIR / "prices.yaml")
+    except PriceInputError as exc:
+        return _config_error(exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     root = (args.root or find_root(Path.cwd())).resolve()
     handlers = {"plan": cmd_plan, "validate": cmd_validate, "size": cmd_size, "recommend": cmd_recommend, "predict": cmd_predict,
                 "check": cmd_check,
                 "policy-config": cmd_policy_config, "guard": cmd_guard, "codeowners": cmd_codeowners,
-                "schema": cmd_schema}
+                "schema": cmd_schema, "prices": cmd_prices}
     try:
         return handlers[args.command](args, root)
     except RecursionError:
