@@ -6,8 +6,8 @@ response given with `--from-file`) that are the plain Linux price of an instance
 Linux, shared tenancy, no pre-installed software, no license, capacity status `Used` (the other statuses price
 unused reservations and allocated hosts), and the hourly USD price of their OnDemand term.
 
-Spot: `ec2:DescribeSpotPriceHistory` for Linux/UNIX with a start time of now, which answers the current price of each
-Availability Zone; a row keeps the lowest across the region's zones. Local and Wavelength Zones (`us-west-2-lax-1a`)
+Spot: `ec2:DescribeSpotPriceHistory` for Linux/UNIX with start and end time now, which answers the price in force in
+each Availability Zone; a row keeps the lowest across the region's zones. Local and Wavelength Zones (`us-west-2-lax-1a`)
 are left out: a pool's subnets are in the region's own zones.
 
 A row is written for an (instance type, region) whose on-demand price was found; the rows not refreshed stay as they
@@ -29,6 +29,7 @@ PRICING_REGION = "us-east-1"           # the Price List query API's endpoint (al
 PLAIN_LINUX = {"operatingSystem": "Linux", "tenancy": "Shared", "preInstalledSw": "NA", "capacitystatus": "Used",
                "licenseModel": "No License required"}
 SPOT_PRODUCT = "Linux/UNIX"
+NOT_ENABLED = ("OptInRequired", "AuthFailure")     # what EC2 answers in an opt-in region the account has not enabled
 REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 
 
@@ -201,11 +202,22 @@ def fetch(types: list[str], regions: list[str], pricing: Any, ec2_for: Callable[
         filters += [{"Type": "TERM_MATCH", "Field": k, "Value": v} for k, v in PLAIN_LINUX.items()]
         pages = paginator.paginate(ServiceCode="AmazonEC2", Filters=filters, FormatVersion="aws_v1")
         on_demand += on_demand_prices(records_from_price_list(pages), "pricing:GetProducts", set(types), skipped)
+    import botocore.exceptions
+
     spot: list[Spot] = []
     for region in regions:
         pages = ec2_for(region).get_paginator("describe_spot_price_history").paginate(
-            InstanceTypes=types, ProductDescriptions=[SPOT_PRODUCT], StartTime=now)
-        history = [item for page in pages for item in page.get("SpotPriceHistory", [])]
+            InstanceTypes=types, ProductDescriptions=[SPOT_PRODUCT], StartTime=now, EndTime=now)
+        try:
+            history = [item for page in pages for item in page.get("SpotPriceHistory", [])]
+        except botocore.exceptions.ClientError as exc:
+            # An opt-in region the account has not enabled answers OptInRequired (or AuthFailure): its on-demand
+            # prices still come from the Price List API; its rows get no spot price.
+            if exc.response.get("Error", {}).get("Code") not in NOT_ENABLED:
+                raise
+            skipped.append(f"{region}: no spot price read ({exc.response['Error']['Code']}: the region is not enabled for "
+                           "this account) — its rows get spot: null")
+            continue
         spot += spot_prices(history, "ec2:DescribeSpotPriceHistory", set(types))
     return on_demand, spot, skipped
 

@@ -75,7 +75,7 @@ def test_refresh_asks_get_products_and_the_spot_history_with_the_recorded_answer
     for item in history["SpotPriceHistory"]:
         item["Timestamp"] = dt.datetime.fromisoformat(item["Timestamp"].replace("Z", "+00:00"))
     estub.add_response("describe_spot_price_history", history,
-                       {"InstanceTypes": ["m1.xlarge"], "ProductDescriptions": ["Linux/UNIX"], "StartTime": now})
+                       {"InstanceTypes": ["m1.xlarge"], "ProductDescriptions": ["Linux/UNIX"], "StartTime": now, "EndTime": now})
     with pstub, estub:
         on_demand, spot, skipped = prices.fetch(["m1.xlarge"], ["us-west-1"], pricing, lambda r: ec2, now)
     pstub.assert_no_pending_responses()
@@ -86,6 +86,21 @@ def test_refresh_asks_get_products_and_the_spot_history_with_the_recorded_answer
     result = prices.rows(on_demand, spot, None, dt.date(2026, 12, 7))
     assert result.rows == [] and result.notes == [
         "m1.xlarge in us-west-1: a spot price but no on-demand price was read — no row written"]
+
+
+def test_a_region_the_account_has_not_enabled_gives_no_spot_price_and_stops_nothing() -> None:
+    pricing, pstub = stubbed("pricing", "us-east-1")
+    filters = [{"Type": "TERM_MATCH", "Field": "instanceType", "Value": "m1.xlarge"}]
+    filters += [{"Type": "TERM_MATCH", "Field": k, "Value": v} for k, v in prices.PLAIN_LINUX.items()]
+    pstub.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": []},
+                       {"ServiceCode": "AmazonEC2", "Filters": filters, "FormatVersion": "aws_v1"})
+    ec2, estub = stubbed("ec2", "me-south-1")
+    estub.add_client_error("describe_spot_price_history", service_error_code="OptInRequired", http_status_code=401)
+    with pstub, estub:
+        on_demand, spot, skipped = prices.fetch(["m1.xlarge"], ["me-south-1"], pricing, lambda r: ec2, dt.datetime.now(dt.UTC))
+    assert (on_demand, spot) == ([], [])
+    assert skipped == ["me-south-1: no spot price read (OptInRequired: the region is not enabled for this account) — its rows "
+                       "get spot: null"]
 
 
 def test_rows_carry_both_sources_and_the_day_they_were_read_and_merge_keeps_the_rest(tmp_path: Path) -> None:
