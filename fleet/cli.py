@@ -172,6 +172,20 @@ def _parser() -> argparse.ArgumentParser:
     co = sub.add_parser("codeowners", help="regenerate .github/CODEOWNERS from the owners of the team files")
     co.add_argument("--check", action="store_true", help="exit 1 when the committed file is stale instead of writing")
 
+    pr = sub.add_parser("prices", help="refresh fleet/catalog/prices.yaml from the AWS Price List API and the EC2 spot "
+                                       "price history")
+    prs = pr.add_subparsers(dest="prices_command", required=True)
+    ref = prs.add_parser("refresh", help="dated, sourced on-demand (pricing:GetProducts or a bulk offer file) and spot "
+                                         "(ec2:DescribeSpotPriceHistory, lowest across the region's zones) rows for the "
+                                         "catalog's GPU types; other rows stay. Reads AWS through the standard credential "
+                                         "chain, or recorded responses with --from-file")
+    ref.add_argument("--regions", nargs="+", metavar="REGION",
+                     help="only these regions (default: every commercial region botocore lists)")
+    ref.add_argument("--from-file", nargs="+", type=Path, default=[], metavar="FILE",
+                     help="recorded GetProducts or DescribeSpotPriceHistory responses (JSON) or AmazonEC2 offer files "
+                          "instead of asking AWS")
+    ref.add_argument("--dry-run", action="store_true", help="print the rows instead of writing them")
+
     sch = sub.add_parser("schema", help="regenerate stacks/schema/*.json and docs/configuration.md from the models")
     sch.add_argument("--check", action="store_true", help="exit 1 when the committed files are stale instead of writing")
     return ap
@@ -318,7 +332,7 @@ def cmd_recommend(args: argparse.Namespace, root: Path) -> int:
         print(f"{args.model}: {args.concurrency} sequences of {args.max_model_len:,} tokens in {args.region}")
         print(f"{'instance type':<16} {'GPU':<10} {'TP':>2} {'PP':>2} {'replicas':>8} {'nodes':>5} {'KV tokens':>11} {'$/hour':>9}  reason")
         for o in options:
-            cost = f"{o.usd_per_hour:,.2f}" if o.usd_per_hour is not None else "-"
+            cost = f"{o.usd_per_hour:,.2f}" if o.usd_per_hour is not None else "unpriced"
             print(f"{o.instance_type:<16} {o.gpu:<10} {o.tp:>2} {o.pp:>2} {o.replicas or '-':>8} {o.nodes or '-':>5} "
                   f"{o.kv_cache_tokens:>11,} {cost:>9}  {'' if o.fits else 'does not fit: '}{o.reason}")
     return EXIT_OK if any(o.fits for o in options) else EXIT_FINDINGS
@@ -392,13 +406,23 @@ def cmd_predict(args: argparse.Namespace, root: Path) -> int:
     return run(args)
 
 
+def cmd_prices(args: argparse.Namespace, root: Path) -> int:
+    from fleet.catalog import CATALOG_DIR
+    from fleet.prices import PriceInputError, refresh
+
+    try:
+        return refresh(args.regions, args.from_file, args.dry_run, CATALOG_DIR / "prices.yaml")
+    except PriceInputError as exc:
+        return _config_error(exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     root = (args.root or find_root(Path.cwd())).resolve()
     handlers = {"plan": cmd_plan, "validate": cmd_validate, "size": cmd_size, "recommend": cmd_recommend, "predict": cmd_predict,
                 "check": cmd_check,
                 "policy-config": cmd_policy_config, "guard": cmd_guard, "codeowners": cmd_codeowners,
-                "schema": cmd_schema}
+                "schema": cmd_schema, "prices": cmd_prices}
     try:
         return handlers[args.command](args, root)
     except RecursionError:

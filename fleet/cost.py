@@ -21,6 +21,17 @@ def usd(value: float) -> str:
     return f"${value:,.2f}"
 
 
+UNPRICED = "unpriced"
+
+
+def usd_or_unpriced(value: float | None, models: int, unpriced: int) -> str:
+    """A $/hour figure over `models` models of which `unpriced` have no rate: `unpriced` when none has one (never
+    `$0.00`), `$7.82 + 1 unpriced` when some lack one (the sum covers the priced ones only), else `$7.82`."""
+    if value is None or (models > 0 and unpriced >= models):
+        return UNPRICED
+    return usd(value) + (f" + {unpriced} {UNPRICED}" if unpriced else "")
+
+
 def nodes_for(model: ResolvedModel, replicas: int) -> int:
     pods = replicas * model.nodes_per_replica
     per_node = max(1, model.instance.gpus // model.gpus_per_pod)
@@ -64,6 +75,11 @@ class TeamCost:
     def quota_left_at_max(self) -> int:
         return self.gpu_quota - self.gpus_max
 
+    @property
+    def priced(self) -> bool:
+        """Whether any of the team's models has a rate; a team with none has no $/hour figure at all."""
+        return len(self.unpriced_models) < self.models
+
 
 @dataclass(frozen=True)
 class PoolHeadroom:
@@ -84,6 +100,16 @@ class CostEstimate:
     def total(self, attr: str) -> float:
         value = sum(getattr(t, attr) for t in self.teams)
         return round(value, 2) if isinstance(value, float) else value
+
+    @property
+    def unpriced_models(self) -> int:
+        return sum(len(t.unpriced_models) for t in self.teams)
+
+    @property
+    def all_unpriced(self) -> bool:
+        """Models to run and not one of them priced: every $/hour of the stack is unknown, not zero."""
+        models = sum(t.models for t in self.teams)
+        return models > 0 and self.unpriced_models >= models
 
 
 def estimate(spec: FleetSpec, today: dt.date | None = None) -> CostEstimate:
@@ -118,7 +144,11 @@ def estimate(spec: FleetSpec, today: dt.date | None = None) -> CostEstimate:
         row.usd_per_hour_min = round(row.usd_per_hour_min, 2)
         row.usd_per_hour_max = round(row.usd_per_hour_max, 2)
         teams.append(row)
-    return CostEstimate(teams=teams, pools=pool_headroom(spec), spare_gpus=spec.config.spare_gpus, warnings=warnings)
+    result = CostEstimate(teams=teams, pools=pool_headroom(spec), spare_gpus=spec.config.spare_gpus, warnings=warnings)
+    if result.all_unpriced:
+        warnings.insert(0, f"no model of this stack is priced in {region}: its $/hour is unpriced (the reasons follow) — "
+                           f"add the region's rows with `vllm-fleet prices refresh --regions {region}`")
+    return result
 
 
 def pool_headroom(spec: FleetSpec) -> list[PoolHeadroom]:

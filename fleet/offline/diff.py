@@ -21,16 +21,30 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from fleet.cost import usd
+from fleet.cost import usd, usd_or_unpriced
 from fleet.errors import ConfigError
 from fleet.kinds import NAMESPACE_TYPE, REPLACED_WHEN_CHANGED, STATEFUL_TYPES
 from fleet.offline.engine import SECRET_MASK
+from fleet.offline.node_rolls import NodeRoll, node_rolls
 from fleet.offline.plan import make_plan
 from fleet.offline.plan_document import FindingEntry, PlanDocument, ResourceEntry, TeamEntry
+from fleet.offline.report import all_unpriced, unpriced_notice
 
 GITHUB_COMMENT_LIMIT = 65536
 # Per-team figures the diff compares.
 TEAM_FIELDS = ("gpus_min", "gpus_max", "gpu_quota", "usd_per_hour_min", "usd_per_hour_max")
+MONEY_FIELDS = ("usd_per_hour_min", "usd_per_hour_max")
+
+
+def team_figure(t: TeamEntry | None, f: str) -> float | int | None:
+    """A team's figure on one side of the diff: 0 where the team does not exist; None for the $/hour of a team none
+    of whose models is priced (a plan written before unpriced teams carried None says 0.0 there: read as None)."""
+    if t is None:
+        return 0
+    if f in MONEY_FIELDS and t.models and len(t.unpriced_models) >= t.models:
+        return None
+    value: float | int | None = getattr(t, f)
+    return value
 
 
 def flatten(value: Any, path: str = "") -> dict[str, Any]:
@@ -74,6 +88,8 @@ class Diff:
     findings_remaining: int
     stateful_replacements: list[str]
     head_exit: int
+    unpriced_notice: str | None = None          # the head prices none of its GPUs: said before the table
+    node_rolls: list[NodeRoll] = field(default_factory=list)   # changes that replace every node of a GPU pool
 
     @property
     def exit_code(self) -> int:
@@ -86,7 +102,8 @@ class Diff:
                 "gpu": self.gpu, "findings": {"new": [f.model_dump() for f in self.findings_new],
                                               "fixed": [f.model_dump() for f in self.findings_fixed],
                                               "remaining": self.findings_remaining},
-                "stateful_replacements": self.stateful_replacements, "exit_code": self.exit_code}
+                "stateful_replacements": self.stateful_replacements,
+                "gpu_node_rolls": [r.as_dict() for r in self.node_rolls], "exit_code": self.exit_code}
 
 
 def export_tree(root: Path, ref: str, dest: Path) -> None:
@@ -140,9 +157,11 @@ def compare(stack: str, ref: str, base: PlanDocument | None, head: PlanDocument,
     gpu = []
     for t in head.teams:
         bt = base_teams.pop(t.team, None)
-        gpu.append({"team": t.team, **{f: (getattr(bt, f) if bt else 0, getattr(t, f)) for f in TEAM_FIELDS}})
+        gpu.append({"team": t.team, **{f: (team_figure(bt, f), team_figure(t, f)) for f in TEAM_FIELDS},
+                    "unpriced_models": (len(bt.unpriced_models) if bt else 0, len(t.unpriced_models))})
     for name, bt in base_teams.items():
-        gpu.append({"team": name, **{f: (getattr(bt, f), 0) for f in TEAM_FIELDS}})
+        gpu.append({"team": name, **{f: (team_figure(bt, f), 0) for f in TEAM_FIELDS},
+                    "unpriced_models": (len(bt.unpriced_models), 0)})
 
     def key(f: FindingEntry) -> tuple[str, str, str]:
         return (f.rule_id, f.urn, f.message)
@@ -151,7 +170,9 @@ def compare(stack: str, ref: str, base: PlanDocument | None, head: PlanDocument,
     head_f = {key(f): f for f in head.findings}
     return Diff(stack, ref, engine, added, removed, changed, gpu,
                 [head_f[k] for k in sorted(head_f.keys() - base_f.keys())], [base_f[k] for k in sorted(base_f.keys() - head_f.keys())],
-                len(head_f.keys() & base_f.keys()), replacements, head.summary.exit_code)
+                len(head_f.keys() & base_f.keys()), replacements, head.summary.exit_code,
+                unpriced_notice(head) if all_unpriced(head) else None,
+                node_rolls([(c.urn, c.type, [p for p, _, _ in c.fields], bool(c.replaces), head_res[c.urn].inputs) for c in changed]))
 
 
 def _delta(before: float, after: float, money: bool = False) -> str:
@@ -160,6 +181,17 @@ def _delta(before: float, after: float, money: bool = False) -> str:
         return show(after)
     sign = "+" if after > before else "−"
     return f"{show(before)} → {show(after)} ({sign}{show(abs(after - before))})"
+
+
+def _money_delta(before: float | None, after: float | None, unpriced: tuple[int, int] = (0, 0)) -> str:
+    """A $/hour change: `unpriced` for a side none of whose models is priced, never `$0.00`; a difference only where
+    both sides price the same models."""
+    shown = usd_or_unpriced(before, 0, unpriced[0]), usd_or_unpriced(after, 0, unpriced[1])
+    if shown[0] == shown[1]:
+        return shown[1]
+    if before is None or after is None or unpriced[0] != unpriced[1]:
+        return f"{shown[0]} → {shown[1]}"
+    return _delta(before, after, money=True)
 
 
 def _short(urn: str) -> str:
@@ -180,12 +212,18 @@ def markdown(d: Diff) -> str:
     lines = [f"### {icon} vllm-fleet plan `{d.stack}` vs `{d.base_ref}`", "",
              f"{len(d.added)} added, {len(d.changed)} changed, {len(d.removed)} removed · findings: {len(d.findings_new)} new, "
              f"{len(d.findings_fixed)} fixed, {d.findings_remaining} remaining · base planned with {d.base_engine}.", ""]
+    if d.unpriced_notice:
+        lines += [f"> **{d.unpriced_notice}**", ""]
     if d.stateful_replacements:
         lines += ["**Stateful resources would be replaced or deleted (data loss):**", ""]
         lines += [f"- `{r}`" for r in d.stateful_replacements] + [""]
+    if d.node_rolls:
+        lines += ["**This change replaces every GPU node of a pool:**", ""]
+        lines += [f"- {r.message}" for r in d.node_rolls] + [""]
     lines += ["| team | GPUs at min | GPUs at max | GPU quota | $/h at min | $/h at max |", "|---|---:|---:|---:|---:|---:|"]
     for g in d.gpu:
-        cells = [_delta(g[f][0], g[f][1], money=f.startswith("usd")) for f in TEAM_FIELDS]
+        cells = [_money_delta(g[f][0], g[f][1], g.get("unpriced_models", (0, 0))) if f in MONEY_FIELDS else _delta(g[f][0], g[f][1])
+                 for f in TEAM_FIELDS]
         lines.append(f"| {g['team']} | " + " | ".join(cells) + " |")
     lines.append("")
     if d.findings_new:

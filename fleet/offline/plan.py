@@ -185,8 +185,9 @@ def plan_document(plan: Plan) -> PlanDocument:
                          for urn, p in plan.schema_problems],
         unknown_at_preview=plan.unknown_fields,
         teams=[TeamEntry(team=t.team, gpu_quota=t.gpu_quota, models=t.models, gpus_min=t.gpus_min, gpus_max=t.gpus_max,
-                         nodes_min=t.nodes_min, nodes_max=t.nodes_max, usd_per_hour_min=t.usd_per_hour_min,
-                         usd_per_hour_max=t.usd_per_hour_max, unpriced_models=t.unpriced_models,
+                         nodes_min=t.nodes_min, nodes_max=t.nodes_max,
+                         usd_per_hour_min=t.usd_per_hour_min if t.priced else None,
+                         usd_per_hour_max=t.usd_per_hour_max if t.priced else None, unpriced_models=t.unpriced_models,
                          quota_left_at_max=t.quota_left_at_max) for t in cost.teams],
         models=models,
         pools=[PoolEntry(pool=p.pool, capacity_type=p.capacity_type, gpu_capacity=p.gpu_capacity, gpus_at_max=p.gpus_at_max,
@@ -195,8 +196,10 @@ def plan_document(plan: Plan) -> PlanDocument:
         summary=Summary(
             resources=len(plan.resources), kubernetes_objects=len(plan.kubernetes_objects()), teams=len(spec.teams),
             models=len(spec.models), gpus_min=int(cost.total("gpus_min")), gpus_max=int(cost.total("gpus_max")),
-            gpu_quota=int(cost.total("gpu_quota")), usd_per_hour_min=cost.total("usd_per_hour_min"),
-            usd_per_hour_max=cost.total("usd_per_hour_max"), mandatory_findings=mandatory,
+            gpu_quota=int(cost.total("gpu_quota")),
+            usd_per_hour_min=None if cost.all_unpriced else cost.total("usd_per_hour_min"),
+            usd_per_hour_max=None if cost.all_unpriced else cost.total("usd_per_hour_max"),
+            unpriced_models=cost.unpriced_models, mandatory_findings=mandatory,
             advisory_findings=len(plan.findings) - mandatory, invalid_manifests=len({urn for urn, _ in plan.schema_problems}),
             exit_code=plan.exit_code))
 

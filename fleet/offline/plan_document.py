@@ -55,8 +55,8 @@ class TeamEntry(Entry):
     gpus_max: int = 0
     nodes_min: int = 0
     nodes_max: int = 0
-    usd_per_hour_min: float = 0.0
-    usd_per_hour_max: float = 0.0
+    usd_per_hour_min: float | None = 0.0          # None: none of the team's models is priced (never a $0.00)
+    usd_per_hour_max: float | None = 0.0
     unpriced_models: list[str] = Field(default_factory=list)
     quota_left_at_max: int = 0
 
@@ -99,8 +99,9 @@ class Summary(Entry):
     gpus_min: int
     gpus_max: int
     gpu_quota: int
-    usd_per_hour_min: float
-    usd_per_hour_max: float
+    usd_per_hour_min: float | None                # None: no model of the stack is priced; else the priced models' sum
+    usd_per_hour_max: float | None
+    unpriced_models: int = 0                      # models without a rate (the sums above leave them out)
     mandatory_findings: int
     advisory_findings: int
     invalid_manifests: int

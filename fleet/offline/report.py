@@ -9,7 +9,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from fleet.cost import usd
+from fleet.cost import usd_or_unpriced
 from fleet.offline.plan_document import ModelEntry, PlanDocument, TeamEntry
 
 PLATFORM = "(platform)"
@@ -21,9 +21,26 @@ def resource_rows(doc: PlanDocument) -> list[tuple[str, str, int]]:
 
 
 def team_cells(t: TeamEntry) -> list[str]:
-    unpriced = f" (+{len(t.unpriced_models)} unpriced)" if t.unpriced_models else ""
+    unpriced = len(t.unpriced_models)
     return [t.team, str(t.models), f"{t.gpus_min}-{t.gpus_max}", str(t.gpu_quota), str(t.quota_left_at_max),
-            f"{t.nodes_min}-{t.nodes_max}", usd(t.usd_per_hour_min) + unpriced, usd(t.usd_per_hour_max) + unpriced]
+            f"{t.nodes_min}-{t.nodes_max}", usd_or_unpriced(t.usd_per_hour_min, t.models, unpriced),
+            usd_or_unpriced(t.usd_per_hour_max, t.models, unpriced)]
+
+
+def total_cost(doc: PlanDocument) -> tuple[str, str]:
+    """The stack's $/hour at min and max replicas, `unpriced` where no model has a rate."""
+    s = doc.summary
+    unpriced = sum(len(t.unpriced_models) for t in doc.teams)
+    return (usd_or_unpriced(s.usd_per_hour_min, s.models, unpriced), usd_or_unpriced(s.usd_per_hour_max, s.models, unpriced))
+
+
+def all_unpriced(doc: PlanDocument) -> bool:
+    return doc.summary.models > 0 and sum(len(t.unpriced_models) for t in doc.teams) >= doc.summary.models
+
+
+def unpriced_notice(doc: PlanDocument) -> str:
+    return (f"No GPU of this stack is priced in {doc.region}: every $/hour below is unpriced. Add the region's prices with "
+            f"`vllm-fleet prices refresh --regions {doc.region}`; the cost warnings say why each model has none.")
 
 
 def minutes(seconds: float | None) -> str:
@@ -55,6 +72,8 @@ def print_table(doc: PlanDocument, console: Console) -> None:
     s = doc.summary
     console.print(f"[bold]vllm-fleet plan[/bold] stack={doc.stack} tier={doc.tier} region={doc.region} cluster={doc.cluster} "
                   f"vllm={doc.vllm_version} kubernetes={doc.kubernetes_version} policies={doc.enforcement}")
+    if all_unpriced(doc):
+        console.print(f"[yellow]unpriced[/yellow] {unpriced_notice(doc)}")
     res = _table("Resources by team and kind", ("team", "kind", "count"), left=("team", "kind"))
     for team, kind, n in resource_rows(doc):
         res.add_row(team, kind, str(n))
@@ -90,8 +109,7 @@ def print_table(doc: PlanDocument, console: Console) -> None:
                                                               "nodes min-max", "$/h at min", "$/h at max"), left=("team",))
     for t in doc.teams:
         gpus.add_row(*team_cells(t))
-    gpus.add_row("total", str(s.models), f"{s.gpus_min}-{s.gpus_max}", str(s.gpu_quota), "", "", usd(s.usd_per_hour_min),
-                 usd(s.usd_per_hour_max), style="bold")
+    gpus.add_row("total", str(s.models), f"{s.gpus_min}-{s.gpus_max}", str(s.gpu_quota), "", "", *total_cost(doc), style="bold")
     console.print(gpus)
     pools = _table(f"Pool headroom (spare GPUs kept for rollouts: {doc.spare_gpus})",
                    ("pool", "capacity", "GPUs at max size", "GPUs at max replicas", "headroom"), left=("pool", "capacity"))
@@ -119,14 +137,18 @@ def print_table(doc: PlanDocument, console: Console) -> None:
 def markdown(doc: PlanDocument) -> str:
     s = doc.summary
     icon = "✅" if s.exit_code == 0 else "❌"
-    lines = [f"### {icon} vllm-fleet plan `{doc.stack}`", "",
-             f"{s.resources} resources, {s.models} models, GPUs {s.gpus_min}–{s.gpus_max}, "
-             f"{usd(s.usd_per_hour_min)}–{usd(s.usd_per_hour_max)}/h in {doc.region}, "
-             f"{s.mandatory_findings} mandatory / {s.advisory_findings} advisory findings, "
-             f"{s.invalid_manifests} invalid manifests.", "",
-             "| team | models | GPUs min-max | quota | quota left at max | nodes min-max | $/h at min | $/h at max |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    low, high = total_cost(doc)
+    cost = f"$/h unpriced in {doc.region}" if all_unpriced(doc) else f"{low}–{high}/h in {doc.region}"
+    lines = [f"### {icon} vllm-fleet plan `{doc.stack}`", ""]
+    if all_unpriced(doc):
+        lines += [f"> **{unpriced_notice(doc)}**", ""]
+    lines += [f"{s.resources} resources, {s.models} models, GPUs {s.gpus_min}–{s.gpus_max}, {cost}, "
+              f"{s.mandatory_findings} mandatory / {s.advisory_findings} advisory findings, "
+              f"{s.invalid_manifests} invalid manifests.", "",
+              "| team | models | GPUs min-max | quota | quota left at max | nodes min-max | $/h at min | $/h at max |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     lines += ["| " + " | ".join(team_cells(t)) + " |" for t in doc.teams]
+    lines.append(f"| **total** | {s.models} | {s.gpus_min}-{s.gpus_max} | {s.gpu_quota} | | | " + " | ".join(total_cost(doc)) + " |")
     lines += [f"- cost warning: {w}" for w in doc.cost_warnings]
     lines += [f"- config note: {n}" for n in doc.config_notes]
     if doc.findings:

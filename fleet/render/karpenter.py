@@ -14,6 +14,15 @@ CAPACITY = {"on-demand": "on-demand", "spot": "spot"}     # capacity blocks run 
 ARCH = {"x86_64": "amd64", "arm64": "arm64"}
 # GPU nodes are slow and costly to start: keep an empty node ten minutes before giving it back.
 CONSOLIDATE_AFTER = "10m"
+# Karpenter v1 expires a node by deleting it, outside every disruption budget (kubernetes-sigs/karpenter@v1.0.0:
+# pkg/controllers/nodeclaim/expiration/controller.go), so nodes started together would all expire together, model
+# loads included. GPU nodes do not expire: they are replaced through drift (an AMI version bump), which the budget
+# below paces.
+EXPIRE_AFTER = "Never"
+# One node at a time for every reason a NodePool's budgets can name (Empty, Drifted; Underutilized never happens
+# under WhenEmpty and gets no node at all should the policy change). Budgets without `reasons` apply to all of them;
+# naming them keeps each reason's allowance explicit. Nodes being deleted for any reason count against each budget.
+DISRUPTION_BUDGETS = [{"nodes": "1", "reasons": ["Empty", "Drifted"]}, {"nodes": "0", "reasons": ["Underutilized"]}]
 
 
 def node_pool(pool: GpuPool, labels: dict[str, str]) -> Manifest:
@@ -33,12 +42,13 @@ def node_pool(pool: GpuPool, labels: dict[str, str]) -> Manifest:
                         {"key": "karpenter.sh/capacity-type", "operator": "In", "values": [CAPACITY[pool.capacity_type]]},
                         {"key": "kubernetes.io/arch", "operator": "In", "values": [ARCH[inst.architecture]]},
                     ],
-                    "expireAfter": "720h",
+                    "expireAfter": EXPIRE_AFTER,
                 },
             },
-            # Only empty nodes are removed: a GPU node running a model is never consolidated away under it.
+            # Only empty nodes are consolidated: a GPU node running a model is never removed under it (its pods
+            # also carry karpenter.sh/do-not-disrupt, fleet.render.workload.GPU_POD_ANNOTATIONS).
             "disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": CONSOLIDATE_AFTER,
-                           "budgets": [{"nodes": "1"}]},
+                           "budgets": [dict(b) for b in DISRUPTION_BUDGETS]},
             "limits": {"nvidia.com/gpu": str(pool.max_size * inst.gpus)},
         },
     }

@@ -290,6 +290,18 @@ def replicas(cfg: StackConfig, model: ResolvedModel) -> dict[str, int]:
     return {} if autoscaler_owns_replicas(cfg, model) else {"replicas": model.min_replicas}
 
 
+# A model's pods are never moved by a voluntary disruption, while loading weights or serving: Karpenter neither
+# consolidates nor drains for drift a node they run on (kubernetes-sigs/karpenter@v1.0.0:pkg/utils/pod/scheduling.go
+# IsDisruptable, IsEvictable), and the cluster autoscaler does not scale such a node down. They leave a node through a
+# rollout, a scale-down or an involuntary event (spot interruption, node failure); a managed node group's update still
+# drains them, one node at a time within the PodDisruptionBudget.
+GPU_POD_ANNOTATIONS = {"karpenter.sh/do-not-disrupt": "true", "cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}
+
+
+def _pod_metadata(labels: dict[str, str]) -> dict[str, Any]:
+    return {"labels": labels, "annotations": dict(GPU_POD_ANNOTATIONS)}
+
+
 def workload(cfg: StackConfig, model: ResolvedModel) -> Manifest:
     """A Deployment when one replica fits on one node, otherwise a LeaderWorkerSet."""
     lbl = labels(model)
@@ -307,7 +319,7 @@ def workload(cfg: StackConfig, model: ResolvedModel) -> Manifest:
                 "revisionHistoryLimit": 3,
                 "selector": {"matchLabels": selector(model)},
                 "strategy": strategy,
-                "template": {"metadata": {"labels": pod_labels(model)},
+                "template": {"metadata": _pod_metadata(pod_labels(model)),
                              "spec": _pod_spec(cfg, model, _server_container(cfg, model), scratch)},
             },
         }
@@ -322,9 +334,9 @@ def workload(cfg: StackConfig, model: ResolvedModel) -> Manifest:
             "leaderWorkerTemplate": {
                 "size": model.nodes_per_replica,
                 "restartPolicy": "RecreateGroupOnPodRestart",
-                "leaderTemplate": {"metadata": {"labels": {**pod_labels(model), "vllm-fleet.io/role": "leader"}},
+                "leaderTemplate": {"metadata": _pod_metadata({**pod_labels(model), "vllm-fleet.io/role": "leader"}),
                                    "spec": _pod_spec(cfg, model, _server_container(cfg, model), scratch)},
-                "workerTemplate": {"metadata": {"labels": {**lbl, "vllm-fleet.io/role": "worker"}},
+                "workerTemplate": {"metadata": _pod_metadata({**lbl, "vllm-fleet.io/role": "worker"}),
                                    "spec": _pod_spec(cfg, model, _worker_container(cfg, model), scratch)},
             },
         },
