@@ -56,6 +56,18 @@ def vllm_version(text: str) -> str:
     return text.lstrip("v")
 
 
+def sized_vllm_version(text: str) -> str:
+    """A release `size` and `recommend` have a memory profile for: any up to the newest bundled one (older releases keep
+    their measured profiles; a newer one is unknown until its table is generated)."""
+    from fleet.versions import parse_version
+    from fleet.vllm.flags import missing_table
+
+    version = vllm_version(text)
+    if parse_version(version) > parse_version(NEWEST_VLLM):
+        raise argparse.ArgumentTypeError(missing_table(version))
+    return version
+
+
 def kubernetes_version(text: str) -> str:
     from fleet.offline.manifest_schema import supported_versions
 
@@ -113,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
                                   "its memory and vLLM's batch defaults for it (A100: 2,048 tokens / 256 sequences)")
     sz.add_argument("--gpu-memory-gib", type=positive_float,
                     help="memory per GPU in GiB as torch reports it (with --gpu: instead of the catalog's figure)")
-    sz.add_argument("--vllm-version", type=vllm_version, default=None,
+    sz.add_argument("--vllm-version", type=sized_vllm_version, default=None,
                     help="the vLLM release whose memory profile applies (sampler in the startup peak, non-torch memory, "
                          f"CUDA graphs); default: the newest bundled ({NEWEST_VLLM})")
     sz.add_argument("--enforce-eager", action="store_true", help="as vLLM's --enforce-eager: no CUDA graphs")
@@ -144,7 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--max-model-len", type=positive_int, required=True)
     rec.add_argument("--concurrency", type=positive_int, required=True, help="sequences of max-model-len served at once")
     rec.add_argument("--region", default="us-east-1", help="AWS region of the prices (default us-east-1)")
-    rec.add_argument("--vllm-version", type=vllm_version, default=None, help=f"default: the newest bundled ({NEWEST_VLLM})")
+    rec.add_argument("--vllm-version", type=sized_vllm_version, default=None, help=f"default: the newest bundled ({NEWEST_VLLM})")
     rec.add_argument("--quantization", default=None, choices=QUANTIZATIONS)
     rec.add_argument("--kv-cache-dtype", default="auto", choices=KV_DTYPES)
     rec.add_argument("--json", action="store_true", help="print JSON: {options: [{instance_type, gpu, tp, pp, replicas, "

@@ -94,7 +94,7 @@ def test_a_flag_added_in_0_33_is_refused_on_0_32() -> None:
 
 
 def test_an_unknown_version_names_the_generator() -> None:
-    with pytest.raises(KeyError, match=r"generate it with `python scripts/vllm_flags.py generate 0.99.0`"):
+    with pytest.raises(KeyError, match=r"no flag table for vLLM 0.99.0 .* run `vllm-fleet upgrade vllm 0.99.0`"):
         table("0.99.0")
 
 

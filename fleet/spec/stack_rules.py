@@ -10,7 +10,8 @@ from typing import Any
 
 from fleet.catalog import InstanceType, gpu_instance_types
 from fleet.spec.stack import GpuPool, StackConfig
-from fleet.versions import parse_version
+from fleet.versions import bundled_vllm_versions, parse_version
+from fleet.vllm.flags import has_table, missing_table
 from fleet.yamlsrc import Path
 
 Problem = tuple[Path, str]
@@ -92,10 +93,25 @@ def vllm_images_are_allowed(cfg: StackConfig) -> Iterator[Problem]:
             yield path, f"'{repo}' is not in allowed_registries ({', '.join(cfg.allowed_registries)})"
 
 
+VERSION: Path = ("config", "vllm-fleet:vllm", "version")
+
+
+def below_the_floor(cfg: StackConfig) -> bool:
+    return parse_version(cfg.vllm.version) < parse_version(cfg.policy.vllm_version_floor)
+
+
 def vllm_meets_the_security_floor(cfg: StackConfig) -> Iterator[Problem]:
-    if parse_version(cfg.vllm.version) < parse_version(cfg.policy.vllm_version_floor):
-        yield (("config", "vllm-fleet:vllm", "version"),
-               f"{cfg.vllm.version} is below the security floor {cfg.policy.vllm_version_floor} — upgrade the image")
+    if below_the_floor(cfg):
+        floor = cfg.policy.vllm_version_floor
+        newest = bundled_vllm_versions()[-1]
+        target = newest if parse_version(newest) >= parse_version(floor) else f"VERSION (a release ≥ {floor})"
+        yield VERSION, f"{cfg.vllm.version} is below the security floor {floor} — upgrade the image: `vllm-fleet upgrade vllm {target}`"
+
+
+def vllm_version_has_a_flag_table(cfg: StackConfig) -> Iterator[Problem]:
+    """The version selects the flag table every model's arguments are compiled against (fleet/catalog/vllm)."""
+    if not below_the_floor(cfg) and not has_table(cfg.vllm.version):
+        yield VERSION, missing_table(cfg.vllm.version)
 
 
 def prod_pins_images_and_caches_models(cfg: StackConfig) -> Iterator[Problem]:
@@ -144,7 +160,7 @@ def no_credentials_in_urls(cfg: StackConfig) -> Iterator[Problem]:
 RULES: tuple[Callable[[StackConfig], Iterator[Problem]], ...] = (
     cluster_is_adopted, pool_names_are_unique, pool_instance_types_are_known_and_allowed, pools_have_one_gpu_shape,
     no_spot_gpus_in_prod, allowed_instance_types_are_known, vllm_images_are_allowed, vllm_meets_the_security_floor,
-    prod_pins_images_and_caches_models, overrides_that_weaken_a_rule_say_why, no_credentials_in_urls,
+    vllm_version_has_a_flag_table, prod_pins_images_and_caches_models, overrides_that_weaken_a_rule_say_why, no_credentials_in_urls,
 )
 
 
