@@ -184,6 +184,24 @@ def _parser() -> argparse.ArgumentParser:
     co = sub.add_parser("codeowners", help="regenerate .github/CODEOWNERS from the owners of the team files")
     co.add_argument("--check", action="store_true", help="exit 1 when the committed file is stale instead of writing")
 
+    up = sub.add_parser("upgrade", help="move the stacks to another release of a pinned image (vLLM), with a report of what "
+                                        "changes per model",
+                        description="vllm: generate the release's flag table from its own parser when it is not bundled "
+                                    "(pip downloads the wheel and installs it --no-deps in a throwaway environment; "
+                                    "PIP_INDEX_URL or --index-url pick the index) and ship it in fleet/catalog/vllm/; check every "
+                                    "model of every stack against it; print per model the flags it passes that were removed or "
+                                    "renamed, the defaults that changed, the metrics its alerts, dashboards, autoscaler and "
+                                    "endpoint picker read that the release no longer exports, and its sizing; then set the "
+                                    "version in each stack file whose models all pass, keeping comments and layout (a pinned "
+                                    "digest becomes the placeholder: resolve the new image's before deploying). "
+                                    "Exit 0 when every stack passes, 1 when a model fails (that stack is not written), "
+                                    "2 when the release cannot be fetched or a stack cannot be read (nothing written).")
+    up.add_argument("image", choices=("vllm",), metavar="IMAGE", help="vllm")
+    up.add_argument("version", type=vllm_version, metavar="VERSION", help="the release, e.g. 0.34.0")
+    up.add_argument("--stack", action="append", default=None, help="a stack to upgrade (repeatable; default: every stack)")
+    up.add_argument("--dry-run", action="store_true", help="print the report; write neither the table nor any stack file")
+    up.add_argument("--index-url", default=None, help="package index to fetch vLLM from (default: pip's, e.g. PIP_INDEX_URL)")
+
     sch = sub.add_parser("schema", help="regenerate stacks/schema/*.json and docs/configuration.md from the models")
     sch.add_argument("--check", action="store_true", help="exit 1 when the committed files are stale instead of writing")
     return ap
@@ -385,6 +403,19 @@ def cmd_codeowners(args: argparse.Namespace, root: Path) -> int:
     return EXIT_OK
 
 
+def cmd_upgrade(args: argparse.Namespace, root: Path) -> int:
+    from fleet.upgrade import UpgradeError, lines, upgrade_vllm
+
+    try:
+        result = upgrade_vllm(root, args.version, args.stack, dry_run=args.dry_run, index_url=args.index_url)
+    except UpgradeError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
+    for line in lines(result, root):
+        print(line)
+    return EXIT_OK if result.passes else EXIT_FINDINGS
+
+
 def cmd_schema(args: argparse.Namespace, root: Path) -> int:
     from fleet.offline import config_docs as schema
 
@@ -410,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"plan": cmd_plan, "validate": cmd_validate, "size": cmd_size, "recommend": cmd_recommend, "predict": cmd_predict,
                 "check": cmd_check,
                 "policy-config": cmd_policy_config, "guard": cmd_guard, "codeowners": cmd_codeowners,
-                "schema": cmd_schema}
+                "schema": cmd_schema, "upgrade": cmd_upgrade}
     try:
         return handlers[args.command](args, root)
     except RecursionError:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any
 
-from fleet.versions import FLAG_TABLE_DIR, bundled_vllm_versions
+from fleet.versions import FLAG_TABLE_DIR, bundled_vllm_versions, flag_table_path
 from fleet.yamlsrc import safe_load
 
 TABLE_DIR = FLAG_TABLE_DIR
@@ -57,7 +57,7 @@ def available_versions() -> list[str]:
 
 def has_table(version: str) -> bool:
     """Whether vLLM `version` has a bundled flag table (the releases the fleet supports)."""
-    return (TABLE_DIR / f"flags-{version}.json").is_file()
+    return flag_table_path(version) is not None
 
 
 def missing_table(version: str) -> str:
@@ -68,8 +68,8 @@ def missing_table(version: str) -> str:
 
 @cache
 def table(version: str) -> FlagTable:
-    path = TABLE_DIR / f"flags-{version}.json"
-    if not path.exists():
+    path = flag_table_path(version)
+    if path is None:
         raise KeyError(missing_table(version))
     raw = json.loads(path.read_text())
     options: dict[str, Option] = {}
