@@ -51,7 +51,23 @@ def test_the_diff_of_0_33_0_and_0_34_0_is_what_the_two_tables_say() -> None:
     assert d.metrics_removed == () and d.metrics_added == ()
 
 
+def on_0_33(project: Path) -> Path:
+    """The project's stacks as they were on vLLM 0.33.0 (the bundled ones are on 0.34.0)."""
+    for stack in ("dev", "prod"):
+        edit(project / "stacks" / f"Pulumi.{stack}.yaml", "    version: 0.34.0\n", "    version: 0.33.0\n")
+    edit(project / "stacks" / "Pulumi.prod.yaml", "      tag: 0.34.0-gpu-py312-ec2\n", "      tag: 0.33.0-gpu-py312-ec2\n")
+    return project
+
+
+def test_the_bundled_stacks_are_on_0_34_0(capsys) -> None:
+    from tests.conftest import ROOT
+
+    code, out, _ = run(["--root", str(ROOT), "upgrade", "vllm", "0.34.0", "--dry-run"], capsys)
+    assert code == 0 and out.count("vllm.version already 0.34.0") == 2 and "FAILS" not in out
+
+
 def test_upgrade_reports_per_model_and_writes_only_the_version_line(project: Path, capsys) -> None:
+    on_0_33(project)
     before = (project / "stacks" / "Pulumi.dev.yaml").read_text()
     code, out, err = run(["--root", str(project), "upgrade", "vllm", "0.34.0", "--stack", "dev"], capsys)
     assert code == 0, out + err
@@ -70,6 +86,7 @@ def test_upgrade_reports_per_model_and_writes_only_the_version_line(project: Pat
 
 
 def test_a_dry_run_writes_nothing(project: Path, capsys) -> None:
+    on_0_33(project)
     before = {p: p.read_text() for p in (project / "stacks").glob("Pulumi.*.yaml")}
     code, out, _ = run(["--root", str(project), "upgrade", "vllm", "0.34.0", "--dry-run"], capsys)
     assert code == 0 and "would write stacks/Pulumi.dev.yaml (dry run)" in out and "would write stacks/Pulumi.prod.yaml" in out
@@ -77,7 +94,7 @@ def test_a_dry_run_writes_nothing(project: Path, capsys) -> None:
 
 
 def test_a_pinned_digest_becomes_the_placeholder_and_the_efa_tag_follows(project: Path, capsys) -> None:
-    resolve_prod_digest(project)
+    resolve_prod_digest(on_0_33(project))
     path = project / "stacks" / "Pulumi.prod.yaml"
     before = path.read_text()
     code, out, _ = run(["--root", str(project), "upgrade", "vllm", "0.34.0", "--stack", "prod"], capsys)
@@ -110,7 +127,7 @@ def test_removed_and_renamed_flags_and_metrics_fail_the_models_that_use_them(pro
     _derived_table(tables, "0.99.0")
     with unshipped_tables(tables):
         result = upgrade_vllm(project, "0.99.0", ["dev"])
-        d = diff_tables("0.33.0", "0.99.0")
+        d = diff_tables("0.34.0", "0.99.0")
     table.cache_clear()
     assert d.removed == {"--tool-call-parser": None} and d.renamed == {"--shutdown-timeout": "--graceful-shutdown-timeout"}
     assert d.metrics_removed == ("vllm:kv_cache_usage_perc",)
@@ -143,7 +160,7 @@ def test_a_release_without_a_table_is_generated_then_checked_and_a_dry_run_ships
 
 
 def test_a_stack_bumped_by_hand_to_a_release_without_a_table_is_checked_against_the_generated_one(project: Path) -> None:
-    edit(project / "stacks" / "Pulumi.dev.yaml", "    version: 0.33.0\n", "    version: 0.97.0\n")
+    edit(project / "stacks" / "Pulumi.dev.yaml", "    version: 0.34.0\n", "    version: 0.97.0\n")
     result = upgrade_vllm(project, "0.97.0", ["dev"], dry_run=True, generate=lambda v, out: _derived_table(out, v))
     table.cache_clear()
     (dev,) = result.stacks
