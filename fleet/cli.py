@@ -196,8 +196,11 @@ def _parser() -> argparse.ArgumentParser:
                                     "digest becomes the placeholder: resolve the new image's before deploying). "
                                     "Exit 0 when every stack passes, 1 when a model fails (that stack is not written), "
                                     "2 when the release cannot be fetched or a stack cannot be read (nothing written).")
-    up.add_argument("image", choices=("vllm",), metavar="IMAGE", help="vllm")
-    up.add_argument("version", type=vllm_version, metavar="VERSION", help="the release, e.g. 0.34.0")
+    up.add_argument("image", choices=("vllm", "ami-al2023", "ami-bottlerocket"), metavar="IMAGE",
+                    help="vllm, or ami-al2023 / ami-bottlerocket: pin every pool of that AMI family to the EKS AMI release "
+                         "VERSION (ami_version), checked like vllm")
+    up.add_argument("version", metavar="VERSION", help="the release: 0.34.0 (vllm), 1.33.13-20260714 (ami-al2023), "
+                                                       "1.46.0-<commit> (ami-bottlerocket)")
     up.add_argument("--stack", action="append", default=None, help="a stack to upgrade (repeatable; default: every stack)")
     up.add_argument("--dry-run", action="store_true", help="print the report; write neither the table nor any stack file")
     up.add_argument("--index-url", default=None, help="package index to fetch vLLM from (default: pip's, e.g. PIP_INDEX_URL)")
@@ -404,10 +407,19 @@ def cmd_codeowners(args: argparse.Namespace, root: Path) -> int:
 
 
 def cmd_upgrade(args: argparse.Namespace, root: Path) -> int:
-    from fleet.upgrade import UpgradeError, lines, upgrade_vllm
+    from fleet.upgrade import UpgradeError, ami_lines, lines, upgrade_ami, upgrade_vllm
 
     try:
-        result = upgrade_vllm(root, args.version, args.stack, dry_run=args.dry_run, index_url=args.index_url)
+        if args.image != "vllm":
+            ami = upgrade_ami(root, args.image.removeprefix("ami-"), args.version, args.stack, dry_run=args.dry_run)
+            for line in ami_lines(ami):
+                print(line)
+            return EXIT_OK if ami.passes else EXIT_FINDINGS
+        try:
+            version = vllm_version(args.version)
+        except argparse.ArgumentTypeError as exc:
+            raise UpgradeError(f"vllm-fleet upgrade vllm: {exc} — nothing was written") from None
+        result = upgrade_vllm(root, version, args.stack, dry_run=args.dry_run, index_url=args.index_url)
     except UpgradeError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_CONFIG

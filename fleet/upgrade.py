@@ -441,3 +441,112 @@ def lines(result: Upgrade, root: Path) -> Iterator[str]:
             yield f"  would write {s.file} (dry run)"
         else:
             yield "  not written: fix the errors above, then run the upgrade again"
+
+
+# ---------------------------------------------------------------------------------------------------------- AMIs
+
+POOLS_KEY = "vllm-fleet:gpu_pools"
+AMI_RELEASE = {"al2023": re.compile(r"^\d+\.\d+\.\d+-20\d{6}$"), "bottlerocket": re.compile(r"^\d+\.\d+\.\d+-[0-9a-f]{8}$")}
+AMI_EXAMPLE = {"al2023": "1.33.13-20260714", "bottlerocket": "1.46.0-<8-hex commit>"}
+
+
+@dataclass
+class PoolChange:
+    stack: str
+    pool: str
+    where: str
+    old: str | None
+    new: str
+    rollout: str
+
+
+@dataclass
+class AmiUpgrade:
+    family: str
+    target: str
+    changes: list[PoolChange]
+    problems: dict[str, list[str]]     # stack → errors of the check with the new release (that stack is not written)
+    written: list[str]
+
+    @property
+    def passes(self) -> bool:
+        return not any(self.problems.values())
+
+
+def upgrade_ami(root: Path, family: str, target: str, stacks: list[str] | None = None, dry_run: bool = False) -> AmiUpgrade:
+    """Pin every `family` pool of `stacks` (default: all) to the EKS AMI release `target`, checked through the loader."""
+    if not AMI_RELEASE[family].match(target):
+        raise UpgradeError(f"vllm-fleet upgrade ami-{family} {target}: not a {family} release as EKS names it (e.g. "
+                           f"{AMI_EXAMPLE[family]}) — nothing was written")
+    names = stacks or known_stacks(root)
+    unknown = [s for s in names if not stack_path(root, s).is_file()]
+    if unknown:
+        raise UpgradeError(f"--stack {unknown[0]}: no stacks/Pulumi.{unknown[0]}.yaml (stacks: {', '.join(known_stacks(root)) or 'none'})")
+    result = AmiUpgrade(family, target, [], {}, [])
+    pending: dict[str, dict[YamlPath, str]] = {}
+    for stack in names:
+        engine, issues, _ = read_stack_file(root, stack)
+        display = display_path(root, stack_path(root, stack))
+        if engine is None or issues:
+            raise UpgradeError("\n".join(str(i) for i in issues) or f"{display}: cannot be read")
+        config = engine.source.data.get("config") or {}
+        key = next((k for k in (POOLS_KEY, "gpu_pools") if isinstance(config.get(k), list)), None)
+        try:
+            pools = json.loads(engine.values.get(POOLS_KEY, "[]"))
+        except json.JSONDecodeError:
+            pools = []
+        if key is None or not isinstance(pools, list):
+            continue
+        edits: dict[YamlPath, str] = {}
+        for i, pool in enumerate(pools):
+            if not isinstance(pool, dict) or pool.get("ami_family", "al2023") != family or pool.get("ami_version") == target:
+                continue
+            pool["ami_version"] = target
+            edits[("config", key, i, "ami_version")] = target
+            rollout = ("Karpenter drifts every node of the pool to the new AMI, as its NodePool's disruption budget allows"
+                       if pool.get("provisioner") == "karpenter" else
+                       "EKS replaces the node group's nodes with the new AMI, one unavailable at a time (update_config)")
+            result.changes.append(PoolChange(stack, str(pool.get("name")), f"{display}:{engine.source.line_of(('config', POOLS_KEY, i))}",
+                                             _raw_ami(config[key], i), target, rollout))
+        if not edits:
+            continue
+        new_engine = EngineConfig(values={**engine.values, POOLS_KEY: json.dumps(pools)}, secret_keys=engine.secret_keys,
+                                  source=engine.source, environments=engine.environments, from_stack_file=True)
+        _, problems = _issues(stack, root, new_engine)
+        result.problems[stack] = [str(p) for p in problems]
+        if not problems:
+            pending[stack] = edits
+    if not dry_run:
+        from fleet.yamledit import set_scalars
+
+        for stack, edits in pending.items():
+            path = stack_path(root, stack)
+            try:
+                path.write_text(set_scalars(path.read_text(encoding="utf-8"), edits), encoding="utf-8")
+            except EditError as exc:
+                result.problems[stack] = [f"{display_path(root, path)}: not edited — {exc}; set ami_version: {target} by hand"]
+                continue
+            result.written.append(display_path(root, path))
+    return result
+
+
+def _raw_ami(pools: list[Any], i: int) -> str | None:
+    pool = pools[i] if i < len(pools) else None
+    value = pool.get("ami_version") if isinstance(pool, dict) else None
+    return str(value) if value is not None else None
+
+
+def ami_lines(result: AmiUpgrade) -> Iterator[str]:
+    yield f"{result.family} AMI release {result.target}"
+    if not result.changes:
+        yield f"  no {result.family} pool to change"
+    for c in result.changes:
+        yield f"  stack {c.stack} pool {c.pool} ({c.where}): {c.old or 'unpinned'} → {c.new}"
+        yield f"    rolls every node of the pool: {c.rollout}"
+    for stack, problems in sorted(result.problems.items()):
+        for p in problems:
+            yield f"  error: {p}"
+        if problems:
+            yield f"  stack {stack} not written: fix the errors above, then run the upgrade again"
+    for f in result.written:
+        yield f"  wrote {f}"

@@ -45,6 +45,30 @@ def _scalar(value: str, style: str | None) -> str:
     return plain
 
 
+def set_scalars(text: str, edits: Mapping[Path, str]) -> str:
+    """`replace_scalars`, adding a key that a block mapping lacks on the line after its first key (same indentation)."""
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    present = {path: value for path, value in edits.items() if isinstance(find(root, path), ScalarNode)}
+    out = replace_scalars(text, present) if present else text
+    for path, value in edits.items():
+        if path in present:
+            continue
+        root = yaml.compose(out, Loader=yaml.SafeLoader)
+        parent = find(root, path[:-1])
+        if not isinstance(parent, MappingNode) or parent.flow_style or not parent.value or find(root, path) is not None:
+            raise EditError(f"cannot add {'.'.join(map(str, path))}: its parent is not a block mapping of the file")
+        first_key, first_value = parent.value[0]
+        end = out.find("\n", first_value.end_mark.index)
+        end = len(out) if end < 0 else end
+        line = f"\n{' ' * first_key.start_mark.column}{path[-1]}: {_scalar(value, None)}"
+        before = safe_load(out)
+        out = out[:end] + line + out[end:]
+        _set(before, path, value)
+        if safe_load(out) != before:
+            raise EditError(f"adding {'.'.join(map(str, path))} would change more than that key")
+    return out
+
+
 def replace_scalars(text: str, edits: Mapping[Path, str]) -> str:
     """`text` with the scalar at each path set to its new string value, in the quoting style it had (a plain scalar
     that would read back as another type is quoted)."""

@@ -16,7 +16,7 @@ from fleet.spec.engine_config import EngineConfig, parse_stack_config
 from fleet.spec.resolved import FleetSpec, ResolvedTeam
 from fleet.spec.stack import StackConfig
 from fleet.spec.stack_file import display_path, known_stacks, read_stack_file, stack_path
-from fleet.spec.stack_rules import stack_problems
+from fleet.spec.stack_rules import stack_problems, unpinned_amis
 from fleet.spec.teams import load_team, unknown_stack
 from fleet.spec.tenancy import load_tenancy
 from fleet.vllm.flags import has_table
@@ -63,6 +63,7 @@ def load(stack: str, root: str | FsPath = ".", engine: EngineConfig | None = Non
                       if ref is not None and ref.secret is not None and ref.secret not in cfg.secrets})
     notes += [f"{src.file}: secret '{name}' is not in the stack file: provided by environment {', '.join(environments)} "
               "(unknown offline)" for name in missing]
+    notes += [str(ConfigIssue(src.file, src.line_of(path), format_path(path), msg)) for path, msg in unpinned_amis(cfg)]
     notes += cheaper_pool_notes(cfg, teams)
     return FleetSpec(stack=stack, root=str(root), source=src.file, config=cfg, teams=tuple(teams), notes=tuple(notes))
 

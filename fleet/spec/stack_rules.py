@@ -157,10 +157,34 @@ def no_credentials_in_urls(cfg: StackConfig) -> Iterator[Problem]:
                          "pod spec — use a credential helper, IRSA or a secret instead (the value is not shown)")
 
 
+def al2023_amis_match_the_kubernetes_version(cfg: StackConfig) -> Iterator[Problem]:
+    for i, pool in enumerate(cfg.gpu_pools):
+        if pool.ami_family == "al2023" and pool.ami_version is not None:
+            minor = ".".join(pool.ami_version.split(".")[:2])
+            if minor != cfg.kubernetes_version:
+                yield ((*POOLS, i, "ami_version"), f"AL2023 release {pool.ami_version} is built for Kubernetes {minor}, the stack runs "
+                                                   f"{cfg.kubernetes_version} — pick a {cfg.kubernetes_version} release: `vllm-fleet "
+                                                   f"upgrade ami-al2023 {cfg.kubernetes_version}.<patch>-<date>`")
+
+
+def unpinned_amis(cfg: StackConfig) -> Iterator[Problem]:
+    """Warnings: a prod pool without `ami_version` boots whatever EKS calls latest, and a Karpenter pool drifts every
+    node to each new release."""
+    if cfg.tier != "prod":
+        return
+    for i, pool in enumerate(cfg.gpu_pools):
+        if pool.ami_version is None:
+            what = "Karpenter replaces every node of it on each new AMI release" if pool.provisioner == "karpenter" else \
+                "new nodes boot whichever AMI release is the latest when the group is created or updated"
+            yield ((*POOLS, i), f"prod pool '{pool.name}' does not pin its AMI: {what} — set ami_version (`vllm-fleet upgrade "
+                                f"ami-{pool.ami_family} VERSION --stack <stack>`)")
+
+
 RULES: tuple[Callable[[StackConfig], Iterator[Problem]], ...] = (
     cluster_is_adopted, pool_names_are_unique, pool_instance_types_are_known_and_allowed, pools_have_one_gpu_shape,
     no_spot_gpus_in_prod, allowed_instance_types_are_known, vllm_images_are_allowed, vllm_meets_the_security_floor,
-    vllm_version_has_a_flag_table, prod_pins_images_and_caches_models, overrides_that_weaken_a_rule_say_why, no_credentials_in_urls,
+    vllm_version_has_a_flag_table, al2023_amis_match_the_kubernetes_version, prod_pins_images_and_caches_models,
+    overrides_that_weaken_a_rule_say_why, no_credentials_in_urls,
 )
 
 
