@@ -164,7 +164,7 @@ def _parser() -> argparse.ArgumentParser:
 
     from fleet.capacity.predict import add_parser as add_predict
 
-    add_predict(sub, vllm_version, NEWEST_VLLM)
+    add_predict(sub, sized_vllm_version, NEWEST_VLLM)
 
     chk = sub.add_parser("check", help="run the guardrail policies and schema validation on Kubernetes YAML files",
                          description="Check arbitrary Kubernetes manifests (multi-document YAML, e.g. `helm template` "

@@ -179,8 +179,10 @@ def test_a_stack_on_a_vllm_release_without_a_table_names_the_line_and_the_upgrad
 
 @pytest.mark.parametrize("command", [["size", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "H100"],
                                      ["recommend", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--max-model-len", "8192",
-                                      "--concurrency", "4"]])
-def test_size_and_recommend_refuse_a_release_newer_than_the_bundled_tables(capsys, command: list[str]) -> None:
+                                      "--concurrency", "4"],
+                                     ["predict", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "p5.48xlarge",
+                                      "--input-tokens", "128", "--output-tokens", "128", "--concurrency", "4"]])
+def test_size_recommend_and_predict_refuse_a_release_newer_than_the_bundled_tables(capsys, command: list[str]) -> None:
     with pytest.raises(SystemExit) as stop:
         main([*command, "--vllm-version", "0.99.0"])
     out, err = capsys.readouterr()
