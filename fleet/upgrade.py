@@ -402,7 +402,9 @@ def _write(root: Path, report: StackReport) -> None:
 def lines(result: Upgrade, root: Path) -> Iterator[str]:
     """The report, as the command prints it."""
     shipped = display_path(root, result.table) if result.table.is_relative_to(root) else str(result.table)
-    yield (f"vLLM {result.target}: flag table {'generated from its parser: ' if result.generated else ''}{shipped}")
+    if result.generated and result.table.parent != FLAG_TABLE_DIR:
+        shipped = "not shipped (dry run)"
+    yield (f"vLLM {result.target}: flag table {'generated from its parser, ' if result.generated else ''}{shipped}")
     for old, d in sorted(result.diffs.items(), key=lambda kv: parse_version(kv[0])):
         yield (f"  {old} → {d.new}: {len(d.added)} flags added, {len(d.removed)} removed, {len(d.renamed)} renamed, "
                f"{len(d.defaults)} defaults changed; metrics {len(d.metrics_removed)} removed, {len(d.metrics_added)} added")

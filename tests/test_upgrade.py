@@ -14,7 +14,7 @@ import pytest
 
 from fleet.cli import main
 from fleet.spec.load import load
-from fleet.upgrade import diff_tables, upgrade_vllm
+from fleet.upgrade import diff_tables, lines, upgrade_vllm
 from fleet.versions import FLAG_TABLE_DIR, bundled_vllm_versions, unshipped_tables
 from fleet.vllm import table_gen
 from fleet.vllm.flags import table
@@ -155,6 +155,7 @@ def test_a_release_without_a_table_is_generated_then_checked_and_a_dry_run_ships
     result = upgrade_vllm(project, "0.98.0", ["dev"], dry_run=True, generate=generate)
     table.cache_clear()
     assert calls == ["0.98.0"] and result.generated and not result.passes
+    assert next(lines(result, project)) == "vLLM 0.98.0: flag table generated from its parser, not shipped (dry run)"
     assert not (FLAG_TABLE_DIR / "flags-0.98.0.json").exists()
     assert (project / "stacks" / "Pulumi.dev.yaml").read_text() == before
 
