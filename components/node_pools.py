@@ -124,6 +124,7 @@ class GpuNodeGroup(pulumi.ComponentResource):
             instance_types=None if block else pool.instance_types,
             capacity_type=CAPACITY_TYPES[pool.capacity_type],
             ami_type=AMI_TYPES[(pool.ami_family, inst.architecture)],
+            release_version=pool.ami_version,   # None: the latest release when the group is created
             scaling_config=aws.eks.NodeGroupScalingConfigArgs(
                 min_size=pool.min_size, max_size=pool.max_size,
                 desired_size=pool.desired_size if pool.desired_size is not None else pool.min_size),

@@ -56,6 +56,18 @@ def vllm_version(text: str) -> str:
     return text.lstrip("v")
 
 
+def sized_vllm_version(text: str) -> str:
+    """A release `size` and `recommend` have a memory profile for: any up to the newest bundled one (older releases keep
+    their measured profiles; a newer one is unknown until its table is generated)."""
+    from fleet.versions import parse_version
+    from fleet.vllm.flags import missing_table
+
+    version = vllm_version(text)
+    if parse_version(version) > parse_version(NEWEST_VLLM):
+        raise argparse.ArgumentTypeError(missing_table(version))
+    return version
+
+
 def kubernetes_version(text: str) -> str:
     from fleet.offline.manifest_schema import supported_versions
 
@@ -113,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
                                   "its memory and vLLM's batch defaults for it (A100: 2,048 tokens / 256 sequences)")
     sz.add_argument("--gpu-memory-gib", type=positive_float,
                     help="memory per GPU in GiB as torch reports it (with --gpu: instead of the catalog's figure)")
-    sz.add_argument("--vllm-version", type=vllm_version, default=None,
+    sz.add_argument("--vllm-version", type=sized_vllm_version, default=None,
                     help="the vLLM release whose memory profile applies (sampler in the startup peak, non-torch memory, "
                          f"CUDA graphs); default: the newest bundled ({NEWEST_VLLM})")
     sz.add_argument("--enforce-eager", action="store_true", help="as vLLM's --enforce-eager: no CUDA graphs")
@@ -144,7 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--max-model-len", type=positive_int, required=True)
     rec.add_argument("--concurrency", type=positive_int, required=True, help="sequences of max-model-len served at once")
     rec.add_argument("--region", default="us-east-1", help="AWS region of the prices (default us-east-1)")
-    rec.add_argument("--vllm-version", type=vllm_version, default=None, help=f"default: the newest bundled ({NEWEST_VLLM})")
+    rec.add_argument("--vllm-version", type=sized_vllm_version, default=None, help=f"default: the newest bundled ({NEWEST_VLLM})")
     rec.add_argument("--quantization", default=None, choices=QUANTIZATIONS)
     rec.add_argument("--kv-cache-dtype", default="auto", choices=KV_DTYPES)
     rec.add_argument("--json", action="store_true", help="print JSON: {options: [{instance_type, gpu, tp, pp, replicas, "
@@ -152,7 +164,7 @@ def _parser() -> argparse.ArgumentParser:
 
     from fleet.capacity.predict import add_parser as add_predict
 
-    add_predict(sub, vllm_version, NEWEST_VLLM)
+    add_predict(sub, sized_vllm_version, NEWEST_VLLM)
 
     chk = sub.add_parser("check", help="run the guardrail policies and schema validation on Kubernetes YAML files",
                          description="Check arbitrary Kubernetes manifests (multi-document YAML, e.g. `helm template` "
@@ -185,6 +197,26 @@ def _parser() -> argparse.ArgumentParser:
                      help="recorded GetProducts or DescribeSpotPriceHistory responses (JSON) or AmazonEC2 offer files "
                           "instead of asking AWS")
     ref.add_argument("--dry-run", action="store_true", help="print the rows instead of writing them")
+    up = sub.add_parser("upgrade", help="move the stacks to another release of a pinned image (vLLM), with a report of what "
+                                        "changes per model",
+                        description="vllm: generate the release's flag table from its own parser when it is not bundled "
+                                    "(pip downloads the wheel and installs it --no-deps in a throwaway environment; "
+                                    "PIP_INDEX_URL or --index-url pick the index) and ship it in fleet/catalog/vllm/; check every "
+                                    "model of every stack against it; print per model the flags it passes that were removed or "
+                                    "renamed, the defaults that changed, the metrics its alerts, dashboards, autoscaler and "
+                                    "endpoint picker read that the release no longer exports, and its sizing; then set the "
+                                    "version in each stack file whose models all pass, keeping comments and layout (a pinned "
+                                    "digest becomes the placeholder: resolve the new image's before deploying). "
+                                    "Exit 0 when every stack passes, 1 when a model fails (that stack is not written), "
+                                    "2 when the release cannot be fetched or a stack cannot be read (nothing written).")
+    up.add_argument("image", choices=("vllm", "ami-al2023", "ami-bottlerocket"), metavar="IMAGE",
+                    help="vllm, or ami-al2023 / ami-bottlerocket: pin every pool of that AMI family to the EKS AMI release "
+                         "VERSION (ami_version), checked like vllm")
+    up.add_argument("version", metavar="VERSION", help="the release: 0.34.0 (vllm), 1.33.13-20260714 (ami-al2023), "
+                                                       "1.46.0-<commit> (ami-bottlerocket)")
+    up.add_argument("--stack", action="append", default=None, help="a stack to upgrade (repeatable; default: every stack)")
+    up.add_argument("--dry-run", action="store_true", help="print the report; write neither the table nor any stack file")
+    up.add_argument("--index-url", default=None, help="package index to fetch vLLM from (default: pip's, e.g. PIP_INDEX_URL)")
 
     sch = sub.add_parser("schema", help="regenerate stacks/schema/*.json and docs/configuration.md from the models")
     sch.add_argument("--check", action="store_true", help="exit 1 when the committed files are stale instead of writing")
@@ -387,6 +419,28 @@ def cmd_codeowners(args: argparse.Namespace, root: Path) -> int:
     return EXIT_OK
 
 
+def cmd_upgrade(args: argparse.Namespace, root: Path) -> int:
+    from fleet.upgrade import UpgradeError, ami_lines, lines, upgrade_ami, upgrade_vllm
+
+    try:
+        if args.image != "vllm":
+            ami = upgrade_ami(root, args.image.removeprefix("ami-"), args.version, args.stack, dry_run=args.dry_run)
+            for line in ami_lines(ami):
+                print(line)
+            return EXIT_OK if ami.passes else EXIT_FINDINGS
+        try:
+            version = vllm_version(args.version)
+        except argparse.ArgumentTypeError as exc:
+            raise UpgradeError(f"vllm-fleet upgrade vllm: {exc} — nothing was written") from None
+        result = upgrade_vllm(root, version, args.stack, dry_run=args.dry_run, index_url=args.index_url)
+    except UpgradeError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
+    for line in lines(result, root):
+        print(line)
+    return EXIT_OK if result.passes else EXIT_FINDINGS
+
+
 def cmd_schema(args: argparse.Namespace, root: Path) -> int:
     from fleet.offline import config_docs as schema
 
@@ -422,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"plan": cmd_plan, "validate": cmd_validate, "size": cmd_size, "recommend": cmd_recommend, "predict": cmd_predict,
                 "check": cmd_check,
                 "policy-config": cmd_policy_config, "guard": cmd_guard, "codeowners": cmd_codeowners,
-                "schema": cmd_schema, "prices": cmd_prices}
+                "schema": cmd_schema, "prices": cmd_prices, "upgrade": cmd_upgrade}
     try:
         return handlers[args.command](args, root)
     except RecursionError:

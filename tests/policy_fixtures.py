@@ -185,7 +185,7 @@ POD_CASES: dict[str, list[tuple[Mutation, str, set[str]]]] = {
     "F7": [(lambda p: set_arg(p, "--limit-mm-per-prompt", '{"image":2}'),
             "{p}.containers[0]: multimodal inputs without --allowed-media-domains", set())],
     "F8": [(lambda p: set_arg(p, "--speculative-model", "org/draft"),
-            "{p}.containers[0]: --speculative-model is not a flag of vLLM 0.33.0 — use --speculative-config "
+            "{p}.containers[0]: --speculative-model is not a flag of vLLM 0.34.0 — use --speculative-config "
             "'{\"method\": \"draft_model\", \"model\": ..., \"num_speculative_tokens\": N}' (team file: `speculative:`)", set())],
     "F9": [(lambda p: drop_arg(p, "--revision"), "{p}.containers[0]: model revision unset is not a commit", set())],
     "F10": [(lambda p: (env(p, "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "True"), env(p, "VLLM_API_KEY", drop=True)),
@@ -495,6 +495,6 @@ def routing_cases(prod: dict[str, Captured]) -> list[Case]:
                      "(Qwen/Qwen2.5-3B-Instruct), Deployment/team-search/qwen-7b (Qwen/Qwen2.5-7B-Instruct)")}, {"G5", "E12", "G8", "D11"}),
         Case("H4 pool over two vLLM releases", [*base, r(DEP, other_image, "other")],
              {("H4", "InferencePool/team-search/qwen-3b selects pods running different vLLM images: Deployment/team-search/qwen-3b "
-                     f"(docker.io/vllm/vllm-openai:v0.33.0@{RESOLVED_DIGEST}), Deployment/team-search/qwen-3b-next "
+                     f"(docker.io/vllm/vllm-openai:v0.34.0@{RESOLVED_DIGEST}), Deployment/team-search/qwen-3b-next "
                      f"(docker.io/vllm/vllm-openai:v0.32.0@{RESOLVED_DIGEST})")}, {"G5", "E12", "G8", "D11"}),
     ]

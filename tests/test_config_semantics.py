@@ -13,7 +13,7 @@ from tests.conftest import edit
 
 TEAM = "stacks/teams/search.yaml"
 PROD = "stacks/Pulumi.prod.yaml"
-VLLM = "  vllm-fleet:vllm:\n    version: 0.33.0\n"
+VLLM = "  vllm-fleet:vllm:\n    version: 0.34.0\n"
 THROUGHPUT = "    profile: throughput\n"
 
 CASES = {
@@ -60,7 +60,7 @@ CASES = {
         PROD, "  vllm-fleet:spare_gpus: 8\n", "  vllm-fleet:spare_gpus: 8\n  vllm-fleet:policy:\n    vllm_version_floor: latest\n", "prod",
         "config.vllm-fleet:policy.vllm_version_floor: 'latest'", "should match pattern"),
     "credentials in a registry address": (
-        PROD, VLLM, "  vllm-fleet:vllm:\n    repository: user:hunter2@registry.example.com/x\n    version: 0.33.0\n", "prod",
+        PROD, VLLM, "  vllm-fleet:vllm:\n    repository: user:hunter2@registry.example.com/x\n    version: 0.34.0\n", "prod",
         "config.vllm-fleet:vllm.repository: holds a user name and password", "the value is not shown"),
 }
 

@@ -309,3 +309,18 @@ def test_the_picker_neither_waits_for_the_weights_nor_takes_the_models_timeouts(
     assert prefetch.urn in server.dependencies and server.custom_timeouts
     assert prefetch.urn not in picker.dependencies and not picker.custom_timeouts
     assert smoke.dependencies == [server.urn]
+
+
+def test_the_picker_reads_the_metrics_the_pinned_vllm_exports(prod_root: Path) -> None:
+    # The Inference Extension's default KV-cache metric is vllm:gpu_cache_usage_perc (v1.0.x), which vLLM no longer
+    # exports: without the flag the picker's kv-cache-utilization scorer would see no value for any pod.
+    from fleet.render.gateway import endpoint_picker
+    from fleet.vllm.flags import table
+
+    spec = load("prod", prod_root)
+    model = next(m for m in spec.models if m.name == "qwen-3b")
+    args = next(o for o in endpoint_picker(spec.config, model) if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    read = {flag: args[args.index(flag) + 1] for flag in ("--total-queued-requests-metric", "--kv-cache-usage-percentage-metric", "--lora-info-metric")}
+    assert read == {"--total-queued-requests-metric": "vllm:num_requests_waiting",
+                    "--kv-cache-usage-percentage-metric": "vllm:kv_cache_usage_perc", "--lora-info-metric": "vllm:lora_requests_info"}
+    assert set(read.values()) <= table(spec.config.vllm.version).metrics

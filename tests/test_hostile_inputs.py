@@ -158,3 +158,33 @@ def test_validate_and_plan_agree_on_colliding_resource_names(project: Path, caps
     assert "both render `serviceaccount-team-search-bge-m3` (and more), which the engine refuses as a duplicate" in validate_err
     code, _, plan_err = run(["--root", str(project), "plan", "--stack", "dev"], capsys)
     assert code == 2 and plan_err == validate_err
+
+
+@pytest.mark.parametrize("version, problem", [
+    ("0.99.0", "no flag table for vLLM 0.99.0 (bundled: "),
+    ("0.31.0", "0.31.0 is below the security floor 0.32.0"),
+])
+@pytest.mark.parametrize("command", ["validate", "plan", "policy-config"])
+def test_a_stack_on_a_vllm_release_without_a_table_names_the_line_and_the_upgrade_command(project: Path, capsys, command: str,
+                                                                                         version: str, problem: str) -> None:
+    stack = project / "stacks" / "Pulumi.dev.yaml"
+    text = stack.read_text()
+    stack.write_text(text.replace("    version: 0.3", f"    version: {version}  # was 0.3", 1))
+    line = next(i for i, row in enumerate(stack.read_text().splitlines(), 1) if f"version: {version}" in row)
+    code, out, err = run(["--root", str(project), command, "--stack", "dev"], capsys)
+    assert code == 2, out + err
+    assert f"stacks/Pulumi.dev.yaml:{line} config.vllm-fleet:vllm.version: {problem}" in err
+    assert "`vllm-fleet upgrade vllm " in err and len(err.strip().splitlines()) == 2  # the count line and the one error
+
+
+@pytest.mark.parametrize("command", [["size", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "H100"],
+                                     ["recommend", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--max-model-len", "8192",
+                                      "--concurrency", "4"],
+                                     ["predict", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "p5.48xlarge",
+                                      "--input-tokens", "128", "--output-tokens", "128", "--concurrency", "4"]])
+def test_size_recommend_and_predict_refuse_a_release_newer_than_the_bundled_tables(capsys, command: list[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main([*command, "--vllm-version", "0.99.0"])
+    out, err = capsys.readouterr()
+    assert stop.value.code == 2 and "Traceback" not in out + err
+    assert "--vllm-version: no flag table for vLLM 0.99.0" in err and "`vllm-fleet upgrade vllm 0.99.0`" in err

@@ -35,7 +35,7 @@ def test_the_bundled_prod_stack_fails_until_its_placeholder_digest_is_resolved(c
     assert mandatory == {("D15", "is pinned to the placeholder digest sha256:00000000…, which no registry serves")}
     # every image the stack pins to a placeholder: vLLM's, the EFA image and the three GPU system images
     messages = " ".join(f["message"] for f in doc["findings"] if f["rule_id"] == "D15")
-    for image in ("docker.io/vllm/vllm-openai:v0.33.0", "763104351884.dkr.ecr.us-east-1.amazonaws.com/vllm:0.33.0-gpu-py312-ec2",
+    for image in ("docker.io/vllm/vllm-openai:v0.34.0", "763104351884.dkr.ecr.us-east-1.amazonaws.com/vllm:0.34.0-gpu-py312-ec2",
                   "nvcr.io/nvidia/k8s-device-plugin:v0.17.4", "nvcr.io/nvidia/k8s/dcgm-exporter:4.4.1-4.6.0-ubuntu22.04",
                   "public.ecr.aws/eks/aws-efa-k8s-device-plugin:v0.5.6"):
         assert f"crane digest {image}" in messages, image

@@ -339,13 +339,13 @@ def test_efa_pools_get_the_device_plugin_and_multi_node_pods_an_efa_capable_imag
     lws = prod["leaderworkerset-team-research-llama-405b"].inputs["spec"]["leaderWorkerTemplate"]
     for template in ("leaderTemplate", "workerTemplate"):
         (c,) = lws[template]["spec"]["containers"]
-        assert c["image"].startswith("763104351884.dkr.ecr.us-east-1.amazonaws.com/vllm:0.33.0-gpu-py312-ec2@sha256:")
+        assert c["image"].startswith("763104351884.dkr.ecr.us-east-1.amazonaws.com/vllm:0.34.0-gpu-py312-ec2@sha256:")
         env = {e["name"]: e.get("value") for e in c["env"]}
         assert (env["FI_PROVIDER"], env["FI_EFA_USE_DEVICE_RDMA"], env["FI_EFA_FORK_SAFE"]) == ("efa", "1", "1")
     assert lws["leaderTemplate"]["spec"]["containers"][0]["resources"]["limits"]["vpc.amazonaws.com/efa"] == "32"
     # single-node models keep the stock image
     llama = prod["deployment-team-assistant-llama-8b"].inputs["spec"]["template"]["spec"]["containers"][0]
-    assert llama["image"].startswith("docker.io/vllm/vllm-openai:v0.33.0@")
+    assert llama["image"].startswith("docker.io/vllm/vllm-openai:v0.34.0@")
     # without an EFA-capable image the 405B would ask for EFA devices NCCL can never use: a config error
     stack = project / "stacks" / "Pulumi.prod.yaml"
     text = stack.read_text()

@@ -37,13 +37,25 @@ def test_every_bundled_model_compiles_to_flags_of_its_pinned_version() -> None:
             assert check_args(args[1:], s.config.vllm.version) == [], (m.name, args)
 
 
+# The fit check sizes for this utilisation; vLLM's default moves between releases (0.92 in 0.33.0, None in 0.34.0).
+GMU = ["--gpu-memory-utilization", "0.9"]
+
+
 def test_defaults_are_left_out_and_negations_are_right() -> None:
-    assert compile_args(spec(), "0.33.0") == ["org/model"]
+    assert compile_args(spec(), "0.33.0") == ["org/model", *GMU]
     assert compile_args(spec(enable_prefix_caching=True, enable_chunked_prefill=True, tensor_parallel_size=1,
-                             gpu_memory_utilization=0.9, dtype="auto"), "0.33.0") == ["org/model"]
-    assert compile_args(spec(enable_prefix_caching=False), "0.33.0") == ["org/model", "--disable-prefix-caching"]
+                             gpu_memory_utilization=0.9, dtype="auto"), "0.33.0") == ["org/model", *GMU]
+    assert compile_args(spec(enable_prefix_caching=False), "0.33.0") == ["org/model", *GMU, "--disable-prefix-caching"]
     assert compile_args(spec(enforce_eager=True, trust_remote_code=True, revision="a" * 40), "0.33.0") == [
-        "org/model", "--revision", "a" * 40, "--enforce-eager", "--trust-remote-code"]
+        "org/model", "--revision", "a" * 40, *GMU, "--enforce-eager", "--trust-remote-code"]
+
+
+def test_the_memory_utilisation_the_fit_check_assumed_is_always_passed() -> None:
+    assert table("0.33.0").lookup("--gpu-memory-utilization").default == 0.92   # not the 0.9 sizing assumes
+    assert table("0.34.0").lookup("--gpu-memory-utilization").default is None
+    for version in ("0.33.0", "0.34.0"):
+        args = compile_args(spec(), version)
+        assert args[args.index("--gpu-memory-utilization") + 1] == "0.9"
 
 
 def test_json_flags_are_serialised_stably() -> None:
@@ -58,12 +70,12 @@ def test_json_flags_are_serialised_stably() -> None:
 def test_features_render_their_flags() -> None:
     args = compile_args(spec(quantization="bitsandbytes", runner="pooling", convert="embed",
                              served_model_name=["a", "b"]), "0.33.0")
-    assert args == ["org/model", "--quantization", "bitsandbytes", "--load-format", "bitsandbytes",
+    assert args == ["org/model", *GMU, "--quantization", "bitsandbytes", "--load-format", "bitsandbytes",
                     "--served-model-name", "a", "b", "--runner", "pooling", "--convert", "embed"]
     lora = compile_args(spec(lora={"modules": [{"name": "x", "path": "org/x-lora", "revision": "b" * 40}], "max_rank": 64,
                                    "max_loras": 2}, tool_calling={"parser": "hermes"}), "0.33.0",
                         adapter_root="/models/adapters/m")
-    assert lora == ["org/model", "--enable-lora", "--lora-modules", "x=/models/adapters/m/x", "--max-lora-rank", "64",
+    assert lora == ["org/model", *GMU, "--enable-lora", "--lora-modules", "x=/models/adapters/m/x", "--max-lora-rank", "64",
                     "--max-loras", "2", "--enable-auto-tool-choice", "--tool-call-parser", "hermes"]
 
 
@@ -94,7 +106,7 @@ def test_a_flag_added_in_0_33_is_refused_on_0_32() -> None:
 
 
 def test_an_unknown_version_names_the_generator() -> None:
-    with pytest.raises(KeyError, match=r"generate it with `python scripts/vllm_flags.py generate 0.99.0`"):
+    with pytest.raises(KeyError, match=r"no flag table for vLLM 0.99.0 .* run `vllm-fleet upgrade vllm 0.99.0`"):
         table("0.99.0")
 
 

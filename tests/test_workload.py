@@ -38,8 +38,8 @@ def test_single_node_deployment_shape() -> None:
     pod = deploy["spec"]["template"]["spec"]
     c = container(deploy)
     assert c["command"] == ["vllm", "serve"] and c["args"][0] == "meta-llama/Llama-3.1-70B-Instruct"
-    assert check_args(c["args"][1:], "0.33.0") == []
-    assert c["image"] == "docker.io/vllm/vllm-openai:v0.33.0@sha256:" + "0" * 64
+    assert check_args(c["args"][1:], "0.34.0") == []
+    assert c["image"] == "docker.io/vllm/vllm-openai:v0.34.0@sha256:" + "0" * 64
     assert c["resources"]["limits"] == c["resources"]["requests"] == {"cpu": "95", "memory": "899Gi", "nvidia.com/gpu": "4"}
     shm = next(v for v in pod["volumes"] if v["name"] == "dshm")
     assert shm == {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "10Gi"}}
@@ -177,7 +177,7 @@ def test_seed_features_reach_the_arguments(project: Path, fields: str, flags: li
     args = container(objects("dev", "qwen-3b", project)["Deployment"])["args"]
     joined = " ".join(args)
     assert " ".join(flags) in joined
-    assert check_args(args[1:], "0.33.0") == []
+    assert check_args(args[1:], "0.34.0") == []
 
 
 def test_disaggregated_prefill_as_a_switch_says_what_it_became(project: Path) -> None:

@@ -16,6 +16,7 @@ import yaml
 
 from fleet.labels import MANAGED_BY, NONROOT_UID, TEAM_LABEL, VLLM_PORT
 from fleet.render import Manifest, meta
+from fleet.render.observability import metric_name
 from fleet.spec.resolved import ResolvedModel, ResolvedTeam
 from fleet.spec.stack import StackConfig
 
@@ -131,6 +132,12 @@ def endpoint_picker(cfg: StackConfig, model: ResolvedModel) -> list[Manifest]:
     args = ["--pool-name", model.pool_name, "--pool-namespace", ns, "--pool-group", "inference.networking.k8s.io",
             "--config-file", "/config/epp.yaml", "--grpc-port", str(EPP_GRPC_PORT), "--grpc-health-port", str(EPP_HEALTH_PORT),
             "--metrics-port", str(EPP_METRICS_PORT),
+            # The picker reads these from its pods' /metrics. Its defaults (gateway-api-inference-extension v1.0.x
+            # pkg/epp/server/runserver.go, the runner llm-d's scheduler embeds) include vllm:gpu_cache_usage_perc, which vLLM
+            # no longer exports: the names come from the pinned release's table instead.
+            "--total-queued-requests-metric", metric_name(cfg, "vllm:num_requests_waiting"),
+            "--kv-cache-usage-percentage-metric", metric_name(cfg, "vllm:kv_cache_usage_perc"),
+            "--lora-info-metric", metric_name(cfg, "vllm:lora_requests_info"),
             # /metrics authenticated by TokenReview would need a ClusterRole; the network policy admits only Prometheus.
             "--metrics-endpoint-auth=false", "--tracing=false", "--zap-encoder", "json", "--v", "1"]
     probe = {"grpc": {"port": EPP_HEALTH_PORT, "service": "inference-extension"}, "periodSeconds": 10, "timeoutSeconds": 5}

@@ -9,7 +9,16 @@ from fleet.labels import GPU_TAINT_KEY, MANAGED_BY
 from fleet.render import Manifest, meta
 from fleet.spec.stack import GpuPool
 
-AMI_ALIASES = {"al2023": "al2023@latest", "bottlerocket": "bottlerocket@latest"}
+
+def ami_alias(pool: GpuPool) -> str:
+    """Karpenter's alias of the pool's AMI: the pinned release (`al2023@v20260714`, `bottlerocket@v1.46.0`, from the EKS
+    release version `1.33.13-20260714` / `1.46.0-<commit>`), else `@latest`."""
+    if pool.ami_version is None:
+        return f"{pool.ami_family}@latest"
+    version, suffix = pool.ami_version.split("-", 1)
+    return f"al2023@v{suffix}" if pool.ami_family == "al2023" else f"bottlerocket@v{version}"
+
+
 CAPACITY = {"on-demand": "on-demand", "spot": "spot"}     # capacity blocks run on managed node groups (AWS's procedure)
 ARCH = {"x86_64": "amd64", "arm64": "arm64"}
 # GPU nodes are slow and costly to start: keep an empty node ten minutes before giving it back.
@@ -60,7 +69,7 @@ def node_class(pool: GpuPool, role: Any, security_groups: list[Any], tags: dict[
     assert inst is not None
     device = "/dev/xvdb" if pool.ami_family == "bottlerocket" else "/dev/xvda"
     spec: dict[str, Any] = {
-        "amiSelectorTerms": [{"alias": AMI_ALIASES[pool.ami_family]}],
+        "amiSelectorTerms": [{"alias": ami_alias(pool)}],
         "role": role,
         "subnetSelectorTerms": [{"id": s} for s in pool.subnet_ids],
         "securityGroupSelectorTerms": [{"id": sg} for sg in security_groups],

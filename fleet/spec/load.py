@@ -16,9 +16,10 @@ from fleet.spec.engine_config import EngineConfig, parse_stack_config
 from fleet.spec.resolved import FleetSpec, ResolvedTeam
 from fleet.spec.stack import StackConfig
 from fleet.spec.stack_file import display_path, known_stacks, read_stack_file, stack_path
-from fleet.spec.stack_rules import stack_problems
+from fleet.spec.stack_rules import stack_problems, unpinned_amis
 from fleet.spec.teams import load_team, unknown_stack
 from fleet.spec.tenancy import load_tenancy
+from fleet.vllm.flags import has_table
 from fleet.yamlsrc import Located, load_file
 
 
@@ -45,9 +46,11 @@ def load(stack: str, root: str | FsPath = ".", engine: EngineConfig | None = Non
     if grants is not None:
         issues += [ConfigIssue(grants.source.file, grants.line(team, "gpu_quota", s), f"teams.{team}.gpu_quota.{s}", unknown_stack(s, known))
                    for team, grant in grants.tenancy.teams.items() for s in grant.gpu_quota if s not in known]
+    # Models are compiled against the version's flag table: without one, the team files are checked on their own.
+    model_cfg = cfg if cfg is not None and has_table(cfg.vllm.version) else None
     teams: list[ResolvedTeam] = []
     for path in sorted((root / "stacks" / "teams").glob("*.yaml")):
-        team, team_issues = load_team(path, display_path(root, path), stack, cfg, known, grants, environments, root)
+        team, team_issues = load_team(path, display_path(root, path), stack, model_cfg, known, grants, environments, root)
         issues += team_issues
         if team is not None:
             teams.append(team)
@@ -60,6 +63,7 @@ def load(stack: str, root: str | FsPath = ".", engine: EngineConfig | None = Non
                       if ref is not None and ref.secret is not None and ref.secret not in cfg.secrets})
     notes += [f"{src.file}: secret '{name}' is not in the stack file: provided by environment {', '.join(environments)} "
               "(unknown offline)" for name in missing]
+    notes += [str(ConfigIssue(src.file, src.line_of(path), format_path(path), msg)) for path, msg in unpinned_amis(cfg)]
     notes += cheaper_pool_notes(cfg, teams)
     return FleetSpec(stack=stack, root=str(root), source=src.file, config=cfg, teams=tuple(teams), notes=tuple(notes))
 

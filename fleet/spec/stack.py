@@ -8,6 +8,7 @@ as usual. Secret values live under `vllm-fleet:secrets` as Pulumi-encrypted `sec
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BeforeValidator, Field, StringConstraints, model_validator
@@ -77,6 +78,14 @@ class GpuPool(Strict):
                                                              "max_size].")
     ami_family: Literal["al2023", "bottlerocket"] = Field("al2023", description="`al2023` (AL2023 NVIDIA AMI; the stack installs the NVIDIA device plugin) "
                                                                                 "or `bottlerocket` (Bottlerocket NVIDIA, which ships the device plugin).")
+    ami_version: Annotated[str, StringConstraints(pattern=r"^\d+\.\d+\.\d+-[0-9a-f]{8}$")] | None = Field(
+        None, description="The EKS-optimized AMI release the nodes boot, as EKS names it (`aws eks describe-nodegroup` "
+                          "releaseVersion): AL2023 `<kubernetes>-<date>` (`1.33.13-20260714`, the amazon-eks-ami release "
+                          "notes), Bottlerocket `<version>-<commit>` (SSM `/aws/service/bottlerocket/aws-k8s-<k8s>-nvidia/"
+                          "x86_64/latest/image_version`). Managed node groups get it as their release version, Karpenter "
+                          "pools the alias `al2023@v<date>` / `bottlerocket@v<version>`. Default: unpinned (the latest "
+                          "at creation; Karpenter drifts every node to each new release) — a warning in prod. Bump it "
+                          "with `vllm-fleet upgrade ami-al2023|ami-bottlerocket VERSION`.")
     disk_gib: CliInt = Field(200, ge=100, le=16384, description="Encrypted gp3 root volume in GiB. Default 200: a ~25 GB vLLM image unpacked twice during "
                                                              "updates plus logs. Minimum 100.")
     labels: dict[LabelKey, LabelValue] = Field(
@@ -109,6 +118,8 @@ class GpuPool(Strict):
                                  "scheduled scaling brings it to max_size when the block begins — remove min_size and desired_size")
             if len(self.instance_types) != 1 or self.provisioner != "managed":
                 raise ValueError("a capacity-block pool is one managed node group of the block's single instance type")
+        if self.ami_version is not None and self.ami_family == "al2023" and not re.fullmatch(r"\d+\.\d+\.\d+-20\d{6}", self.ami_version):
+            raise ValueError(f"ami_version {self.ami_version} is not an AL2023 release (`<kubernetes>-<date>`, e.g. 1.33.13-20260714)")
         if self.provisioner == "karpenter" and (self.min_size or self.desired_size):
             raise ValueError("a karpenter pool scales from zero on demand — remove min_size and desired_size")
         if self.max_size < self.min_size:

@@ -10,7 +10,8 @@ from typing import Any
 
 from fleet.catalog import InstanceType, gpu_instance_types
 from fleet.spec.stack import GpuPool, StackConfig
-from fleet.versions import parse_version
+from fleet.versions import bundled_vllm_versions, parse_version
+from fleet.vllm.flags import has_table, missing_table
 from fleet.yamlsrc import Path
 
 Problem = tuple[Path, str]
@@ -92,10 +93,25 @@ def vllm_images_are_allowed(cfg: StackConfig) -> Iterator[Problem]:
             yield path, f"'{repo}' is not in allowed_registries ({', '.join(cfg.allowed_registries)})"
 
 
+VERSION: Path = ("config", "vllm-fleet:vllm", "version")
+
+
+def below_the_floor(cfg: StackConfig) -> bool:
+    return parse_version(cfg.vllm.version) < parse_version(cfg.policy.vllm_version_floor)
+
+
 def vllm_meets_the_security_floor(cfg: StackConfig) -> Iterator[Problem]:
-    if parse_version(cfg.vllm.version) < parse_version(cfg.policy.vllm_version_floor):
-        yield (("config", "vllm-fleet:vllm", "version"),
-               f"{cfg.vllm.version} is below the security floor {cfg.policy.vllm_version_floor} — upgrade the image")
+    if below_the_floor(cfg):
+        floor = cfg.policy.vllm_version_floor
+        newest = bundled_vllm_versions()[-1]
+        target = newest if parse_version(newest) >= parse_version(floor) else f"VERSION (a release ≥ {floor})"
+        yield VERSION, f"{cfg.vllm.version} is below the security floor {floor} — upgrade the image: `vllm-fleet upgrade vllm {target}`"
+
+
+def vllm_version_has_a_flag_table(cfg: StackConfig) -> Iterator[Problem]:
+    """The version selects the flag table every model's arguments are compiled against (fleet/catalog/vllm)."""
+    if not below_the_floor(cfg) and not has_table(cfg.vllm.version):
+        yield VERSION, missing_table(cfg.vllm.version)
 
 
 def prod_pins_images_and_caches_models(cfg: StackConfig) -> Iterator[Problem]:
@@ -141,10 +157,34 @@ def no_credentials_in_urls(cfg: StackConfig) -> Iterator[Problem]:
                          "pod spec — use a credential helper, IRSA or a secret instead (the value is not shown)")
 
 
+def al2023_amis_match_the_kubernetes_version(cfg: StackConfig) -> Iterator[Problem]:
+    for i, pool in enumerate(cfg.gpu_pools):
+        if pool.ami_family == "al2023" and pool.ami_version is not None:
+            minor = ".".join(pool.ami_version.split(".")[:2])
+            if minor != cfg.kubernetes_version:
+                yield ((*POOLS, i, "ami_version"), f"AL2023 release {pool.ami_version} is built for Kubernetes {minor}, the stack runs "
+                                                   f"{cfg.kubernetes_version} — pick a {cfg.kubernetes_version} release: `vllm-fleet "
+                                                   f"upgrade ami-al2023 {cfg.kubernetes_version}.<patch>-<date>`")
+
+
+def unpinned_amis(cfg: StackConfig) -> Iterator[Problem]:
+    """Warnings: a prod pool without `ami_version` boots whatever EKS calls latest, and a Karpenter pool drifts every
+    node to each new release."""
+    if cfg.tier != "prod":
+        return
+    for i, pool in enumerate(cfg.gpu_pools):
+        if pool.ami_version is None:
+            what = "Karpenter replaces every node of it on each new AMI release" if pool.provisioner == "karpenter" else \
+                "new nodes boot whichever AMI release is the latest when the group is created or updated"
+            yield ((*POOLS, i), f"prod pool '{pool.name}' does not pin its AMI: {what} — set ami_version (`vllm-fleet upgrade "
+                                f"ami-{pool.ami_family} VERSION --stack <stack>`)")
+
+
 RULES: tuple[Callable[[StackConfig], Iterator[Problem]], ...] = (
     cluster_is_adopted, pool_names_are_unique, pool_instance_types_are_known_and_allowed, pools_have_one_gpu_shape,
     no_spot_gpus_in_prod, allowed_instance_types_are_known, vllm_images_are_allowed, vllm_meets_the_security_floor,
-    prod_pins_images_and_caches_models, overrides_that_weaken_a_rule_say_why, no_credentials_in_urls,
+    vllm_version_has_a_flag_table, al2023_amis_match_the_kubernetes_version, prod_pins_images_and_caches_models,
+    overrides_that_weaken_a_rule_say_why, no_credentials_in_urls,
 )
 
 

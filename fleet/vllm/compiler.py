@@ -101,8 +101,8 @@ def compile_args(spec: ModelSpec, version: str, *, shutdown_timeout: int | None 
         b.value("--tensor-parallel-size", spec.tensor_parallel_size)
     if (spec.pipeline_parallel_size or 1) > 1:
         b.value("--pipeline-parallel-size", spec.pipeline_parallel_size)
-    if spec.gpu_memory_utilization is not None and spec.gpu_memory_utilization != 0.9:
-        b.value("--gpu-memory-utilization", spec.gpu_memory_utilization)
+    # Always passed: the fit check sizes for this value, and vLLM's own default moves (0.92 in 0.32-0.33, None from 0.34).
+    b.value("--gpu-memory-utilization", spec.gpu_memory_utilization or 0.9)
     b.value("--max-model-len", spec.max_model_len)
     b.value("--max-num-seqs", spec.max_num_seqs or profile.get("max_num_seqs"))
     b.value("--max-num-batched-tokens", spec.max_num_batched_tokens or profile.get("max_num_batched_tokens"))

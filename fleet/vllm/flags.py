@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any
 
-from fleet.versions import FLAG_TABLE_DIR, bundled_vllm_versions
+from fleet.versions import FLAG_TABLE_DIR, bundled_vllm_versions, flag_table_path
 from fleet.yamlsrc import safe_load
 
 TABLE_DIR = FLAG_TABLE_DIR
@@ -55,12 +55,22 @@ def available_versions() -> list[str]:
     return bundled_vllm_versions()
 
 
+def has_table(version: str) -> bool:
+    """Whether vLLM `version` has a bundled flag table (the releases the fleet supports)."""
+    return flag_table_path(version) is not None
+
+
+def missing_table(version: str) -> str:
+    """The problem and its fix when vLLM `version` has no bundled flag table."""
+    return (f"no flag table for vLLM {version} (bundled: {', '.join(available_versions())}) — run `vllm-fleet upgrade vllm {version}`: "
+            "it generates the table from the release's own parser and checks every stack against it")
+
+
 @cache
 def table(version: str) -> FlagTable:
-    path = TABLE_DIR / f"flags-{version}.json"
-    if not path.exists():
-        raise KeyError(f"no flag table for vLLM {version} — generate it with `python scripts/vllm_flags.py generate {version}` "
-                       f"(tables exist for {', '.join(available_versions())})")
+    path = flag_table_path(version)
+    if path is None:
+        raise KeyError(missing_table(version))
     raw = json.loads(path.read_text())
     options: dict[str, Option] = {}
     for row in raw["options"]:
