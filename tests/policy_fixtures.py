@@ -519,6 +519,7 @@ def component_cases(prod: dict[str, Captured]) -> list[Case]:
     bbr = prod["deployment-gateway-body-based-router"].inputs
     efa = prod["daemonset-gpu-system-aws-efa-k8s-device-plugin"].inputs
     envoy = prod["envoyfilter-gateway-body-based-router"].inputs
+    prefetch = next(c.inputs for name, c in prod.items() if name.startswith("job-team-search-qwen-3b-prefetch-"))
     base = [r("kubernetes:inference.networking.k8s.io/v1:InferencePool", prod["inferencepool-team-search-qwen-3b"].inputs, "pool"),
             r(DEP, prod["deployment-team-search-qwen-3b"].inputs, "server"), r(DEP, picker, "epp"),
             r(SVC, prod["service-team-search-qwen-3b-epp"].inputs, "epp-svc"), *picker_rbac(prod),
@@ -531,7 +532,7 @@ def component_cases(prod: dict[str, Captured]) -> list[Case]:
             r(SVC, prod["service-gateway-body-based-router"].inputs, "bbr-svc"), r(EF, envoy, "bbr-ef"),
             r(DR, prod["destinationrule-gateway-body-based-router"].inputs, "bbr-dr"),
             r("kubernetes:policy/v1:PodDisruptionBudget", prod["poddisruptionbudget-gateway-body-based-router"].inputs, "bbr-pdb"),
-            r(DS, efa, "efa")]
+            r(DS, efa, "efa"), r("kubernetes:batch/v1:Job", prefetch, "prefetch")]
 
     def but(name: str, props: dict[str, Any] | None) -> list[Captured]:
         return [x if x.name != name else r(x.type, props, name) for x in base if x.name != name or props is not None]
@@ -547,6 +548,8 @@ def component_cases(prod: dict[str, Captured]) -> list[Case]:
         request_body_mode="BUFFERED"))
     old_metric = mutated(picker, lambda p: pod(p)["containers"][0]["args"].extend(
         ["--kv-cache-usage-percentage-metric", "vllm:gpu_cache_usage_perc"]))
+    typo = mutated(prefetch, lambda p: pod(p)["containers"][0]["args"].__setitem__(
+        0, pod(p)["containers"][0]["args"][0].replace("--exclude", "--excludes")))
     epp = "Deployment/team-search/qwen-3b-epp spec.template.spec.containers[0]"
     gie = "kubernetes-sigs/gateway-api-inference-extension"
     return [
@@ -574,6 +577,10 @@ def component_cases(prod: dict[str, Captured]) -> list[Case]:
              {("I1", "DaemonSet/gpu-system/aws-efa-k8s-device-plugin spec.template.spec.containers[0].volumeMounts: efa-device-plugin "
                      "v0.5.6 needs the host path /dev/infiniband — the EFA devices it advertises as vpc.amazonaws.com/efa; without "
                      "them it finds none (aws/eks-charts@2a91e36:stable/aws-efa-k8s-device-plugin/templates/daemonset.yaml)")}),
+        Case("I1 prefetch Job with an option the Hugging Face CLI does not define", but("prefetch", typo),
+             {("I1", f"Job/team-search/{prefetch['metadata']['name']} spec.template.spec.containers[0].args: `hf download` — No such "
+                     "option: --excludes: huggingface_hub 1.31.0 would refuse it "
+                     "(huggingface/huggingface_hub@v1.31.0:src/huggingface_hub/cli/download.py)")}),
         Case("I3 picker reading a metric vLLM 0.33 does not expose", but("epp", old_metric),
              {("I3", f"{epp}: endpoint-picker v1.3.1 reads vllm:gpu_cache_usage_perc (--kv-cache-usage-percentage-metric) but "
                      "vLLM 0.33.0 (Deployment/team-search/qwen-3b) does not expose it, so that scorer reads nothing "
