@@ -454,7 +454,8 @@ def routing_cases(prod: dict[str, Captured]) -> list[Case]:
     base = [r(POOL, pool, "pool"), r(DEP, server, "server"), r(DEP, picker, "epp"),
             r(SVC, prod["service-team-search-qwen-3b-epp"].inputs, "epp-svc"), r(ROUTE, prod["httproute-team-search-openai"].inputs, "route"),
             r("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", prod["horizontalpodautoscaler-team-search-qwen-3b"].inputs, "hpa"),
-            r("kubernetes:policy/v1:PodDisruptionBudget", prod["poddisruptionbudget-team-search-qwen-3b"].inputs, "pdb"), QUOTA]
+            r("kubernetes:policy/v1:PodDisruptionBudget", prod["poddisruptionbudget-team-search-qwen-3b"].inputs, "pdb"), QUOTA,
+            *picker_rbac(prod)]
 
     def but(name: str, props: dict[str, Any]) -> list[Captured]:
         return [x if x.name != name else r(x.type, props, name) for x in base]
@@ -497,4 +498,91 @@ def routing_cases(prod: dict[str, Captured]) -> list[Case]:
              {("H4", "InferencePool/team-search/qwen-3b selects pods running different vLLM images: Deployment/team-search/qwen-3b "
                      f"(docker.io/vllm/vllm-openai:v0.34.0@{RESOLVED_DIGEST}), Deployment/team-search/qwen-3b-next "
                      f"(docker.io/vllm/vllm-openai:v0.32.0@{RESOLVED_DIGEST})")}, {"G5", "E12", "G8", "D11"}),
+    ]
+
+
+def picker_rbac(prod: dict[str, Captured]) -> list[Captured]:
+    """The prod qwen-3b picker's ServiceAccount, Role and RoleBinding."""
+    rbac = "kubernetes:rbac.authorization.k8s.io/v1"
+    return [r("kubernetes:core/v1:ServiceAccount", prod["serviceaccount-team-search-qwen-3b-epp"].inputs, "epp-sa"),
+            r(f"{rbac}:Role", prod["role-team-search-qwen-3b-epp"].inputs, "epp-role"),
+            r(f"{rbac}:RoleBinding", prod["rolebinding-team-search-qwen-3b-epp"].inputs, "epp-rb")]
+
+
+def component_cases(prod: dict[str, Captured]) -> list[Case]:
+    """I1-I3 on the prod stack's own gateway: the qwen-3b pool, its pods and picker, the body-based router with its
+    EnvoyFilter and DestinationRules, and the EFA device plugin; then each deploy-breaking defect of issue 25 put back."""
+    DEP, SVC, DS = "kubernetes:apps/v1:Deployment", "kubernetes:core/v1:Service", "kubernetes:apps/v1:DaemonSet"
+    RBAC, DR = "kubernetes:rbac.authorization.k8s.io/v1", "kubernetes:networking.istio.io/v1:DestinationRule"
+    EF = "kubernetes:networking.istio.io/v1alpha3:EnvoyFilter"
+    picker = prod["deployment-team-search-qwen-3b-epp"].inputs
+    bbr = prod["deployment-gateway-body-based-router"].inputs
+    efa = prod["daemonset-gpu-system-aws-efa-k8s-device-plugin"].inputs
+    envoy = prod["envoyfilter-gateway-body-based-router"].inputs
+    prefetch = next(c.inputs for name, c in prod.items() if name.startswith("job-team-search-qwen-3b-prefetch-"))
+    base = [r("kubernetes:inference.networking.k8s.io/v1:InferencePool", prod["inferencepool-team-search-qwen-3b"].inputs, "pool"),
+            r(DEP, prod["deployment-team-search-qwen-3b"].inputs, "server"), r(DEP, picker, "epp"),
+            r(SVC, prod["service-team-search-qwen-3b-epp"].inputs, "epp-svc"), *picker_rbac(prod),
+            r(DR, prod["destinationrule-team-search-qwen-3b-epp"].inputs, "epp-dr"), QUOTA,
+            r("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", prod["horizontalpodautoscaler-team-search-qwen-3b"].inputs, "hpa"),
+            r("kubernetes:policy/v1:PodDisruptionBudget", prod["poddisruptionbudget-team-search-qwen-3b"].inputs, "pdb"),
+            r(DEP, bbr, "bbr"), r("kubernetes:core/v1:ServiceAccount", prod["serviceaccount-gateway-body-based-router"].inputs, "bbr-sa"),
+            r(f"{RBAC}:Role", prod["role-gateway-body-based-router"].inputs, "bbr-role"),
+            r(f"{RBAC}:RoleBinding", prod["rolebinding-gateway-body-based-router"].inputs, "bbr-rb"),
+            r(SVC, prod["service-gateway-body-based-router"].inputs, "bbr-svc"), r(EF, envoy, "bbr-ef"),
+            r(DR, prod["destinationrule-gateway-body-based-router"].inputs, "bbr-dr"),
+            r("kubernetes:policy/v1:PodDisruptionBudget", prod["poddisruptionbudget-gateway-body-based-router"].inputs, "bbr-pdb"),
+            r(DS, efa, "efa"), r("kubernetes:batch/v1:Job", prefetch, "prefetch")]
+
+    def but(name: str, props: dict[str, Any] | None) -> list[Captured]:
+        return [x if x.name != name else r(x.type, props, name) for x in base if x.name != name or props is not None]
+
+    def pod(p: dict[str, Any]) -> dict[str, Any]:
+        return p["spec"]["template"]["spec"]
+
+    old_picker = mutated(picker, lambda p: pod(p)["containers"][0].update(
+        image="registry.k8s.io/gateway-api-inference-extension/epp:v1.0.1@" + RESOLVED_DIGEST))
+    no_token = mutated(bbr, lambda p: (pod(p).pop("volumes"), pod(p)["containers"][0].pop("volumeMounts")))
+    no_infiniband = mutated(efa, lambda p: (pod(p)["volumes"].pop(1), pod(p)["containers"][0]["volumeMounts"].pop(1)))
+    buffered = mutated(envoy, lambda p: p["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]["processing_mode"].update(
+        request_body_mode="BUFFERED"))
+    old_metric = mutated(picker, lambda p: pod(p)["containers"][0]["args"].extend(
+        ["--kv-cache-usage-percentage-metric", "vllm:gpu_cache_usage_perc"]))
+    typo = mutated(prefetch, lambda p: pod(p)["containers"][0]["args"].__setitem__(
+        0, pod(p)["containers"][0]["args"][0].replace("--exclude", "--excludes")))
+    epp = "Deployment/team-search/qwen-3b-epp spec.template.spec.containers[0]"
+    gie = "kubernetes-sigs/gateway-api-inference-extension"
+    return [
+        Case("I1-I3 compliant: the prod gateway, picker, router and EFA plugin", base, set(), exercises={"I1", "I2", "I3"}),
+        Case("I1 picker flags its release does not define (issue 25 item 1)", but("epp", old_picker),
+             {("I1", f'{epp}.args: endpoint-picker v1.0.1 exits with "flag provided but not defined: -metrics-endpoint-auth" '
+                     f"({gie}@v1.0.1:cmd/epp/runner/runner.go)"),
+              ("I1", f'{epp}.args: endpoint-picker v1.0.1 exits with "flag provided but not defined: -tracing" '
+                     f"({gie}@v1.0.1:cmd/epp/runner/runner.go)")}, {"I2", "I3"}),
+        Case("I2 body-based router without the API token (issue 25 item 2)", but("bbr", no_token),
+             {("I2", "Deployment/gateway/body-based-router spec.template.spec.containers[0]: body-based-router v1.3.1 needs the API "
+                     "token — ctrl.GetConfig() reads the in-cluster config and the manager watches ConfigMaps labelled "
+                     "inference-gateway.k8s.io/managed; the pod mounts none, so it exits at start "
+                     f"({gie}@v1.3.1:cmd/bbr/runner/runner.go)")}),
+        Case("I2 body-based router without TLS origination (issue 25 item 3)", but("bbr-dr", None),
+             {("I2", "Service/gateway/body-based-router: body-based-router v1.3.1 serves TLS on 9004 but no DestinationRule for "
+                     "body-based-router.gateway.svc.cluster.local originates TLS, so the gateway's ext_proc calls fail "
+                     f"({gie}@v1.3.1:cmd/bbr/runner/runner.go)")}),
+        Case("I2 router fed a buffered body", but("bbr-ef", buffered),
+             {("I2", "EnvoyFilter/gateway/body-based-router spec.configPatches[0]...processing_mode.request_body_mode: BUFFERED for "
+                     "body-based-router v1.3.1, whose chart uses FULL_DUPLEX_STREAMED — BUFFERED holds the whole request in Envoy's "
+                     "buffer (a large prompt answers 413); the release streams it only with --streaming "
+                     f"({gie}@v1.3.1:config/charts/body-based-routing/templates/istio.yaml)")}),
+        Case("I1 EFA device plugin without /dev/infiniband (issue 25 item 5)", but("efa", no_infiniband),
+             {("I1", "DaemonSet/gpu-system/aws-efa-k8s-device-plugin spec.template.spec.containers[0].volumeMounts: efa-device-plugin "
+                     "v0.5.6 needs the host path /dev/infiniband — the EFA devices it advertises as vpc.amazonaws.com/efa; without "
+                     "them it finds none (aws/eks-charts@2a91e36:stable/aws-efa-k8s-device-plugin/templates/daemonset.yaml)")}),
+        Case("I1 prefetch Job with an option the Hugging Face CLI does not define", but("prefetch", typo),
+             {("I1", f"Job/team-search/{prefetch['metadata']['name']} spec.template.spec.containers[0].args: `hf download` — No such "
+                     "option: --excludes: huggingface_hub 1.31.0 would refuse it "
+                     "(huggingface/huggingface_hub@v1.31.0:src/huggingface_hub/cli/download.py)")}),
+        Case("I3 picker reading a metric vLLM 0.33 does not expose", but("epp", old_metric),
+             {("I3", f"{epp}: endpoint-picker v1.3.1 reads vllm:gpu_cache_usage_perc (--kv-cache-usage-percentage-metric) but "
+                     "vLLM 0.33.0 (Deployment/team-search/qwen-3b) does not expose it, so that scorer reads nothing "
+                     f"({gie}@v1.3.1:pkg/epp/server/options.go)")}),
     ]

@@ -69,7 +69,7 @@ def test_the_picker_is_least_privilege(prod_root: Path) -> None:
                    for c in plan.kubernetes_objects())
     role = by_kind(plan, "Role", "team-search")["qwen-3b-epp"]
     assert all(set(rule["verbs"]) == {"get", "list", "watch"} for rule in role["rules"])
-    assert {r for rule in role["rules"] for r in rule["resources"]} == {"pods", "inferencepools", "inferenceobjectives"}
+    assert {r for rule in role["rules"] for r in rule["resources"]} == {"pods", "inferencepools", "inferenceobjectives", "inferencemodelrewrites"}
     picker = by_kind(plan, "Deployment", "team-search")["qwen-3b-epp"]["spec"]["template"]
     pod, (c,) = picker["spec"], picker["spec"]["containers"]
     assert pod["automountServiceAccountToken"] is False
@@ -180,7 +180,7 @@ def test_disaggregated_model_runs_two_roles_behind_one_pool(prod_root: Path) -> 
     config = yaml.safe_load(by_kind(plan, "ConfigMap", "team-assistant")["qwen3-32b-epp"]["data"]["epp.yaml"])
     assert [p["name"] for p in config["schedulingProfiles"]] == ["prefill", "decode"]
     assert by_kind(plan, "Deployment", "team-assistant")["qwen3-32b-epp"]["spec"]["template"]["spec"]["containers"][0]["image"].startswith(
-        "ghcr.io/llm-d/llm-d-inference-scheduler:v0.3.0@sha256:")
+        "ghcr.io/llm-d/llm-d-inference-scheduler:v0.5.1@sha256:")
     assert "qwen3-32b-pd" in by_kind(plan, "NetworkPolicy", "team-assistant")
 
 

@@ -15,7 +15,7 @@ from fleet.offline.policy_pack import analyze, policy_config, policy_levels
 from fleet.spec.load import load
 from policies.rules import RULES
 from tests.conftest import ROOT
-from tests.policy_fixtures import Case, fixture_config, other_cases, pod_cases, prod_spec, routing_cases
+from tests.policy_fixtures import Case, component_cases, fixture_config, other_cases, pod_cases, prod_spec, routing_cases
 
 ALL_MANDATORY = {r.policy_name: "mandatory" for r in RULES}
 
@@ -23,7 +23,7 @@ ALL_MANDATORY = {r.policy_name: "mandatory" for r in RULES}
 @pytest.fixture(scope="module")
 def cases() -> list[Case]:
     prod = {c.name: c for c in capture(prod_spec())}
-    return pod_cases() + other_cases(prod) + routing_cases(prod)
+    return pod_cases() + other_cases(prod) + routing_cases(prod) + component_cases(prod)
 
 
 def findings_of(case: Case) -> list[tuple[str, str]]:
@@ -44,7 +44,7 @@ def test_every_fixture_trips_exactly_its_rules(cases: list[Case]) -> None:
 def test_every_rule_has_metadata_and_both_kinds_of_fixture(cases: list[Case]) -> None:
     violating = {rid for c in cases for rid, _ in c.expected}
     compliant = {rid for c in cases if not c.expected for rid in c.exercises}
-    catalogue = {f"{area}{n}" for area, top in (("A", 6), ("B", 9), ("C", 7), ("D", 19), ("E", 14), ("F", 11), ("G", 8), ("H", 4))
+    catalogue = {f"{area}{n}" for area, top in (("A", 6), ("B", 9), ("C", 7), ("D", 19), ("E", 14), ("F", 11), ("G", 8), ("H", 4), ("I", 3))
                  for n in range(1, top + 1)}
     ids = {r.id for r in RULES}
     assert ids == catalogue

@@ -19,12 +19,14 @@ from tests.conftest import ROOT, edit, keda_scale_to_zero, write
 
 
 def objects(stack: str, model: str, root: Path = ROOT) -> dict[str, dict]:
-    """The model's own objects by kind (the first of each: the workload before its endpoint picker's)."""
+    """The model's own objects by kind: the one named after the model, else the first of its kind (the workload before
+    its endpoint picker's, which has a ServiceMonitor of its own)."""
     spec = load(stack, root)
     m = next(x for x in spec.models if x.name == model)
     out: dict[str, dict] = {}
     for o in model_manifests(spec.config, m):
-        out.setdefault(o["kind"], o)
+        if o["kind"] not in out or (o["metadata"]["name"] == model and out[o["kind"]]["metadata"]["name"] != model):
+            out[o["kind"]] = o
     return out
 
 

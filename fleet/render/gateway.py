@@ -52,8 +52,13 @@ API_TOKEN_VOLUME = {"name": "api-token", "projected": {"defaultMode": 0o444, "so
 EPP_ROLE_RULES = [
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": ["inference.networking.k8s.io"], "resources": ["inferencepools"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": ["inference.networking.x-k8s.io"], "resources": ["inferenceobjectives"], "verbs": ["get", "list", "watch"]},
+    # v1.3 watches InferenceModelRewrites too when the cluster serves their CRD (the release's CRD bundle does)
+    {"apiGroups": ["inference.networking.x-k8s.io"], "resources": ["inferenceobjectives", "inferencemodelrewrites"],
+     "verbs": ["get", "list", "watch"]},
 ]
+# What the body-based router reads: the ConfigMaps labelled inference-gateway.k8s.io/managed in its own namespace
+# (NAMESPACE narrows its cache to it; without it the cache lists every namespace, which a Role does not grant).
+BBR_ROLE_RULES = [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]}]
 
 
 def gateway_routed(model: ResolvedModel) -> bool:
@@ -132,13 +137,14 @@ def endpoint_picker(cfg: StackConfig, model: ResolvedModel) -> list[Manifest]:
     args = ["--pool-name", model.pool_name, "--pool-namespace", ns, "--pool-group", "inference.networking.k8s.io",
             "--config-file", "/config/epp.yaml", "--grpc-port", str(EPP_GRPC_PORT), "--grpc-health-port", str(EPP_HEALTH_PORT),
             "--metrics-port", str(EPP_METRICS_PORT),
-            # The picker reads these from its pods' /metrics. Its defaults (gateway-api-inference-extension v1.0.x
-            # pkg/epp/server/runserver.go, the runner llm-d's scheduler embeds) include vllm:gpu_cache_usage_perc, which vLLM
-            # no longer exports: the names come from the pinned release's table instead.
+            # The picker reads these from its pods' /metrics. Its v1.0.x defaults (gateway-api-inference-extension
+            # pkg/epp/server/runserver.go, the runner llm-d's scheduler v0.3.0 embeds) include vllm:gpu_cache_usage_perc, which
+            # vLLM no longer exports; the names come from the pinned vLLM release's table, whatever the picker's defaults.
             "--total-queued-requests-metric", metric_name(cfg, "vllm:num_requests_waiting"),
             "--kv-cache-usage-percentage-metric", metric_name(cfg, "vllm:kv_cache_usage_perc"),
             "--lora-info-metric", metric_name(cfg, "vllm:lora_requests_info"),
-            # /metrics authenticated by TokenReview would need a ClusterRole; the network policy admits only Prometheus.
+            # /metrics authenticated by TokenReview would need a ClusterRole (policy H3 forbids one); the network policy
+            # admits only Prometheus's namespace to the metrics port. Both flags exist from v1.1.0 (docs/components.md).
             "--metrics-endpoint-auth=false", "--tracing=false", "--zap-encoder", "json", "--v", "1"]
     probe = {"grpc": {"port": EPP_HEALTH_PORT, "service": "inference-extension"}, "periodSeconds": 10, "timeoutSeconds": 5}
     container = {
@@ -171,11 +177,27 @@ def endpoint_picker(cfg: StackConfig, model: ResolvedModel) -> list[Manifest]:
                                         "volumes": [{"name": "config", "configMap": {"name": name}}, API_TOKEN_VOLUME]}}}},
         {"apiVersion": "v1", "kind": "Service", "metadata": meta(name, ns, labels),
          "spec": {"type": "ClusterIP", "selector": select,
-                  "ports": [{"name": "grpc", "port": EPP_GRPC_PORT, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "http2"}]}},
+                  "ports": [{"name": "grpc", "port": EPP_GRPC_PORT, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "http2"},
+                            {"name": "metrics", "port": EPP_METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"}]}},
         # Istio's gateway reaches the picker over TLS (the EPP's self-signed certificate, --secure-serving default).
-        {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": meta(name, ns, labels),
-         "spec": {"host": f"{name}.{ns}.svc.cluster.local", "trafficPolicy": {"tls": {"mode": "SIMPLE", "insecureSkipVerify": True}}}},
+        destination_rule(name, ns, labels),
+        *([picker_service_monitor(name, ns, labels)] if cfg.observability.prometheus_operator else []),
     ]
+
+
+def destination_rule(name: str, ns: str, labels: dict[str, str]) -> Manifest:
+    """TLS origination to a component that serves its self-signed certificate (the picker, the body-based router):
+    Istio's Envoy otherwise speaks plaintext gRPC to a TLS port and every ext_proc call fails."""
+    return {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": meta(name, ns, labels),
+            "spec": {"host": f"{name}.{ns}.svc.cluster.local", "trafficPolicy": {"tls": {"mode": "SIMPLE", "insecureSkipVerify": True}}}}
+
+
+def picker_service_monitor(name: str, ns: str, labels: dict[str, str]) -> Manifest:
+    """The picker's own metrics (pool KV-cache and queue averages, scheduler latency), as the release's chart scrapes
+    them (config/charts/inferencepool/templates/epp-servicemonitor.yaml)."""
+    return {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor", "metadata": meta(name, ns, labels),
+            "spec": {"selector": {"matchLabels": labels}, "namespaceSelector": {"matchNames": [ns]},
+                     "endpoints": [{"port": "metrics", "path": "/metrics", "interval": "15s"}]}}
 
 
 def pool_manifests(cfg: StackConfig, model: ResolvedModel) -> list[Manifest]:
@@ -244,13 +266,18 @@ def gateway_manifests(cfg: StackConfig) -> list[Manifest]:
     bbr_select = {"app.kubernetes.io/name": BBR_NAME}
     bbr_labels = {**MANAGED_BY, **bbr_select}
     probe = {"grpc": {"port": BBR_HEALTH_PORT}, "periodSeconds": 10, "timeoutSeconds": 5}
+    # --streaming: the router handles the FULL_DUPLEX_STREAMED body the EnvoyFilter sends (as the release's chart runs it)
     bbr = {"name": "bbr", "image": gw.bbr_image, "imagePullPolicy": "IfNotPresent",
-           "args": ["--grpc-port", str(BBR_GRPC_PORT), "--grpc-health-port", str(BBR_HEALTH_PORT)],
+           "args": ["--grpc-port", str(BBR_GRPC_PORT), "--grpc-health-port", str(BBR_HEALTH_PORT), "--streaming"],
+           "env": [{"name": "NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}],
            "ports": [{"name": "grpc", "containerPort": BBR_GRPC_PORT, "protocol": "TCP"},
                      {"name": "grpc-health", "containerPort": BBR_HEALTH_PORT, "protocol": "TCP"}],
            "readinessProbe": probe, "livenessProbe": {**probe, "failureThreshold": 6},
            "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
-           "securityContext": dict(RESTRICTED)}
+           "securityContext": dict(RESTRICTED),
+           # the router's manager reads the in-cluster config at start: the token it needs, mounted in its container only
+           "volumeMounts": [{"name": "api-token", "mountPath": SA_TOKEN_DIR, "readOnly": True}]}
+    rbac = "rbac.authorization.k8s.io/v1"
     return [
         {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": meta(gw.gateway_name, gw.namespace, labels),
          "spec": {"gatewayClassName": gw.implementation, "listeners": [{
@@ -261,11 +288,15 @@ def gateway_manifests(cfg: StackConfig) -> list[Manifest]:
                                    "matchExpressions": [{"key": TEAM_LABEL, "operator": "Exists"}]}}}}]}},
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(BBR_NAME, gw.namespace, bbr_labels),
          "automountServiceAccountToken": False},
+        {"apiVersion": rbac, "kind": "Role", "metadata": meta(BBR_NAME, gw.namespace, bbr_labels), "rules": BBR_ROLE_RULES},
+        {"apiVersion": rbac, "kind": "RoleBinding", "metadata": meta(BBR_NAME, gw.namespace, bbr_labels),
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": BBR_NAME},
+         "subjects": [{"kind": "ServiceAccount", "name": BBR_NAME, "namespace": gw.namespace}]},
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(BBR_NAME, gw.namespace, bbr_labels),
          "spec": {"replicas": 2, "revisionHistoryLimit": 3, "selector": {"matchLabels": bbr_select},
                   "template": {"metadata": {"labels": bbr_labels},
                                "spec": {"serviceAccountName": BBR_NAME, "automountServiceAccountToken": False, "enableServiceLinks": False,
-                                        "securityContext": dict(POD_SECURITY), "containers": [bbr],
+                                        "securityContext": dict(POD_SECURITY), "containers": [bbr], "volumes": [API_TOKEN_VOLUME],
                                         "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
                                                                        "whenUnsatisfiable": "ScheduleAnyway",
                                                                        "labelSelector": {"matchLabels": bbr_select}}]}}}},
@@ -275,7 +306,8 @@ def gateway_manifests(cfg: StackConfig) -> list[Manifest]:
         {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta(BBR_NAME, gw.namespace, bbr_labels),
          "spec": {"maxUnavailable": 1, "selector": {"matchLabels": bbr_select}}},
         # Istio: the router runs as an ext_proc filter of the Gateway's Envoy before the route is chosen (it clears the
-        # route cache after setting the header), buffering the request body it reads `model` from.
+        # route cache after setting the header). The body streams to it (FULL_DUPLEX_STREAMED with trailers, as the
+        # release's chart sets it): BUFFERED would hold the whole prompt in Envoy's buffer and answer 413 above it.
         {"apiVersion": "networking.istio.io/v1alpha3", "kind": "EnvoyFilter", "metadata": meta(BBR_NAME, gw.namespace, bbr_labels),
          "spec": {"workloadSelector": {"labels": {"gateway.networking.k8s.io/gateway-name": gw.gateway_name}},
                   "configPatches": [{"applyTo": "HTTP_FILTER", "match": {"context": "GATEWAY", "listener": {"filterChain": {"filter": {
@@ -283,10 +315,12 @@ def gateway_manifests(cfg: StackConfig) -> list[Manifest]:
                       "patch": {"operation": "INSERT_FIRST", "value": {"name": "envoy.filters.http.ext_proc", "typed_config": {
                           "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
                           "failure_mode_allow": False, "allow_mode_override": True,
-                          "processing_mode": {"request_header_mode": "SEND", "response_header_mode": "SKIP", "request_body_mode": "BUFFERED",
-                                              "response_body_mode": "NONE", "request_trailer_mode": "SKIP", "response_trailer_mode": "SKIP"},
+                          "processing_mode": {"request_header_mode": "SEND", "response_header_mode": "SKIP", "request_body_mode": "FULL_DUPLEX_STREAMED",
+                                              "response_body_mode": "NONE", "request_trailer_mode": "SEND", "response_trailer_mode": "SKIP"},
                           "grpc_service": {"envoy_grpc": {
                               "cluster_name": f"outbound|{BBR_GRPC_PORT}||{BBR_NAME}.{gw.namespace}.svc.cluster.local"}}}}}}]}},
+        # the router always serves TLS (its self-signed certificate; no flag turns it off)
+        destination_rule(BBR_NAME, gw.namespace, bbr_labels),
     ]
 
 

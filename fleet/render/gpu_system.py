@@ -29,7 +29,10 @@ _PLUGIN_NEEDS = {
     "E3": "a device plugin runs on the GPU nodes whose devices it advertises, without requesting a GPU itself",
 }
 DEVICE_PLUGIN_NEEDS = dict(_PLUGIN_NEEDS)
-EFA_PLUGIN_NEEDS = {**_PLUGIN_NEEDS, "D1": "the EFA devices are found in the node's network namespace (hostNetwork, as AWS's "
+EFA_PLUGIN_NEEDS = {**_PLUGIN_NEEDS,
+                    "D3": f"{_PLUGIN_NEEDS['D3']}; the EFA devices it advertises are the node's /dev/infiniband",
+                    "D9": f"{_PLUGIN_NEEDS['D9']}; the EFA devices it advertises are the node's /dev/infiniband",
+                    "D1": "the EFA devices are found in the node's network namespace (hostNetwork, as AWS's "
                                            "manifest runs it)"}
 DCGM_NEEDS = {
     "D3": "DCGM maps GPU metrics to pods through the kubelet's pod-resources socket (/var/lib/kubelet/pod-resources), a host path",
@@ -166,6 +169,7 @@ def dcgm_exporter(settings: DevicePlugin, pools: list[GpuPool], service_monitor:
 
 
 EFA_RESOURCE = "vpc.amazonaws.com/efa"
+INFINIBAND = "/dev/infiniband"
 
 
 def efa_device_plugin(settings: DevicePlugin, pools: list[GpuPool]) -> list[Manifest]:
@@ -189,9 +193,13 @@ def efa_device_plugin(settings: DevicePlugin, pools: list[GpuPool]) -> list[Mani
                     "image": settings.efa_image,
                     "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
                     "resources": {"requests": {"cpu": "10m", "memory": "20Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}},
-                    "volumeMounts": [{"name": "device-plugin", "mountPath": "/var/lib/kubelet/device-plugins"}],
+                    # The EFA devices it advertises live under /dev/infiniband (mounted as the chart of the pinned
+                    # release does: aws/eks-charts stable/aws-efa-k8s-device-plugin); without them it finds none.
+                    "volumeMounts": [{"name": "device-plugin", "mountPath": "/var/lib/kubelet/device-plugins"},
+                                     {"name": "infiniband", "mountPath": INFINIBAND}],
                 }],
-                "volumes": [{"name": "device-plugin", "hostPath": {"path": "/var/lib/kubelet/device-plugins", "type": "Directory"}}],
+                "volumes": [{"name": "device-plugin", "hostPath": {"path": "/var/lib/kubelet/device-plugins", "type": "Directory"}},
+                            {"name": "infiniband", "hostPath": {"path": INFINIBAND}}],
             }},
         },
     }]

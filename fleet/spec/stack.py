@@ -291,10 +291,10 @@ class Secure(Strict):
 
 # Images of the Gateway API Inference Extension release this stack renders for (InferencePool v1,
 # InferenceObjective v1alpha2) and of llm-d's P/D-aware scheduler and routing sidecar.
-EPP_IMAGE = "registry.k8s.io/gateway-api-inference-extension/epp:v1.0.1"
-BBR_IMAGE = "registry.k8s.io/gateway-api-inference-extension/bbr:v1.0.1"
-PD_SCHEDULER_IMAGE = "ghcr.io/llm-d/llm-d-inference-scheduler:v0.3.0"
-ROUTING_SIDECAR_IMAGE = "ghcr.io/llm-d/llm-d-routing-sidecar:v0.3.0"
+EPP_IMAGE = "registry.k8s.io/gateway-api-inference-extension/epp:v1.3.1"
+BBR_IMAGE = "registry.k8s.io/gateway-api-inference-extension/bbr:v1.3.1"
+PD_SCHEDULER_IMAGE = "ghcr.io/llm-d/llm-d-inference-scheduler:v0.5.1"
+ROUTING_SIDECAR_IMAGE = "ghcr.io/llm-d/llm-d-routing-sidecar:v0.5.1"
 
 
 class Gateway(Strict):
