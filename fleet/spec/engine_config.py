@@ -109,4 +109,15 @@ def _secret_names(engine: EngineConfig, value: str, issue: Any, stack: str) -> l
         issue(SECRETS_KEY, "expected a map of secret names to values — set each with `pulumi config set --secret --path "
                            f"'{SECRETS_KEY}.<name>' <value>`")
         return None
+    empty = sorted(str(k) for k, v in parsed.items() if v is None or (isinstance(v, str) and not v.strip()))
+    if empty:
+        for name in empty:
+            issue(SECRETS_KEY, f"secret '{name}' is empty — {empty_secret_fix(stack, f'{SECRETS_KEY}.{name}')}")
+        return None
     return [str(k) for k in parsed]
+
+
+def empty_secret_fix(stack: str, key: str) -> str:
+    """An empty or blank secret is refused like a missing one: the server would start with an empty API key or token."""
+    return (f"an empty or blank value is refused like a missing one (the server would run with an empty key or token); set the "
+            f"real value with `pulumi config set --stack {stack} --secret --path '{key}' <value>`")
