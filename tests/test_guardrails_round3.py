@@ -66,3 +66,103 @@ def test_codeowners_refuses_a_team_file_that_validate_refuses(project: Path, cap
     assert "stacks/teams/search.yaml:" in err and "unknown key 'ownrs'" in err
     assert main(["--root", str(project), "validate", "--stack", "dev"]) == 2
     assert "unknown key 'ownrs'" in capsys.readouterr().err
+
+
+# apimachinery's own cases (kubernetes/apimachinery@v0.33.0:pkg/util/validation/validation_test.go), run through the
+# one module every config field uses.
+APIMACHINERY_CASES = {
+    "qualified_name": (["simple", "now-with-dashes", "1-starts-with-num", "1234", "simple/simple", "now-with-dashes/simple",
+                        "now.with.dots/simple", "1-num.2-num/3-num", "1.2.3.4/5678", "Uppercase_Is_OK_123",
+                        "example.com/Uppercase_Is_OK_123", "requests.storage-foo", "a" * 63, "a" * 253 + "/" + "b" * 63],
+                       ["nospecialchars%^=@", "cantendwithadash-", "-cantstartwithadash-", "only/one/slash", "Example.com/abc",
+                        "example_com/abc", "example.com/", "/simple", "a" * 64, "a" * 254 + "/abc", "simple\n"]),
+    "label_value": (["simple", "now-with-dashes", "1-starts-with-num", "end-with-num-1", "1234", "a" * 63, ""],
+                    ["nospecialchars%^=@", "Tama-nui-te-rā.is.Māori.sun", "\\backslashes\\are\\bad", "-starts-with-dash",
+                     "ends-with-dash-", ".starts.with.dot", "ends.with.dot.", "a" * 64, "x\n"]),
+    "config_map_key": (["a", "good", "good-good", "still.good", "this.is.also.good", ".so.is.this", "THIS_IS_GOOD", "so_is_this_17"],
+                       [".", "..", "..bad", "b*d", "bad!&bad", "a/b", "/etc/x", "../../../etc/x", "", "k" * 254, "key\n"]),
+    "dns1123_label": (["a", "ab", "abc", "a1", "a-1", "a--1--2--b", "0", "01", "1-2", "a" * 63],
+                      ["", "A", "ABC", "aBc", "A1", "A-1", "1-A", "-", "a-", "-a", "1-", "-1", "_", "a_", "_a", "a_b", "1_", "_1",
+                       "1_2", ".", "a.", ".a", "a.b", "1.", ".1", "1.2", " ", "a ", " a", "a b", "1 ", " 1", "1 2", "a" * 64]),
+    "dns1123_subdomain": (["a", "ab", "abc", "a1", "a-1", "a--1--2--b", "0", "01", "1-2", "a.a", "ab.a", "a-1.a", "0.a",
+                           "a.b.c.d.e", "aaaaaaaaaa.bbbbbbbbbb.cccccccccc", ("a" * 63 + ".") * 3 + "a" * 61],
+                          ["", "A", "ABC", "a-", "-a", "_a", "a..b", "a.", ".a", "a.-b", "a-.b", "a_b", "a b",
+                           ("a" * 63 + ".") * 3 + "a" * 62]),
+}
+
+
+@pytest.mark.parametrize("rule", sorted(APIMACHINERY_CASES))
+def test_names_are_checked_as_the_api_server_checks_them(rule: str) -> None:
+    from fleet import k8s_names
+
+    check = getattr(k8s_names, rule)
+    good, bad = APIMACHINERY_CASES[rule]
+    assert [v for v in good if check(v)] == []
+    assert [v for v in bad if not check(v)] == []
+
+
+# Every config field whose value becomes a Kubernetes name, key, path or label: (file, old text, new text, field path,
+# the rule's words).
+K8S_NAMES = {
+    "secret key a relative path": ("stacks/teams/search.yaml", "    api_key: {secret: search-api-key}\n    structured_outputs",
+                                   "    api_key: {secret: search-api-key, key: ../../../etc/x}\n    structured_outputs",
+                                   "models[0].api_key.key", "not valid as a Secret key"),
+    "secret key absolute": ("stacks/teams/search.yaml", "    api_key: {secret: search-api-key}\n    structured_outputs",
+                            "    api_key: {secret: search-api-key, key: /etc/passwd}\n    structured_outputs",
+                            "models[0].api_key.key", "no '/', so not a path"),
+    "secret key with a slash": ("stacks/teams/search.yaml", "    api_key: {secret: search-api-key}\n    structured_outputs",
+                                "    api_key: {secret: search-api-key, key: keys/api}\n    structured_outputs",
+                                "models[0].api_key.key", "no '/', so not a path"),
+    "secret key dot-dot": ("stacks/teams/search.yaml", "    api_key: {secret: search-api-key}\n    structured_outputs",
+                           "    api_key: {secret: search-api-key, key: ..data}\n    structured_outputs",
+                           "models[0].api_key.key", "must not start with '..'"),
+    "existing secret with an empty part": ("stacks/teams/search.yaml", "    api_key: {secret: search-api-key}\n    structured_outputs",
+                                           "    api_key: {existing_secret: api..key}\n    structured_outputs",
+                                           "models[0].api_key.existing_secret", "not valid as a Secret name"),
+    "existing secret too long": ("stacks/teams/search.yaml", "    api_key: {secret: search-api-key}\n    structured_outputs",
+                                 "    api_key: {existing_secret: " + "a" * 254 + "}\n    structured_outputs",
+                                 "models[0].api_key.existing_secret", "must be no more than 253 characters"),
+    "stack secret ending in a dash": ("stacks/Pulumi.dev.yaml", "    search-api-key:\n", "    search-api-key-:\n",
+                                      "config.vllm-fleet:secrets.search-api-key-", "not valid as a secret name"),
+    "gateway namespace too long": ("stacks/Pulumi.dev.yaml", "    namespace: gateway\n", "    namespace: " + "g" * 64 + "\n",
+                                   "config.vllm-fleet:gateway.namespace", "must be no more than 63 characters"),
+    "adapter namespace with a dot": ("stacks/Pulumi.dev.yaml", "    backend: hpa\n", "    backend: hpa\n    adapter_namespace: mon.itoring\n",
+                                     "config.vllm-fleet:autoscaling.adapter_namespace", "must not contain dots"),
+    "ingress class in capitals": ("stacks/Pulumi.dev.yaml", "    namespace: gateway\n", "    namespace: gateway\n    ingress_class: NGINX\n",
+                                  "config.vllm-fleet:gateway.ingress_class", "not valid as an object name"),
+    "tls secret with an underscore": ("stacks/Pulumi.dev.yaml", "    namespace: gateway\n",
+                                      "    namespace: gateway\n    tls_secret_name: llm_tls\n",
+                                      "config.vllm-fleet:gateway.tls_secret_name", "not valid as a Secret name"),
+    "hostname suffix starting with a dot": ("stacks/Pulumi.dev.yaml", "    namespace: gateway\n",
+                                            "    namespace: gateway\n    hostname_suffix: .example.com\n",
+                                            "config.vllm-fleet:gateway.hostname_suffix", "not valid as a host name suffix"),
+    "gateway name too long for its Service": ("stacks/Pulumi.dev.yaml", "    namespace: gateway\n",
+                                              "    namespace: gateway\n    gateway_name: " + "g" * 60 + "\n",
+                                              "config.vllm-fleet:gateway.gateway_name", "must be no more than 57 characters here"),
+    "pool label key with two slashes": ("stacks/Pulumi.dev.yaml", "      desired_size: 2\n",
+                                        "      desired_size: 2\n      labels: {a/b/c: x}\n",
+                                        "config.vllm-fleet:gpu_pools[0].labels.a/b/c", "not valid as a label key"),
+    "pool label value too long": ("stacks/Pulumi.dev.yaml", "      desired_size: 2\n",
+                                  "      desired_size: 2\n      labels: {tier: " + "v" * 64 + "}\n",
+                                  "config.vllm-fleet:gpu_pools[0].labels.tier", "not valid as a label value"),
+    "pool label key prefix in capitals": ("stacks/Pulumi.dev.yaml", "      desired_size: 2\n",
+                                          "      desired_size: 2\n      labels: {Example.com/tier: a}\n",
+                                          "config.vllm-fleet:gpu_pools[0].labels.Example.com/tier", "prefix part"),
+    "exemption of an object with an empty name part": ("stacks/Pulumi.dev.yaml", "  vllm-fleet:spare_gpus: 1\n",
+                                                       "  vllm-fleet:spare_gpus: 1\n  vllm-fleet:policy:\n    exemptions:\n"
+                                                       "      - {rule: D11, resource: Deployment/team-search/a..b, reason: the runtime hook writes}\n",
+                                                       "config.vllm-fleet:policy.exemptions[0].resource", "not an object name"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(K8S_NAMES))
+def test_a_name_the_api_server_refuses_is_a_config_error_at_its_line(project: Path, capsys, case: str) -> None:
+    file, old, new, field, words = K8S_NAMES[case]
+    edit(project / file, old, new)
+    # the value is on the last line the edit adds
+    line = max(i for i, text in enumerate((project / file).read_text().splitlines(), 1) if text.rstrip() and text in new.splitlines()
+               and text not in old.splitlines())
+    assert main(["--root", str(project), "validate", "--stack", "dev"]) == 2
+    err = capsys.readouterr().err
+    assert f"{file}:{line} {field}: " in err and words in err, err
+    assert "Traceback" not in err

@@ -85,10 +85,18 @@ def parse_stack_config(engine: EngineConfig, stack: str) -> tuple[StackConfig | 
             data[key] = value
     if issues:
         return None, issues
+    secret_names = data.get(SECRETS_KEY, ())
+
+    def by_name(path: tuple[str | int, ...]) -> tuple[str | int, ...]:
+        # the names are validated as a sorted tuple: report each at its own key, not at its index
+        if len(path) >= 3 and path[:2] == ("config", SECRETS_KEY) and isinstance(path[2], int) and path[2] < len(secret_names):
+            return (*path[:2], secret_names[path[2]], *path[3:])
+        return path
+
     try:
         return StackConfig.model_validate(data), []
     except ValidationError as exc:
-        found = translate(exc, StackConfig, src, stack, prefix=("config",))
+        found = translate(exc, StackConfig, src, stack, prefix=("config",), line_path=by_name)
         if engine.environments:
             imported = ", ".join(engine.environments)
             found = [ConfigIssue(i.file, i.line, i.path, f"{i.message} (the stack imports {imported}: a value only an "
