@@ -166,3 +166,68 @@ def test_a_name_the_api_server_refuses_is_a_config_error_at_its_line(project: Pa
     err = capsys.readouterr().err
     assert f"{file}:{line} {field}: " in err and words in err, err
     assert "Traceback" not in err
+
+
+def _size(capsys, *argv: str) -> tuple[int, dict]:
+    code = main(["size", *argv, "--json"])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, json.loads(out)
+
+
+def test_size_refuses_a_tensor_parallel_size_that_does_not_split_the_kv_heads(capsys) -> None:
+    # 48 query heads divide by 4 and 8, the 6 KV heads neither divide by 4 nor divide 8: vLLM's QKVParallelLinear refuses both
+    arch = ["--params-b", "13", "--layers", "40", "--kv-heads", "6", "--attention-heads", "48", "--head-dim", "128",
+            "--hidden-size", "6144", "--gpu", "H100"]
+    for tp in ("4", "8"):
+        code, d = _size(capsys, *arch, "--tp", tp)
+        assert code == 1 and not d["fits"], d
+        assert f"tensor parallel size {tp} and the 6 KV heads" in d["reason"] and d["reason"].endswith("use 1, 2, 3, 6, 12, 24, 48"), d
+        assert d["fixes"] == ["set tensor_parallel_size to 1 or 2 or 3 or 6"], d
+    code, d = _size(capsys, *arch, "--tp", "2")
+    assert code == 0 and d["fits"], d
+
+
+def test_size_refuses_a_tensor_parallel_size_that_does_not_divide_the_attention_heads(capsys) -> None:
+    code, d = _size(capsys, "--model", "Qwen/Qwen2.5-7B-Instruct", "--gpu", "H100", "--tp", "8")
+    assert code == 1 and "tensor parallel size 8 does not divide the 28 attention heads: vLLM refuses it at start — use 1, 2, 4" in d["reason"]
+    code, d = _size(capsys, "--params-b", "7", "--layers", "28", "--kv-heads", "4", "--attention-heads", "28", "--head-dim", "128",
+                    "--gpu", "H100", "--tp", "8")
+    assert code == 1 and "does not divide the 28 attention heads" in d["reason"]
+
+
+def test_size_refuses_more_ranks_than_the_instance_has_gpus(capsys) -> None:
+    code, d = _size(capsys, "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "g6e.xlarge", "--tp", "2")
+    assert code == 1 and "= 2 is more than the 1 GPUs of g6e.xlarge" in d["reason"] and d["fixes"] == ["set tensor_parallel_size to 1"]
+    code, d = _size(capsys, "--model", "meta-llama/Llama-3.1-70B-Instruct", "--gpu", "H100", "--tp", "8", "--pp", "2")
+    assert code == 1 and "8 × 2 = 16 is more than the 8 GPUs of the largest H100 instance (p5.48xlarge)" in d["reason"]
+
+
+def test_recommend_offers_no_shape_vllm_refuses_for_the_heads() -> None:
+    from fleet.recommend import recommend
+    from fleet.sizing import LATEST_PROFILE, Arch, parallelism_problems
+
+    arch = Arch(id="acme/custom-13b", params_b=13, layers=40, kv_heads=6, head_dim=128, hidden_size=6144, vocab_size=32000,
+                attention_heads=48, max_context=32768)
+    options = recommend(arch, 8192, 8, "us-east-1", engine_profile=LATEST_PROFILE)
+    assert any(o.fits for o in options)
+    assert all(not parallelism_problems(arch, o.tp) for o in options if o.fits)
+    refused = [o for o in options if o.tp in (4, 8)]
+    assert refused and all(not o.fits and "and the 6 KV heads" in o.reason for o in refused)
+
+
+def test_a_team_file_with_a_tensor_parallel_size_the_kv_heads_refuse_is_a_config_error(project: Path, capsys) -> None:
+    team = project / "stacks" / "teams" / "research.yaml"
+    team.write_text(team.read_text() + """  - name: custom
+    model: acme/custom-13b
+    pool: l40s
+    tensor_parallel_size: 4
+    max_model_len: 8192
+    architecture: {params_b: 13, layers: 40, kv_heads: 6, attention_heads: 48, head_dim: 128, hidden_size: 6144}
+    api_key: {secret: research-api-key}
+""")
+    line = team.read_text().splitlines().index("    tensor_parallel_size: 4") + 1
+    assert main(["--root", str(project), "validate", "--stack", "prod"]) == 2
+    err = capsys.readouterr().err
+    assert (f"stacks/teams/research.yaml:{line} models[2].tensor_parallel_size: acme/custom-13b: tensor parallel size 4 and the "
+            "6 KV heads") in err, err

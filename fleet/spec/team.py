@@ -59,6 +59,8 @@ class Architecture(Strict):
     params_b: float = Field(gt=0, le=5000, description="Total parameters in billions.")
     layers: int = Field(ge=1, le=1000)
     kv_heads: int = Field(ge=1, le=1024, description="Key/value heads (GQA); equals attention heads without GQA.")
+    attention_heads: int | None = Field(None, ge=1, le=1024, description="Query heads (`num_attention_heads`); the "
+                                        "tensor-parallel size must divide them, as vLLM checks at start.")
     head_dim: int = Field(ge=1, le=1024)
     hidden_size: int | None = Field(None, ge=1)
     vocab_size: int | None = Field(None, ge=1)
