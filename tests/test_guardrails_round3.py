@@ -231,3 +231,19 @@ def test_a_team_file_with_a_tensor_parallel_size_the_kv_heads_refuse_is_a_config
     err = capsys.readouterr().err
     assert (f"stacks/teams/research.yaml:{line} models[2].tensor_parallel_size: acme/custom-13b: tensor parallel size 4 and the "
             "6 KV heads") in err, err
+
+
+def test_an_issue_stays_one_line_whatever_was_typed_into_a_key(project: Path, capsys) -> None:
+    # found by tests/test_fuzz_config.py: a key with a newline split the error over two lines
+    edit(project / "stacks" / "Pulumi.dev.yaml", "  vllm-fleet:spare_gpus: 1\n", "  ? \"vllm-fleet:pool\\n\\u202e\"\n  : 1\n")
+    assert main(["--root", str(project), "validate", "--stack", "dev"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and lines[1].startswith("  stacks/Pulumi.dev.yaml:"), lines
+    assert "unknown key 'vllm-fleet:pool\\n\\u202e'" in lines[1], lines
+
+
+def test_a_team_file_without_models_is_a_team_without_models(project: Path, capsys) -> None:
+    # found by tests/test_fuzz_config.py: a KeyError once the team validated
+    write(project / "stacks" / "teams" / "search.yaml", "name: search\nowners: ['@acme/search-ml']\n")
+    assert main(["--root", str(project), "validate", "--stack", "dev"]) == 0
+    assert "config valid" in capsys.readouterr().out

@@ -148,7 +148,7 @@ def load_team(path: FsPath, display: str, stack: str, cfg: StackConfig | None, k
         return None, issues
     if cfg is None or stack not in grant.gpu_quota:
         return None, issues
-    raw_models = src.data["models"]
+    raw_models = src.data.get("models") or []
     resolved: list[ResolvedModel] = []
     for i in index:
         raw = dict(raw_models[i])
