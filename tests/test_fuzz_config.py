@@ -40,7 +40,7 @@ UNICODE = ["ｑｗｅｎ", "İstanbul", "K", "名前", "qwen\u202e", "é", "🤖
            "Ⅻ", "١٢٣", "pool\n", " l40s"]
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=False, width=32), st.sampled_from(HUGE),
                     st.sampled_from(UNICODE), st.text(max_size=12))
-WRONG_TYPES = st.one_of(SCALARS, st.lists(SCALARS, max_size=3), st.dictionaries(st.sampled_from(UNICODE + ["name", "x"]), SCALARS,
+WRONG_TYPES = st.one_of(SCALARS, st.lists(SCALARS, max_size=3), st.dictionaries(st.sampled_from([*UNICODE, "name", "x"]), SCALARS,
                                                                                  max_size=2))
 
 
