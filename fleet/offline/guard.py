@@ -194,8 +194,15 @@ def main(path: Path) -> int:
     return 0
 
 
+# Lines are placed for documents up to this size; a larger malformed one is reported by field path alone (the line
+# map is built in Python, seconds per 10 MiB).
+LINE_MAP_MAX_BYTES = 8 << 20
+
+
 def _lines(text: str, file: str) -> Located | None:
     """The line of every path of a malformed document (JSON is YAML: the config loader's line map), read only when there
-    is an error to place; None when the text does not read as YAML."""
+    is an error to place; None when the text is too large or does not read as YAML."""
+    if len(text) > LINE_MAP_MAX_BYTES:
+        return None
     located, issues = load_text(text, file)
     return None if issues else located
