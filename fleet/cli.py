@@ -119,6 +119,8 @@ def _parser() -> argparse.ArgumentParser:
     sz.add_argument("--layers", type=positive_int)
     sz.add_argument("--kv-heads", type=positive_int)
     sz.add_argument("--head-dim", type=positive_int)
+    sz.add_argument("--attention-heads", type=positive_int,
+                    help="with --params-b: query heads, so that the tensor-parallel size is checked against them as vLLM does")
     sz.add_argument("--hidden-size", type=positive_int)
     sz.add_argument("--vocab-size", type=positive_int)
     sz.add_argument("--gpu", help="GPU model (H100, L40S, A100-40GB...) or instance type (p5.48xlarge) from the catalog: "
@@ -279,7 +281,7 @@ def cmd_validate(args: argparse.Namespace, root: Path) -> int:
 
 def cmd_size(args: argparse.Namespace, root: Path) -> int:
     from fleet.catalog import gpu_instance_types
-    from fleet.sizing import Arch, Settings, arch_from_config_json, engine_profile_for, model_catalog, size
+    from fleet.sizing import Arch, Settings, arch_from_config_json, engine_profile_for, gpu_count_problem, model_catalog, size, tensor_parallel_fixes
 
     if args.model:
         arch = model_catalog().get(args.model)
@@ -300,36 +302,45 @@ def cmd_size(args: argparse.Namespace, root: Path) -> int:
             return EXIT_CONFIG
         try:
             arch = Arch(id=f"{args.params_b}B", params_b=args.params_b, layers=args.layers, kv_heads=args.kv_heads,
-                        head_dim=args.head_dim, hidden_size=args.hidden_size, vocab_size=args.vocab_size)
+                        head_dim=args.head_dim, hidden_size=args.hidden_size, vocab_size=args.vocab_size,
+                        attention_heads=args.attention_heads)
         except ValueError as exc:
             print(f"size: {exc}", file=sys.stderr)
             return EXIT_CONFIG
     if not args.gpu and not args.gpu_memory_gib:
         print("size: give --gpu (a catalog GPU or instance type), --gpu-memory-gib, or both", file=sys.stderr)
         return EXIT_CONFIG
-    gpus_per_node, gpu_model = 8, None
+    gpus_per_node, gpu_model, where = 8, None, None
     if args.gpu:
         catalog = gpu_instance_types()
-        inst = catalog.get(args.gpu) or next((i for i in catalog.values() if i.gpu_model.lower() == args.gpu.lower()), None)
+        # a GPU model: its largest instance (the most GPUs one server of that model can have)
+        inst = catalog.get(args.gpu) or max((i for i in catalog.values() if i.gpu_model.lower() == args.gpu.lower()),
+                                            key=lambda i: i.gpus, default=None)
         if inst is None:
             models = sorted({i.gpu_model for i in catalog.values()})
             print(f"--gpu {args.gpu}: not a GPU model ({', '.join(models)}) or instance type of the catalog", file=sys.stderr)
             return EXIT_CONFIG
         memory, gpus_per_node, gpu_model = args.gpu_memory_gib or inst.gpu_usable_memory_gib, inst.gpus, inst.gpu_model
+        where = inst.instance_type if args.gpu == inst.instance_type else f"the largest {inst.gpu_model} instance ({inst.instance_type})"
     else:
         memory = args.gpu_memory_gib
     try:
-        result = size(arch, Settings(
+        settings = Settings(
             gpu_memory_gib=memory, gpus_per_node=gpus_per_node, tensor_parallel_size=args.tp, pipeline_parallel_size=args.pp,
             max_model_len=args.max_model_len, gpu_memory_utilization=args.gpu_memory_utilization, dtype=args.dtype,
             quantization=args.quantization, kv_cache_dtype=args.kv_cache_dtype,
             max_num_batched_tokens=args.max_num_batched_tokens, max_num_seqs=args.max_num_seqs, gpu_model=gpu_model,
             enforce_eager=args.enforce_eager, data_parallel_size=args.dp, expert_parallel=args.enable_expert_parallel,
             engine_profile=engine_profile_for(args.vllm_version or NEWEST_VLLM),
-            flashinfer_sampler=None if args.sampler is None else args.sampler == "flashinfer"))
+            flashinfer_sampler=None if args.sampler is None else args.sampler == "flashinfer")
+        result = size(arch, settings)
     except ValueError as exc:
         print(f"size: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    too_many = gpu_count_problem(args.tp, args.pp, gpus_per_node, where) if where is not None else None
+    if too_many is not None:  # one server on one instance: vLLM refuses more ranks than the node has GPUs
+        reason = too_many if result.fits else f"{too_many}; {result.reason}"
+        result.fits, result.reason, result.fixes = False, reason, tensor_parallel_fixes(arch, settings)
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_\-:.@/]+$")
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_\-:.@/]+")
 # Credentials by their well-known shapes: Hugging Face, OpenAI-style and GitHub tokens, AWS access keys, JWTs, PEM keys,
 # `user:password@` in URLs. Never printed back, whatever field they were typed into.
 CREDENTIAL = re.compile(
@@ -19,6 +19,12 @@ def redact(text: str) -> str:
     return CREDENTIAL.sub("<redacted>", text)
 
 
+def printable(text: str) -> str:
+    """`text` with control and other invisible characters (a newline typed into a key, a right-to-left override)
+    escaped, so that every issue stays one line that shows what was typed."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
 @dataclass(frozen=True, order=True)
 class ConfigIssue:
     file: str
@@ -27,8 +33,8 @@ class ConfigIssue:
     message: str
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "message", redact(self.message))
-        object.__setattr__(self, "path", redact(self.path))
+        object.__setattr__(self, "message", printable(redact(self.message)))
+        object.__setattr__(self, "path", printable(redact(self.path)))
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
@@ -53,7 +59,7 @@ def format_path(loc: tuple[str | int, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif _PLAIN_KEY.match(str(part)):
+        elif _PLAIN_KEY.fullmatch(str(part)):
             out += ("." if out else "") + str(part)
         else:  # a key with spaces or brackets would make the path ambiguous
             out += f"[{str(part)!r}]"

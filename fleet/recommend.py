@@ -1,7 +1,8 @@
 """Which GPU shapes can serve a model at a context length and concurrency, and what each costs.
 
-Every instance type of the GPU catalog × every tensor-parallel size that fits in one node (and divides the model's
-attention heads), and two-stage pipelines across whole EFA nodes, is sized with the fit check. A shape that fits
+Every instance type of the GPU catalog × every tensor-parallel size that fits in one node, and two-stage pipelines
+across whole EFA nodes, is sized with the fit check; a size vLLM refuses for the model's attention or KV heads
+(fleet.sizing.parallelism_problems) is listed as not fitting, with the reason. A shape that fits
 serves `max_concurrency` sequences of `max_model_len` tokens per replica (its KV cache, capped by max_num_seqs);
 the replicas needed for the asked concurrency are packed onto whole nodes and priced on demand in the region.
 Options that fit come first, cheapest first; the others say why they fail. Pure functions: no Pulumi.
@@ -14,7 +15,7 @@ from dataclasses import asdict, dataclass
 from functools import partial
 
 from fleet.catalog import gpu_instance_types, prices
-from fleet.sizing import Arch, Settings, default_batched_tokens, size
+from fleet.sizing import Arch, Settings, default_batched_tokens, parallelism_problems, size
 
 TENSOR_PARALLEL_SIZES = (1, 2, 4, 8)
 
@@ -49,10 +50,10 @@ def recommend(arch: Arch, max_model_len: int, concurrency: int, region: str, *, 
               if tp <= inst.gpus and (pp == 1 or (tp == inst.gpus and inst.efa))]
     for inst, tp, pp in shapes:
         shape = partial(Option, instance_type=inst.instance_type, gpu=inst.gpu_model, tp=tp, pp=pp)
-        if arch.attention_heads and arch.attention_heads % tp:
+        refused = parallelism_problems(arch, tp)
+        if refused:  # vLLM refuses the shape at start: offered only as rejected, with the reason
             options.append(shape(replicas=None, nodes=None, kv_cache_tokens=0, max_concurrency=0.0,
-                                  usd_per_hour=None, fits=False,
-                                  reason=f"tensor parallel {tp} does not divide the {arch.attention_heads} attention heads"))
+                                  usd_per_hour=None, fits=False, reason="; ".join(refused)))
             continue
         settings = Settings(gpu_memory_gib=inst.gpu_usable_memory_gib, gpus_per_node=inst.gpus, tensor_parallel_size=tp,
                             pipeline_parallel_size=pp, max_model_len=max_model_len, gpu_model=inst.gpu_model, engine_profile=engine_profile,

@@ -541,6 +541,55 @@ def expert_fraction(arch: Arch) -> float:
     return min(max(routed / arch.params_b, 0.0), 1.0)
 
 
+# What vLLM checks of the tensor-parallel size before it loads anything (the same in both bundled releases, 0.32.0 and
+# 0.33.0): ModelConfig.verify_with_parallel_config refuses a size that does not divide the attention heads
+# (vllm-project/vllm@v0.33.0:vllm/config/model.py, "Total number of attention heads (…) must be divisible by tensor
+# parallel size"), and QKVParallelLinear splits the KV heads evenly over the ranks, or replicates each over a whole
+# number of ranks when there are fewer KV heads than ranks (vllm/model_executor/layers/linear.py: divide(total_kv, tp)
+# or divide(tp, total_kv), which asserts divisibility). MLA models (kv_lora_rank) keep a latent KV cache that is not
+# split by heads: only the attention heads count.
+TENSOR_PARALLEL_CANDIDATES = tuple(range(1, 65))
+
+
+def _tp_divides_heads(arch: Arch, tp: int) -> bool:
+    return not arch.attention_heads or arch.attention_heads % tp == 0
+
+
+def _tp_splits_kv_heads(arch: Arch, tp: int) -> bool:
+    if arch.kv_lora_rank is not None or not arch.kv_heads:
+        return True
+    return tp % arch.kv_heads == 0 if tp >= arch.kv_heads else arch.kv_heads % tp == 0
+
+
+def valid_tensor_parallel_sizes(arch: Arch) -> list[int]:
+    """The tensor-parallel sizes up to 64 vLLM accepts for the model's heads."""
+    return [tp for tp in TENSOR_PARALLEL_CANDIDATES if _tp_divides_heads(arch, tp) and _tp_splits_kv_heads(arch, tp)]
+
+
+def parallelism_problems(arch: Arch, tp: int) -> list[str]:
+    """Why vLLM refuses this tensor-parallel size for the model at start (empty when it accepts it)."""
+    out = []
+    use = f"use {', '.join(map(str, valid_tensor_parallel_sizes(arch)))}"
+    if not _tp_divides_heads(arch, tp):
+        out.append(f"tensor parallel size {tp} does not divide the {arch.attention_heads} attention heads: vLLM refuses it at "
+                   f"start — {use}")
+    if not _tp_splits_kv_heads(arch, tp):
+        out.append(f"tensor parallel size {tp} and the {arch.kv_heads} KV heads: vLLM splits the KV heads evenly over the GPUs, "
+                   f"or copies each to a whole number of them, so one must divide the other; it refuses {tp} at start — {use}")
+    return out
+
+
+def gpu_count_problem(tp: int, pp: int, gpus: int, where: str) -> str | None:
+    """vLLM refuses a world size (TP × PP) larger than the GPUs of its node unless it runs across nodes (Ray or
+    --nnodes): vllm-project/vllm@v0.33.0:vllm/config/parallel.py ParallelConfig.__post_init__ ("World size (…) is
+    larger than the number of available GPUs (…) in this node")."""
+    if tp * pp <= gpus:
+        return None
+    return (f"tensor × pipeline parallel size {tp} × {pp} = {tp * pp} is more than the {gpus} GPUs of {where}: vLLM refuses a "
+            "world size larger than its node's GPUs at start — lower tensor_parallel_size, or serve it as a multi-node replica "
+            "from a team file (whole nodes)")
+
+
 def weights_gib_per_gpu(arch: Arch, s: Settings) -> float:
     """Quantization applies to the linear layers; embeddings and lm_head stay 16-bit (and whatever else the
     catalog says a natively quantized checkpoint keeps 16-bit, like gpt-oss's attention). Data parallel ranks each
@@ -793,7 +842,10 @@ def size(arch: Arch, s: Settings, *, explain: bool = True) -> Sizing:
     needed = pool.request_bytes(max_len) / GIB if pool else 0.0
     method = s.quantization or (arch.default_dtype if arch.default_dtype in MIN_CAPABILITY else None)
     capability = GPU_CAPABILITY.get(s.gpu_model or "")
-    if method in MIN_CAPABILITY and capability is not None and capability < MIN_CAPABILITY[method]:
+    refused = parallelism_problems(arch, s.tensor_parallel_size)
+    if refused:
+        fits, reason = False, "; ".join(refused)
+    elif method in MIN_CAPABILITY and capability is not None and capability < MIN_CAPABILITY[method]:
         fits, reason = False, (f"{method} needs a GPU of compute capability {MIN_CAPABILITY[method] / 10:.1f} or newer and the "
                                f"{s.gpu_model} is {capability / 10:.1f}: vLLM refuses to start")
     elif weights > budget:
@@ -831,6 +883,8 @@ def fixes(arch: Arch, s: Settings) -> list[str]:
     """Concrete changes that make it fit, each verified by re-running the check."""
     out: list[str] = []
     tp = s.tensor_parallel_size
+    if parallelism_problems(arch, tp):  # nothing else fits at a size vLLM refuses
+        return tensor_parallel_fixes(arch, s)
     for bigger in (2 * tp, 4 * tp, 8 * tp):
         if bigger * s.pipeline_parallel_size <= s.gpus_per_node and size(arch, replace(s, tensor_parallel_size=bigger), explain=False).fits:
             out.append(f"raise tensor_parallel_size to {bigger}")
@@ -876,6 +930,13 @@ def fixes(arch: Arch, s: Settings) -> list[str]:
             out.append(f"lower gpu_memory_utilization to {lower:g} (leaves room for what runs outside the budget)")
             break
     return out
+
+
+def tensor_parallel_fixes(arch: Arch, s: Settings) -> list[str]:
+    """The tensor-parallel sizes vLLM accepts for the model that fit on the node (TP × PP within its GPUs)."""
+    sizes = [n for n in valid_tensor_parallel_sizes(arch) if n * s.pipeline_parallel_size <= s.gpus_per_node
+             and size(arch, replace(s, tensor_parallel_size=n), explain=False).fits]
+    return [f"set tensor_parallel_size to {' or '.join(map(str, sizes))}"] if sizes else []
 
 
 def _longest_fitting_len(arch: Arch, s: Settings) -> int:

@@ -22,7 +22,7 @@ CASES = {
         "stacks/teams/search.yaml:5 models[0].name: '3b-qwen' starts with a digit", "e.g. 'qwen-3b'"),
     "tensor parallel that does not divide the heads": (
         TEAM, THROUGHPUT, THROUGHPUT + "    tensor_parallel_size: 3\n", "dev",
-        "models[0].tensor_parallel_size: 3 does not divide the 16 attention heads", "use 1, 2, 4, 8, 16"),
+        "models[0].tensor_parallel_size: Qwen/Qwen2.5-3B-Instruct: tensor parallel size 3 does not divide the 16 attention heads", "use 1, 2, 4, 8, 16"),
     "max_model_len above the model's context": (
         TEAM, "max_model_len: 16384", "max_model_len: 131072", "dev",
         "stacks/teams/search.yaml:9 models[0].max_model_len: 131,072 is above", "lower max_model_len to 32,768"),

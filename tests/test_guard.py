@@ -70,7 +70,7 @@ def test_an_unknown_operation_fails_closed(tmp_path: Path, capsys) -> None:
     assert main(["guard", str(path)]) == 0
 
 
-@pytest.mark.parametrize("step", [{"op": "delete"}, {"op": "Replace", "urn": ["not", "a", "string"]}, {"op": "delete", "urn": "x"}])
+@pytest.mark.parametrize("step", [{"op": "delete"}, {"op": "Replace", "urn": ""}, {"op": "delete", "urn": "x"}])
 def test_a_destructive_step_that_does_not_say_what_it_deletes_is_blocked(tmp_path: Path, capsys, step: dict) -> None:
     assert main(["guard", str(_preview(tmp_path, [step]))]) == 1
     assert "no urn or type to tell what it is: treated as stateful" in capsys.readouterr().out
@@ -88,13 +88,44 @@ def test_an_fsx_association_that_would_delete_the_cached_files_is_blocked(tmp_pa
     assert "set it to false" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("steps", [{"a": 1}, ["op"], [{"op": "delete", "oldState": "x"}], [{"op": 3, "urn": None}], None])
-def test_malformed_previews_are_exit_2_or_judged_never_a_traceback(tmp_path: Path, capsys, steps: object) -> None:
-    code = main(["guard", str(_preview(tmp_path, steps))])
-    err = capsys.readouterr().err
-    assert code in (0, 1, 2)
-    if code == 2:
-        assert "not a `pulumi preview --json` document" in err
+MALFORMED = {
+    "steps null": (None, "steps: is null"),
+    "steps an object": ({"a": 1}, "steps: expected a list, got an object"),
+    "steps a string": ("delete everything", "steps: expected a list, got a string"),
+    "a step a string": (["op"], "steps[0]: expected an object, got a string"),
+    "no op": ([{"urn": "urn:pulumi:prod::p::kubernetes:core/v1:PersistentVolumeClaim::c"}], "steps[0].op: is missing"),
+    "op a number": ([{"op": 3, "urn": None}], "steps[0].op: expected a string, got a number"),
+    "urn a list": ([{"op": "Replace", "urn": ["not", "a", "string"]}], "steps[0].urn: expected a string, got a list"),
+    "oldState a string": ([{"op": "delete", "oldState": "x"}], "steps[0].oldState: expected an object, got a string"),
+    "type a list": ([{"op": "delete", "oldState": {"type": ["x"]}}], "steps[0].oldState.type: expected a string, got a list"),
+    "protect a string": ([{"op": "update", "oldState": {"protect": "yes"}}], "steps[0].oldState.protect: expected true or false"),
+    "inputs a list": ([{"op": "delete", "oldState": {"inputs": []}}], "steps[0].oldState.inputs: expected an object, got a list"),
+    "reasons not strings": ([{"op": "replace", "replaceReasons": [None]}], "steps[0].replaceReasons[0]: expected a string, got null"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_a_malformed_preview_is_exit_2_naming_the_field_never_a_preview_of_nothing(tmp_path: Path, capsys, case: str) -> None:
+    steps, problem = MALFORMED[case]
+    path = tmp_path / "preview.json"
+    # as the engine prints it: indented, one key a line, so the line names the step
+    path.write_text(json.dumps({"config": {}, "steps": steps}, indent=1))
+    code = main(["guard", str(path)])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "", (out, err)
+    assert "not a `pulumi preview --json` document" in err and f"{path}:" in err and problem in err, err
+
+
+def test_the_line_of_a_malformed_step_is_named(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "preview.json"
+    path.write_text('{\n "steps": [\n  {"op": "same"},\n  {"op": "delete",\n   "oldState": {"type": 7}}\n ]\n}\n')
+    assert main(["guard", str(path)]) == 2
+    assert f"{path}:5 steps[1].oldState.type: expected a string, got a number" in capsys.readouterr().err
+
+
+def test_an_empty_preview_is_a_list_of_no_steps(tmp_path: Path, capsys) -> None:
+    assert main(["guard", str(_preview(tmp_path, []))]) == 0
+    assert "0 steps" in capsys.readouterr().out
 
 
 def test_the_stack_sets_delete_data_in_filesystem_false(project: Path) -> None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from fleet.errors import ConfigError
+from fleet.spec.stack_file import known_stacks
+from fleet.spec.teams import read_team_file
 from fleet.spec.tenancy import TENANCY_FILE
 from fleet.yamlsrc import load_file
 
@@ -19,16 +21,20 @@ def render(root: Path) -> str:
     if issues or not isinstance(platform, list) or not platform or not all(isinstance(o, str) for o in platform):
         raise ConfigError(issues or [])
     lines = [HEADER, f"*  {' '.join(platform)}"]
+    # Team files are read and checked as `validate` reads them: a malformed one is a config error here too, never a
+    # file silently left to the platform's owners alone.
+    problems = []
+    known = known_stacks(root)
     for path in sorted((root / "stacks" / "teams").glob("*.yaml")):
-        team, team_issues = load_file(str(path), f"stacks/teams/{path.name}", inside=root)
-        if team_issues:
-            raise ConfigError(team_issues)
-        data = team.data if isinstance(team.data, dict) else {}
-        owners = [o for o in data.get("owners") or [] if isinstance(o, str) and o.startswith("@") and " " not in o]
-        if owners:
-            # Later lines win: the team and the platform own the team file (its models).
-            everyone = list(dict.fromkeys([*owners, *platform]))
-            lines.append(f"/stacks/teams/{path.name}  {' '.join(everyone)}")
+        read, team_issues = read_team_file(path, f"stacks/teams/{path.name}", known, root)
+        problems += team_issues
+        if read is None or team_issues:
+            continue
+        # Later lines win: the team and the platform own the team file (its models).
+        everyone = list(dict.fromkeys([*read.team.owners, *platform]))
+        lines.append(f"/stacks/teams/{path.name}  {' '.join(everyone)}")
+    if problems:
+        raise ConfigError(problems)
     # Last, so that no team line can match it: what teams are granted is the platform's alone.
     lines.append(f"/{TENANCY_FILE}  {' '.join(platform)}")
     return "\n".join(lines) + "\n"

@@ -4,7 +4,9 @@ operation.
 
 The document is the engine's PreviewDigest: `steps[]` with `op`, `urn`, `oldState` (type, protect, inputs),
 `newState`, `replaceReasons` and `diffReasons`. Operations are matched case-insensitively; an operation this guard
-does not know is treated as destructive (fail closed), as is a step it cannot read.
+does not know is treated as destructive (fail closed), as is a step that does not say what it is. A document that
+is not of that shape (`steps` null or not a list, a step that is not an object, a field of the wrong type) is exit 2
+naming the file, the line and the field: it is never read as a preview of nothing.
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from fleet.errors import format_path
 from fleet.kinds import NAMESPACE_TYPE, STATEFUL_TYPES
-from fleet.yamlsrc import DOCUMENT_MAX_BYTES, InputError, read_input
+from fleet.yamlsrc import DOCUMENT_MAX_BYTES, InputError, Located, load_text, read_input
 
 # The engine's step operations (pkg/resource/deploy StepOp) that keep the resource.
 SAFE_OPS = frozenset({"same", "create", "update", "read", "refresh", "import"})
@@ -27,15 +32,67 @@ FSX_ASSOCIATION = "aws:fsx/dataRepositoryAssociation:DataRepositoryAssociation"
 
 
 class PreviewError(ValueError):
-    """A document that is not a readable `pulumi preview --json`."""
+    """A document that is not a readable `pulumi preview --json`: each problem as (path, message)."""
+
+    def __init__(self, problems: list[tuple[tuple[str | int, ...], str]]) -> None:
+        super().__init__("; ".join(f"{format_path(p) or '(document)'}: {m}" for p, m in problems))
+        self.problems = problems
 
 
-def _mapping(value: Any, where: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise PreviewError(f"{where} is not an object")
-    return value
+class _State(BaseModel):
+    """A step's oldState/newState (apitype.ResourceV3): the fields the guard reads, typed; the rest is the engine's."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    type: str | None = None
+    protect: bool | None = None
+    inputs: dict[str, Any] | None = None
+    outputs: dict[str, Any] | None = None
+
+
+class _Step(BaseModel):
+    """One apitype.PreviewStep: `op` (the engine's StepOp) always, the rest when the engine has it."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    op: str
+    urn: str | None = None
+    oldState: _State | None = None
+    newState: _State | None = None
+    replaceReasons: list[str] | None = None
+    diffReasons: list[str] | None = None
+
+
+class _Preview(BaseModel):
+    """apitype.PreviewDigest as `pulumi preview --json` prints it: `steps` is a list (an empty preview prints [])."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    steps: list[_Step]
+
+
+_EXPECTED = {"model_type": "an object", "dict_type": "an object", "model_attributes_type": "an object", "list_type": "a list",
+             "string_type": "a string", "bool_type": "true or false"}
+_JSON_TYPES = {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean",
+               type(None): "null"}
+
+
+def check_shape(doc: Any) -> None:
+    """PreviewError naming every field of the document that is not what `pulumi preview --json` writes: a guard that
+    read `steps: null` or a step it cannot type as a preview of nothing would let a destructive change through."""
+    if not isinstance(doc, dict):
+        raise PreviewError([((), f"is a JSON {type(doc).__name__}, not an object with `steps`")])
+    try:
+        _Preview.model_validate(doc)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc, typ = tuple(err["loc"]), err["type"]
+            if typ == "missing":
+                problems.append((loc, "is missing"))
+            elif loc == ("steps",) and doc.get("steps") is None:
+                problems.append((loc, "is null; the engine prints a list (`[]` when nothing changes)"))
+            else:
+                got = _JSON_TYPES.get(type(err.get("input")), type(err.get("input")).__name__)
+                problems.append((loc, f"expected {_EXPECTED.get(typ, err['msg'].lower())}, got {got}"))
+        raise PreviewError(problems) from None
 
 
 def _state_inputs(state: dict[str, Any]) -> dict[str, Any]:
@@ -69,16 +126,8 @@ def _namespaces_with_claims(steps: list[dict[str, Any]]) -> set[str]:
 
 def blocked_steps(doc: dict[str, Any]) -> list[str]:
     """Why each blocked step is blocked. PreviewError when the document's shape is wrong."""
-    steps = doc.get("steps")
-    if steps is None:
-        steps = []
-    if not isinstance(steps, list):
-        raise PreviewError("`steps` is not a list")
-    for i, s in enumerate(steps):
-        if not isinstance(s, dict):
-            raise PreviewError(f"steps[{i}] is not an object")
-        _mapping(s.get("oldState"), f"steps[{i}].oldState")
-        _mapping(s.get("newState"), f"steps[{i}].newState")
+    check_shape(doc)
+    steps = doc["steps"]
     claim_namespaces = _namespaces_with_claims(steps)
     problems = []
     for i, s in enumerate(steps):
@@ -115,7 +164,8 @@ def blocked_steps(doc: dict[str, Any]) -> list[str]:
 
 def main(path: Path) -> int:
     try:
-        doc = json.loads(read_input(path, max_bytes=DOCUMENT_MAX_BYTES))
+        text = read_input(path, max_bytes=DOCUMENT_MAX_BYTES)
+        doc = json.loads(text)
     except InputError as exc:
         print(str(exc), file=sys.stderr)
         return 2
@@ -128,7 +178,11 @@ def main(path: Path) -> int:
     try:
         problems = blocked_steps(doc)
     except PreviewError as exc:
-        print(f"{path}: not a `pulumi preview --json` document: {exc}", file=sys.stderr)
+        lines = _lines(text, str(path))
+        print(f"{path}: not a `pulumi preview --json` document — produce it with `pulumi preview --json`:", file=sys.stderr)
+        for where, message in exc.problems:
+            line = lines.line_of(where) if lines is not None else 0
+            print(f"  {path}{f':{line}' if line else ''} {format_path(where) or '(document)'}: {message}", file=sys.stderr)
         return 2
     for p in problems:
         print(f"BLOCKED {p}")
@@ -136,5 +190,19 @@ def main(path: Path) -> int:
         print(f"{len(problems)} step(s) would delete or replace a stateful or protected resource, or destroy cached data: "
               "refusing. Revert the change, or migrate the data and remove the protection deliberately in its own change.")
         return 1
-    print(f"{len(doc.get('steps') or [])} steps: no protected or stateful resource is deleted or replaced")
+    print(f"{len(doc['steps'])} steps: no protected or stateful resource is deleted or replaced")
     return 0
+
+
+# Lines are placed for documents up to this size; a larger malformed one is reported by field path alone (the line
+# map is built in Python, seconds per 10 MiB).
+LINE_MAP_MAX_BYTES = 8 << 20
+
+
+def _lines(text: str, file: str) -> Located | None:
+    """The line of every path of a malformed document (JSON is YAML: the config loader's line map), read only when there
+    is an error to place; None when the text is too large or does not read as YAML."""
+    if len(text) > LINE_MAP_MAX_BYTES:
+        return None
+    located, issues = load_text(text, file)
+    return None if issues else located

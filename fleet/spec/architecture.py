@@ -15,7 +15,8 @@ def resolve_arch(spec: ModelSpec, team_file: FsPath) -> tuple[Arch | None, str |
         a = spec.architecture
         return Arch(id=spec.model, params_b=a.params_b, layers=a.layers, kv_heads=a.kv_heads, head_dim=a.head_dim,
                     hidden_size=a.hidden_size, vocab_size=a.vocab_size, max_context=a.max_context,
-                    active_params_b=a.active_params_b, family="moe" if a.active_params_b else "dense"), None
+                    active_params_b=a.active_params_b, family="moe" if a.active_params_b else "dense",
+                    attention_heads=a.attention_heads), None
     if spec.config_json is not None:
         path = team_file.parent / spec.config_json
         try:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+from fleet.k8s_names import DNS1123_LABEL_FMT, dns1123_label, rule, schema
 
-# Team and model names become namespace and object names with suffixes (`-prefetch`, `-metrics`), so
-# they are kept well under the 63-character DNS label limit.
-Name = Annotated[str, StringConstraints(pattern=DNS_LABEL, min_length=1, max_length=40)]
+# Team, model and pool names become namespace and object names with suffixes (`team-`, `-prefetch`, `-metrics`) and
+# label values, so they are DNS-1123 labels kept well under the 63-character limit.
+NAME_MAX = 40
+Name = Annotated[str, rule(dns1123_label, "a name (it becomes namespace and object names and label values: a DNS-1123 label)",
+                           "e.g. 'search' or 'qwen-3b'", NAME_MAX), schema(DNS1123_LABEL_FMT, NAME_MAX)]
 
 _INTEGER = re.compile(r"^\s*[+-]?\d+\s*$")
 

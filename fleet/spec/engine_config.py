@@ -85,10 +85,18 @@ def parse_stack_config(engine: EngineConfig, stack: str) -> tuple[StackConfig | 
             data[key] = value
     if issues:
         return None, issues
+    secret_names = data.get(SECRETS_KEY, ())
+
+    def by_name(path: tuple[str | int, ...]) -> tuple[str | int, ...]:
+        # the names are validated as a sorted tuple: report each at its own key, not at its index
+        if len(path) >= 3 and path[:2] == ("config", SECRETS_KEY) and isinstance(path[2], int) and path[2] < len(secret_names):
+            return (*path[:2], secret_names[path[2]], *path[3:])
+        return path
+
     try:
         return StackConfig.model_validate(data), []
     except ValidationError as exc:
-        found = translate(exc, StackConfig, src, stack, prefix=("config",))
+        found = translate(exc, StackConfig, src, stack, prefix=("config",), line_path=by_name)
         if engine.environments:
             imported = ", ".join(engine.environments)
             found = [ConfigIssue(i.file, i.line, i.path, f"{i.message} (the stack imports {imported}: a value only an "
@@ -109,4 +117,15 @@ def _secret_names(engine: EngineConfig, value: str, issue: Any, stack: str) -> l
         issue(SECRETS_KEY, "expected a map of secret names to values — set each with `pulumi config set --secret --path "
                            f"'{SECRETS_KEY}.<name>' <value>`")
         return None
+    empty = sorted(str(k) for k, v in parsed.items() if v is None or (isinstance(v, str) and not v.strip()))
+    if empty:
+        for name in empty:
+            issue(SECRETS_KEY, f"secret '{name}' is empty — {empty_secret_fix(stack, f'{SECRETS_KEY}.{name}')}")
+        return None
     return [str(k) for k in parsed]
+
+
+def empty_secret_fix(stack: str, key: str) -> str:
+    """An empty or blank secret is refused like a missing one: the server would start with an empty API key or token."""
+    return (f"an empty or blank value is refused like a missing one (the server would run with an empty key or token); set the "
+            f"real value with `pulumi config set --stack {stack} --secret --path '{key}' <value>`")

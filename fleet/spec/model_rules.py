@@ -14,7 +14,7 @@ from pathlib import Path as FsPath
 from fleet.catalog import InstanceType, gpu_instance
 from fleet.errors import CREDENTIAL
 from fleet.pods import memory_share_gib, offload_room_gib
-from fleet.sizing import Arch, Sizing, size
+from fleet.sizing import Arch, Sizing, parallelism_problems, size
 from fleet.spec.architecture import resolve_arch, settings_for
 from fleet.spec.stack import GpuPool, StackConfig
 from fleet.spec.team import ModelSpec
@@ -368,16 +368,14 @@ def _checkpoint_quantization(spec: ModelSpec, arch: Arch) -> str | None:
 
 
 def architecture_problems(ctx: ModelContext, arch: Arch) -> list[Problem]:
-    """What vLLM refuses at startup, caught here: a tensor-parallel size that does not divide the attention heads, a
+    """What vLLM refuses at startup, caught here: a tensor-parallel size that does not divide the attention heads or
+    split the KV heads (the pinned release's rules, fleet.sizing.parallelism_problems), a
     context longer than the model's, a quantization the checkpoint does not have, an embedding model served to
     generate."""
     spec = ctx.spec
     problems: list[Problem] = []
     tp = spec.tensor_parallel_size or 1
-    if arch.attention_heads and arch.attention_heads % tp:
-        divisors = [d for d in (1, 2, 4, 8, 16, 32, 64) if arch.attention_heads % d == 0]
-        problems.append((("tensor_parallel_size",), f"{tp} does not divide the {arch.attention_heads} attention heads of {spec.model}: "
-                                                    f"vLLM refuses it at startup — use {', '.join(map(str, divisors))}"))
+    problems += [(("tensor_parallel_size",), f"{spec.model}: {p}") for p in parallelism_problems(arch, tp)]
     rope_override = any("rope" in a for a in spec.extra_args or [])
     if spec.max_model_len and arch.max_context and spec.max_model_len > arch.max_context and not rope_override:
         problems.append((("max_model_len",), f"{spec.max_model_len:,} is above {spec.model}'s context of {arch.max_context:,}: vLLM "

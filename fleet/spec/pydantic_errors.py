@@ -85,6 +85,8 @@ def translate(exc: ValidationError, model: type[BaseModel], src: Located, stack:
     issues = []
     for err in exc.errors():
         loc = tuple(err["loc"])
+        if loc and loc[-1] == "[key]":  # a mapping key that fails its type: the key's own path (and line)
+            loc = loc[:-1]
         typ = err["type"]
         value = err.get("input")
         full = (*prefix, *loc)

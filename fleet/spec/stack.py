@@ -11,18 +11,29 @@ import datetime as dt
 import re
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BeforeValidator, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, StringConstraints, model_validator
 
-from fleet.spec.base import DNS_LABEL, CliBool, CliInt, Name, Strict
+from fleet.k8s_names import (
+    DNS1035_LABEL_FMT,
+    DNS1035_LABEL_MAX,
+    DNS1123_SUBDOMAIN_FMT,
+    DNS1123_SUBDOMAIN_MAX,
+    LabelKey,
+    LabelValue,
+    Namespace,
+    ObjectName,
+    SecretObjectName,
+    StackSecretName,
+    dns1035_label,
+    dns1123_subdomain,
+    rule,
+    schema,
+)
+from fleet.spec.base import NAME_MAX, CliBool, CliInt, Name, Strict
 
 # ISO 8601 timestamps with a zone (`2026-12-07T11:30:00Z`); the engine hands them over as strings.
 Timestamp = Annotated[AwareDatetime, Field(strict=False)]
 SubnetId = Annotated[str, StringConstraints(pattern=r"^subnet-([0-9a-f]{8}|[0-9a-f]{17})$")]
-# Kubernetes label syntax: an optional DNS-subdomain prefix and a name of at most 63 characters; values likewise.
-LabelKey = Annotated[str, StringConstraints(
-    pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$",
-    max_length=317)]
-LabelValue = Annotated[str, StringConstraints(pattern=r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")]
 RuleId = Annotated[str, StringConstraints(pattern=r"^[A-G][0-9]{1,2}$")]
 Level = Literal["advisory", "mandatory", "disabled"]
 
@@ -190,7 +201,7 @@ class Autoscaling(Strict):
     backend: Literal["hpa", "keda", "none"] = Field("hpa", description="`hpa`: autoscaling/v2 on vllm:num_requests_waiting via prometheus-adapter. `keda`: "
                                                                        "ScaledObject with a Prometheus trigger. `none`: fixed replicas.")
     prometheus_url: str = Field("http://prometheus-operated.monitoring.svc:9090", description="Prometheus for KEDA triggers.")
-    adapter_namespace: Annotated[str, StringConstraints(pattern=DNS_LABEL)] = Field(
+    adapter_namespace: Namespace = Field(
         "monitoring", description="Namespace of prometheus-adapter; the stack renders its vLLM rules there as a ConfigMap "
                                   "(`vllm-fleet-adapter-rules`, for the chart's `rules.existing`).")
     allow_scale_to_zero: CliBool = Field(False, description="Let KEDA scale models with `autoscaling.min_replicas: 0` to zero. Only with backend `keda`.")
@@ -228,9 +239,16 @@ class VllmImage(Strict):
 OBJECT_REF = r"^[A-Z][A-Za-z0-9]*/([a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?/)?[a-z0-9]([a-z0-9.\-]{0,251}[a-z0-9])?$"
 
 
+def _object_name(ref: str) -> str:
+    errs = dns1123_subdomain(ref.rsplit("/", 1)[-1])
+    if errs:
+        raise ValueError(f"the name in '{ref}' is not an object name (a DNS-1123 subdomain): {'; '.join(errs)}")
+    return ref
+
+
 class Exemption(Strict):
     rule: RuleId = Field(description="Catalogue id (docs/guardrails.md), e.g. `D11`.")
-    resource: Annotated[str, StringConstraints(pattern=OBJECT_REF)] = Field(
+    resource: Annotated[str, StringConstraints(pattern=OBJECT_REF), AfterValidator(_object_name)] = Field(
         description="The one object exempted, `Kind/namespace/name` (`Kind/name` for cluster-scoped objects), e.g. "
                     "`Deployment/team-search/qwen-3b`. Whole namespaces are never exempt.")
     reason: str = Field(min_length=10, description="Why; required and reviewed (10+ characters of text).")
@@ -280,7 +298,7 @@ class Policy(Strict):
         "0.32.0", description="Lowest vLLM version allowed (policy F2), e.g. 0.32.0.")
 
 
-SecretName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9\-]*$", max_length=63)]
+SecretName = StackSecretName
 
 
 class Secure(Strict):
@@ -297,8 +315,20 @@ PD_SCHEDULER_IMAGE = "ghcr.io/llm-d/llm-d-inference-scheduler:v0.5.1"
 ROUTING_SIDECAR_IMAGE = "ghcr.io/llm-d/llm-d-routing-sidecar:v0.5.1"
 
 
+# Istio serves a Gateway through a Service named `<gateway_name>-istio` (a DNS-1035 label) and labels its pods with the
+# name (a label value).
+GatewayName = Annotated[str, rule(dns1035_label, "a Gateway name (Istio's Service for it is `<name>-istio`, a DNS-1035 label)",
+                                  "e.g. 'inference-gateway'", DNS1035_LABEL_MAX - len("-istio")),
+                        schema(DNS1035_LABEL_FMT, DNS1035_LABEL_MAX - len("-istio"))]
+# Hosts are `<model>.<team>.<suffix>` (Ingress) and `*.<suffix>` (Gateway listener): DNS-1123 subdomains of at most 253.
+HOSTNAME_SUFFIX_MAX = DNS1123_SUBDOMAIN_MAX - 2 * (NAME_MAX + 1)
+HostnameSuffix = Annotated[str, rule(dns1123_subdomain, "a host name suffix (the hosts `<model>.<team>.<suffix>` and `*.<suffix>` "
+                                     "are DNS-1123 subdomains)", "e.g. 'llm.example.com'", HOSTNAME_SUFFIX_MAX),
+                           schema(DNS1123_SUBDOMAIN_FMT, HOSTNAME_SUFFIX_MAX)]
+
+
 class Gateway(Strict):
-    namespace: Annotated[str, StringConstraints(pattern=DNS_LABEL)] = Field(
+    namespace: Namespace = Field(
         "gateway", description="Namespace of the gateway/ingress controller; the only namespace admitted to vLLM pods.")
     kind: Literal["none", "ingress", "inference"] = Field(
         "none", description="`inference`: the stack's Gateway (Gateway API) with the Inference Extension — one OpenAI endpoint per "
@@ -308,12 +338,12 @@ class Gateway(Strict):
                             "`none`: reach models through your own gateway (ClusterIP only).")
     implementation: Literal["istio"] = Field("istio", description="Gateway implementation (kind inference): `istio` — Istio ≥ 1.28 "
                                                                   "with ENABLE_GATEWAY_API_INFERENCE_EXTENSION=true (gatewayClassName istio).")
-    gateway_name: Annotated[str, StringConstraints(pattern=DNS_LABEL)] = Field(
+    gateway_name: GatewayName = Field(
         "inference-gateway", description="Name of the Gateway the stack renders in `namespace` (kind inference).")
-    ingress_class: str = Field("nginx", description="ingressClassName of the Ingresses.")
-    hostname_suffix: str | None = Field(None, description="kind ingress: models are exposed as `<model>.<team>.<suffix>`; kind inference: "
+    ingress_class: ObjectName = Field("nginx", description="ingressClassName of the Ingresses.")
+    hostname_suffix: HostnameSuffix | None = Field(None, description="kind ingress: models are exposed as `<model>.<team>.<suffix>`; kind inference: "
                                                           "each team as `<team>.<suffix>`. Required with both.")
-    tls_secret_name: str | None = Field(None, description="TLS certificate Secret: in each team namespace for the Ingresses; in the gateway "
+    tls_secret_name: SecretObjectName | None = Field(None, description="TLS certificate Secret: in each team namespace for the Ingresses; in the gateway "
                                                           "namespace for the Gateway (a certificate for `*.<suffix>`). Required with "
                                                           "kind ingress and inference.")
     epp_image: str = Field(EPP_IMAGE, description="Endpoint picker (EPP) image of the Inference Extension, pinned (policy D15).")

@@ -20,7 +20,7 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from fleet.errors import ConfigIssue, format_path
-from fleet.spec.engine_config import NAMESPACE, SECRETS_KEY, EngineConfig
+from fleet.spec.engine_config import NAMESPACE, SECRETS_KEY, EngineConfig, empty_secret_fix
 from fleet.spec.pydantic_errors import secret_fix
 from fleet.yamlsrc import Located, Path, load_file
 
@@ -84,7 +84,11 @@ class _Reader:
         """The value with every `secure:` leaf masked, and whether it held one."""
         ciphertext = _secure(value)
         if ciphertext is not None:
-            if not looks_like_ciphertext(ciphertext):
+            if not ciphertext.strip():
+                # Refused like a missing secret: the engine would hand the program an empty value (or fail to decrypt
+                # nothing), and the server would start with an empty API key or token.
+                self.issue(path, f"the secret is empty — {empty_secret_fix(self.stack, _config_key(path))}")
+            elif not looks_like_ciphertext(ciphertext):
                 self.issue(path, "this ciphertext looks like a placeholder: the engine cannot decrypt it — set the real value "
                                  f"with `pulumi config set --stack {self.stack} --secret --path '{_config_key(path)}' <value>` "
                                  "before the first deploy", warning=True)

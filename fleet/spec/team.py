@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
 
+from fleet.k8s_names import SecretKey, SecretObjectName, StackSecretName
 from fleet.spec.base import Name, Strict
 
 HfId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*/[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=96)]
@@ -38,11 +39,12 @@ Quantization = Literal["fp8", "awq", "awq_marlin", "gptq", "gptq_marlin", "bitsa
 class SecretRef(Strict):
     """A secret by reference: a Pulumi secret of the stack (`secret:`) or an existing Kubernetes Secret."""
 
-    secret: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9\-]*$")] | None = Field(None, description="Name under `vllm-fleet:secrets` in the "
+    secret: StackSecretName | None = Field(None, description="Name under `vllm-fleet:secrets` in the "
             "stack file; the stack turns it into a Kubernetes Secret.")
-    existing_secret: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")] | None = Field(None, description="A Kubernetes Secret "
+    existing_secret: SecretObjectName | None = Field(None, description="A Kubernetes Secret "
             "that already exists in the team namespace.")
-    key: str = Field("value", description="Key inside the Kubernetes Secret. Default `value`.")
+    key: SecretKey = Field("value", description="Key inside the Kubernetes Secret (mounted as a file of that name, so never a "
+                                                "path): alphanumerics, '-', '_' and '.'. Default `value`.")
 
     @model_validator(mode="after")
     def _one(self) -> SecretRef:
@@ -57,6 +59,8 @@ class Architecture(Strict):
     params_b: float = Field(gt=0, le=5000, description="Total parameters in billions.")
     layers: int = Field(ge=1, le=1000)
     kv_heads: int = Field(ge=1, le=1024, description="Key/value heads (GQA); equals attention heads without GQA.")
+    attention_heads: int | None = Field(None, ge=1, le=1024, description="Query heads (`num_attention_heads`); the "
+                                        "tensor-parallel size must divide them, as vLLM checks at start.")
     head_dim: int = Field(ge=1, le=1024)
     hidden_size: int | None = Field(None, ge=1)
     vocab_size: int | None = Field(None, ge=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -101,19 +101,43 @@ def _team_checks(team: Team, index: list[int], src: Located, stem: str, known: l
     return issues
 
 
-def load_team(path: FsPath, display: str, stack: str, cfg: StackConfig | None, known: list[str], grants: Grants | None,
-              environments: tuple[str, ...] = (), root: FsPath | None = None) -> tuple[ResolvedTeam | None, list[ConfigIssue]]:
-    """The team in `stack` (None when it is not deployed there or does not validate) and every problem. `grants`: what
-    stacks/tenancy.yaml grants (None when that file has errors of its own). `root`: the repository the file must lie in."""
+@dataclass(frozen=True)
+class TeamFile:
+    """A team file as read and checked before any stack is applied: its YAML (with lines), the team with the models
+    that validate, and the file index of each of those models."""
+
+    src: Located
+    team: Team
+    index: list[int]
+
+
+def read_team_file(path: FsPath, display: str, known: list[str], root: FsPath | None = None,
+                   stack: str = "") -> tuple[TeamFile | None, list[ConfigIssue]]:
+    """Every command that reads team files (validate, plan, policy-config, codeowners, the program) reads them here, so
+    a malformed one is refused the same way everywhere: not a file, not YAML, not a mapping, a schema error, a name
+    that does not match the file. `stack`: the stack the secret fixes name (any, when no stack is involved)."""
     src, issues = load_file(str(path), display, inside=root)
     if issues:
         return None, issues
     if not isinstance(src.data, dict):
-        return None, [ConfigIssue(display, 1, "", "expected a mapping with name, owners and models")]
-    team, index, issues = _parse_team(src, stack)
+        what = "a list" if isinstance(src.data, list) else f"a {type(src.data).__name__} value"
+        return None, [ConfigIssue(display, 1, "", f"is {what}, expected a mapping with name, owners and models — see "
+                                                  "docs/configuration.md")]
+    team, index, issues = _parse_team(src, stack or "<stack>")
     if team is None:
         return None, issues
     issues += _team_checks(team, index, src, path.stem, known)
+    return TeamFile(src, team, index), issues
+
+
+def load_team(path: FsPath, display: str, stack: str, cfg: StackConfig | None, known: list[str], grants: Grants | None,
+              environments: tuple[str, ...] = (), root: FsPath | None = None) -> tuple[ResolvedTeam | None, list[ConfigIssue]]:
+    """The team in `stack` (None when it is not deployed there or does not validate) and every problem. `grants`: what
+    stacks/tenancy.yaml grants (None when that file has errors of its own). `root`: the repository the file must lie in."""
+    read, issues = read_team_file(path, display, known, root, stack)
+    if read is None:
+        return None, issues
+    src, team, index = read.src, read.team, read.index
     if grants is None:
         return None, issues
     grant = grants.of(team.name)
@@ -124,7 +148,7 @@ def load_team(path: FsPath, display: str, stack: str, cfg: StackConfig | None, k
         return None, issues
     if cfg is None or stack not in grant.gpu_quota:
         return None, issues
-    raw_models = src.data["models"]
+    raw_models = src.data.get("models") or []
     resolved: list[ResolvedModel] = []
     for i in index:
         raw = dict(raw_models[i])
