@@ -220,6 +220,26 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--dry-run", action="store_true", help="print the report; write neither the table nor any stack file")
     up.add_argument("--index-url", default=None, help="package index to fetch vLLM from (default: pip's, e.g. PIP_INDEX_URL)")
 
+    pn = sub.add_parser("pin", help="resolve every image tag the stacks render to the digest its registry serves and write "
+                                     "it into the stack files (the step before the first deploy)",
+                        description="Resolve each image the stacks render (vLLM and its EFA image, the GPU system's, the "
+                                    "gateway's) through the OCI distribution API — anonymous tokens for public registries, "
+                                    "Amazon ECR through the standard AWS credential chain — show the changes and write the "
+                                    "digests into stacks/Pulumi.<stack>.yaml, comments and layout kept. Nothing is written "
+                                    "unless every image resolves.",
+                        epilog="Exit codes: 0 pinned (or nothing to change), 1 an image could not be resolved (nothing "
+                               "written), 2 a config error.")
+    pn.add_argument("--stack", action="append", default=None, metavar="S",
+                    help="stack to pin: stacks/Pulumi.<S>.yaml (repeatable; default: every stack)")
+    pn.add_argument("--dry-run", action="store_true", help="show the changes, write nothing")
+    pn.add_argument("--registry-mirror", action="append", default=[], metavar="REGISTRY=URL",
+                    help="resolve REGISTRY's images (as the stack names it: docker.io, nvcr.io, ...) through URL, a "
+                         "pull-through cache or mirror, e.g. docker.io=https://mirror.example.com or "
+                         "nvcr.io=https://harbor.example.com/nvcr-proxy (a path is put before each repository); the stack "
+                         "keeps the images' own names (repeatable)")
+    pn.add_argument("--timeout", type=positive_float, default=20.0,
+                    help="seconds each registry request may take (default 20; the whole run gets at most 300)")
+
     sch = sub.add_parser("schema", help="regenerate stacks/schema/*.json and docs/configuration.md from the models")
     sch.add_argument("--check", action="store_true", help="exit 1 when the committed files are stale instead of writing")
     return ap
@@ -452,6 +472,34 @@ def cmd_upgrade(args: argparse.Namespace, root: Path) -> int:
     return EXIT_OK if result.passes else EXIT_FINDINGS
 
 
+def cmd_pin(args: argparse.Namespace, root: Path) -> int:
+    from fleet.errors import ConfigError
+    from fleet.pin import PinError, pin
+    from fleet.registry import Mirror, Resolver
+    from fleet.spec.load import load
+    from fleet.spec.stack_file import known_stacks
+
+    try:
+        mirrors = {m.registry: m for m in map(Mirror.parse, args.registry_mirror)}
+    except ValueError as exc:
+        return _config_error(exc)
+    stacks = list(dict.fromkeys(args.stack or known_stacks(root)))
+    if not stacks:
+        print(f"pin: no stacks/Pulumi.<stack>.yaml under {root}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        specs = [load(stack, root) for stack in stacks]
+    except ConfigError as exc:
+        return _config_error(exc)
+    resolver = Resolver(mirrors, timeout=args.timeout)
+    try:
+        return pin(specs, resolver, args.dry_run)
+    except (PinError, ValueError) as exc:
+        return _config_error(exc)
+    finally:
+        resolver.close()
+
+
 def cmd_schema(args: argparse.Namespace, root: Path) -> int:
     from fleet.offline import config_docs as schema
 
@@ -487,7 +535,8 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"plan": cmd_plan, "validate": cmd_validate, "size": cmd_size, "recommend": cmd_recommend, "predict": cmd_predict,
                 "check": cmd_check,
                 "policy-config": cmd_policy_config, "guard": cmd_guard, "codeowners": cmd_codeowners,
-                "schema": cmd_schema, "prices": cmd_prices, "upgrade": cmd_upgrade}
+                "schema": cmd_schema, "prices": cmd_prices, "upgrade": cmd_upgrade,
+                "pin": cmd_pin}
     try:
         return handlers[args.command](args, root)
     except RecursionError:
