@@ -118,6 +118,20 @@ def find(text: str, file: str, path: tuple[str, ...]) -> Node | None:
     return node
 
 
+def line_of(text: str, file: str, path: tuple[str, ...]) -> int:
+    """The line of `config.<path>`'s value, or of the key of its deepest parent the file sets."""
+    node: Node = _compose(text, file)
+    line = 1
+    for i, part in enumerate(("config", *path)):
+        hit = _child(node, _names(part, i == 1)) if isinstance(node, MappingNode) else None
+        if hit is None:
+            return line
+        key, node = hit
+        assert key.start_mark is not None and node.start_mark is not None
+        line = (node if isinstance(node, ScalarNode) else key).start_mark.line + 1  # type: ignore[union-attr]
+    return line
+
+
 def _end(node: Node) -> int:
     """Where the text of `node` ends (a block collection ends with its last value)."""
     if isinstance(node, (MappingNode, SequenceNode)) and not node.flow_style and node.value:
@@ -212,8 +226,7 @@ def pin(specs: list[FleetSpec], resolver: Resolver, dry_run: bool, out: Callable
                     digests[name] = resolver.digest(f.ref)
                 except RegistryError as exc:
                     digests[name] = exc
-            node = find(text, spec.source, f.path) or find(text, spec.source, f.path[:-1])
-            line = node.start_mark.line + 1 if node is not None and node.start_mark is not None else 1
+            line = line_of(text, spec.source, f.path)
             result = digests[name]
             if isinstance(result, RegistryError):
                 errors.append(f"{spec.source}:{line} {f.key}: {result}")
@@ -223,7 +236,8 @@ def pin(specs: list[FleetSpec], resolver: Resolver, dry_run: bool, out: Callable
     if errors:
         for e in dict.fromkeys(errors):
             print(f"error: {e}", file=sys.stderr)
-        print(f"pin: {len(set(errors))} image{'s' if len(set(errors)) != 1 else ''} not resolved — nothing written", file=sys.stderr)
+        failed = sum(isinstance(d, RegistryError) for d in digests.values())
+        print(f"pin: {failed} image{'s' if failed != 1 else ''} not resolved — nothing written", file=sys.stderr)
         return 1
     writes: list[tuple[FsPath, str, str]] = []
     for path, source, text, changes in plans:

@@ -351,7 +351,7 @@ class Resolver:
 def _reason(exc: Exception) -> str:
     """The innermost cause of a requests error, short: `Connection refused`, `Name or service not known`."""
     text = str(exc)
-    match = re.search(r"\[Errno -?\d+\] ([^')\]]+)", text)
+    match = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
     if match:
         return match.group(1).strip()
     return text.splitlines()[0][:120] if text else type(exc).__name__
