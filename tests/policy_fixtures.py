@@ -146,8 +146,8 @@ POD_CASES: dict[str, list[tuple[Mutation, str, set[str]]]] = {
              "(docker.io/vllm, nvcr.io/nvidia, public.ecr.aws/eks, 763104351884.dkr.ecr.us-east-1.amazonaws.com/vllm, "
              "registry.k8s.io/gateway-api-inference-extension, ghcr.io/llm-d)", set()),
             (lambda p: container(p).update(image="docker.io/vllm/vllm-openai:v0.33.0@sha256:" + "0" * 64),
-             "{p}.containers[0].image is pinned to the placeholder digest sha256:00000000…, which no registry serves — resolve "
-             "the real one (`crane digest docker.io/vllm/vllm-openai:v0.33.0`) and set it in the stack", set())],
+             "{p}.containers[0].image is pinned to the placeholder digest sha256:00000000…, which no registry serves — "
+             "`vllm-fleet pin` writes the real one into the stack (`crane digest docker.io/vllm/vllm-openai:v0.33.0` prints it)", set())],
     "E14": [(lambda p: [container(p)["resources"][k].update({"vpc.amazonaws.com/efa": "4"}) for k in ("requests", "limits")],
              "{p}.containers[0] requests vpc.amazonaws.com/efa but runs docker.io/vllm/vllm-openai, which the stack does not declare "
              "EFA-capable (763104351884.dkr.ecr.us-east-1.amazonaws.com/vllm)", set())],

@@ -43,7 +43,7 @@ CASES = {
         "config.vllm-fleet:gpu_pools[2].labels", "bad key!"),
     "prod images by tag only": (
         PROD, VLLM, VLLM + "    allow_tag_only: true\n", "prod",
-        "config.vllm-fleet:vllm.allow_tag_only: a prod stack pins its images by digest", "crane digest"),
+        "config.vllm-fleet:vllm.allow_tag_only: a prod stack pins its images by digest", "vllm-fleet pin --stack <stack>"),
     "prod without a model cache": (
         PROD, "    backend: fsx-lustre\n    size_gib: 4800\n    throughput_mibps: 500\n", "    backend: none\n", "prod",
         "config.vllm-fleet:model_cache.backend:", "prod"),

@@ -120,7 +120,7 @@ def prod_pins_images_and_caches_models(cfg: StackConfig) -> Iterator[Problem]:
         return
     if cfg.vllm.allow_tag_only:
         yield (("config", "vllm-fleet:vllm", "allow_tag_only"), "a prod stack pins its images by digest — remove allow_tag_only "
-                                                                "and set `digest` (`crane digest <image>`)")
+                                                                "and run `vllm-fleet pin --stack <stack>`, which writes `digest`")
     if cfg.model_cache.backend == "none":
         yield (("config", "vllm-fleet:model_cache", "backend"), "a prod stack needs a model cache: without one every pod downloads "
                                                                 "its weights from the Hub at each start (slow, rate-limited, and the "

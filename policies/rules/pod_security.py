@@ -221,8 +221,8 @@ def image_pinning(props: Any, report: Any, args: Any) -> None:
             elif not digest and not allow_tags:
                 report(f"{path}.image {image} is not pinned by digest")
             elif digest and placeholder_digest(digest):
-                report(f"{path}.image is pinned to the placeholder digest {digest[:15]}…, which no registry serves — resolve the "
-                       f"real one (`crane digest {name}`) and set it in the stack")
+                report(f"{path}.image is pinned to the placeholder digest {digest[:15]}…, which no registry serves — "
+                       f"`vllm-fleet pin` writes the real one into the stack (`crane digest {name}` prints it)")
 
 
 @rule("D16", "kubernetes-container-disallow-literal-secrets", "No literal secret values in env or args.",
