@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -23,8 +25,9 @@ def project(tmp_path: Path) -> Path:
     return copy_project(tmp_path)
 
 
-# The bundled prod stack pins the image to a placeholder digest until a platform team resolves the real one (D15
-# refuses it); tests that need the prod plan otherwise clean resolve it to a digest as `crane digest` prints one.
+# The bundled prod stack pins its images to placeholder digests until `vllm-fleet pin` resolves the real ones (D15
+# refuses them). `prod_root` is the project after a real `pin` against the tests' registry; tests that only need some
+# real-looking digest in the prod stack use resolve_prod_digest, a fast stand-in (one digest for every image).
 PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
 RESOLVED_DIGEST = "sha256:f37a065c3054b79499c744271d8b22e5e19482b4042eb8dde641ac738ae5c985"
 
@@ -35,9 +38,25 @@ def resolve_prod_digest(project: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def prod_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The project with the prod image digest resolved (read-only: shared by the session)."""
-    return resolve_prod_digest(copy_project(tmp_path_factory.mktemp("prod-resolved")))
+def bundled_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, dict[str, str]]]:
+    """A real registry (docker-registry on loopback) holding every image of the bundled stacks; image -> digest."""
+    from tests.registry_server import push_bundled, registry
+
+    with registry(tmp_path_factory.mktemp("registry")) as reg:
+        yield reg, push_bundled(reg)
+
+
+@pytest.fixture(scope="session")
+def prod_root(tmp_path_factory: pytest.TempPathFactory, bundled_registry: tuple[Any, dict[str, str]]) -> Path:
+    """The project after `vllm-fleet pin --stack prod` against the tests' registry, as before a first deploy
+    (read-only: shared by the session)."""
+    from fleet.cli import main
+    from tests.registry_server import mirror_flags
+
+    project = copy_project(tmp_path_factory.mktemp("prod-resolved"))
+    assert main(["--root", str(project), "pin", "--stack", "prod", *mirror_flags(bundled_registry[0].url)]) == 0
+    assert PLACEHOLDER_DIGEST not in (project / "stacks" / "Pulumi.prod.yaml").read_text()
+    return project
 
 
 def edit(path: Path, old: str, new: str) -> None:

@@ -45,6 +45,38 @@ CONFIG_TYPE = {OCI_MANIFEST: "application/vnd.oci.image.config.v1+json", DOCKER_
 LAYER_TYPE = {OCI_MANIFEST: "application/vnd.oci.image.layer.v1.tar+gzip", DOCKER_MANIFEST: "application/vnd.docker.image.rootfs.diff.tar.gzip"}
 SERVICE, ISSUER = "test-registry", "test-token-issuer"
 
+DLC = "763104351884.dkr.ecr.us-east-1.amazonaws.com"      # AWS's Deep Learning Containers registry (the EFA image)
+# Where each upstream registry's images live in the test registry: the path of its --registry-mirror.
+PREFIX = {"docker.io": "dockerhub", "nvcr.io": "nvcr", "public.ecr.aws": "ecr-public", DLC: "aws-dlc",
+          "registry.k8s.io": "k8s", "ghcr.io": "ghcr"}
+# Every image the bundled stacks render, served as its upstream serves it (multi-arch where the project publishes one).
+IMAGES = [
+    ("docker.io/vllm/vllm-openai:v0.33.0", OCI_INDEX),
+    (f"{DLC}/vllm:0.33.0-gpu-py312-ec2", DOCKER_MANIFEST),
+    ("nvcr.io/nvidia/k8s-device-plugin:v0.17.4", DOCKER_LIST),
+    ("nvcr.io/nvidia/k8s/dcgm-exporter:4.4.1-4.6.0-ubuntu22.04", OCI_INDEX),
+    ("public.ecr.aws/eks/aws-efa-k8s-device-plugin:v0.5.6", OCI_MANIFEST),
+    ("registry.k8s.io/gateway-api-inference-extension/epp:v1.0.1", OCI_INDEX),
+    ("registry.k8s.io/gateway-api-inference-extension/bbr:v1.0.1", OCI_INDEX),
+    ("ghcr.io/llm-d/llm-d-inference-scheduler:v0.3.0", OCI_MANIFEST),
+    ("ghcr.io/llm-d/llm-d-routing-sidecar:v0.3.0", DOCKER_LIST),
+]
+
+
+def mirror_flags(url: str, **override: str) -> list[str]:
+    """`--registry-mirror` for every upstream of IMAGES, into the test registry at `url` (or `override[registry]`)."""
+    return [a for reg, prefix in PREFIX.items() for a in ("--registry-mirror", f"{reg}={override.get(reg, url + '/' + prefix)}")]
+
+
+def push_bundled(reg: Registry) -> dict[str, str]:
+    """Push every image of IMAGES under its mirror path; image -> the digest of what was pushed."""
+    out = {}
+    for image, kind in IMAGES:
+        name, tag = image.rsplit(":", 1)
+        registry_host, repository = name.split("/", 1)
+        out[image] = reg.push(f"{PREFIX[registry_host]}/{repository}", tag, media_type=kind)
+    return out
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -9,7 +9,6 @@ import base64
 import os
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -23,50 +22,21 @@ from fleet.registry import ECR_HOST, ImageRef, Mirror, RegistryError, Resolver, 
 from fleet.spec.load import load
 from tests.conftest import PLACEHOLDER_DIGEST, copy_project
 from tests.registry_server import (
-    DOCKER_LIST,
+    DLC,
     DOCKER_MANIFEST,
-    OCI_INDEX,
-    OCI_MANIFEST,
+    IMAGES,
     Registry,
     TokenServer,
     closed_port,
+    mirror_flags,
     registry,
     silent_server,
 )
 
-DLC = "763104351884.dkr.ecr.us-east-1.amazonaws.com"
-# Where each upstream registry's images live in the test registry: the path of its --registry-mirror.
-PREFIX = {"docker.io": "dockerhub", "nvcr.io": "nvcr", "public.ecr.aws": "ecr-public", DLC: "aws-dlc",
-          "registry.k8s.io": "k8s", "ghcr.io": "ghcr"}
-# Every image the bundled stacks render, as each upstream serves it (multi-arch where the project publishes one).
-IMAGES = [
-    ("docker.io/vllm/vllm-openai:v0.33.0", OCI_INDEX),
-    (f"{DLC}/vllm:0.33.0-gpu-py312-ec2", DOCKER_MANIFEST),
-    ("nvcr.io/nvidia/k8s-device-plugin:v0.17.4", DOCKER_LIST),
-    ("nvcr.io/nvidia/k8s/dcgm-exporter:4.4.1-4.6.0-ubuntu22.04", OCI_INDEX),
-    ("public.ecr.aws/eks/aws-efa-k8s-device-plugin:v0.5.6", OCI_MANIFEST),
-    ("registry.k8s.io/gateway-api-inference-extension/epp:v1.0.1", OCI_INDEX),
-    ("registry.k8s.io/gateway-api-inference-extension/bbr:v1.0.1", OCI_INDEX),
-    ("ghcr.io/llm-d/llm-d-inference-scheduler:v0.3.0", OCI_MANIFEST),
-    ("ghcr.io/llm-d/llm-d-routing-sidecar:v0.3.0", DOCKER_LIST),
-]
-
-
-def repo_path(image: str) -> tuple[str, str]:
-    ref = ImageRef.parse(image)
-    assert ref.tag is not None
-    return f"{PREFIX[ref.registry]}/{ref.repository}", ref.tag
-
-
-def mirror_flags(url: str, **override: str) -> list[str]:
-    return [a for reg, prefix in PREFIX.items() for a in ("--registry-mirror", f"{reg}={override.get(reg, url + '/' + prefix)}")]
-
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Registry, dict[str, str]]]:
-    """One registry holding every image of the bundled stacks; image -> the digest of what was pushed."""
-    with registry(tmp_path_factory.mktemp("registry")) as reg:
-        yield reg, {image: reg.push(*repo_path(image), media_type=kind) for image, kind in IMAGES}
+def hub(bundled_registry: tuple[Registry, dict[str, str]]) -> tuple[Registry, dict[str, str]]:
+    return bundled_registry
 
 
 def pin(project: Path, *args: str) -> int:
@@ -140,7 +110,7 @@ def test_dry_run_shows_the_changes_and_writes_nothing(hub, tmp_path: Path, capsy
     out = capsys.readouterr().out
     assert ("stacks/Pulumi.prod.yaml:55 config.vllm-fleet:vllm.digest: docker.io/vllm/vllm-openai:v0.33.0 placeholder -> "
             f"{digests['docker.io/vllm/vllm-openai:v0.33.0']}") in out
-    assert f"stacks/Pulumi.dev.yaml:23 config.vllm-fleet:vllm.digest: docker.io/vllm/vllm-openai:v0.33.0 (tag only) -> " in out
+    assert "stacks/Pulumi.dev.yaml:23 config.vllm-fleet:vllm.digest: docker.io/vllm/vllm-openai:v0.33.0 (tag only) -> " in out
     assert "dry run: 12 digests would change; nothing written" in out
     assert {p: p.read_bytes() for p in files} == files
 
