@@ -297,3 +297,38 @@ def silent_server() -> Iterator[str]:
 def closed_port() -> str:
     """A loopback URL where nothing listens (a registry that is down)."""
     return f"http://127.0.0.1:{free_port()}"
+
+
+@contextmanager
+def relay(upstream: str, keep_digest: bool = False, alter_body: bool = False) -> Iterator[str]:
+    """A proxy in front of `upstream` like some registries and caches: no HEAD (405), and GET answers without
+    `Docker-Content-Digest` (or, `keep_digest` with `alter_body`, with the header but a body it changed)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_HEAD(self) -> None:
+            self.send_response(405)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_GET(self) -> None:
+            headers = {k: v for k, v in self.headers.items() if k.lower() in ("accept", "authorization")}
+            response = requests.get(upstream + self.path, headers=headers, timeout=5)
+            body = response.content + (b"\n" if alter_body else b"")
+            self.send_response(response.status_code)
+            for key, value in response.headers.items():
+                if key.lower() in ("content-type", "www-authenticate") or (key.lower() == "docker-content-digest" and keep_digest):
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -30,6 +30,7 @@ from tests.registry_server import (
     closed_port,
     mirror_flags,
     registry,
+    relay,
     silent_server,
 )
 
@@ -304,3 +305,28 @@ def test_the_loader_accepts_what_pin_writes(hub, tmp_path: Path) -> None:
     assert pin(project, *mirror_flags(reg.url)) == 0
     for stack in ("dev", "prod"):
         load(stack, project)
+
+
+def test_without_a_digest_header_the_digest_is_the_sha256_of_the_manifest_served(hub) -> None:
+    reg, digests = hub
+    ref = ImageRef.parse("docker.io/vllm/vllm-openai:v0.33.0")
+    with relay(reg.url) as proxy:
+        resolver = Resolver({"docker.io": Mirror.parse(f"docker.io={proxy}/dockerhub")}, timeout=5)
+        assert resolver.digest(ref) == digests["docker.io/vllm/vllm-openai:v0.33.0"]   # the index's digest, from its bytes
+    with relay(reg.url, keep_digest=True, alter_body=True) as proxy:
+        resolver = Resolver({"docker.io": Mirror.parse(f"docker.io={proxy}/dockerhub")}, timeout=5)
+        with pytest.raises(RegistryError, match=r"whose sha256 \(sha256:[0-9a-f]{64}\) is not the digest it names "
+                                                r"\(" + digests["docker.io/vllm/vllm-openai:v0.33.0"] + r"\) — a proxy altered"):
+            resolver.digest(ref)
+
+
+def test_a_malformed_stack_file_is_a_config_error_and_untouched(hub, tmp_path: Path, capsys) -> None:
+    reg, _ = hub
+    project = copy_project(tmp_path)
+    stack = project / "stacks" / "Pulumi.prod.yaml"
+    stack.write_text(stack.read_text().replace("    version: 0.33.0\n", "    version: [0.33.0\n"))
+    before = stack.read_bytes()
+    assert pin(project, "--stack", "prod", *mirror_flags(reg.url)) == 2
+    err = capsys.readouterr().err
+    assert "stacks/Pulumi.prod.yaml:" in err and "Traceback" not in err
+    assert stack.read_bytes() == before
