@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.utils import parse_dict_header
@@ -40,7 +40,7 @@ DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"   # where docker.io's distribution API answers (Docker's own client maps it)
 MAX_MANIFEST_BYTES = 4 << 20              # the distribution registry's own limit on a manifest it accepts
 MAX_TOKEN_BYTES = 1 << 20
-MAX_REQUESTS = 6                          # per image: anonymous, token, authenticated, and the same again for a GET
+MAX_REQUESTS = 10                         # per image: anonymous, token, authenticated (per host redirected to), a GET
 MAX_REDIRECTS = 5                         # registry.k8s.io redirects to a regional backend
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
@@ -210,20 +210,33 @@ class Resolver:
     # --- one request, with the authentication the registry asks for ---------------------------------------------
 
     def _request(self, method: str, url: str, host: str, repository: str, ref: ImageRef, budget: list[int]) -> requests.Response:
-        headers = {"Accept": ", ".join(MANIFEST_TYPES)}
-        key = (host, repository)
-        answered = False
+        answered: set[str] = set()
+        redirects = 0
         while True:
+            # Redirects are followed here, not by requests, so that each host is authenticated on its own challenge
+            # (registry.k8s.io sends clients to a regional backend that asks for its own token) and no credential
+            # goes to a host it was not issued for.
+            headers = {"Accept": ", ".join(MANIFEST_TYPES)}
+            key = (host, repository)
             if key in self._auth:
                 headers["Authorization"] = self._auth[key]
             response = self._send(method, url, headers, host, ref, budget)
+            if response.is_redirect and response.headers.get("Location"):
+                response.close()
+                redirects += 1
+                if redirects > MAX_REDIRECTS:
+                    raise RegistryError(f"{ref}: {host} redirected more than {MAX_REDIRECTS} times — check the registry URL")
+                url = urljoin(url, response.headers["Location"])
+                host = urlsplit(url).netloc
+                continue
             if response.status_code != 401:
                 break
-            if answered:
+            response.close()
+            if host in answered:
                 raise RegistryError(f"{ref}: {host} refused the credentials it asked for (401 after authenticating) — "
                                     f"{self._login_hint(host)}")
             self._auth[key] = self._answer(response.headers.get("WWW-Authenticate", ""), host, repository, ref, budget)
-            answered = True
+            answered.add(host)
         if response.status_code == 405 and method == "HEAD":
             return response                    # no HEAD on this registry: the GET follows
         if response.status_code == 404:
@@ -258,7 +271,9 @@ class Resolver:
             query["service"] = params["service"]
         auth = (creds[0], creds[1]) if creds is not None else None
         token_host = urlsplit(realm).netloc
-        response = self._send("GET", realm, {"Accept": "application/json"}, token_host, ref, budget, params=query, auth=auth)
+        # A token server may redirect (requests drops the credentials when it leaves the host); manifests do not.
+        response = self._send("GET", realm, {"Accept": "application/json"}, token_host, ref, budget, params=query, auth=auth,
+                              follow=True)
         if response.status_code in (401, 403):
             raise RegistryError(f"{ref}: the token server {token_host} refused a pull token for {repository} "
                                 f"({response.status_code}) — {self._login_hint(host)}")
@@ -275,7 +290,7 @@ class Resolver:
         return f"Bearer {token}"
 
     def _send(self, method: str, url: str, headers: dict[str, str], host: str, ref: ImageRef, budget: list[int],
-              params: dict[str, str] | None = None, auth: tuple[str, str] | None = None) -> requests.Response:
+              params: dict[str, str] | None = None, auth: tuple[str, str] | None = None, follow: bool = False) -> requests.Response:
         if budget[0] <= 0:
             raise RegistryError(f"{ref}: {host} needed more than {MAX_REQUESTS} requests for one manifest — it keeps "
                                 "asking for authentication; check the registry or mirror")
@@ -289,7 +304,7 @@ class Resolver:
         timeout = min(self.timeout, left)
         try:
             return self.session.request(method, url, headers=headers, params=params, auth=auth, timeout=timeout,
-                                        allow_redirects=True, stream=True)
+                                        allow_redirects=follow, stream=True)
         except requests.exceptions.Timeout:
             self._down[host] = (f"{host} did not answer within {timeout:g} s — is the registry (or --registry-mirror) "
                                 "reachable from here? raise --timeout for a slow link")

@@ -332,3 +332,29 @@ def relay(upstream: str, keep_digest: bool = False, alter_body: bool = False) ->
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+@contextmanager
+def redirector(upstream: str) -> Iterator[str]:
+    """A front host that sends every request on to `upstream` with a 307, as registry.k8s.io sends clients to a
+    regional backend."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def _redirect(self) -> None:
+            self.send_response(307)
+            self.send_header("Location", upstream + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_HEAD = _redirect
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

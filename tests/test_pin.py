@@ -29,6 +29,7 @@ from tests.registry_server import (
     TokenServer,
     closed_port,
     mirror_flags,
+    redirector,
     registry,
     relay,
     silent_server,
@@ -176,6 +177,11 @@ def test_a_registry_with_token_auth_is_read_with_an_anonymous_bearer_token(tmp_p
             assert resolver.digest(ImageRef.parse("vllm/vllm-openai:v0.33.0")) == digest
             # the token was asked for by the challenge's realm, service and scope: pull on that repository
             assert tokens.requests[asked:] == [{"scope": ["repository:dockerhub/vllm/vllm-openai:pull"], "service": ["test-registry"]}]
+
+            # a front host that redirects to the registry: the token is asked for by the host that challenges
+            with redirector(reg.url) as front:
+                redirected = Resolver({"registry.k8s.io": Mirror.parse(f"registry.k8s.io={front}/dockerhub")}, timeout=5)
+                assert redirected.digest(ImageRef.parse("registry.k8s.io/vllm/vllm-openai:v0.33.0")) == digest
 
             tokens.grant = []        # a token that grants nothing: the registry refuses it
             refused = Resolver({"docker.io": Mirror.parse(f"docker.io={reg.url}/dockerhub")}, timeout=5)
