@@ -49,18 +49,26 @@ DLC = "763104351884.dkr.ecr.us-east-1.amazonaws.com"      # AWS's Deep Learning 
 # Where each upstream registry's images live in the test registry: the path of its --registry-mirror.
 PREFIX = {"docker.io": "dockerhub", "nvcr.io": "nvcr", "public.ecr.aws": "ecr-public", DLC: "aws-dlc",
           "registry.k8s.io": "k8s", "ghcr.io": "ghcr"}
-# Every image the bundled stacks render, served as its upstream serves it (multi-arch where the project publishes one).
-IMAGES = [
-    ("docker.io/vllm/vllm-openai:v0.33.0", OCI_INDEX),
-    (f"{DLC}/vllm:0.33.0-gpu-py312-ec2", DOCKER_MANIFEST),
-    ("nvcr.io/nvidia/k8s-device-plugin:v0.17.4", DOCKER_LIST),
-    ("nvcr.io/nvidia/k8s/dcgm-exporter:4.4.1-4.6.0-ubuntu22.04", OCI_INDEX),
-    ("public.ecr.aws/eks/aws-efa-k8s-device-plugin:v0.5.6", OCI_MANIFEST),
-    ("registry.k8s.io/gateway-api-inference-extension/epp:v1.0.1", OCI_INDEX),
-    ("registry.k8s.io/gateway-api-inference-extension/bbr:v1.0.1", OCI_INDEX),
-    ("ghcr.io/llm-d/llm-d-inference-scheduler:v0.3.0", OCI_MANIFEST),
-    ("ghcr.io/llm-d/llm-d-routing-sidecar:v0.3.0", DOCKER_LIST),
-]
+
+
+def bundled_images() -> list[tuple[str, str]]:
+    """Every image the bundled stacks render, read from the prod stack's settings (dev's are the same images by tag),
+    each with the manifest type the test registry serves it as: the vLLM image a multi-arch OCI index, the others
+    every kind of OCI and Docker manifest and index."""
+    from fleet.spec.load import load
+    from tests.conftest import ROOT
+
+    cfg = load("prod", ROOT).config
+    v, dp, gw = cfg.vllm, cfg.device_plugin, cfg.gateway
+    assert v.efa is not None
+    images = [f"{v.repository}:v{v.version}", f"{v.efa.repository}:{v.efa.tag or f'v{v.version}'}", dp.image.split("@")[0],
+              dp.dcgm_image.split("@")[0], dp.efa_image.split("@")[0], gw.epp_image.split("@")[0], gw.bbr_image.split("@")[0],
+              gw.pd_scheduler_image.split("@")[0], gw.routing_sidecar_image.split("@")[0]]
+    kinds = [OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST, OCI_INDEX, OCI_MANIFEST, OCI_INDEX, OCI_INDEX, OCI_MANIFEST, DOCKER_LIST]
+    return list(zip(images, kinds, strict=True))
+
+
+IMAGES = bundled_images()
 
 
 def mirror_flags(url: str, **override: str) -> list[str]:

@@ -20,7 +20,7 @@ from fleet.offline.plan import make_plan
 from fleet.pin import PinError, find, set_value
 from fleet.registry import ECR_HOST, ImageRef, Mirror, RegistryError, Resolver, default_credentials, ecr_credentials
 from fleet.spec.load import load
-from tests.conftest import PLACEHOLDER_DIGEST, copy_project
+from tests.conftest import PLACEHOLDER_DIGEST, ROOT, copy_project
 from tests.registry_server import (
     DLC,
     DOCKER_MANIFEST,
@@ -34,6 +34,14 @@ from tests.registry_server import (
     relay,
     silent_server,
 )
+
+VLLM, EFA = IMAGES[0][0], IMAGES[1][0]            # docker.io/vllm/vllm-openai:v<version>, the EFA image
+PLUGIN, DCGM = IMAGES[2][0], IMAGES[3][0]
+
+
+def line_of(stack: str, text: str) -> int:
+    lines = (ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text().splitlines()
+    return next(i for i, line in enumerate(lines, 1) if text in line)
 
 
 @pytest.fixture(scope="module")
@@ -92,16 +100,13 @@ def test_pin_dev_adds_the_digest_fields_the_stack_left_to_their_defaults(hub, tm
     before = stack.read_text()
     assert pin(project, "--stack", "dev", *mirror_flags(reg.url)) == 0
     after = stack.read_text()
-    vllm, plugin, dcgm = (digests[i] for i in ("docker.io/vllm/vllm-openai:v0.33.0", "nvcr.io/nvidia/k8s-device-plugin:v0.17.4",
-                                               "nvcr.io/nvidia/k8s/dcgm-exporter:4.4.1-4.6.0-ubuntu22.04"))
+    vllm, plugin, dcgm = digests[VLLM], digests[PLUGIN], digests[DCGM]
     assert after == before.replace("    allow_tag_only: true\n", f"    allow_tag_only: true\n    digest: {vllm}\n").replace(
         "      secure: v1:devAssistantApiKeyCiphertextPlaceholder\n",
         "      secure: v1:devAssistantApiKeyCiphertextPlaceholder\n"
-        f"  vllm-fleet:device_plugin:\n    image: nvcr.io/nvidia/k8s-device-plugin:v0.17.4@{plugin}\n"
-        f"    dcgm_image: nvcr.io/nvidia/k8s/dcgm-exporter:4.4.1-4.6.0-ubuntu22.04@{dcgm}\n")
-    assert images_in(project, "dev") == {f"docker.io/vllm/vllm-openai:v0.33.0@{vllm}",
-                                         f"nvcr.io/nvidia/k8s-device-plugin:v0.17.4@{plugin}",
-                                         f"nvcr.io/nvidia/k8s/dcgm-exporter:4.4.1-4.6.0-ubuntu22.04@{dcgm}"}
+        f"  vllm-fleet:device_plugin:\n    image: {PLUGIN}@{plugin}\n"
+        f"    dcgm_image: {DCGM}@{dcgm}\n")
+    assert images_in(project, "dev") == {f"{VLLM}@{vllm}", f"{PLUGIN}@{plugin}", f"{DCGM}@{dcgm}"}
 
 
 def test_dry_run_shows_the_changes_and_writes_nothing(hub, tmp_path: Path, capsys) -> None:
@@ -110,9 +115,9 @@ def test_dry_run_shows_the_changes_and_writes_nothing(hub, tmp_path: Path, capsy
     files = {p: p.read_bytes() for p in (project / "stacks").glob("Pulumi.*.yaml")}
     assert pin(project, "--dry-run", *mirror_flags(reg.url)) == 0   # every stack
     out = capsys.readouterr().out
-    assert ("stacks/Pulumi.prod.yaml:55 config.vllm-fleet:vllm.digest: docker.io/vllm/vllm-openai:v0.33.0 placeholder -> "
-            f"{digests['docker.io/vllm/vllm-openai:v0.33.0']}") in out
-    assert "stacks/Pulumi.dev.yaml:23 config.vllm-fleet:vllm.digest: docker.io/vllm/vllm-openai:v0.33.0 (tag only) -> " in out
+    assert (f"stacks/Pulumi.prod.yaml:{line_of('prod', 'digest: sha256:0')} config.vllm-fleet:vllm.digest: {VLLM} placeholder -> "
+            f"{digests[VLLM]}") in out
+    assert f"stacks/Pulumi.dev.yaml:{line_of('dev', 'vllm-fleet:vllm:')} config.vllm-fleet:vllm.digest: {VLLM} (tag only) -> " in out
     assert "dry run: 12 digests would change; nothing written" in out
     assert {p: p.read_bytes() for p in files} == files
 
@@ -121,11 +126,11 @@ def test_an_unknown_tag_names_the_field_and_nothing_is_written(hub, tmp_path: Pa
     reg, _ = hub
     project = copy_project(tmp_path)
     stack = project / "stacks" / "Pulumi.prod.yaml"
-    stack.write_text(stack.read_text().replace("k8s-device-plugin:v0.17.4@", "k8s-device-plugin:v9.9.9@"))
+    stack.write_text(stack.read_text().replace(f"{PLUGIN}@", "nvcr.io/nvidia/k8s-device-plugin:v9.9.9@"))
     before = stack.read_bytes()
     assert pin(project, "--stack", "prod", *mirror_flags(reg.url)) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"error: stacks/Pulumi.prod.yaml:45 config.vllm-fleet:device_plugin.image: nvcr.io/nvidia/k8s-device-plugin:v9.9.9: "
+    assert err == [f"error: stacks/Pulumi.prod.yaml:{line_of('prod', PLUGIN)} config.vllm-fleet:device_plugin.image: nvcr.io/nvidia/k8s-device-plugin:v9.9.9: "
                    f"{reg.host} has no tag v9.9.9 in nvcr/nvidia/k8s-device-plugin (404 manifest unknown) — check the tag and "
                    "repository, or push the image",
                    "pin: 1 image not resolved — nothing written"]
@@ -142,7 +147,7 @@ def test_a_registry_that_never_answers_times_out_once_per_host(hub, tmp_path: Pa
         took = time.monotonic() - started
     err = capsys.readouterr().err
     host = hung.removeprefix("http://")
-    assert (f"error: stacks/Pulumi.prod.yaml:45 config.vllm-fleet:device_plugin.image: nvcr.io/nvidia/k8s-device-plugin:v0.17.4: "
+    assert (f"error: stacks/Pulumi.prod.yaml:{line_of('prod', PLUGIN)} config.vllm-fleet:device_plugin.image: {PLUGIN}: "
             f"{host} did not answer within 1 s — is the registry (or --registry-mirror) reachable from here? raise --timeout "
             "for a slow link") in err
     assert "config.vllm-fleet:device_plugin.dcgm_image: nvcr.io/nvidia/k8s/dcgm-exporter:4.4.1-4.6.0-ubuntu22.04: " f"{host} did not answer" in err
@@ -158,7 +163,7 @@ def test_a_registry_that_is_down_is_one_line_and_nothing_is_written(tmp_path: Pa
     assert pin(project, "--stack", "dev", "--stack", "prod", *mirror_flags(down)) == 1
     err = capsys.readouterr().err.splitlines()
     host = down.removeprefix("http://")
-    assert err[0] == (f"error: stacks/Pulumi.dev.yaml:23 config.vllm-fleet:vllm.digest: docker.io/vllm/vllm-openai:v0.33.0: cannot reach "
+    assert err[0] == (f"error: stacks/Pulumi.dev.yaml:{line_of('dev', 'vllm-fleet:vllm:')} config.vllm-fleet:vllm.digest: {VLLM}: cannot reach "
                       f"{host} (Connection refused) — is the registry up and reachable from here (network, proxy, --registry-mirror)?")
     assert err[-1] == "pin: 9 images not resolved — nothing written"
     assert all(line.startswith("error: stacks/Pulumi.") for line in err[:-1])
@@ -315,14 +320,14 @@ def test_the_loader_accepts_what_pin_writes(hub, tmp_path: Path) -> None:
 
 def test_without_a_digest_header_the_digest_is_the_sha256_of_the_manifest_served(hub) -> None:
     reg, digests = hub
-    ref = ImageRef.parse("docker.io/vllm/vllm-openai:v0.33.0")
+    ref = ImageRef.parse(VLLM)
     with relay(reg.url) as proxy:
         resolver = Resolver({"docker.io": Mirror.parse(f"docker.io={proxy}/dockerhub")}, timeout=5)
-        assert resolver.digest(ref) == digests["docker.io/vllm/vllm-openai:v0.33.0"]   # the index's digest, from its bytes
+        assert resolver.digest(ref) == digests[VLLM]   # the index's digest, from its bytes
     with relay(reg.url, keep_digest=True, alter_body=True) as proxy:
         resolver = Resolver({"docker.io": Mirror.parse(f"docker.io={proxy}/dockerhub")}, timeout=5)
         with pytest.raises(RegistryError, match=r"whose sha256 \(sha256:[0-9a-f]{64}\) is not the digest it names "
-                                                r"\(" + digests["docker.io/vllm/vllm-openai:v0.33.0"] + r"\) — a proxy altered"):
+                                                r"\(" + digests[VLLM] + r"\) — a proxy altered"):
             resolver.digest(ref)
 
 
@@ -330,7 +335,7 @@ def test_a_malformed_stack_file_is_a_config_error_and_untouched(hub, tmp_path: P
     reg, _ = hub
     project = copy_project(tmp_path)
     stack = project / "stacks" / "Pulumi.prod.yaml"
-    stack.write_text(stack.read_text().replace("    version: 0.33.0\n", "    version: [0.33.0\n"))
+    stack.write_text(re.sub(r"\n    version: ", "\n    version: [", stack.read_text(), count=1))
     before = stack.read_bytes()
     assert pin(project, "--stack", "prod", *mirror_flags(reg.url)) == 2
     err = capsys.readouterr().err
