@@ -349,6 +349,20 @@ def other_cases(prod: dict[str, Captured]) -> list[Case]:
              {("C1", "the file system is not encrypted"), ("C1", "the EFS volume mounts without tls")}),
         Case("C2 FSx", [r("aws:fsx/lustreFileSystem:LustreFileSystem", {"deploymentType": "SCRATCH_2", "storageCapacity": 1200}, protect=True)],
              {("C2", "no kmsKeyId"), ("C2", "deployment type SCRATCH_2 loses data on failure")}),
+        # today's bug: ingress only (pulumi-aws drops the default egress), so file servers and clients never talk
+        Case("C8 Lustre security group without egress", [r("aws:ec2/securityGroup:SecurityGroup", mutated(
+            prod["model-cache-fsx-sg"].inputs, lambda p: p.pop("egress")), "sg")],
+             {("C8", f"Lustre security group: no egress rule for {ports} to {who} — the file system's servers and clients cannot "
+                     "reach each other (https://docs.aws.amazon.com/fsx/latest/LustreGuide/limit-access-security-groups.html)")
+              for ports in ("TCP 988", "TCP 1018-1023") for who in ("the file servers (self)", "the clients' security group")}),
+        Case("C8/C9 compliant", [r("aws:ec2/securityGroup:SecurityGroup", prod["model-cache-fsx-sg"].inputs, "sg"),
+                                 r("aws:fsx/lustreFileSystem:LustreFileSystem", prod["model-cache-fsx"].inputs, "fsx", protect=True)],
+             set(), exercises={"C8", "C9", "C2"}),
+        # what the loader accepted before: any multiple of 1200
+        Case("C9 PERSISTENT_2 of 3600 GiB", [r("aws:fsx/lustreFileSystem:LustreFileSystem", mutated(
+            prod["model-cache-fsx"].inputs, lambda p: p.update(storageCapacity=3600)), "fsx", protect=True)],
+             {("C9", "storageCapacity 3600: PERSISTENT_2 takes 1200 GiB, 2400 GiB or a multiple of 2400 GiB, not 3600 — "
+                     "CreateFileSystem refuses it (https://docs.aws.amazon.com/fsx/latest/APIReference/API_CreateFileSystem.html)")}),
         Case("C3 storage class", [r("kubernetes:storage.k8s.io/v1:StorageClass", {"metadata": {"name": "gp3"}, "provisioner": "ebs.csi.aws.com",
                                                                                  "reclaimPolicy": "Delete", "parameters": {"type": "gp3"}})],
              {("C3", 'EBS StorageClass without encrypted: "true"')}),

@@ -175,7 +175,8 @@ class ModelCache(Strict):
     backend: Literal["efs", "fsx-lustre", "s3", "none"] = Field(
         "efs", description="`efs` (RWX, simple), `fsx-lustre` (fast loads for large models), `s3` (Mountpoint, read-only; "
                            "weights are staged into the bucket outside the stack), `none` (each pod downloads; dev only).")
-    size_gib: CliInt = Field(1200, ge=1200, description="FSx for Lustre capacity (multiples of 1200 GiB for PERSISTENT_2); "
+    size_gib: CliInt = Field(1200, ge=1200, description="FSx for Lustre capacity: 1200, 2400 or a multiple of 2400 GiB (PERSISTENT_2, the "
+                                                    "FSx API's StorageCapacity); "
                                                     "the advertised PV capacity for EFS and S3.")
     throughput_mibps: CliInt = Field(250, ge=1, description="Expected read throughput per pod in MiB/s, used to derive startup "
                                                          "probe budgets. For FSx, also the per-TiB throughput (125, 250, 500 or 1000).")
@@ -192,8 +193,6 @@ class ModelCache(Strict):
             raise ValueError("fsx_import_path is only for backend fsx-lustre")
         if self.s3_bucket_name is not None and self.backend != "s3":
             raise ValueError("s3_bucket_name is only for backend s3")
-        if self.backend == "fsx-lustre" and (self.size_gib % 1200 or self.throughput_mibps not in (125, 250, 500, 1000)):
-            raise ValueError("fsx-lustre needs size_gib in multiples of 1200 and throughput_mibps of 125, 250, 500 or 1000")
         return self
 
 

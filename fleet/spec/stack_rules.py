@@ -8,6 +8,8 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from fleet.aws_limits import LUSTRE_DEPLOYMENT_DEFAULT as LUSTRE_DEPLOYMENT
+from fleet.aws_limits import LUSTRE_DOC, lustre_storage_problem, nearest_lustre_sizes
 from fleet.catalog import InstanceType, gpu_instance_types
 from fleet.spec.stack import GpuPool, StackConfig
 from fleet.versions import bundled_vllm_versions, parse_version
@@ -180,11 +182,27 @@ def unpinned_amis(cfg: StackConfig) -> Iterator[Problem]:
                                 f"ami-{pool.ami_family} VERSION --stack <stack>`)")
 
 
+CACHE: Path = ("config", "vllm-fleet:model_cache")
+
+
+def lustre_cache_fits_the_fsx_api(cfg: StackConfig) -> Iterator[Problem]:
+    cache = cfg.model_cache
+    if cache.backend != "fsx-lustre":
+        return
+    if lustre_storage_problem(LUSTRE_DEPLOYMENT, cache.size_gib) is not None:
+        below, above = nearest_lustre_sizes(LUSTRE_DEPLOYMENT, cache.size_gib)
+        yield ((*CACHE, "size_gib"), f"{cache.size_gib} — FSx for Lustre {LUSTRE_DEPLOYMENT} takes 1200, 2400 or a multiple of 2400 "
+                                     f"GiB ({LUSTRE_DOC}); use {below} or {above}")
+    problem = lustre_storage_problem(LUSTRE_DEPLOYMENT, 1200, cache.throughput_mibps)
+    if problem is not None:
+        yield (*CACHE, "throughput_mibps"), f"{cache.throughput_mibps} — {problem} ({LUSTRE_DOC})"
+
+
 RULES: tuple[Callable[[StackConfig], Iterator[Problem]], ...] = (
     cluster_is_adopted, pool_names_are_unique, pool_instance_types_are_known_and_allowed, pools_have_one_gpu_shape,
     no_spot_gpus_in_prod, allowed_instance_types_are_known, vllm_images_are_allowed, vllm_meets_the_security_floor,
     vllm_version_has_a_flag_table, al2023_amis_match_the_kubernetes_version, prod_pins_images_and_caches_models,
-    overrides_that_weaken_a_rule_say_why, no_credentials_in_urls,
+    overrides_that_weaken_a_rule_say_why, no_credentials_in_urls, lustre_cache_fits_the_fsx_api,
 )
 
 
