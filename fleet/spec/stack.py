@@ -196,6 +196,33 @@ class ModelCache(Strict):
         return self
 
 
+class NodeAutoscaler(Strict):
+    """What adds GPU nodes when pods wait for them (docs/capacity.md). `plan` proves that every model's minimum replicas
+    fit the nodes that exist, or that this autoscaler can add, when `pulumi up` runs: pulumi-kubernetes awaits each
+    Deployment until its pods are ready, so a pod with no node fails the update at its timeout."""
+
+    kind: Literal["cluster-autoscaler", "karpenter", "none"] | None = Field(
+        None, description="`cluster-autoscaler`: the stack installs the Cluster Autoscaler (the release of the stack's Kubernetes "
+        "minor, its IAM role, RBAC and auto-discovery of the managed node groups) and managed pools grow to `max_size` on "
+        "demand. `karpenter`: the GPU pools are `provisioner: karpenter` pools and the Karpenter controller runs in the "
+        "cluster (installed separately). `none`: nothing adds nodes — each managed pool's `desired_size` must hold its "
+        "models' minimum replicas. Default: `karpenter` when every pool is a Karpenter pool, else `cluster-autoscaler`.")
+    image: str | None = Field(None, description="Cluster Autoscaler image. Default: registry.k8s.io/autoscaling/cluster-autoscaler at "
+                                                "the release of the stack's Kubernetes minor (fleet/catalog/cluster_autoscaler.yaml); "
+                                                "an image of your own (a mirror, a digest) must carry that release's tag.")
+    identity: Literal["irsa", "pod-identity"] = Field("irsa", description="How its pods get their IAM role: `irsa` (the cluster's OIDC "
+                                                                         "provider, like the stack's CSI roles) or `pod-identity` (an "
+                                                                         "EKS Pod Identity association; needs the eks-pod-identity-agent "
+                                                                         "add-on).")
+    namespace: Annotated[str, StringConstraints(pattern=DNS_LABEL)] = Field("cluster-autoscaler", description="Namespace of the Cluster "
+                                                                            "Autoscaler (its own, restricted Pod Security).")
+
+    def resolved_kind(self, pools: list[GpuPool]) -> str:
+        if self.kind is not None:
+            return self.kind
+        return "karpenter" if pools and all(p.provisioner == "karpenter" for p in pools) else "cluster-autoscaler"
+
+
 class Autoscaling(Strict):
     backend: Literal["hpa", "keda", "none"] = Field("hpa", description="`hpa`: autoscaling/v2 on vllm:num_requests_waiting via prometheus-adapter. `keda`: "
                                                                        "ScaledObject with a Prometheus trigger. `none`: fixed replicas.")
@@ -374,10 +401,12 @@ class StackConfig(Strict):
     device_plugin: DevicePlugin = Field(default_factory=DevicePlugin, alias="vllm-fleet:device_plugin")  # type: ignore[arg-type]
     model_cache: ModelCache = Field(default_factory=ModelCache, alias="vllm-fleet:model_cache")  # type: ignore[arg-type]
     autoscaling: Autoscaling = Field(default_factory=Autoscaling, alias="vllm-fleet:autoscaling")  # type: ignore[arg-type]
+    node_autoscaler: NodeAutoscaler = Field(default_factory=NodeAutoscaler, alias="vllm-fleet:node_autoscaler")  # type: ignore[arg-type]
     observability: Observability = Field(default_factory=Observability, alias="vllm-fleet:observability")  # type: ignore[arg-type]
     allowed_instance_types: list[str] = Field(alias="vllm-fleet:allowed_instance_types", min_length=1, description="Instance types pools may use (policy B9).")
     allowed_registries: list[str] = Field(
-        default_factory=lambda: ["docker.io/vllm", "nvcr.io/nvidia", "public.ecr.aws/eks"], alias="vllm-fleet:allowed_registries",
+        default_factory=lambda: ["docker.io/vllm", "nvcr.io/nvidia", "public.ecr.aws/eks", "registry.k8s.io/autoscaling"],
+        alias="vllm-fleet:allowed_registries",
         description="Image registries/prefixes pods may pull from (policy D15).")
     vllm: VllmImage = Field(alias="vllm-fleet:vllm")
     spare_gpus: CliInt = Field(0, ge=0, alias="vllm-fleet:spare_gpus", description="Spare GPUs kept for rolling updates. A rollout surges only when surge × "
