@@ -21,7 +21,7 @@ from fleet import clock
 from fleet.catalog import gpu_instance
 from fleet.render import cluster_autoscaler
 from fleet.render.gateway import gateway_manifests
-from fleet.render.observability import adapter_rules
+from fleet.render.observability import adapter_rules, monitor_labels
 from fleet.render.workload import image
 from fleet.spec.resolved import FleetSpec
 
@@ -75,7 +75,8 @@ class Fleet(pulumi.ComponentResource):
         # On FSx the platform namespace holds the claim of the whole file system (fleet.render.cache.root_claim).
         holds_claim = cfg.tier == "prod" and cfg.model_cache.backend == "fsx-lustre"
         self.gpu_system = GpuSystem("gpu-system", GpuSystemArgs(cfg.device_plugin, tuple(cfg.gpu_pools),
-                                                                cfg.observability.prometheus_operator, holds_claim), on_cluster)
+                                                                monitor_labels(cfg) if cfg.observability.prometheus_operator else None,
+                                                                holds_claim), on_cluster)
         # prometheus-adapter reads its vLLM rule from this ConfigMap (chart value rules.existing).
         if cfg.autoscaling.backend == "hpa" and any(m.autoscaled for m in spec.models):
             self.adapter_rules = kubernetes.register(adapter_rules(cfg), on_cluster)

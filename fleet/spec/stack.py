@@ -239,8 +239,20 @@ class Autoscaling(Strict):
         return self
 
 
+# kube-prometheus-stack's Prometheus selects ServiceMonitors, PodMonitors and PrometheusRules labelled `release: <its Helm
+# release>` (its serviceMonitorSelectorNilUsesHelmValues and ruleSelectorNilUsesHelmValues default true); the chart is
+# usually installed as `kube-prometheus-stack`.
+MONITOR_LABELS_DEFAULT = {"release": "kube-prometheus-stack"}
+
+
 class Observability(Strict):
     prometheus_operator: CliBool = Field(True, description="Render ServiceMonitor/PrometheusRule objects (needs the Prometheus operator CRDs).")
+    monitor_labels: dict[LabelKey, LabelValue] = Field(
+        default_factory=lambda: dict(MONITOR_LABELS_DEFAULT),
+        description="Labels on every ServiceMonitor and PrometheusRule the stack renders, so the cluster's Prometheus selects "
+                    "them: its `serviceMonitorSelector` and `ruleSelector`. kube-prometheus-stack selects `release: <its Helm "
+                    "release name>` by default — set the name you installed it as (`{}` for a Prometheus that selects all). "
+                    "Without a match Prometheus scrapes no vLLM metrics and the HPAs never scale.")
     dashboards: CliBool = Field(True, description="Render a Grafana dashboard ConfigMap per team.")
 
 
