@@ -13,7 +13,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.kubernetes import register
-from fleet.capacity import block_nodes_at_creation, block_schedule
+from fleet.node_capacity import block_nodes_at_creation, block_schedule
 from fleet.catalog import InstanceType
 from fleet.labels import AMI_TYPES, CAPACITY_TYPES, GPU_TAINT_KEY, NODE_MANAGED_POLICIES
 from fleet.render import cluster_autoscaler, karpenter
@@ -153,7 +153,7 @@ class GpuNodeGroup(pulumi.ComponentResource):
     def _capacity_block_schedule(self, name: str, pool: GpuPool, group: pulumi.Input[str], now: dt.datetime) -> None:
         """Only the steps still ahead: AWS refuses a scheduled action that starts in the past, so once the block has
         begun the start step is gone (a group created during the block starts at its size) — the stack file keeps
-        working through the block's window (fleet.capacity.block_schedule)."""
+        working through the block's window (fleet.node_capacity.block_schedule)."""
         for s in block_schedule(pool, now):
             aws.autoscaling.Schedule(f"{name}-block-{s.step}", scheduled_action_name=f"{pool.name}-capacity-block-{s.step}",
                                      autoscaling_group_name=group, start_time=s.at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

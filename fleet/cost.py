@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 
 from fleet import clock
-from fleet.capacity import nodes_at_up
+from fleet.node_capacity import nodes_at_up
 from fleet.catalog import Price, gpu_instance, prices
 from fleet.spec.resolved import FleetSpec, ResolvedModel
 
@@ -90,7 +90,7 @@ class PoolHeadroom:
     gpu_capacity: int          # GPUs at the pool's max size
     gpus_at_max: int           # GPUs its models need at max replicas
     headroom: int              # what is left for rollouts (spare_gpus) and new models
-    gpus_at_up: int = 0        # GPUs it can have while `pulumi up` waits for the pods (fleet.capacity.nodes_at_up)
+    gpus_at_up: int = 0        # GPUs it can have while `pulumi up` waits for the pods (fleet.node_capacity.nodes_at_up)
     gpus_at_min: int = 0       # GPUs its models need at min replicas (what `up` waits for; policy E15 packs them on nodes)
 
 
