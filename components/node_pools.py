@@ -13,9 +13,9 @@ import pulumi
 import pulumi_aws as aws
 
 from components.kubernetes import register
-from fleet.node_capacity import block_nodes_at_creation, block_schedule
 from fleet.catalog import InstanceType
 from fleet.labels import AMI_TYPES, CAPACITY_TYPES, GPU_TAINT_KEY, NODE_MANAGED_POLICIES
+from fleet.node_capacity import block_nodes_at_creation, block_schedule
 from fleet.render import cluster_autoscaler, karpenter
 from fleet.render.platform_labels import pool_labels
 from fleet.spec.stack import GpuPool

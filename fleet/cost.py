@@ -13,8 +13,8 @@ import math
 from dataclasses import dataclass, field
 
 from fleet import clock
-from fleet.node_capacity import nodes_at_up
 from fleet.catalog import Price, gpu_instance, prices
+from fleet.node_capacity import nodes_at_up
 from fleet.spec.resolved import FleetSpec, ResolvedModel
 
 

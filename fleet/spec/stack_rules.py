@@ -11,8 +11,8 @@ from typing import Any
 from fleet import clock
 from fleet.aws_limits import LUSTRE_DEPLOYMENT_DEFAULT as LUSTRE_DEPLOYMENT
 from fleet.aws_limits import LUSTRE_DOC, SCHEDULE_DOC, lustre_storage_problem, nearest_lustre_sizes
-from fleet.node_capacity import block_drain_at, block_phase
 from fleet.catalog import InstanceType, cluster_autoscaler, gpu_instance_types
+from fleet.node_capacity import block_drain_at, block_phase
 from fleet.spec.stack import GpuPool, StackConfig
 from fleet.versions import bundled_vllm_versions, parse_version
 from fleet.vllm.flags import has_table, missing_table
