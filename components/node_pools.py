@@ -157,7 +157,11 @@ class GpuNodeGroup(pulumi.ComponentResource):
         for s in block_schedule(pool, now):
             aws.autoscaling.Schedule(f"{name}-block-{s.step}", scheduled_action_name=f"{pool.name}-capacity-block-{s.step}",
                                      autoscaling_group_name=group, start_time=s.at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                                     min_size=0, max_size=pool.max_size, desired_capacity=s.desired, opts=pulumi.ResourceOptions(parent=self))
+                                     min_size=0, max_size=pool.max_size, desired_capacity=s.desired,
+                                     # EC2 Auto Scaling deletes a one-time action once it has run, and deleting it again fails
+                                     # ("Scheduled action name not found", hashicorp/terraform-provider-aws#19446): when a
+                                     # step drops out of the program (its time passed, the pool went), leave AWS alone.
+                                     opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True))
 
 
 class KarpenterGpuPool(pulumi.ComponentResource):

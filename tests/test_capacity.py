@@ -147,6 +147,8 @@ def test_capacity_block_steps_are_only_those_still_ahead(monkeypatch: pytest.Mon
     caps = {c.name: c for c in capture(load("prod", ROOT))}
     assert {n.removeprefix("pool-h100-block-") for n in caps if n.startswith("pool-h100-block-")} == steps
     assert caps["pool-h100-ng"].inputs["scalingConfig"]["desiredSize"] == desired
+    # a step that has run is gone from AWS: dropping it from the program must not call DeleteScheduledAction
+    assert all(caps[f"pool-h100-block-{step}"].retain_on_delete for step in steps)
     plan = make_plan("prod", ROOT)
     assert not [f for f in plan.findings if f.rule_id == "B10"]
 
