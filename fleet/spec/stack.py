@@ -214,7 +214,7 @@ class NodeAutoscaler(Strict):
                                                                          "provider, like the stack's CSI roles) or `pod-identity` (an "
                                                                          "EKS Pod Identity association; needs the eks-pod-identity-agent "
                                                                          "add-on).")
-    namespace: Annotated[str, StringConstraints(pattern=DNS_LABEL)] = Field("cluster-autoscaler", description="Namespace of the Cluster "
+    namespace: Namespace = Field("cluster-autoscaler", description="Namespace of the Cluster "
                                                                             "Autoscaler (its own, restricted Pod Security).")
 
     def resolved_kind(self, pools: list[GpuPool]) -> str:
