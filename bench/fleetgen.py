@@ -43,7 +43,8 @@ def generate(root: Path, models: int) -> Path:
         "vllm-fleet:spare_gpus": 8,
         "vllm-fleet:device_plugin": {"image": f"nvcr.io/nvidia/k8s-device-plugin:v0.17.4@{BENCH_DIGEST}",
                                      "dcgm_image": f"nvcr.io/nvidia/k8s/dcgm-exporter:4.4.1-4.6.0-ubuntu22.04@{BENCH_DIGEST}"},
-        "vllm-fleet:allowed_registries": ["docker.io/vllm", "nvcr.io/nvidia"],
+        "vllm-fleet:node_autoscaler": {"image": f"registry.k8s.io/autoscaling/cluster-autoscaler:v1.33.6@{BENCH_DIGEST}"},
+        "vllm-fleet:allowed_registries": ["docker.io/vllm", "nvcr.io/nvidia", "registry.k8s.io/autoscaling"],
         "vllm-fleet:secrets": {"bench-api-key": {"secure": "v1:bench"}},
     }}
     (root / "stacks" / "Pulumi.bench.yaml").write_text(yaml.safe_dump(stack, sort_keys=False))

@@ -10,15 +10,18 @@ import pulumi
 import pulumi_aws as aws
 
 from components import kubernetes
+from components.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
 from components.gpu_system import GpuSystem, GpuSystemArgs
 from components.iam import ClusterOidc
 from components.model_cache import ModelCacheArgs, model_cache
 from components.node_pools import GpuNodeGroup, GpuNodeGroupArgs, KarpenterGpuPool, KarpenterGpuPoolArgs
 from components.tenancy import TeamTenancy, TeamTenancyArgs
 from components.vllm_service import VllmService, VllmServiceArgs
+from fleet import clock
 from fleet.catalog import gpu_instance
+from fleet.render import cluster_autoscaler
 from fleet.render.gateway import gateway_manifests
-from fleet.render.observability import adapter_rules
+from fleet.render.observability import adapter_rules, monitor_labels
 from fleet.render.workload import image
 from fleet.spec.resolved import FleetSpec
 
@@ -48,6 +51,8 @@ class Fleet(pulumi.ComponentResource):
         cluster_sg = self.cluster.vpc_config.cluster_security_group_id
         vpc_id = self.cluster.vpc_config.vpc_id
 
+        now = clock.now()
+        autoscaled = cluster_autoscaler.installs(cfg)
         self.node_pools: list[pulumi.Resource] = []
         for pool in cfg.gpu_pools:
             tags = {"vllm-fleet/pool": pool.name, "vllm-fleet/cluster": cfg.cluster.name}
@@ -58,7 +63,8 @@ class Fleet(pulumi.ComponentResource):
                     cfg.cluster.name, pool, instance, cluster_sg, vpc_id, tags), on_cluster))
             else:
                 self.node_pools.append(GpuNodeGroup(f"pool-{pool.name}", GpuNodeGroupArgs(
-                    cfg.cluster.name, pool, instance, cluster_sg, vpc_id, tags), child))
+                    cfg.cluster.name, pool, instance, cluster_sg, vpc_id, tags, now,
+                    autoscaled=autoscaled and cluster_autoscaler.discovers(pool)), child))
         if cfg.cluster.network_policy_enforcement == "vpc-cni-addon":
             # The VPC CNI enforces NetworkPolicies only with its network policy agent on. Existing settings of the
             # add-on are kept on update; a self-managed CNI is taken over on create.
@@ -69,7 +75,8 @@ class Fleet(pulumi.ComponentResource):
         # On FSx the platform namespace holds the claim of the whole file system (fleet.render.cache.root_claim).
         holds_claim = cfg.tier == "prod" and cfg.model_cache.backend == "fsx-lustre"
         self.gpu_system = GpuSystem("gpu-system", GpuSystemArgs(cfg.device_plugin, tuple(cfg.gpu_pools),
-                                                                cfg.observability.prometheus_operator, holds_claim), on_cluster)
+                                                                monitor_labels(cfg) if cfg.observability.prometheus_operator else None,
+                                                                holds_claim), on_cluster)
         # prometheus-adapter reads its vLLM rule from this ConfigMap (chart value rules.existing).
         if cfg.autoscaling.backend == "hpa" and any(m.autoscaled for m in spec.models):
             self.adapter_rules = kubernetes.register(adapter_rules(cfg), on_cluster)
@@ -83,6 +90,9 @@ class Fleet(pulumi.ComponentResource):
         oidc_arn = cfg.cluster.oidc_provider_arn or pulumi.Output.all(account, issuer).apply(
             lambda a: f"arn:aws:iam::{a[0]}:oidc-provider/{a[1].removeprefix('https://')}")
         oidc = ClusterOidc(issuer=issuer, provider_arn=oidc_arn)
+        # What adds GPU nodes while `pulumi up` waits for the models' pods (docs/capacity.md).
+        self.cluster_autoscaler = ClusterAutoscaler("cluster-autoscaler", ClusterAutoscalerArgs(
+            cfg, oidc, account, {"vllm-fleet/cluster": cfg.cluster.name}), on_cluster) if autoscaled else None
         self.cache = model_cache("model-cache", ModelCacheArgs(
             stack=spec.stack, cluster_name=cfg.cluster.name, region=cfg.region, settings=cfg.model_cache, protect=cfg.tier == "prod",
             subnet_ids=cache_subnets(spec), vpc_id=vpc_id, cluster_security_group_id=cluster_sg,
@@ -91,6 +101,8 @@ class Fleet(pulumi.ComponentResource):
             image=image(cfg)), on_cluster)
 
         platform: list[pulumi.Resource] = [*self.node_pools, self.gpu_system]
+        if self.cluster_autoscaler is not None:
+            platform.append(self.cluster_autoscaler)
         self.services: list[VllmService] = []
         for team in spec.teams:
             deps: list[pulumi.Resource] = [self.teams[team.name], *platform]

@@ -16,7 +16,7 @@ from fleet.spec.stack import DevicePlugin, GpuPool
 class GpuSystemArgs:
     settings: DevicePlugin
     pools: tuple[GpuPool, ...]
-    service_monitor: bool            # the Prometheus operator's CRDs are there: scrape DCGM with a ServiceMonitor
+    monitor_labels: dict[str, str] | None  # the Prometheus operator's CRDs are there: a ServiceMonitor with these labels
     protect_namespace: bool = False  # prod, when the namespace holds a model-cache claim (its deletion would delete the claim)
 
 
@@ -28,7 +28,7 @@ class GpuSystem(pulumi.ComponentResource):
                                                                                  retain_on_delete=args.protect_namespace))
         after = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
         self.device_plugin = [register(m, after) for m in gpu_system.device_plugin(args.settings, needs_plugin)] if needs_plugin else []
-        self.dcgm_exporter = ([register(m, after) for m in gpu_system.dcgm_exporter(args.settings, list(args.pools), args.service_monitor)]
+        self.dcgm_exporter = ([register(m, after) for m in gpu_system.dcgm_exporter(args.settings, list(args.pools), args.monitor_labels)]
                               if args.settings.dcgm_exporter else [])
         efa_pools = gpu_system.efa_pools(list(args.pools))
         self.efa_device_plugin = [register(m, after) for m in gpu_system.efa_device_plugin(args.settings, efa_pools)] if efa_pools else []

@@ -12,14 +12,16 @@ import pulumi_aws as aws
 
 from components.iam import ClusterOidc, service_account_role
 from components.kubernetes import register
+from fleet.aws_limits import LUSTRE_DEPLOYMENT_DEFAULT, LUSTRE_PORTS, NFS_PORT
 from fleet.render.cache import directories_job, directories_service_account, persistent_volume, persistent_volume_claim, root_claim, root_volume, team_directory
 from fleet.render.gpu_system import namespace as gpu_system_namespace
 from fleet.spec.resolved import ResolvedTeam
 from fleet.spec.stack import ModelCache as CacheSettings
 
 EFS_CSI_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEFSCSIDriverPolicy"
-# Lustre traffic: 988 (LNet) and 1018-1023 (clients), from the cluster's nodes and the file system itself.
-LUSTRE_PORTS = [(988, 988), (1018, 1023)]
+# pulumi-kubernetes awaits a Job until it completes; its own timeout outlasts the Job's deadline, so Kubernetes fails a
+# stuck Job (reported at once) before the provider's await gives up on it.
+JOB_TIMEOUT_GRACE_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -87,9 +89,11 @@ class EfsModelCache(ModelCache):
         self.file_system = aws.efs.FileSystem(f"{name}-efs", encrypted=True, kms_key_id=key_arn, performance_mode="generalPurpose",
                                               throughput_mode="elastic", tags={**args.tags, "Name": f"{args.cluster_name}-model-cache"},
                                               opts=self.stateful)
+        # Inbound NFS from the nodes is all a mount target needs (security groups are stateful; the nodes' cluster
+        # security group allows all egress). fleet.aws_limits.NFS_PORT.
         self.security_group = aws.ec2.SecurityGroup(
             f"{name}-efs-sg", vpc_id=args.vpc_id, description="NFS from the cluster's nodes to the model cache",
-            ingress=[aws.ec2.SecurityGroupIngressArgs(protocol="tcp", from_port=2049, to_port=2049,
+            ingress=[aws.ec2.SecurityGroupIngressArgs(protocol="tcp", from_port=NFS_PORT, to_port=NFS_PORT,
                                                       security_groups=[args.cluster_security_group_id], description="NFS from nodes")],
             tags=args.tags, opts=self.child)
         mount_targets = [aws.efs.MountTarget(f"{name}-mt-{subnet}", file_system_id=self.file_system.id, subnet_id=subnet,
@@ -119,14 +123,25 @@ class FsxLustreModelCache(ModelCache):
 
     def _storage(self, name: str, key_arn: pulumi.Input[str]) -> tuple[dict[str, dict[str, pulumi.Input[str]]], list[pulumi.Resource]]:
         args, cache = self.args, self.args.settings
+        # The FSx for Lustre guide's rules (fleet.aws_limits.LUSTRE_SG_DOC): TCP 988 and 1018-1023 in AND out, between
+        # the file servers (self) and with the clients (the nodes' cluster security group). pulumi-aws drops the
+        # default allow-all egress, so the outbound rules are written here; policy C8 checks both directions.
+        sg = args.cluster_security_group_id
         self.security_group = aws.ec2.SecurityGroup(
-            f"{name}-fsx-sg", vpc_id=args.vpc_id, description="Lustre from the cluster's nodes to the model cache",
-            ingress=[aws.ec2.SecurityGroupIngressArgs(protocol="tcp", from_port=lo, to_port=hi, security_groups=[args.cluster_security_group_id],
-                                                      self=True, description="Lustre") for lo, hi in LUSTRE_PORTS],
+            f"{name}-fsx-sg", vpc_id=args.vpc_id, description="Lustre between the model cache's file servers and the cluster's nodes",
+            ingress=[aws.ec2.SecurityGroupIngressArgs(protocol="tcp", from_port=lo, to_port=hi, security_groups=[sg],
+                                                      self=True, description="Lustre from file servers and nodes") for lo, hi in LUSTRE_PORTS],
+            egress=[aws.ec2.SecurityGroupEgressArgs(protocol="tcp", from_port=lo, to_port=hi, security_groups=[sg],
+                                                    self=True, description="Lustre to file servers and nodes") for lo, hi in LUSTRE_PORTS],
             tags=args.tags, opts=self.child)
+        # The clients' side: the cluster security group admits Lustre from the file servers (it only admits itself).
+        for lo, hi in LUSTRE_PORTS:
+            aws.vpc.SecurityGroupIngressRule(f"{name}-fsx-to-nodes-{lo}", security_group_id=sg, ip_protocol="tcp", from_port=lo,
+                                             to_port=hi, referenced_security_group_id=self.security_group.id,
+                                             description="Lustre from the model cache's file servers", tags=args.tags, opts=self.child)
         self.file_system = aws.fsx.LustreFileSystem(
             f"{name}-fsx", storage_capacity=cache.size_gib, subnet_ids=args.subnet_ids[0],  # one subnet (one AZ)
-            deployment_type="PERSISTENT_2", per_unit_storage_throughput=cache.throughput_mibps, kms_key_id=key_arn,
+            deployment_type=LUSTRE_DEPLOYMENT_DEFAULT, per_unit_storage_throughput=cache.throughput_mibps, kms_key_id=key_arn,
             data_compression_type="LZ4", security_group_ids=[self.security_group.id],
             tags={**args.tags, "Name": f"{args.cluster_name}-model-cache"}, opts=self.stateful)
         if cache.fsx_import_path:
@@ -144,8 +159,10 @@ class FsxLustreModelCache(ModelCache):
             parent=self, protect=args.protect, retain_on_delete=args.protect, depends_on=[volume, args.platform_namespace]))
         teams = [t.name for t in args.teams if t.models]
         account = register(directories_service_account(namespace), pulumi.ResourceOptions(parent=self, depends_on=[args.platform_namespace]))
-        self.directories = register(directories_job(teams, args.image, namespace),
-                                    pulumi.ResourceOptions(parent=self, depends_on=[claim, account]))
+        job = directories_job(teams, args.image, namespace)
+        wait = f"{int(job['spec']['activeDeadlineSeconds']) + JOB_TIMEOUT_GRACE_SECONDS}s"
+        self.directories = register(job, pulumi.ResourceOptions(parent=self, depends_on=[claim, account],
+                                                                custom_timeouts=pulumi.CustomTimeouts(create=wait, update=wait)))
         sources: dict[str, dict[str, pulumi.Input[str]]] = {}
         for team in args.teams:
             sources[team.name] = {"volume_handle": pulumi.Output.concat(self.file_system.id, "::", team_directory(team.name)),

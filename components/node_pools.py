@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from dataclasses import dataclass
 
 import pulumi
@@ -14,13 +15,10 @@ import pulumi_aws as aws
 from components.kubernetes import register
 from fleet.catalog import InstanceType
 from fleet.labels import AMI_TYPES, CAPACITY_TYPES, GPU_TAINT_KEY, NODE_MANAGED_POLICIES
-from fleet.render import karpenter
+from fleet.node_capacity import block_nodes_at_creation, block_schedule
+from fleet.render import cluster_autoscaler, karpenter
 from fleet.render.platform_labels import pool_labels
 from fleet.spec.stack import GpuPool
-
-# AWS: scale a Capacity Block's group to zero more than 30 minutes before the block ends, so pods drain before
-# EC2 reclaims the instances.
-CAPACITY_BLOCK_DRAIN = dt.timedelta(minutes=45)
 
 
 @dataclass(frozen=True)
@@ -31,6 +29,8 @@ class GpuNodeGroupArgs:
     cluster_security_group_id: pulumi.Input[str]
     vpc_id: pulumi.Input[str]
     tags: dict[str, str]
+    now: dt.datetime                                # when `pulumi up` applies it (fleet.clock): a past step is never scheduled
+    autoscaled: bool = False                        # the stack's Cluster Autoscaler sizes the group (node-template tags)
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,8 @@ class GpuNodeGroup(pulumi.ComponentResource):
             release_version=pool.ami_version,   # None: the latest release when the group is created
             scaling_config=aws.eks.NodeGroupScalingConfigArgs(
                 min_size=pool.min_size, max_size=pool.max_size,
-                desired_size=pool.desired_size if pool.desired_size is not None else pool.min_size),
+                desired_size=block_nodes_at_creation(pool, args.now) if block else
+                pool.desired_size if pool.desired_size is not None else pool.min_size),
             update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
             labels=pool_labels(pool),
             taints=[aws.eks.NodeGroupTaintArgs(key=GPU_TAINT_KEY, value="true", effect="NO_SCHEDULE")],
@@ -136,18 +137,31 @@ class GpuNodeGroup(pulumi.ComponentResource):
             tags=tags,
             # The cluster autoscaler (or the block's schedule) owns the desired size once the group exists.
             opts=pulumi.ResourceOptions(parent=self, depends_on=attachments, ignore_changes=["scalingConfig.desiredSize"]))
+        group: pulumi.Output[str] = self.node_group.resources.apply(
+            lambda r: str(r[0].autoscaling_groups[0].name or "") if r and r[0].autoscaling_groups else "")
         if block:
-            self._capacity_block_schedule(name, pool)
+            self._capacity_block_schedule(name, pool, group, args.now)
+        if args.autoscaled:
+            # Scale from zero: what a node of this group would carry, as tags on its Auto Scaling group (EKS does not
+            # copy node group tags there). Not propagated: they describe the nodes, the nodes get the real labels.
+            for key, value in sorted(cluster_autoscaler.node_template_tags(pool, inst).items()):
+                suffix = re.sub(r"[^a-z0-9]+", "-", key.split("/node-template/", 1)[1].lower())
+                aws.autoscaling.Tag(f"{name}-ca-{suffix}", autoscaling_group_name=group, tag=aws.autoscaling.TagTagArgs(
+                    key=key, value=value, propagate_at_launch=False), opts=child)
         self.register_outputs({"node_group_name": self.node_group.node_group_name, "role_arn": self.role.arn})
 
-    def _capacity_block_schedule(self, name: str, pool: GpuPool) -> None:
-        assert pool.capacity_block_starts_at is not None and pool.capacity_block_ends_at is not None
-        group = self.node_group.resources.apply(lambda r: r[0].autoscaling_groups[0].name if r and r[0].autoscaling_groups else "")
-        steps = (("start", pool.capacity_block_starts_at, pool.max_size), ("drain", pool.capacity_block_ends_at - CAPACITY_BLOCK_DRAIN, 0))
-        for step, at, size in steps:
-            aws.autoscaling.Schedule(f"{name}-block-{step}", scheduled_action_name=f"{pool.name}-capacity-block-{step}",
-                                     autoscaling_group_name=group, start_time=at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                                     min_size=0, max_size=pool.max_size, desired_capacity=size, opts=pulumi.ResourceOptions(parent=self))
+    def _capacity_block_schedule(self, name: str, pool: GpuPool, group: pulumi.Input[str], now: dt.datetime) -> None:
+        """Only the steps still ahead: AWS refuses a scheduled action that starts in the past, so once the block has
+        begun the start step is gone (a group created during the block starts at its size) — the stack file keeps
+        working through the block's window (fleet.node_capacity.block_schedule)."""
+        for s in block_schedule(pool, now):
+            aws.autoscaling.Schedule(f"{name}-block-{s.step}", scheduled_action_name=f"{pool.name}-capacity-block-{s.step}",
+                                     autoscaling_group_name=group, start_time=s.at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                     min_size=0, max_size=pool.max_size, desired_capacity=s.desired,
+                                     # EC2 Auto Scaling deletes a one-time action once it has run, and deleting it again fails
+                                     # ("Scheduled action name not found", hashicorp/terraform-provider-aws#19446): when a
+                                     # step drops out of the program (its time passed, the pool went), leave AWS alone.
+                                     opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True))
 
 
 class KarpenterGpuPool(pulumi.ComponentResource):

@@ -96,7 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", help="run the program under Pulumi's mocks, apply the policies, validate every manifest",
                           description="Show what `pulumi up --stack S` would create: resources per team and kind, "
                                       "models, GPUs, $/hour and pool headroom, and policy findings. Writes one YAML file per Kubernetes "
-                                      "object plus plan.json when --out is given.")
+                                      "object plus plan.json when --out is given. A Capacity Block's schedule is rendered for the time `pulumi up` runs: "
+                                      "set VLLM_FLEET_NOW=<ISO 8601 time> to plan for another moment (docs/capacity.md).")
     plan.add_argument("--stack", required=True, help="stack name: stacks/Pulumi.<stack>.yaml")
     plan.add_argument("--out", type=Path, default=None, help="write manifests/ and plan.json into this directory")
     plan.add_argument("--format", choices=("table", "json", "markdown"), default="table", help="report format (default table)")

@@ -12,7 +12,9 @@ import datetime as dt
 import math
 from dataclasses import dataclass, field
 
+from fleet import clock
 from fleet.catalog import Price, gpu_instance, prices
+from fleet.node_capacity import nodes_at_up
 from fleet.spec.resolved import FleetSpec, ResolvedModel
 
 
@@ -88,6 +90,8 @@ class PoolHeadroom:
     gpu_capacity: int          # GPUs at the pool's max size
     gpus_at_max: int           # GPUs its models need at max replicas
     headroom: int              # what is left for rollouts (spare_gpus) and new models
+    gpus_at_up: int = 0        # GPUs it can have while `pulumi up` waits for the pods (fleet.node_capacity.nodes_at_up)
+    gpus_at_min: int = 0       # GPUs its models need at min replicas (what `up` waits for; policy E15 packs them on nodes)
 
 
 @dataclass(frozen=True)
@@ -154,11 +158,14 @@ def estimate(spec: FleetSpec, today: dt.date | None = None) -> CostEstimate:
 def pool_headroom(spec: FleetSpec) -> list[PoolHeadroom]:
     """Per pool: GPU capacity at max size, GPUs the models need at max replicas, and what is left for rollouts."""
     out = []
+    now = clock.now()
     for pool in spec.config.gpu_pools:
         used = sum(m.max_replicas * m.gpus_per_replica for m in spec.models if m.pool.name == pool.name)
         instance = gpu_instance(pool.instance_types[0])
         assert instance is not None  # the loader refuses instance types missing from the catalog
         capacity = pool.max_size * instance.gpus
+        at_up = nodes_at_up(pool, spec.config.node_autoscaler.resolved_kind(list(spec.config.gpu_pools)), now) * instance.gpus
+        at_min = sum(m.min_replicas * m.gpus_per_replica for m in spec.models if m.pool.name == pool.name)
         out.append(PoolHeadroom(pool=pool.name, capacity_type=pool.capacity_type, gpu_capacity=capacity, gpus_at_max=used,
-                                headroom=capacity - used))
+                                headroom=capacity - used, gpus_at_up=at_up, gpus_at_min=at_min))
     return out

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,3 +133,8 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+# The program renders a Capacity Block's schedule from the time `pulumi up` runs (fleet.clock): the suite pins that time
+# inside the bundled prod block's window, so its outcome does not depend on the day it runs.
+os.environ["VLLM_FLEET_NOW"] = "2026-12-07T12:00:00Z"

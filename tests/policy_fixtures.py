@@ -144,7 +144,7 @@ POD_CASES: dict[str, list[tuple[Mutation, str, set[str]]]] = {
             (lambda p: container(p).update(image="quay.io/someone/vllm:v0.33.0@" + RESOLVED_DIGEST),
              "{p}.containers[0].image quay.io/someone/vllm:v0.33.0@" + RESOLVED_DIGEST + " is not from an allowed registry "
              "(docker.io/vllm, nvcr.io/nvidia, public.ecr.aws/eks, 763104351884.dkr.ecr.us-east-1.amazonaws.com/vllm, "
-             "registry.k8s.io/gateway-api-inference-extension, ghcr.io/llm-d)", set()),
+             "registry.k8s.io/gateway-api-inference-extension, ghcr.io/llm-d, registry.k8s.io/autoscaling)", set()),
             (lambda p: container(p).update(image="docker.io/vllm/vllm-openai:v0.33.0@sha256:" + "0" * 64),
              "{p}.containers[0].image is pinned to the placeholder digest sha256:00000000…, which no registry serves — "
              "`vllm-fleet pin` writes the real one into the stack (`crane digest docker.io/vllm/vllm-openai:v0.33.0` prints it)", set())],
@@ -349,6 +349,20 @@ def other_cases(prod: dict[str, Captured]) -> list[Case]:
              {("C1", "the file system is not encrypted"), ("C1", "the EFS volume mounts without tls")}),
         Case("C2 FSx", [r("aws:fsx/lustreFileSystem:LustreFileSystem", {"deploymentType": "SCRATCH_2", "storageCapacity": 1200}, protect=True)],
              {("C2", "no kmsKeyId"), ("C2", "deployment type SCRATCH_2 loses data on failure")}),
+        # today's bug: ingress only (pulumi-aws drops the default egress), so file servers and clients never talk
+        Case("C8 Lustre security group without egress", [r("aws:ec2/securityGroup:SecurityGroup", mutated(
+            prod["model-cache-fsx-sg"].inputs, lambda p: p.pop("egress")), "sg")],
+             {("C8", f"Lustre security group: no egress rule for {ports} to {who} — the file system's servers and clients cannot "
+                     "reach each other (https://docs.aws.amazon.com/fsx/latest/LustreGuide/limit-access-security-groups.html)")
+              for ports in ("TCP 988", "TCP 1018-1023") for who in ("the file servers (self)", "the clients' security group")}),
+        Case("C8/C9 compliant", [r("aws:ec2/securityGroup:SecurityGroup", prod["model-cache-fsx-sg"].inputs, "sg"),
+                                 r("aws:fsx/lustreFileSystem:LustreFileSystem", prod["model-cache-fsx"].inputs, "fsx", protect=True)],
+             set(), exercises={"C8", "C9", "C2"}),
+        # what the loader accepted before: any multiple of 1200
+        Case("C9 PERSISTENT_2 of 3600 GiB", [r("aws:fsx/lustreFileSystem:LustreFileSystem", mutated(
+            prod["model-cache-fsx"].inputs, lambda p: p.update(storageCapacity=3600)), "fsx", protect=True)],
+             {("C9", "storageCapacity 3600: PERSISTENT_2 takes 1200 GiB, 2400 GiB or a multiple of 2400 GiB, not 3600 — "
+                     "CreateFileSystem refuses it (https://docs.aws.amazon.com/fsx/latest/APIReference/API_CreateFileSystem.html)")}),
         Case("C3 storage class", [r("kubernetes:storage.k8s.io/v1:StorageClass", {"metadata": {"name": "gp3"}, "provisioner": "ebs.csi.aws.com",
                                                                                  "reclaimPolicy": "Delete", "parameters": {"type": "gp3"}})],
              {("C3", 'EBS StorageClass without encrypted: "true"')}),
@@ -380,9 +394,30 @@ def other_cases(prod: dict[str, Captured]) -> list[Case]:
         Case("E12 pool too small", [r("aws:eks/nodeGroup:NodeGroup", prod["pool-l4-ng"].inputs, "ng"), QUOTA,
                                     r("kubernetes:apps/v1:Deployment", mutated(deployment.inputs, lambda p: p["spec"].update(replicas=20)), "d")],
              {("E12", "pool l4: its models need up to 20 GPUs at max replicas plus 8 spare for rollouts, but it holds at most 16 "
-                      "(16 nodes × 1)")}, {"G5"}),
+                      "(16 nodes × 1)")}, {"G5", "E15"}),
         Case("E12 compliant", [r("aws:eks/nodeGroup:NodeGroup", prod["pool-l4-ng"].inputs, "ng"), QUOTA, deployment], set(),
              exercises={"E12", "E13"}),
+        # today's bundled prod l4 pool: min replicas need 4 one-GPU nodes, nothing grows the group past desired_size 2
+        Case("E15 min replicas beyond desired_size without an autoscaler", [
+            r("aws:eks/nodeGroup:NodeGroup", prod["pool-l4-ng"].inputs, "ng"), QUOTA,
+            r("kubernetes:apps/v1:Deployment", mutated(deployment.inputs, lambda p: p["spec"].update(replicas=4)), "d")],
+             {("E15", "pool l4: the models' minimum replicas need 4 GPUs on 4 node(s) of 1 when `pulumi up` waits for them, but the "
+                      "pool has 2 (desired_size: no node autoscaler of the stack discovers this group) — their pods stay Pending and "
+                      "the update times out")}, {"G5", "G7"}),
+        Case("E15 compliant: the stack's Cluster Autoscaler discovers the group", [
+            r("aws:eks/nodeGroup:NodeGroup", prod["pool-l4-ng"].inputs, "ng"), QUOTA,
+            r("kubernetes:apps/v1:Deployment", mutated(deployment.inputs, lambda p: p["spec"].update(replicas=4)), "d"),
+            r("kubernetes:apps/v1:Deployment", prod["deployment-cluster-autoscaler-cluster-autoscaler"].inputs, "ca")],
+             set(), {"G5", "G7"}, exercises={"E15"}),
+        # the bundled prod stack's fixed start time, applied after the block began
+        Case("B10 scheduled action in the past", [r("aws:autoscaling/schedule:Schedule", mutated(
+            prod["pool-h100-block-drain"].inputs, lambda p: p.update(startTime="2026-12-07T11:30:00Z",
+                                                                     scheduledActionName="h100-capacity-block-start")), "s")],
+             {("B10", "scheduled action h100-capacity-block-start: startTime 2026-12-07T11:30:00Z is in the past (2026-12-07T12:00:00Z): "
+                      "EC2 Auto Scaling refuses it — the first `pulumi up` (or any re-create) fails "
+                      "(https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_PutScheduledUpdateGroupAction.html)")}),
+        Case("B10 compliant", [r("aws:autoscaling/schedule:Schedule", prod["pool-h100-block-drain"].inputs, "s")], set(),
+             exercises={"B10"}),
         Case("E13 no device plugin", [r("aws:eks/nodeGroup:NodeGroup", prod["pool-l40s-ng"].inputs, "ng"), QUOTA, on_l40s],
              {("E13", "Deployment team-search/m spec.template.spec.containers[0] requests nvidia.com/gpu, which no device plugin "
                       "advertises on pool l40s")}, {"B6"}),

@@ -38,10 +38,11 @@ def test_node_groups_take_ami_capacity_labels_taint_and_scaling_from_the_pools(p
     h100 = prod["pool-h100-ng"].inputs
     assert h100["amiType"] == "AL2023_x86_64_NVIDIA"
     assert h100["capacityType"] == "CAPACITY_BLOCK"
-    # AWS's procedure for Capacity Blocks in managed node groups: the instance type is the launch template's, the group
-    # starts at 0 nodes (test_capacity_blocks_follow_the_aws_procedure)
+    # AWS's procedure for Capacity Blocks in managed node groups: the instance type is the launch template's; the suite's
+    # time (tests/conftest.py) falls inside the block, so the group is created at the block's size
+    # (test_capacity_blocks_follow_the_aws_procedure, tests/test_capacity.py)
     assert "instanceTypes" not in h100
-    assert h100["scalingConfig"] == {"minSize": 0, "maxSize": 6, "desiredSize": 0}
+    assert h100["scalingConfig"] == {"minSize": 0, "maxSize": 6, "desiredSize": 6}
     assert h100["updateConfig"] == {"maxUnavailable": 1}
     assert h100["subnetIds"] == ["subnet-0a9e7c1b2c3d40011"]
     assert h100["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
@@ -75,7 +76,7 @@ def test_launch_templates_enforce_imdsv2_private_encrypted_and_efa(prod) -> None
     assert "pool-l4-efa-sg" not in prod
 
 
-def test_capacity_blocks_follow_the_aws_procedure(prod, project: Path) -> None:
+def test_capacity_blocks_follow_the_aws_procedure(prod, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """https://docs.aws.amazon.com/eks/latest/userguide/capacity-blocks-mng.html: the launch template carries the
     capacity-block market type, the reservation and the instance type; the group is 0 before the block starts;
     scheduled scaling brings it to the block's size when it begins and to 0 more than 30 minutes before it ends."""
@@ -83,12 +84,17 @@ def test_capacity_blocks_follow_the_aws_procedure(prod, project: Path) -> None:
     assert lt["instanceType"] == "p5.48xlarge"
     assert lt["instanceMarketOptions"] == {"marketType": "capacity-block"}
     assert lt["capacityReservationSpecification"] == {"capacityReservationTarget": {"capacityReservationId": "cr-0a1b2c3d4e5f60789"}}
-    start, drain = prod["pool-h100-block-start"].inputs, prod["pool-h100-block-drain"].inputs
+    monkeypatch.setenv("VLLM_FLEET_NOW", "2026-12-01T00:00:00Z")   # `pulumi up` before the block begins
+    before = {c.name: c for c in capture(load("prod", ROOT))}
+    assert before["pool-h100-ng"].inputs["scalingConfig"]["desiredSize"] == 0
+    start, drain = before["pool-h100-block-start"].inputs, before["pool-h100-block-drain"].inputs
     assert (start["startTime"], start["desiredCapacity"], start["maxSize"]) == ("2026-12-07T11:30:00Z", 6, 6)
     assert (drain["startTime"], drain["desiredCapacity"], drain["minSize"]) == ("2027-01-04T10:45:00Z", 0, 0)
     assert start["autoscalingGroupName"] == UNKNOWN   # the group EKS creates behind the node group, known after `up`
     update = {c.name: c for c in capture(load("prod", ROOT), preview=False)}
     assert update["pool-h100-block-start"].inputs["autoscalingGroupName"] == "eks-pool-h100-ng"
+    monkeypatch.delenv("VLLM_FLEET_NOW")
+    monkeypatch.setenv("VLLM_FLEET_NOW", "2026-12-07T12:00:00Z")
     # a block's pool takes no minimum and one instance type; a karpenter pool cannot hold one
     stack = project / "stacks" / "Pulumi.prod.yaml"
     edit(stack, "      max_size: 6\n      disk_gib: 400\n", "      min_size: 2\n      max_size: 6\n      disk_gib: 400\n")

@@ -48,4 +48,5 @@ def test_main_program_runs_under_mocks_and_registers_the_fleet(monkeypatch) -> N
     types = {c.type for c in captured}
     assert "vllm-fleet:index:Fleet" in types
     assert "aws:eks/nodeGroup:NodeGroup" in types
-    assert sum(1 for c in captured if c.type == "kubernetes:apps/v1:Deployment") == 3
+    # the dev stack's three models and the Cluster Autoscaler (docs/capacity.md)
+    assert sum(1 for c in captured if c.type == "kubernetes:apps/v1:Deployment") == 4

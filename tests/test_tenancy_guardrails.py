@@ -45,7 +45,7 @@ def test_gpu_system_images_come_from_allowed_registries_pinned_by_digest(prod_ro
     d15 = [f for f in plan.mandatory if f.rule_id == "D15"]
     assert {f.message.split(".image ", 1)[1] for f in d15} == {
         "evil.example.com/dcgm:latest is not from an allowed registry (docker.io/vllm, nvcr.io/nvidia, public.ecr.aws/eks, "
-        "763104351884.dkr.ecr.us-east-1.amazonaws.com/vllm, registry.k8s.io/gateway-api-inference-extension, ghcr.io/llm-d)",
+        "763104351884.dkr.ecr.us-east-1.amazonaws.com/vllm, registry.k8s.io/gateway-api-inference-extension, ghcr.io/llm-d, registry.k8s.io/autoscaling)",
         "evil.example.com/dcgm:latest is latest"}
     assert all(f.name == "daemonset-gpu-system-dcgm-exporter" for f in d15)
 

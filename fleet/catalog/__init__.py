@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from fleet.yamlsrc import safe_load
 
@@ -69,3 +70,11 @@ def prices() -> dict[tuple[str, str], Price]:
             raise ValueError(f"fleet/catalog/prices.yaml: {key[0]} in {key[1]} is listed twice — keep one row")
         table[key] = price
     return table
+
+
+@lru_cache(maxsize=1)
+def cluster_autoscaler() -> dict[str, Any]:
+    """The Cluster Autoscaler releases, flags, IAM actions and RBAC the stack renders (fleet/catalog/cluster_autoscaler.yaml)."""
+    with open(CATALOG_DIR / "cluster_autoscaler.yaml", encoding="utf-8") as fh:
+        data: dict[str, Any] = safe_load(fh)
+    return data

@@ -191,7 +191,7 @@ def plan_document(plan: Plan) -> PlanDocument:
                          quota_left_at_max=t.quota_left_at_max) for t in cost.teams],
         models=models,
         pools=[PoolEntry(pool=p.pool, capacity_type=p.capacity_type, gpu_capacity=p.gpu_capacity, gpus_at_max=p.gpus_at_max,
-                         headroom=p.headroom) for p in cost.pools],
+                         headroom=p.headroom, gpus_at_up=p.gpus_at_up, gpus_at_min=p.gpus_at_min) for p in cost.pools],
         spare_gpus=cost.spare_gpus, cost_warnings=cost.warnings, config_notes=list(spec.notes),
         summary=Summary(
             resources=len(plan.resources), kubernetes_objects=len(plan.kubernetes_objects()), teams=len(spec.teams),

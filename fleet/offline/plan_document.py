@@ -89,6 +89,8 @@ class PoolEntry(Entry):
     gpu_capacity: int
     gpus_at_max: int
     headroom: int
+    gpus_at_up: int = 0      # GPUs the pool can have while `pulumi up` waits for the pods (docs/capacity.md)
+    gpus_at_min: int = 0     # GPUs its models need at min replicas
 
 
 class Summary(Entry):

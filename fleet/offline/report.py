@@ -112,9 +112,11 @@ def print_table(doc: PlanDocument, console: Console) -> None:
     gpus.add_row("total", str(s.models), f"{s.gpus_min}-{s.gpus_max}", str(s.gpu_quota), "", "", *total_cost(doc), style="bold")
     console.print(gpus)
     pools = _table(f"Pool headroom (spare GPUs kept for rollouts: {doc.spare_gpus})",
-                   ("pool", "capacity", "GPUs at max size", "GPUs at max replicas", "headroom"), left=("pool", "capacity"))
+                   ("pool", "capacity", "GPUs at max size", "GPUs at max replicas", "headroom", "GPUs at up", "GPUs at min replicas"),
+                   left=("pool", "capacity"))
     for p in doc.pools:
-        pools.add_row(p.pool, p.capacity_type, str(p.gpu_capacity), str(p.gpus_at_max), str(p.headroom))
+        pools.add_row(p.pool, p.capacity_type, str(p.gpu_capacity), str(p.gpus_at_max), str(p.headroom), str(p.gpus_at_up),
+                      str(p.gpus_at_min))
     console.print(pools)
     for w in doc.cost_warnings:
         console.print(f"[yellow]cost warning[/yellow] {w}")

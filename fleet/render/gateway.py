@@ -16,7 +16,7 @@ import yaml
 
 from fleet.labels import MANAGED_BY, NONROOT_UID, TEAM_LABEL, VLLM_PORT
 from fleet.render import Manifest, meta
-from fleet.render.observability import metric_name
+from fleet.render.observability import metric_name, monitor_labels
 from fleet.spec.resolved import ResolvedModel, ResolvedTeam
 from fleet.spec.stack import StackConfig
 
@@ -181,7 +181,7 @@ def endpoint_picker(cfg: StackConfig, model: ResolvedModel) -> list[Manifest]:
                             {"name": "metrics", "port": EPP_METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"}]}},
         # Istio's gateway reaches the picker over TLS (the EPP's self-signed certificate, --secure-serving default).
         destination_rule(name, ns, labels),
-        *([picker_service_monitor(name, ns, labels)] if cfg.observability.prometheus_operator else []),
+        *([picker_service_monitor(name, ns, labels, monitor_labels(cfg))] if cfg.observability.prometheus_operator else []),
     ]
 
 
@@ -192,10 +192,11 @@ def destination_rule(name: str, ns: str, labels: dict[str, str]) -> Manifest:
             "spec": {"host": f"{name}.{ns}.svc.cluster.local", "trafficPolicy": {"tls": {"mode": "SIMPLE", "insecureSkipVerify": True}}}}
 
 
-def picker_service_monitor(name: str, ns: str, labels: dict[str, str]) -> Manifest:
+def picker_service_monitor(name: str, ns: str, labels: dict[str, str], monitor: dict[str, str]) -> Manifest:
     """The picker's own metrics (pool KV-cache and queue averages, scheduler latency), as the release's chart scrapes
-    them (config/charts/inferencepool/templates/epp-servicemonitor.yaml)."""
-    return {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor", "metadata": meta(name, ns, labels),
+    them (config/charts/inferencepool/templates/epp-servicemonitor.yaml); `monitor`: the labels the cluster's Prometheus
+    selects ServiceMonitors by (observability.monitor_labels)."""
+    return {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor", "metadata": meta(name, ns, {**monitor, **labels}),
             "spec": {"selector": {"matchLabels": labels}, "namespaceSelector": {"matchNames": [ns]},
                      "endpoints": [{"port": "metrics", "path": "/metrics", "interval": "15s"}]}}
 

@@ -126,7 +126,8 @@ def device_plugin(settings: DevicePlugin, pools: list[GpuPool]) -> list[Manifest
     return [service_account("nvidia-device-plugin"), config, ds]
 
 
-def dcgm_exporter(settings: DevicePlugin, pools: list[GpuPool], service_monitor: bool) -> list[Manifest]:
+def dcgm_exporter(settings: DevicePlugin, pools: list[GpuPool], monitor_labels: dict[str, str] | None) -> list[Manifest]:
+    """`monitor_labels`: the labels the cluster's Prometheus selects ServiceMonitors by; None renders no ServiceMonitor."""
     labels = {"app.kubernetes.io/name": "dcgm-exporter", **MANAGED_BY}
     selector = {"app.kubernetes.io/name": "dcgm-exporter"}
     ds = {
@@ -160,9 +161,9 @@ def dcgm_exporter(settings: DevicePlugin, pools: list[GpuPool], service_monitor:
            "spec": {"type": "ClusterIP", "selector": selector,
                     "ports": [{"name": "metrics", "port": DCGM_PORT, "targetPort": "metrics", "protocol": "TCP"}]}}
     out = [service_account("dcgm-exporter"), ds, svc]
-    if service_monitor:
+    if monitor_labels is not None:
         out.append({"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
-                    "metadata": meta("dcgm-exporter", GPU_SYSTEM_NAMESPACE, labels),
+                    "metadata": meta("dcgm-exporter", GPU_SYSTEM_NAMESPACE, {**monitor_labels, **labels}),
                     "spec": {"selector": {"matchLabels": selector},
                              "endpoints": [{"port": "metrics", "interval": "15s", "path": "/metrics"}]}})
     return out

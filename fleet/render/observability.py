@@ -25,9 +25,14 @@ def _selector(model: ResolvedModel) -> str:
     return f'namespace="{model.namespace}",service="{model.name}"'
 
 
+def monitor_labels(cfg: StackConfig) -> dict[str, str]:
+    """What the cluster's Prometheus selects ServiceMonitors, PodMonitors and PrometheusRules by (observability.monitor_labels)."""
+    return dict(cfg.observability.monitor_labels)
+
+
 def service_monitor(cfg: StackConfig, model: ResolvedModel, selector: dict[str, str]) -> Manifest:
     return {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
-            "metadata": meta(model.name, model.namespace, {**MANAGED_BY, TEAM_LABEL: model.team}),
+            "metadata": meta(model.name, model.namespace, {**monitor_labels(cfg), **MANAGED_BY, TEAM_LABEL: model.team}),
             "spec": {"selector": {"matchLabels": selector},
                      "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}]}}
 
@@ -51,7 +56,7 @@ def prometheus_rule(cfg: StackConfig, model: ResolvedModel) -> Manifest:
          "annotations": {"summary": f"{model.team}/{model.name}: no replica is serving"}},
     ]
     return {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
-            "metadata": meta(f"{model.name}-alerts", model.namespace, {**MANAGED_BY, TEAM_LABEL: model.team}),
+            "metadata": meta(f"{model.name}-alerts", model.namespace, {**monitor_labels(cfg), **MANAGED_BY, TEAM_LABEL: model.team}),
             "spec": {"groups": [{"name": f"vllm-{model.team}-{model.name}", "rules": rules}]}}
 
 

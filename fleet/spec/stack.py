@@ -175,7 +175,8 @@ class ModelCache(Strict):
     backend: Literal["efs", "fsx-lustre", "s3", "none"] = Field(
         "efs", description="`efs` (RWX, simple), `fsx-lustre` (fast loads for large models), `s3` (Mountpoint, read-only; "
                            "weights are staged into the bucket outside the stack), `none` (each pod downloads; dev only).")
-    size_gib: CliInt = Field(1200, ge=1200, description="FSx for Lustre capacity (multiples of 1200 GiB for PERSISTENT_2); "
+    size_gib: CliInt = Field(1200, ge=1200, description="FSx for Lustre capacity: 1200, 2400 or a multiple of 2400 GiB (PERSISTENT_2, the "
+                                                    "FSx API's StorageCapacity); "
                                                     "the advertised PV capacity for EFS and S3.")
     throughput_mibps: CliInt = Field(250, ge=1, description="Expected read throughput per pod in MiB/s, used to derive startup "
                                                          "probe budgets. For FSx, also the per-TiB throughput (125, 250, 500 or 1000).")
@@ -192,9 +193,34 @@ class ModelCache(Strict):
             raise ValueError("fsx_import_path is only for backend fsx-lustre")
         if self.s3_bucket_name is not None and self.backend != "s3":
             raise ValueError("s3_bucket_name is only for backend s3")
-        if self.backend == "fsx-lustre" and (self.size_gib % 1200 or self.throughput_mibps not in (125, 250, 500, 1000)):
-            raise ValueError("fsx-lustre needs size_gib in multiples of 1200 and throughput_mibps of 125, 250, 500 or 1000")
         return self
+
+
+class NodeAutoscaler(Strict):
+    """What adds GPU nodes when pods wait for them (docs/capacity.md). `plan` proves that every model's minimum replicas
+    fit the nodes that exist, or that this autoscaler can add, when `pulumi up` runs: pulumi-kubernetes awaits each
+    Deployment until its pods are ready, so a pod with no node fails the update at its timeout."""
+
+    kind: Literal["cluster-autoscaler", "karpenter", "none"] | None = Field(
+        None, description="`cluster-autoscaler`: the stack installs the Cluster Autoscaler (the release of the stack's Kubernetes "
+        "minor, its IAM role, RBAC and auto-discovery of the managed node groups) and managed pools grow to `max_size` on "
+        "demand. `karpenter`: the GPU pools are `provisioner: karpenter` pools and the Karpenter controller runs in the "
+        "cluster (installed separately). `none`: nothing adds nodes — each managed pool's `desired_size` must hold its "
+        "models' minimum replicas. Default: `karpenter` when every pool is a Karpenter pool, else `cluster-autoscaler`.")
+    image: str | None = Field(None, description="Cluster Autoscaler image. Default: registry.k8s.io/autoscaling/cluster-autoscaler at "
+                                                "the release of the stack's Kubernetes minor (fleet/catalog/cluster_autoscaler.yaml); "
+                                                "an image of your own (a mirror, a digest) must carry that release's tag.")
+    identity: Literal["irsa", "pod-identity"] = Field("irsa", description="How its pods get their IAM role: `irsa` (the cluster's OIDC "
+                                                                         "provider, like the stack's CSI roles) or `pod-identity` (an "
+                                                                         "EKS Pod Identity association; needs the eks-pod-identity-agent "
+                                                                         "add-on).")
+    namespace: Namespace = Field("cluster-autoscaler", description="Namespace of the Cluster "
+                                                                            "Autoscaler (its own, restricted Pod Security).")
+
+    def resolved_kind(self, pools: list[GpuPool]) -> str:
+        if self.kind is not None:
+            return self.kind
+        return "karpenter" if pools and all(p.provisioner == "karpenter" for p in pools) else "cluster-autoscaler"
 
 
 class Autoscaling(Strict):
@@ -213,8 +239,20 @@ class Autoscaling(Strict):
         return self
 
 
+# kube-prometheus-stack's Prometheus selects ServiceMonitors, PodMonitors and PrometheusRules labelled `release: <its Helm
+# release>` (its serviceMonitorSelectorNilUsesHelmValues and ruleSelectorNilUsesHelmValues default true); the chart is
+# usually installed as `kube-prometheus-stack`.
+MONITOR_LABELS_DEFAULT = {"release": "kube-prometheus-stack"}
+
+
 class Observability(Strict):
     prometheus_operator: CliBool = Field(True, description="Render ServiceMonitor/PrometheusRule objects (needs the Prometheus operator CRDs).")
+    monitor_labels: dict[LabelKey, LabelValue] = Field(
+        default_factory=lambda: dict(MONITOR_LABELS_DEFAULT),
+        description="Labels on every ServiceMonitor and PrometheusRule the stack renders, so the cluster's Prometheus selects "
+                    "them: its `serviceMonitorSelector` and `ruleSelector`. kube-prometheus-stack selects `release: <its Helm "
+                    "release name>` by default — set the name you installed it as (`{}` for a Prometheus that selects all). "
+                    "Without a match Prometheus scrapes no vLLM metrics and the HPAs never scale.")
     dashboards: CliBool = Field(True, description="Render a Grafana dashboard ConfigMap per team.")
 
 
@@ -375,10 +413,12 @@ class StackConfig(Strict):
     device_plugin: DevicePlugin = Field(default_factory=DevicePlugin, alias="vllm-fleet:device_plugin")  # type: ignore[arg-type]
     model_cache: ModelCache = Field(default_factory=ModelCache, alias="vllm-fleet:model_cache")  # type: ignore[arg-type]
     autoscaling: Autoscaling = Field(default_factory=Autoscaling, alias="vllm-fleet:autoscaling")  # type: ignore[arg-type]
+    node_autoscaler: NodeAutoscaler = Field(default_factory=NodeAutoscaler, alias="vllm-fleet:node_autoscaler")  # type: ignore[arg-type]
     observability: Observability = Field(default_factory=Observability, alias="vllm-fleet:observability")  # type: ignore[arg-type]
     allowed_instance_types: list[str] = Field(alias="vllm-fleet:allowed_instance_types", min_length=1, description="Instance types pools may use (policy B9).")
     allowed_registries: list[str] = Field(
-        default_factory=lambda: ["docker.io/vllm", "nvcr.io/nvidia", "public.ecr.aws/eks"], alias="vllm-fleet:allowed_registries",
+        default_factory=lambda: ["docker.io/vllm", "nvcr.io/nvidia", "public.ecr.aws/eks", "registry.k8s.io/autoscaling"],
+        alias="vllm-fleet:allowed_registries",
         description="Image registries/prefixes pods may pull from (policy D15).")
     vllm: VllmImage = Field(alias="vllm-fleet:vllm")
     spare_gpus: CliInt = Field(0, ge=0, alias="vllm-fleet:spare_gpus", description="Spare GPUs kept for rolling updates. A rollout surges only when surge × "

@@ -8,7 +8,11 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from fleet.catalog import InstanceType, gpu_instance_types
+from fleet import clock
+from fleet.aws_limits import LUSTRE_DEPLOYMENT_DEFAULT as LUSTRE_DEPLOYMENT
+from fleet.aws_limits import LUSTRE_DOC, SCHEDULE_DOC, lustre_storage_problem, nearest_lustre_sizes
+from fleet.catalog import InstanceType, cluster_autoscaler, gpu_instance_types
+from fleet.node_capacity import block_drain_at, block_phase
 from fleet.spec.stack import GpuPool, StackConfig
 from fleet.versions import bundled_vllm_versions, parse_version
 from fleet.vllm.flags import has_table, missing_table
@@ -180,11 +184,73 @@ def unpinned_amis(cfg: StackConfig) -> Iterator[Problem]:
                                 f"ami-{pool.ami_family} VERSION --stack <stack>`)")
 
 
+CACHE: Path = ("config", "vllm-fleet:model_cache")
+
+
+def lustre_cache_fits_the_fsx_api(cfg: StackConfig) -> Iterator[Problem]:
+    cache = cfg.model_cache
+    if cache.backend != "fsx-lustre":
+        return
+    if lustre_storage_problem(LUSTRE_DEPLOYMENT, cache.size_gib) is not None:
+        below, above = nearest_lustre_sizes(LUSTRE_DEPLOYMENT, cache.size_gib)
+        yield ((*CACHE, "size_gib"), f"{cache.size_gib} — FSx for Lustre {LUSTRE_DEPLOYMENT} takes 1200, 2400 or a multiple of 2400 "
+                                     f"GiB ({LUSTRE_DOC}); use {below} or {above}")
+    problem = lustre_storage_problem(LUSTRE_DEPLOYMENT, 1200, cache.throughput_mibps)
+    if problem is not None:
+        yield (*CACHE, "throughput_mibps"), f"{cache.throughput_mibps} — {problem} ({LUSTRE_DOC})"
+
+
+NODE_AUTOSCALER: Path = ("config", "vllm-fleet:node_autoscaler")
+
+
+def _tag(image: str) -> str:
+    last = image.split("@", 1)[0].rsplit("/", 1)[-1]
+    return last.rsplit(":", 1)[1] if ":" in last else ""
+
+
+def node_autoscaler_fits_the_pools_and_cluster(cfg: StackConfig) -> Iterator[Problem]:
+    """Cluster Autoscaler's release follows the cluster's minor; Karpenter pools need Karpenter, and only Karpenter."""
+    settings, pools = cfg.node_autoscaler, list(cfg.gpu_pools)
+    kind = settings.resolved_kind(pools)
+    for i, pool in enumerate(pools):
+        if pool.provisioner == "karpenter" and kind != "karpenter":
+            why = ("the Cluster Autoscaler and Karpenter would both answer the same pending pods" if kind == "cluster-autoscaler"
+                   else "with kind none nothing provisions its nodes")
+            yield ((*POOLS, i, "provisioner"), f"karpenter — a Karpenter pool needs node_autoscaler.kind: karpenter ({why}); set it "
+                                               "(the Karpenter controller is installed separately) or make the pool `managed`")
+    if kind != "cluster-autoscaler":
+        return
+    releases: dict[str, str] = cluster_autoscaler()["releases"]
+    wanted = releases.get(cfg.kubernetes_version)
+    if wanted is None:
+        yield (("config", "vllm-fleet:kubernetes_version"),
+               f"{cfg.kubernetes_version} — no Cluster Autoscaler release of this minor is in fleet/catalog/cluster_autoscaler.yaml "
+               f"(it has {', '.join(releases)}): add the release, or set node_autoscaler.kind: none and size each pool's desired_size")
+        return
+    if settings.image is not None and _tag(settings.image) != wanted:
+        yield ((*NODE_AUTOSCALER, "image"), f"tag {_tag(settings.image) or '(none)'} — the Cluster Autoscaler must be the release of the "
+                                            f"cluster's Kubernetes {cfg.kubernetes_version}: use tag {wanted}")
+
+
+def capacity_blocks_have_not_ended(cfg: StackConfig) -> Iterator[Problem]:
+    """A block past its drain time can take no scheduled action (AWS refuses a start time in the past) and holds no nodes."""
+    now = clock.now()
+    for i, pool in enumerate(cfg.gpu_pools):
+        if pool.capacity_type == "capacity-block" and block_phase(pool, now) == "over":
+            drain = block_drain_at(pool).strftime("%Y-%m-%dT%H:%M:%SZ")
+            yield ((*POOLS, i, "capacity_block_ends_at"),
+                   f"the Capacity Block {pool.capacity_reservation_id} drained at {drain} (45 minutes before it ends): EC2 Auto "
+                   f"Scaling refuses scheduled actions in the past ({SCHEDULE_DOC}) and the reservation holds no instances — "
+                   "set the next block's capacity_reservation_id, capacity_block_starts_at and capacity_block_ends_at, or remove "
+                   "the pool")
+
+
 RULES: tuple[Callable[[StackConfig], Iterator[Problem]], ...] = (
     cluster_is_adopted, pool_names_are_unique, pool_instance_types_are_known_and_allowed, pools_have_one_gpu_shape,
     no_spot_gpus_in_prod, allowed_instance_types_are_known, vllm_images_are_allowed, vllm_meets_the_security_floor,
     vllm_version_has_a_flag_table, al2023_amis_match_the_kubernetes_version, prod_pins_images_and_caches_models,
-    overrides_that_weaken_a_rule_say_why, no_credentials_in_urls,
+    overrides_that_weaken_a_rule_say_why, no_credentials_in_urls, lustre_cache_fits_the_fsx_api,
+    node_autoscaler_fits_the_pools_and_cluster, capacity_blocks_have_not_ended,
 )
 
 

@@ -6,6 +6,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from fleet import clock
+from fleet.aws_limits import SCHEDULE_DOC, schedule_start_problem
 from fleet.catalog import gpu_instance_types
 from fleet.quantity import whole
 from policies.framework import has_key, rule, shown_number, stack_rule, to_plain_data
@@ -279,3 +281,19 @@ def spot_resilience(resources: Any, report: Any, args: Any) -> None:
             report(f"Deployment {md.get('namespace')}/{md.get('name')} runs one replica on spot GPUs", r.urn)
         if whole(pod.get("terminationGracePeriodSeconds"), 30) >= 120:
             report(f"Deployment {md.get('namespace')}/{md.get('name')} has a grace period ≥ 120 s on spot GPUs", r.urn)
+
+
+@rule("B10", "aws-autoscaling-schedule-configure-future-start", "A one-time scheduled action starts in the future: EC2 Auto Scaling "
+      "refuses a start time in the past.", level="mandatory", severity="high",
+      remediation="Render a Capacity Block step only while its time is ahead (the stack does: a block that has begun gets no "
+      "start step and its group is created at the block's size); for a block that has ended, remove the pool or set the next "
+      "block's capacity_reservation_id and window.", sources=("AWS EC2 Auto Scaling PutScheduledUpdateGroupAction",),
+      kinds=("aws:autoscaling/schedule:Schedule",))
+def schedule_start(props: Any, report: Any, args: Any) -> None:
+    start = props.get("startTime")
+    if start is None or props.get("recurrence"):
+        return  # a recurring action takes its next time from the cron expression
+    problem = schedule_start_problem(str(start), clock.now())
+    if problem is not None:
+        report(f"scheduled action {props.get('scheduledActionName')}: {problem} — the first `pulumi up` (or any re-create) fails "
+               f"({SCHEDULE_DOC})")

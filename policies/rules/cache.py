@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from fleet.aws_limits import LUSTRE_DOC, LUSTRE_SG_DOC, admits_lustre, lustre_security_group_problems, lustre_storage_problem
 from fleet.kinds import DATA_TYPES
-from policies.framework import has_key, rule, stack_rule, to_plain_data
+from fleet.quantity import whole
+from policies.framework import has_key, rule, shown_number, stack_rule, to_plain_data
 
 STATEFUL = tuple(sorted(DATA_TYPES))
 
@@ -95,3 +97,30 @@ def protect(props: Any, report: Any, args: Any) -> None:
 def storage_class(props: Any, report: Any, args: Any) -> None:
     if not (props.get("spec") or {}).get("storageClassName"):
         report("no storageClassName: the cluster default decides")
+
+
+@rule("C8", "aws-ec2-securitygroup-configure-lustre-ports", "A security group that admits Lustre (TCP 988) has the FSx for "
+      "Lustre guide's inbound and outbound rules for TCP 988 and 1018-1023, with itself and with the clients.",
+      level="mandatory", severity="high", remediation="Add ingress and egress rules for TCP 988 and TCP 1018-1023 with `self: true` "
+      "and the nodes' security group; pulumi-aws removes a new group's default allow-all egress, so write the egress rules.",
+      sources=("AWS FSx for Lustre User Guide", "pulumi-aws SecurityGroup"), kinds=("aws:ec2/securityGroup:SecurityGroup",))
+def lustre_security_group(props: Any, report: Any, args: Any) -> None:
+    if not admits_lustre(props):
+        return
+    for problem in lustre_security_group_problems(props):
+        report(f"Lustre security group: {problem} — the file system's servers and clients cannot reach each other ({LUSTRE_SG_DOC})")
+
+
+@rule("C9", "aws-fsx-configure-lustre-storage-capacity", "FSx for Lustre storage capacity and throughput are values the FSx API "
+      "accepts for the deployment type.", level="mandatory", severity="high",
+      remediation="PERSISTENT_2, PERSISTENT_1 (SSD) and SCRATCH_2: 1200, 2400 or a multiple of 2400 GiB; SCRATCH_1: 1200, 2400 or a "
+      "multiple of 3600 GiB; PERSISTENT_2 throughput 125, 250, 500 or 1000 MB/s/TiB.", sources=("AWS FSx API CreateFileSystem",),
+      kinds=("aws:fsx/lustreFileSystem:LustreFileSystem",))
+def lustre_storage(props: Any, report: Any, args: Any) -> None:
+    size, throughput = props.get("storageCapacity"), props.get("perUnitStorageThroughput")
+    if size is None:
+        return  # restored from a backup: its size
+    problem = lustre_storage_problem(str(props.get("deploymentType", "SCRATCH_1")), whole(size, 0),
+                                     whole(throughput, 0) if throughput is not None else None, str(props.get("storageType", "SSD")))
+    if problem is not None:
+        report(f"storageCapacity {shown_number(size)}: {problem} — CreateFileSystem refuses it ({LUSTRE_DOC})")

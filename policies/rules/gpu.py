@@ -479,3 +479,101 @@ def efa_image(props: Any, report: Any, args: Any) -> None:
                 if repo not in capable:
                     report(f"{path} requests {EFA_RESOURCE} but runs {repo}, which the stack does not declare EFA-capable"
                            + (f" ({', '.join(capable)})" if capable else ""))
+
+
+CLUSTER_AUTOSCALER_IMAGE = "/cluster-autoscaler"
+DISCOVERY_ARG = "--node-group-auto-discovery=asg:tag="
+EKS_DISCOVERY_TAGS = ("k8s.io/cluster-autoscaler/enabled", "k8s.io/cluster-autoscaler/{cluster}")
+
+
+def _cluster_autoscaler_discovery(resources: Any) -> list[set[str]]:
+    """The ASG tag keys each Cluster Autoscaler Deployment of the stack discovers node groups by (AWS provider)."""
+    out = []
+    for r in resources:
+        if r.resource_type != "kubernetes:apps/v1:Deployment":
+            continue
+        for pod in pod_specs(r.resource_type, r.props):
+            for _, c in containers(pod, init=False):
+                name = str(c.get("image") or "").split("@", 1)[0].rsplit(":", 1)[0]
+                words = [str(a) for a in [*(c.get("command") or []), *(c.get("args") or [])]]
+                if not name.endswith(CLUSTER_AUTOSCALER_IMAGE) or "--cloud-provider=aws" not in words:
+                    continue
+                for w in words:
+                    if w.startswith(DISCOVERY_ARG):
+                        out.append({t.split("=", 1)[0] for t in w.removeprefix(DISCOVERY_ARG).split(",") if t})
+    return out
+
+
+def _nodes_at_up(r: Any, discovery: list[set[str]]) -> tuple[int, str]:
+    """The nodes a managed node group has while `pulumi up` waits for pods, and why: a Capacity Block's group its desired
+    size (the block's schedule sizes it), a group the stack's Cluster Autoscaler discovers its maximum, any other its
+    desired size. EKS tags every managed node group's Auto Scaling group with both auto-discovery tags."""
+    scaling = r.props.get("scalingConfig") or {}
+    desired = whole(scaling.get("desiredSize", scaling.get("minSize")), 0)
+    if r.props.get("capacityType") == "CAPACITY_BLOCK":
+        return desired, "its Capacity Block's nodes at `up` time (0 before the block starts)"
+    tags = {t.format(cluster=r.props.get("clusterName")) for t in EKS_DISCOVERY_TAGS}
+    if any(keys and keys <= tags for keys in discovery):
+        return whole(scaling.get("maxSize"), 0), "max_size: the stack's Cluster Autoscaler adds nodes on demand"
+    return desired, "desired_size: no node autoscaler of the stack discovers this group"
+
+
+def _pods_at_min(r: Any, scaled: Mapping[Any, Any]) -> tuple[str | None, list[int], int]:
+    """(pool, GPUs of each pod of one replica, replicas) at the workload's minimum (autoscaler min, or its replicas)."""
+    props = r.props
+    md = props.get("metadata") or {}
+    pods = list(pod_specs(r.resource_type, props))
+    if not pods:
+        return None, [], 0
+    autoscaler = scaled.get((md.get("namespace"), props.get("kind"), md.get("name")))
+    replicas = autoscaler.min_replicas if autoscaler is not None else whole((props.get("spec") or {}).get("replicas"), 1)
+    if r.resource_type == LWS:
+        size = _group_size(r.resource_type, props)
+        gpus = [pod_gpus(pods[0]), *[pod_gpus(pods[-1])] * (size - 1)]
+    else:
+        gpus = [pod_gpus(pods[0])]
+    return _pool_of(pods[0].spec), [g for g in gpus if g], replicas
+
+
+def nodes_needed(pod_gpus_list: list[int], per_node: int) -> int:
+    """Nodes of `per_node` GPUs that hold these pods, packed first-fit by size (the scheduler cannot split a pod)."""
+    free: list[int] = []
+    for g in sorted(pod_gpus_list, reverse=True):
+        for i, room in enumerate(free):
+            if room >= g:
+                free[i] -= g
+                break
+        else:
+            free.append(per_node - g)
+    return len(free)
+
+
+@stack_rule("E15", "aws-gpu-pool-configure-capacity-at-up", "Every model's minimum replicas fit the GPU nodes a pool has, or its "
+            "node autoscaler can add, while `pulumi up` waits for their pods.", level="mandatory", severity="high",
+            remediation="Install a node autoscaler (node_autoscaler.kind: cluster-autoscaler) so managed pools grow to max_size, "
+            "raise the pool's desired_size (and min_size), lower the models' minimum replicas, or run `pulumi up` while the "
+            "Capacity Block runs. pulumi-kubernetes awaits each Deployment: a pod without a node fails the update at its timeout.",
+            sources=("K8S", "pulumi-kubernetes await", "kubernetes/autoscaler AWS README"))
+def capacity_at_up(resources: Any, report: Any, args: Any) -> None:
+    discovery = _cluster_autoscaler_discovery(resources)
+    scaled = autoscaled_workloads(resources)
+    pods: dict[str, list[int]] = {}
+    for r in resources:
+        if r.resource_type in POD_KINDS and r.resource_type not in (DAEMONSET, "kubernetes:batch/v1:Job", "kubernetes:batch/v1:CronJob"):
+            pool, group, replicas = _pods_at_min(r, scaled)
+            if pool is not None and group:
+                pods.setdefault(pool, []).extend(group * replicas)
+    for r in resources:
+        if r.resource_type != NODE_GROUP:
+            continue
+        labels = r.props.get("labels") or {}
+        pool = labels.get(POOL_LABEL)
+        per_node = whole(labels.get(GPUS_PER_NODE_LABEL), 0) or max((gpu_instance_types()[t].gpus for t in _gpu_types(r.props)), default=0)
+        wanted = pods.get(str(pool), [])
+        if not pool or not per_node or not wanted:
+            continue
+        have, why = _nodes_at_up(r, discovery)
+        need = nodes_needed(wanted, per_node)
+        if need > have:
+            report(f"pool {pool}: the models' minimum replicas need {sum(wanted)} GPUs on {need} node(s) of {per_node} when `pulumi up` "
+                   f"waits for them, but the pool has {have} ({why}) — their pods stay Pending and the update times out", r.urn)
