@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -31,6 +32,7 @@ from fleet.offline.plan_document import FindingEntry, PlanDocument, ResourceEntr
 from fleet.offline.report import all_unpriced, unpriced_notice
 
 GITHUB_COMMENT_LIMIT = 65536
+COMMIT_ID = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 # Per-team figures the diff compares.
 TEAM_FIELDS = ("gpus_min", "gpus_max", "gpu_quota", "usd_per_hour_min", "usd_per_hour_max")
 MONEY_FIELDS = ("usd_per_hour_min", "usd_per_hour_max")
@@ -106,9 +108,31 @@ class Diff:
                 "gpu_node_rolls": [r.as_dict() for r in self.node_rolls], "exit_code": self.exit_code}
 
 
+class BadRef(ValueError):
+    """A `--base` that is not a commit of the repository, or that git would read as an option."""
+
+
+def resolve_ref(root: Path, ref: str) -> str:
+    """The commit `ref` names, as 40 hex digits. A ref that starts with `-` or holds control characters is refused
+    before git sees it (`--output=FILE` would be an option of `git archive`); the rest is resolved with
+    `git rev-parse --verify --end-of-options REF^{commit}`, so what reaches `git archive` is always a commit id."""
+    if not ref or ref.startswith("-") or any(ord(c) < 0x20 or ord(c) == 0x7F for c in ref):
+        raise BadRef("not a git ref (a ref never starts with '-' nor holds control characters) — name a branch, tag or commit, "
+                     "e.g. --base origin/main")
+    proc = subprocess.run(["git", "-C", str(root), "rev-parse", "--quiet", "--verify", "--end-of-options", f"{ref}^{{commit}}"],
+                          capture_output=True, text=True)
+    sha = proc.stdout.strip()
+    if proc.returncode != 0 or not COMMIT_ID.match(sha):
+        raise BadRef("cannot read it from git (no commit of that name in this repository) — fetch it first, or name a branch, "
+                     "tag or commit")
+    return sha
+
+
 def export_tree(root: Path, ref: str, dest: Path) -> None:
     """The tree of `ref`, without touching the working tree or the index."""
-    data = subprocess.run(["git", "-C", str(root), "archive", "--format=tar", ref], check=True, capture_output=True).stdout
+    sha = resolve_ref(root, ref)
+    data = subprocess.run(["git", "-C", str(root), "archive", "--format=tar", "--end-of-options", sha], check=True,
+                          capture_output=True).stdout
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         tar.extractall(dest, filter="data")
 
@@ -117,7 +141,7 @@ def base_document(tree: Path, stack: str) -> tuple[PlanDocument | None, str]:
     """The plan of the tree at `tree`: with its own code when that prints a plan this version can read, else with
     this checkout's code; (None, why) when its config does not load."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    proc = subprocess.run([sys.executable, "-m", "fleet.cli", "--root", str(tree), "plan", "--stack", stack, "--format", "json"],
+    proc = subprocess.run([sys.executable, "-m", "fleet.cli", f"--root={tree}", "plan", f"--stack={stack}", "--format=json"],
                           cwd=tree, env=env, capture_output=True, text=True)
     if proc.returncode in (0, 1):
         try:
@@ -253,15 +277,21 @@ def markdown(d: Diff) -> str:
 
 def run(root: Path, stack: str, ref: str, fmt: str) -> int:
     try:
+        commit = resolve_ref(root, ref)
+    except BadRef as exc:
+        print(f"--base {ref if ref.isprintable() else repr(ref)}: {exc}", file=sys.stderr)
+        return 2
+    try:
         head = make_plan(stack, root).document()
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="vllm-fleet-base-") as tmp:
         try:
-            export_tree(root, ref, Path(tmp))
-        except subprocess.CalledProcessError as exc:
-            print(f"--base {ref}: cannot read it from git ({exc.stderr.decode(errors='replace').strip()})", file=sys.stderr)
+            export_tree(root, commit, Path(tmp))
+        except (BadRef, subprocess.CalledProcessError) as exc:
+            why = exc.stderr.decode(errors="replace").strip() if isinstance(exc, subprocess.CalledProcessError) else str(exc)
+            print(f"--base {ref}: cannot read it from git ({why})", file=sys.stderr)
             return 2
         stack_file = Path(tmp) / "stacks" / f"Pulumi.{stack}.yaml"
         base, engine = base_document(Path(tmp), stack) if stack_file.exists() else (None, f"stack {stack} does not exist at {ref}")
