@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fleet.offline import diff
-from tests.conftest import ROOT
+from tests.conftest import ROOT, edit
 
 # --- Arguments passed to other programs -------------------------------------------------------------------------
 
@@ -107,3 +107,59 @@ def test_every_subprocess_call_takes_an_argv_list_without_a_shell_and_ends_optio
 def test_the_shell_scripts_make_their_directory_argument_absolute() -> None:
     text = (ROOT / "scripts" / "h200_pack.sh").read_text()
     assert 'dir=$(realpath -m -- "$dir")' in text
+
+
+# --- Generated files: CODEOWNERS ------------------------------------------------------------------------------
+
+INJECTED_OWNERS = {
+    "newline and tab": "@acme/search-ml\n/stacks/Pulumi.prod.yaml\t@acme/search-ml",
+    "carriage return": "@acme/search-ml\r/.github/ @acme/search-ml",
+    "comment": "@acme/search-ml#",
+    "path as owner": "@acme/../platform",
+    "not an owner": "search-ml",
+}
+
+
+@pytest.mark.parametrize("case", sorted(INJECTED_OWNERS))
+def test_codeowners_refuses_an_owner_outside_the_grammar_as_validate_does(project: Path, capsys, case: str) -> None:
+    import json
+
+    from fleet.cli import main
+
+    team = project / "stacks" / "teams" / "search.yaml"
+    edit(team, 'owners: ["@acme/search-ml"]', f"owners: [{json.dumps(INJECTED_OWNERS[case])}]")
+    target = project / ".github" / "CODEOWNERS"
+    code = main(["--root", str(project), "codeowners"])
+    err = capsys.readouterr().err
+    assert code == 2 and "stacks/teams/search.yaml:3 owners[0]:" in err and "Traceback" not in err
+    assert not target.exists()
+    assert main(["--root", str(project), "validate", "--stack", "dev"]) == 2
+    assert "stacks/teams/search.yaml:3 owners[0]:" in capsys.readouterr().err
+
+
+def test_codeowners_refuses_a_platform_owner_outside_the_grammar(project: Path, capsys) -> None:
+    from fleet.cli import main
+
+    edit(project / "stacks" / "owners.yaml", 'platform: ["@acme/platform"]', 'platform: ["@acme/platform\\n/stacks/ @mallory"]')
+    assert main(["--root", str(project), "codeowners"]) == 2
+    err = capsys.readouterr().err
+    assert "stacks/owners.yaml:3 platform.0:" in err and "@user" in err
+
+
+def test_codeowners_refuses_a_team_file_whose_name_is_no_team_name(project: Path, capsys) -> None:
+    from fleet.cli import main
+
+    teams = project / "stacks" / "teams"
+    (teams / "search\n- @mallory.yaml").write_text((teams / "search.yaml").read_text())
+    assert main(["--root", str(project), "codeowners"]) == 2
+    assert "must match the file name" in capsys.readouterr().err
+
+
+def test_a_codeowners_line_is_checked_against_the_grammar_as_it_is_built() -> None:
+    from fleet.offline.codeowners import rule
+
+    assert rule("/stacks/teams/search.yaml", ["@acme/search-ml", "ml@example.com"]) == \
+        "/stacks/teams/search.yaml  @acme/search-ml ml@example.com"
+    for path, owners in [("/stacks/x.yaml\n*", ["@a"]), ("/stacks/x.yaml", ["@a\t@b"]), ("/a b", ["@a"]), ("/x", [])]:
+        with pytest.raises(ValueError):
+            rule(path, owners)

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
 
 from fleet.k8s_names import SecretKey, SecretObjectName, StackSecretName
-from fleet.spec.base import Name, Strict
+from fleet.spec.base import Name, Owner, Strict
 
 HfId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*/[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=96)]
 # A 40-hex commit, or a branch or tag name as git allows it (no leading '-', no '..'): it becomes a `--revision` value.
@@ -289,6 +289,6 @@ class Team(Strict):
     platform-owned `stacks/tenancy.yaml`."""
 
     name: Name = Field(description="Team name; the namespace is `team-<name>`. Must match the file name.")
-    owners: list[Annotated[str, StringConstraints(pattern=r"^@[A-Za-z0-9][A-Za-z0-9\-_./]*$")]] = Field(min_length=1, description="GitHub users or teams "
-            "(`@org/team`) who own this file (CODEOWNERS).")
+    owners: list[Owner] = Field(min_length=1, description="GitHub users (`@user`), teams (`@org/team`) or e-mail addresses "
+            "who own this file (CODEOWNERS).")
     models: list[ModelSpec] = Field(default_factory=list)
