@@ -5,13 +5,15 @@ policy pack unseen, or set a reserved engine setting by another spelling. Each c
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from fleet.offline import diff
-from tests.conftest import ROOT, edit
+from tests.conftest import ASSISTANT_LORA, ROOT, copy_project, edit
 
 # --- Arguments passed to other programs -------------------------------------------------------------------------
 
@@ -163,3 +165,65 @@ def test_a_codeowners_line_is_checked_against_the_grammar_as_it_is_built() -> No
     for path, owners in [("/stacks/x.yaml\n*", ["@a"]), ("/stacks/x.yaml", ["@a\t@b"]), ("/a b", ["@a"]), ("/x", [])]:
         with pytest.raises(ValueError):
             rule(path, owners)
+
+
+# --- Self-granted cloud access ------------------------------------------------------------------------------------
+
+def _s3_adapter(project: Path, path: str) -> None:
+    edit(project / "stacks" / "teams" / "assistant.yaml", ASSISTANT_LORA,
+         f"    lora:\n      modules: [{{name: support-tone, path: '{path}'}}]\n")
+
+
+def _config_error(project: Path, stack: str = "dev") -> str:
+    from fleet.errors import ConfigError
+    from fleet.spec.load import load
+
+    with pytest.raises(ConfigError) as exc:
+        load(stack, project)
+    return str(exc.value)
+
+
+@pytest.mark.parametrize("path", ["s3://any-bucket/weights/", "s3://acme-adapters/assistant-other/x",
+                                  "s3://acme-adapters/research/x"])
+def test_an_adapter_outside_the_granted_prefixes_is_refused_naming_line_and_grant(project: Path, path: str) -> None:
+    _s3_adapter(project, path)
+    text = _config_error(project)
+    assert re.search(r"stacks/teams/assistant\.yaml:\d+ models\[\d\]\.lora\.modules\[0\]\.path: s3://\S+ is not granted to team "
+                     r"assistant", text), text
+    assert "teams.assistant.data_sources; granted: s3://acme-adapters/assistant/" in text
+
+
+@pytest.mark.parametrize("path", ["s3://acme-adapters", "s3://acme-adapters/", "s3://acme-adapters/assistant/*",
+                                  "s3://acme-adapters/assistant/../research/x", "s3://acme-adapters/assistant//x",
+                                  "s3://acme-adapters/assistant/x?y"])
+def test_an_adapter_uri_that_would_widen_the_iam_policy_is_refused(project: Path, path: str) -> None:
+    _s3_adapter(project, path)
+    assert "is not an S3 prefix: write s3://<bucket>/<prefix>/" in _config_error(project)
+
+
+def test_a_team_file_cannot_grant_itself_data_sources(project: Path) -> None:
+    team = project / "stacks" / "teams" / "assistant.yaml"
+    team.write_text(team.read_text() + "data_sources: [s3://any-bucket/x/]\n")
+    assert re.search(r"stacks/teams/assistant\.yaml:\d+ data_sources: data_sources is granted by the platform team in "
+                     r"stacks/tenancy\.yaml \(teams\.assistant\.data_sources\)", _config_error(project))
+
+
+def test_a_grant_names_a_prefix_not_a_bucket(project: Path) -> None:
+    edit(project / "stacks" / "tenancy.yaml", "data_sources: [s3://acme-adapters/assistant/]", "data_sources: [s3://acme-adapters]")
+    assert re.search(r"stacks/tenancy\.yaml:\d+ teams\.assistant\.data_sources\[0\]: .*is not an S3 prefix", _config_error(project))
+
+
+def test_the_adapter_role_reads_only_the_adapters_prefix() -> None:
+    import json
+
+    from fleet.offline.plan import capture
+    from fleet.spec.load import load
+
+    project = copy_project(Path(tempfile.mkdtemp(prefix="lp-")))
+    _s3_adapter(project, "s3://acme-adapters/assistant/tone")
+    caps = {c.name: c for c in capture(load("dev", project))}
+    policy = json.loads(caps["assistant-llama-8b-adapters-read"].inputs["policy"])
+    by_action = {s["Action"][0]: s for s in policy["Statement"]}
+    assert by_action["s3:GetObject"]["Resource"] == ["arn:aws:s3:::acme-adapters/assistant/tone/*"]
+    assert by_action["s3:ListBucket"]["Resource"] == ["arn:aws:s3:::acme-adapters"]
+    assert by_action["s3:ListBucket"]["Condition"] == {"StringLike": {"s3:prefix": ["assistant/tone/", "assistant/tone/*"]}}

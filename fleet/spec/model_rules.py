@@ -16,6 +16,7 @@ from fleet.errors import CREDENTIAL
 from fleet.pods import memory_share_gib, offload_room_gib
 from fleet.sizing import Arch, Sizing, parallelism_problems, size
 from fleet.spec.architecture import resolve_arch, settings_for
+from fleet.spec.s3 import parse_s3_prefix
 from fleet.spec.stack import GpuPool, StackConfig
 from fleet.spec.team import ModelSpec
 from fleet.vllm.compiler import FlagError, compile_args
@@ -45,6 +46,7 @@ class ModelContext:
     team_file: FsPath
     environments: tuple[str, ...] = ()
     granted_secrets: frozenset[str] | None = None   # what stacks/tenancy.yaml grants the team (None: not checked)
+    granted_sources: tuple[str, ...] | None = None  # the S3 prefixes stacks/tenancy.yaml lets its pods read (None: not checked)
     team: str = ""
     pd_role: str | None = None                      # one role of a disaggregated model (its spec from role_spec)
 
@@ -74,6 +76,25 @@ def secret_references_exist(ctx: ModelContext) -> Iterator[Problem]:
             continue  # a secret an imported ESC environment may provide is unknown offline (the loader notes it)
         yield (field_name,), (f"secret '{ref.secret}' is not set in stack {ctx.stack} — run `pulumi config set --stack "
                               f"{ctx.stack} --secret --path 'vllm-fleet:secrets.{ref.secret}' <value>`")
+
+
+def data_sources_are_granted(ctx: ModelContext) -> Iterator[Problem]:
+    """An S3 adapter makes the plan give the model's pods read access to its prefix: the platform grants what a team may
+    read (stacks/tenancy.yaml `data_sources`), never the team's own file."""
+    if ctx.granted_sources is None or ctx.spec.lora is None:
+        return
+    grants = [parse_s3_prefix(g) for g in ctx.granted_sources]
+    for k, adapter in enumerate(ctx.spec.lora.modules):
+        if not adapter.path.startswith("s3://"):
+            continue
+        wanted = parse_s3_prefix(adapter.path)
+        if any(wanted.within(g) for g in grants):
+            continue
+        granted = ", ".join(g.uri for g in grants) or "none"
+        yield ("lora", "modules", k, "path"), (
+            f"{wanted.uri} is not granted to team {ctx.team}: its pods may read only the S3 prefixes the platform team grants in "
+            f"stacks/tenancy.yaml (teams.{ctx.team}.data_sources; granted: {granted}) — move the adapter under a granted "
+            f"prefix, or ask the platform team to add {wanted.uri} there")
 
 
 def autoscaling_has_a_backend(ctx: ModelContext) -> Iterator[Problem]:
@@ -277,7 +298,7 @@ def adapters_come_from_a_prefetched_cache(ctx: ModelContext) -> Iterator[Problem
 
 
 RULES: tuple[Callable[[ModelContext], Iterator[Problem]], ...] = (
-    secret_references_exist, autoscaling_has_a_backend, routing_has_a_gateway, disaggregation_is_safe, kv_offload_is_usable,
+    secret_references_exist, data_sources_are_granted, autoscaling_has_a_backend, routing_has_a_gateway, disaggregation_is_safe, kv_offload_is_usable,
     remote_code_needs_a_pinned_revision, bitsandbytes_sets_its_own_load_format, extra_args_are_safe,
     adapters_come_from_a_prefetched_cache,
 )

@@ -9,6 +9,7 @@ from pydantic import AfterValidator, Field, StringConstraints, field_validator, 
 
 from fleet.k8s_names import SecretKey, SecretObjectName, StackSecretName
 from fleet.spec.base import Name, Owner, Strict
+from fleet.spec.s3 import S3Uri, parse_s3_prefix
 
 HfId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*/[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=96)]
 # A 40-hex commit, or a branch or tag name as git allows it (no leading '-', no '..'): it becomes a `--revision` value.
@@ -81,13 +82,13 @@ class Autoscale(Strict):
         return self
 
 
-S3Uri = Annotated[str, StringConstraints(pattern=r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[A-Za-z0-9!_.*'()/\-]*)?$", max_length=1024)]
 
 
 class LoraModule(Strict):
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")] = Field(
         description="Adapter name clients send as `model`.")
-    path: HfId | S3Uri = Field(description="Where the adapter comes from: a Hugging Face id (pin `revision`) or an `s3://bucket/prefix`. "
+    path: HfId | S3Uri = Field(description="Where the adapter comes from: a Hugging Face id (pin `revision`) or an `s3://bucket/prefix/` "
+                                           "that stacks/tenancy.yaml grants the team (`data_sources`). "
                                            "The prefetch Job copies it into the model cache (`/models/adapters/<model>/<name>`), "
                                            "which vLLM loads it from.")
     revision: Revision | None = Field(None, description="Hugging Face revision of the adapter; a 40-hex commit pins it.")
@@ -98,6 +99,8 @@ class LoraModule(Strict):
         if isinstance(value, str) and value.startswith("/"):
             raise ValueError(f"'{value}' is a local path nothing creates, so the server would crash-loop — declare the adapter "
                              "by Hugging Face id (with `revision`) or s3:// URI; the stack prefetches it into the model cache")
+        if isinstance(value, str) and value.startswith("s3://"):
+            parse_s3_prefix(value)   # one clear error for an S3 URI, not one per branch of the union
         return value
 
     @model_validator(mode="after")
