@@ -227,3 +227,96 @@ def test_the_adapter_role_reads_only_the_adapters_prefix() -> None:
     assert by_action["s3:GetObject"]["Resource"] == ["arn:aws:s3:::acme-adapters/assistant/tone/*"]
     assert by_action["s3:ListBucket"]["Resource"] == ["arn:aws:s3:::acme-adapters"]
     assert by_action["s3:ListBucket"]["Condition"] == {"StringLike": {"s3:prefix": ["assistant/tone/", "assistant/tone/*"]}}
+
+
+# --- Enforcement downgrades -------------------------------------------------------------------------------------
+
+def _policy(project: Path, body: str, stack: str = "prod") -> None:
+    path = project / "stacks" / f"Pulumi.{stack}.yaml"
+    path.write_text(path.read_text() + "  vllm-fleet:policy:\n" + body)
+
+
+REASON = "vendor DaemonSet needs it until the 2027 upgrade"
+
+
+@pytest.mark.parametrize("body, missing", [
+    ("    enforcement: advisory\n", "without a reason and an owner"),
+    ("    enforcement: disabled\n", "without a reason and an owner"),
+    (f"    enforcement: {{level: advisory, reason: {REASON}}}\n", "without an owner"),
+])
+def test_a_prod_stack_cannot_lower_the_whole_pack_without_reason_and_owner(project: Path, body: str, missing: str) -> None:
+    _policy(project, body)
+    text = _config_error(project, "prod")
+    assert re.search(r"stacks/Pulumi\.prod\.yaml:\d+ config\.vllm-fleet:policy\.enforcement: the whole policy pack is set to "
+                     rf"(advisory|disabled) in prod stack {missing}", text), text
+
+
+@pytest.mark.parametrize("body, where, missing", [
+    ("    overrides: {D2: advisory}\n", "overrides.D2", "without a reason and an owner"),
+    (f"    overrides: {{D2: {{level: disabled, reason: {REASON}}}}}\n", "overrides.D2", "without an owner"),
+    (f"    exemptions: [{{rule: D2, resource: Deployment/team-search/m, reason: {REASON}}}]\n", "exemptions[0].owner", "has no owner"),
+])
+def test_a_prod_stack_cannot_lower_a_rule_or_exempt_an_object_without_an_owner(project: Path, body: str, where: str,
+                                                                               missing: str) -> None:
+    _policy(project, body)
+    text = _config_error(project, "prod")
+    assert f"config.vllm-fleet:policy.{where}: " in text and missing in text, text
+
+
+def test_a_recorded_downgrade_loads_and_the_plan_lists_every_weakened_guardrail(project: Path) -> None:
+    from fleet.offline.plan import weakened_guardrails
+    from fleet.spec.load import load
+
+    _policy(project, f"    enforcement: {{level: advisory, reason: {REASON}, owner: '@acme/platform'}}\n"
+                     f"    overrides: {{D11: {{level: disabled, reason: {REASON}, owner: sre@example.com}}}}\n")
+    weakened = weakened_guardrails(load("prod", project).config)
+    assert [(w.scope, w.rule, w.level, w.owner) for w in weakened] == [("pack", "", "advisory", "@acme/platform"),
+                                                                      ("rule", "D11", "disabled", "sre@example.com")]
+
+
+def _document(weakened: list) -> object:
+    from fleet.offline.plan_document import PlanDocument
+
+    summary = dict.fromkeys(["resources", "kubernetes_objects", "teams", "models", "gpus_min", "gpus_max", "gpu_quota",
+                             "mandatory_findings", "advisory_findings", "invalid_manifests", "exit_code"], 0)
+    return PlanDocument.model_validate({
+        "stack": "prod", "region": "us-east-1", "cluster": "c", "tier": "prod", "enforcement": "mandatory", "vllm_version": "0.33.0",
+        "kubernetes_version": "1.33", "resources": [], "findings": [], "weakened_guardrails": weakened,
+        "summary": {**summary, "usd_per_hour_min": 0.0, "usd_per_hour_max": 0.0}})
+
+
+def test_the_pr_diff_shows_a_pack_downgrade_with_its_reason_and_owner_escaped() -> None:
+    hostile = "ok | <img src=x onerror=alert(1)>\n| injected | row | `code` @acme/everyone"
+    head = _document([{"scope": "pack", "level": "advisory", "reason": hostile, "owner": "@acme/platform"}])
+    d = diff.compare("prod", "main", _document([]), head, "base code")
+    assert [w.scope for w in d.guardrails_weakened] == ["pack"] and d.to_json()["guardrails"]["weakened"][0]["level"] == "advisory"
+    md = diff.markdown(d)
+    assert "**Guardrails this change weakens:**" in md
+    (row,) = [line for line in md.splitlines() if line.startswith("| pack |")]
+    assert row.count(" | ") == 5                  # six cells: the reason split none and added no row
+    assert not re.search(r"(?<!\\)<img", md) and "\\<img" in row and "\\|" in row and "@acme/everyone" not in md
+    restored = diff.compare("prod", "main", head, _document([]), "base code")
+    assert "**Guardrails this change restores:**" in diff.markdown(restored)
+    assert diff.compare("prod", "main", head, head, "base code").guardrails_weakened == []
+
+
+# --- Generated files: markdown for PR comments ------------------------------------------------------------------
+
+def test_markdown_text_and_code_spans_hold_whatever_a_user_wrote() -> None:
+    from fleet.offline.markdown import code, text
+
+    assert text("a|b\nc <details> @org/t") == "a\\|b c \\<details\\> @\u200borg/t"
+    assert code("plain") == "`plain`"
+    assert code("has ` one") == "``has ` one``" and code("``x``") == "``` ``x`` ```"
+    assert code("a|b") == "`a\\|b`" and "\n" not in code("a\nb")
+
+
+def test_the_plan_comment_escapes_finding_messages_and_resources() -> None:
+    from fleet.offline.plan_document import FindingEntry
+    from fleet.offline.report import markdown
+
+    doc = _document([])
+    doc = doc.model_copy(update={"findings": [FindingEntry(rule_id="D2", level="mandatory", urn="u", resource="Pod/ns/`x`|y",
+                                                           message="bad\n| forged | row |")]})
+    (row,) = [line for line in markdown(doc).splitlines() if line.startswith("| D2 |")]
+    assert row == "| D2 | mandatory | ``Pod/ns/`x`\\|y`` | bad \\| forged \\| row \\| |"
