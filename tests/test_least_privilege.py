@@ -320,3 +320,79 @@ def test_the_plan_comment_escapes_finding_messages_and_resources() -> None:
                                                            message="bad\n| forged | row |")]})
     (row,) = [line for line in markdown(doc).splitlines() if line.startswith("| D2 |")]
     assert row == "| D2 | mandatory | ``Pod/ns/`x`\\|y`` | bad \\| forged \\| row \\| |"
+
+
+# --- Secrets by another road ------------------------------------------------------------------------------------
+
+def _pod_with(env_from: list, env: list | None = None, data: dict | None = None) -> list:
+    from tests.policy_fixtures import base_pod, cap, container, wrap
+
+    pod = base_pod()
+    c = container(pod)
+    c["envFrom"] = env_from
+    # the variables the ConfigMap now supplies leave the pod's own env (which would override them, as in the kubelet)
+    supplied = {str(src.get("prefix", "")) + k for src in env_from if "configMapRef" in src for k in data or {}}
+    c["env"] = [*(e for e in c["env"] if e["name"] not in supplied), *(env or [])]
+    config_map = cap("kubernetes:core/v1:ConfigMap", {"apiVersion": "v1", "kind": "ConfigMap",
+                                                      "metadata": {"name": "cfg", "namespace": "team-search"}, "data": data or {}})
+    return [wrap("Deployment", pod), config_map]
+
+
+def _env_findings(resources: list) -> set[tuple[str, str]]:
+    from fleet.offline.policy_pack import analyze
+    from policies.framework import RULES
+    from tests.policy_fixtures import fixture_config
+
+    return {(f.rule_id, f.message) for f in analyze(resources, {r.policy_name: "mandatory" for r in RULES}, fixture_config())}
+
+
+CM = {"configMapRef": {"name": "cfg"}}
+P = "Deployment/team-search/m spec.template.spec.containers[0]"
+ENV_FROM_CASES = {
+    "api key in a ConfigMap": ([CM], [], {"VLLM_API_KEY": "sk-" + "a" * 24},
+                               {("F3", f"{P}: VLLM_API_KEY is not from a secretKeyRef (envFrom[0] (ConfigMap team-search/cfg))"),
+                                ("D16", f"{P}.envFrom[0] (ConfigMap team-search/cfg) VLLM_API_KEY holds a literal value")}),
+    "api key by prefix": ([{"prefix": "VLLM_", **CM}], [], {"API_KEY": "letmein-please"},
+                          {("F3", f"{P}: VLLM_API_KEY is not from a secretKeyRef (envFrom[0] (ConfigMap team-search/cfg))"),
+                           ("D16", f"{P}.envFrom[0] (ConfigMap team-search/cfg) VLLM_API_KEY holds a literal value")}),
+    "dev mode": ([CM], [], {"VLLM_SERVER_DEV_MODE": "1"},
+                 {("F4", f"{P}.envFrom[0] (ConfigMap team-search/cfg) sets VLLM_SERVER_DEV_MODE")}),
+    "visible devices": ([CM], [], {"NVIDIA_VISIBLE_DEVICES": "all"},
+                        {("E8", f"{P}.envFrom[0] (ConfigMap team-search/cfg) sets NVIDIA_VISIBLE_DEVICES")}),
+    "hf token": ([CM], [], {"HF_TOKEN": "hf_" + "b" * 30},
+                 {("F6", f"{P}.envFrom[0] (ConfigMap team-search/cfg) HF_TOKEN is not from a Secret"),
+                  ("D16", f"{P}.envFrom[0] (ConfigMap team-search/cfg) HF_TOKEN holds a literal value")}),
+    "credential under an innocent name": ([CM], [], {"EXTRA": "hf_" + "c" * 30},
+                                          {("D16", f"{P}.envFrom[0] (ConfigMap team-search/cfg) EXTRA holds a credential-shaped "
+                                                   "literal value")}),
+    "runtime lora by key ref": ([], [{"name": "VLLM_ALLOW_RUNTIME_LORA_UPDATING",
+                                      "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "lora"}}},
+                                     {"name": "VLLM_API_KEY", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "key"}}}],
+                                {"lora": "True", "key": "letmein-please"},
+                                {("F10", f"{P}: runtime LoRA loading is on without an API key from a Secret: anyone who reaches "
+                                         "the server can make it load adapters"),
+                                 ("F3", "spec.template.spec.containers[0]: VLLM_API_KEY is not from a secretKeyRef"),
+                                 ("D16", f"{P}.env VLLM_API_KEY holds a literal value")}),
+    "env overrides envFrom": ([CM], [{"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": "k", "key": "v"}}}],
+                              {"VLLM_API_KEY": "sk-" + "a" * 24}, set()),
+    "a Secret in envFrom": ([{"secretRef": {"name": "keys"}}], [], {}, set()),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ENV_FROM_CASES))
+def test_env_rules_resolve_envfrom_and_valuefrom_as_the_kubelet_does(case: str) -> None:
+    env_from, env, data, expected = ENV_FROM_CASES[case]
+    baseline = _env_findings(_pod_with([], [], {}))
+    assert _env_findings(_pod_with(env_from, env, data)) - baseline == expected
+
+
+def test_check_resolves_configmaps_among_the_manifests_it_reads(tmp_path: Path, capsys) -> None:
+    import yaml
+
+    from fleet.cli import main
+
+    resources = _pod_with([CM], [], {"VLLM_SERVER_DEV_MODE": "1"})
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump_all([c.inputs for c in resources]))
+    assert main(["check", str(path)]) == 1
+    assert "VLLM_SERVER_DEV_MODE" in capsys.readouterr().out
