@@ -396,3 +396,90 @@ def test_check_resolves_configmaps_among_the_manifests_it_reads(tmp_path: Path, 
     path.write_text(yaml.safe_dump_all([c.inputs for c in resources]))
     assert main(["check", str(path)]) == 1
     assert "VLLM_SERVER_DEV_MODE" in capsys.readouterr().out
+
+
+# --- Reserved engine settings by other spellings ----------------------------------------------------------------
+
+def _extra_args(project: Path, args: list[str]) -> None:
+    import json
+
+    edit(project / "stacks" / "teams" / "search.yaml", "  - name: bge-m3\n", f"  - name: bge-m3\n    extra_args: {json.dumps(args)}\n")
+
+
+RESERVED_SPELLINGS = [
+    # prefix abbreviations (the 0.33.0 parser keeps argparse's allow_abbrev), the `=` form, attached short values
+    (["--tensor-parallel", "2"], "'--tensor-parallel' (= --tensor-parallel-size) has a typed field"),
+    (["--gpu-memory=0.99"], "'--gpu-memory' (= --gpu-memory-utilization) has a typed field"),
+    (["-tp=2"], "'-tp' (= --tensor-parallel-size) has a typed field"),
+    (["--hos", "0.0.0.0"], "'--hos' (= --host) is set by the stack"),
+    # world size
+    (["-n", "2"], "'-n' (= --nnodes) changes the server's world size"),
+    (["-n2"], "'-n2' (= --nnodes) changes the server's world size"),
+    (["--node_rank=1"], "'--node_rank' (= --node-rank) changes the server's world size"),
+    (["-pcp", "2"], "'-pcp' (= --prefill-context-parallel-size) changes the server's world size"),
+    (["-dpn", "1"], "'-dpn' (= --data-parallel-rank) changes the server's world size"),
+    # listening socket
+    (["--uds", "/tmp/vllm.sock"], "'--uds' changes the server's listening socket"),
+    (["--grpc-port", "9000"], "'--grpc-port' changes the server's listening socket"),
+    (["--data-parallel-rpc-port", "9000"], "'--data-parallel-rpc-port' changes the server's listening socket"),
+    # memory budget: -O shorthands become --optimization-level
+    (["-O0"], "'-O0' (= --optimization-level) changes the server's memory budget"),
+    (["-O=0"], "'-O' (= --optimization-level) changes the server's memory budget"),
+    (["--optimization_level", "0"], "'--optimization_level' (= --optimization-level) changes the server's memory budget"),
+    (["--kv-cache-memory-bytes", "80000000000"], "'--kv-cache-memory-bytes' changes the server's memory budget"),
+    (["--num-gpu-blocks-override=100000"], "'--num-gpu-blocks-override' changes the server's memory budget"),
+    (["--cpu-offload-g", "8"], "'--cpu-offload-g' (= --cpu-offload-gb) changes the server's memory budget"),
+    # code it imports
+    (["--scheduler-cls", "evil.Scheduler"], "'--scheduler-cls' changes the server's code it imports"),
+    (["--log-config-file", "/models/log.json"], "'--log-config-file' changes the server's code it imports"),
+    (["--middle", "evil.mod"], "'--middle' is not allowed from a team file: it imports and runs a Python module"),
+    # JSON --*-config values and their dotted spellings
+    (["-cc.backend=evil.module.compile"], "'-cc.backend' (= --compilation-config) sets `backend` (code it imports)"),
+    (["--compilation_config.inductor_passes.x", "evil.p"], "sets `inductor_passes` (code it imports)"),
+    (["--compilation-config", '{"cudagraph_capture_sizes": [1, 512]}'], "sets `cudagraph_capture_sizes` (memory budget)"),
+    (["--kv-events-config", '{"enable_kv_cache_events": true, "endpoint": "tcp://*:5557"}'], "sets `endpoint` (listening socket)"),
+    (["--ec-transfer-config={\"ec_port\": 14580}"], "sets `ec_port` (listening socket)"),
+    (["--additional-config", '{"nested": {"tensor_parallel_size": 8}}'], "sets `nested.tensor_parallel_size` (world size)"),
+]
+
+
+@pytest.mark.parametrize(("args", "problem"), RESERVED_SPELLINGS)
+def test_reserved_settings_are_refused_in_every_spelling_the_parser_accepts(project: Path, capsys, args: list[str],
+                                                                             problem: str) -> None:
+    from fleet.cli import main
+
+    _extra_args(project, args)
+    code = main(["--root", str(project), "validate", "--stack", "dev"])
+    err = capsys.readouterr().err
+    assert code == 2 and "stacks/teams/search.yaml:" in err and "models[1].extra_args[0]:" in err, err
+    assert problem in err, err
+
+
+def test_harmless_extra_args_still_pass(project: Path, capsys) -> None:
+    from fleet.cli import main
+
+    _extra_args(project, ["--max-logprobs", "5", "--attention-config", '{"backend": "FLASHINFER"}', "--enable-log-requests"])
+    assert main(["--root", str(project), "validate", "--stack", "dev"]) == 0, capsys.readouterr().err
+
+
+def test_spellings_resolve_as_argparse_does_with_the_tables_option_strings() -> None:
+    """The reader agrees with argparse itself on a parser built from the table's option strings (abbreviations on)."""
+    import argparse
+
+    from fleet.vllm.flags import table
+    from fleet.vllm.reserved import read
+
+    flags = table("0.33.0")
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=flags.allow_abbrev, argument_default=argparse.SUPPRESS,
+                                     exit_on_error=False)
+    for opt in {o.dest: o for o in flags.options.values()}.values():
+        strings = [opt.flag, *opt.aliases, *opt.negations]
+        if opt.takes_value:
+            parser.add_argument(*strings, dest=opt.dest, nargs="?")
+        else:
+            parser.add_argument(*strings, dest=opt.dest, action="store_const", const=True)
+    for words in (["--tensor-parallel", "2"], ["-tp=2"], ["-n2"], ["--hos", "x"], ["--cpu-offload-g", "8"], ["-qfp8"],
+                  ["--gpu-memory=0.9"], ["--middle", "x"], ["-dpn", "1"]):
+        namespace, _ = parser.parse_known_args(words)
+        spelling = read(words[0], flags)
+        assert spelling is not None and list(vars(namespace)) == [spelling.option.dest], words

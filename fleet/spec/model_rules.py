@@ -21,6 +21,7 @@ from fleet.spec.stack import GpuPool, StackConfig
 from fleet.spec.team import ModelSpec
 from fleet.vllm.compiler import FlagError, compile_args
 from fleet.vllm.flags import table
+from fleet.vllm.reserved import json_settings, read, setting_of
 
 Problem = tuple[tuple[str | int, ...], str]
 
@@ -237,9 +238,11 @@ def _secret_keys(value: object) -> list[str]:
 
 
 def extra_args_are_safe(ctx: ModelContext) -> Iterator[Problem]:
-    """extra_args are untrusted: no flag a typed field or a Secret owns, in any spelling the pinned parser accepts
-    (short aliases `-q`, `-tp`; negations; aliases such as `--device-memory-utilization`; `--a_b` for `--a-b`), no flag
-    that loads code or a config file, no value that is a flag in disguise, no literal credential anywhere."""
+    """extra_args are untrusted: no flag a typed field or a Secret owns and no setting of the world size, the listening
+    socket, the memory budget or the code the server imports (fleet.vllm.reserved), in any spelling the pinned parser
+    accepts (short aliases `-q`, `-tp`, `-n2`; negations; aliases such as `--device-memory-utilization`; `--a_b` for
+    `--a-b`; `--flag=value`; unique prefixes such as `--tensor-parallel`; `-O0`; dotted `-cc.backend=x`; keys of JSON
+    `--*-config` values), no flag that loads code or a config file, no literal credential anywhere."""
     flags = table(ctx.cfg.vllm.version)
     reserved = _reserved_dests(ctx.cfg.vllm.version)
     args = ctx.spec.extra_args or []
@@ -248,11 +251,12 @@ def extra_args_are_safe(ctx: ModelContext) -> Iterator[Problem]:
             yield ("extra_args", k), ("a credential in extra_args is refused (it would sit in the pod spec, the plan and every log of "
                                       "the command line) — store it with `pulumi config set --secret` and use `api_key`/`hf_token`")
             continue
-        name, eq, inline = arg.partition("=")
+        name = arg.partition("=")[0]
         if arg.startswith("-"):
-            opt = flags.lookup(name.split(".", 1)[0])
-            if opt is None:
+            spelling = read(arg, flags, flags.allow_abbrev)
+            if spelling is None:
                 continue  # unknown flags: check_args reports them with the replacement
+            opt = spelling.option
             if opt.dest in reserved:
                 canonical = reserved[opt.dest]
                 typed = TYPED_FIELD.get(canonical, canonical.lstrip("-").replace("-", "_"))
@@ -269,7 +273,20 @@ def extra_args_are_safe(ctx: ModelContext) -> Iterator[Problem]:
             if opt.flag in CODE_OR_CONFIG_FLAGS:
                 yield ("extra_args", k), f"'{name}' is not allowed from a team file: it {CODE_OR_CONFIG_FLAGS[opt.flag]}"
                 continue
-            value = inline if eq else (args[k + 1] if k + 1 < len(args) and not args[k + 1].startswith("-") else None)
+            setting = setting_of(opt.dest)
+            if setting is not None:
+                spelled = f"'{name}'" + (f" (= {opt.flag})" if name != opt.flag else "")
+                yield ("extra_args", k), (f"{spelled} changes the server's {setting}, which the stack and the typed fields own "
+                                          "(the pod's GPUs, port, memory fit and code) — remove it from extra_args")
+                continue
+            value = spelling.inline if spelling.inline is not None else (
+                args[k + 1] if k + 1 < len(args) and not args[k + 1].startswith("-") else None)
+            carried = json_settings(opt, value, spelling.keys)
+            if carried:
+                keys = ", ".join(f"`{key}` ({cls})" for key, cls in carried)
+                yield ("extra_args", k), (f"'{name}' (= {opt.flag}) sets {keys} inside its JSON value — the stack and the typed "
+                                          "fields own those; remove them from extra_args")
+                continue
             if value is not None and value.lstrip().startswith(("{", "[")):
                 try:
                     parsed = json.loads(value)

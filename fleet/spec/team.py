@@ -258,7 +258,9 @@ class ModelFields(Strict):
     disaggregated_prefill: Disaggregation | None = Field(None, description="Separate prefill and decode workloads with the NIXL connector, "
             "each sized and autoscaled on its own; needs routing gateway.")
     extra_args: list[Annotated[str, StringConstraints(min_length=1)]] | None = Field(None, description="Extra `vllm serve` arguments, checked against the "
-            "flag table of the pinned version; flags that have a typed field here are refused.")
+            "flag table of the pinned version; flags that have a typed field here, and settings of the world size, "
+            "the listening socket, the memory budget or the code the server imports, are refused in every spelling the "
+            "pinned parser accepts (aliases, abbreviations, `-O`, dotted and JSON `--*-config` keys; docs/guardrails.md).")
 
 
 class ModelSpec(ModelFields):
