@@ -483,3 +483,17 @@ def test_spellings_resolve_as_argparse_does_with_the_tables_option_strings() -> 
         namespace, _ = parser.parse_known_args(words)
         spelling = read(words[0], flags)
         assert spelling is not None and list(vars(namespace)) == [spelling.option.dest], words
+
+
+# --- The trust model --------------------------------------------------------------------------------------------
+
+def test_the_guardrails_doc_states_the_trust_model_from_the_code() -> None:
+    from fleet.spec.teams import GRANTED_KEYS
+    from fleet.vllm.reserved import RESERVED_SETTINGS
+
+    text = (ROOT / "docs" / "guardrails.md").read_text()
+    model = text[text.index("## Trust model"):text.index("## Rules")]
+    for part in ("**A team file may, alone:**", "**Needs a platform grant in `stacks/tenancy.yaml`", "**Nobody may,"):
+        assert part in model
+    assert all(f"`{key}`" in model for key in GRANTED_KEYS)
+    assert all(f"  - {cls}: " in model and all(f"`{d}`" in model for d in dests) for cls, dests in RESERVED_SETTINGS.items())
