@@ -67,6 +67,31 @@ def _subprocess_calls(tree: ast.AST):
                 yield node
 
 
+def _is_option(word: ast.expr) -> bool:
+    """A literal option word (`-C`, `--model`, f"--{key}"), whose next word is its value."""
+    if isinstance(word, ast.Constant):
+        return str(word.value).startswith("-") and word.value != "--"
+    return isinstance(word, ast.JoinedStr) and isinstance(word.values[0], ast.Constant) and str(word.values[0].value).startswith("-")
+
+
+def _argv_lists(tree: ast.Module, call: ast.Call) -> list[ast.List] | None:
+    """The list literals an argv is built from: the call's own, or those of the module function whose result the
+    variable holds (`cmd = server_cmd(...)`: every list that function assigns, extends or returns)."""
+    argv = call.args[0] if call.args else None
+    if isinstance(argv, ast.List):
+        return [argv]
+    if not isinstance(argv, ast.Name):
+        return None
+    builders = {n.value.func.id for n in ast.walk(tree) if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call)
+                and isinstance(n.value.func, ast.Name) and any(isinstance(t, ast.Name) and t.id == argv.id for t in n.targets)}
+    functions = [f for f in tree.body if isinstance(f, ast.FunctionDef) and f.name in builders]
+    if len(functions) != 1:
+        return None
+    lists = [n.value for n in ast.walk(functions[0]) if isinstance(n, (ast.Assign, ast.AugAssign, ast.Return))
+             and isinstance(n.value, ast.List)]
+    return lists or None
+
+
 def _operand_problems(argv: ast.List) -> list[str]:
     """Non-literal words of an argv that could be read as an option: each must follow `--` (or `--end-of-options`),
     be the value of the option before it, or be joined to its option (`--stack={stack}`)."""
@@ -79,8 +104,7 @@ def _operand_problems(argv: ast.List) -> list[str]:
             continue
         if isinstance(word, ast.JoinedStr) and isinstance(word.values[0], ast.Constant) and str(word.values[0].value).startswith("--"):
             continue
-        before = argv.elts[i - 1]
-        if isinstance(before, ast.Constant) and str(before.value).startswith("-") and before.value not in ("--",):
+        if _is_option(argv.elts[i - 1]):
             continue
         problems.append(f"word {i} ({ast.unparse(word)})")
     return problems
@@ -90,7 +114,8 @@ def test_every_subprocess_call_takes_an_argv_list_without_a_shell_and_ends_optio
     found, problems = 0, []
     for part in ("fleet", "scripts", "policies", "components"):
         for path in sorted((ROOT / part).rglob("*.py")):
-            for call in _subprocess_calls(ast.parse(path.read_text(encoding="utf-8"))):
+            module = ast.parse(path.read_text(encoding="utf-8"))
+            for call in _subprocess_calls(module):
                 found += 1
                 where = f"{path.relative_to(ROOT)}:{call.lineno}"
                 if isinstance(call.func, ast.Attribute) and call.func.attr in {"system", "popen"}:
@@ -98,11 +123,12 @@ def test_every_subprocess_call_takes_an_argv_list_without_a_shell_and_ends_optio
                     continue
                 if any(k.arg == "shell" and not (isinstance(k.value, ast.Constant) and k.value.value is False) for k in call.keywords):
                     problems.append(f"{where}: shell=")
-                argv = call.args[0] if call.args else None
-                if not isinstance(argv, ast.List):
-                    problems.append(f"{where}: argv is not a list literal")
+                lists = _argv_lists(module, call)
+                if lists is None:
+                    problems.append(f"{where}: argv is not a list (literal, or built from literals by one function here)")
                     continue
-                problems += [f"{where}: {p} may be read as an option — put it after `--`" for p in _operand_problems(argv)]
+                problems += [f"{where}: {p} may be read as an option — put it after `--`" for argv in lists
+                             for p in _operand_problems(argv)]
     assert found >= 10 and not problems, problems
 
 
