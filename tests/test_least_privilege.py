@@ -82,6 +82,19 @@ def _argv_lists(tree: ast.Module, call: ast.Call) -> list[ast.List] | None:
         return [argv]
     if not isinstance(argv, ast.Name):
         return None
+    # `cmd = [..., *args, ...]` in the calling function: that list, and for each parameter it splices, the lists the
+    # module's calls of that function pass (`_pip(py, ["download", ..., "--", f"vllm=={version}"], ...)`)
+    home = next((f for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and any(n is call for n in ast.walk(f))), None)
+    own = [n.value for n in ast.walk(home) if isinstance(n, ast.Assign) and isinstance(n.value, ast.List)
+           and any(isinstance(t, ast.Name) and t.id == argv.id for t in n.targets)] if home else []
+    if own:
+        params = [a.arg for a in home.args.args] if home else []
+        spliced = {e.value.id for lst in own for e in lst.elts if isinstance(e, ast.Starred) and isinstance(e.value, ast.Name)}
+        passed = [c.args[params.index(name)] for c in ast.walk(tree) if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)
+                  and home is not None and c.func.id == home.name for name in spliced & set(params) if params.index(name) < len(c.args)]
+        if not all(isinstance(a, ast.List) for a in passed):
+            return None
+        return [*own, *(a for a in passed if isinstance(a, ast.List))]
     builders = {n.value.func.id for n in ast.walk(tree) if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call)
                 and isinstance(n.value.func, ast.Name) and any(isinstance(t, ast.Name) and t.id == argv.id for t in n.targets)}
     functions = [f for f in tree.body if isinstance(f, ast.FunctionDef) and f.name in builders]
@@ -97,6 +110,8 @@ def _operand_problems(argv: ast.List) -> list[str]:
     be the value of the option before it, or be joined to its option (`--stack={stack}`)."""
     problems, ended = [], False
     for i, word in enumerate(argv.elts):
+        if isinstance(word, ast.Starred):
+            continue   # a parameter's words, checked where the function is called
         if isinstance(word, ast.Constant):
             ended = ended or word.value in END_OF_OPTIONS
             continue

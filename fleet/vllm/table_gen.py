@@ -127,10 +127,10 @@ UNREACHABLE = ("Failed to establish a new connection", "Network is unreachable",
 
 
 def _pip(py: Path | str, args: list[str], index_url: str | None) -> subprocess.CompletedProcess[str]:
-    """`pip COMMAND` with pip's own options first, then the caller's: a `--` there ends them all, operands follow it."""
-    command, *rest = args
-    cmd = [str(py), "-m", "pip", command, "--disable-pip-version-check", *(["--index-url", index_url] if index_url else []), *rest]
-    return subprocess.run(cmd, capture_output=True, text=True, check=False)
+    """`pip ARGS`; pip's own settings go in its environment (PIP_INDEX_URL, PIP_DISABLE_PIP_VERSION_CHECK), so the
+    caller's `--` ends every option and the operands follow it."""
+    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", **({"PIP_INDEX_URL": index_url} if index_url is not None else {})}
+    return subprocess.run([str(py), "-m", "pip", *args], capture_output=True, text=True, check=False, env=env)
 
 
 def _last_error(output: str) -> str:
