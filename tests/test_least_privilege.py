@@ -504,13 +504,17 @@ def test_harmless_extra_args_still_pass(project: Path, capsys) -> None:
 
 
 def test_spellings_resolve_as_argparse_does_with_the_tables_option_strings() -> None:
-    """The reader agrees with argparse itself on a parser built from the table's option strings (abbreviations on)."""
-    import argparse
-
-    from fleet.vllm.flags import table
+    """The reader agrees with argparse itself on a parser built from each bundled table's option strings."""
+    from fleet.vllm.flags import available_versions, table
     from fleet.vllm.reserved import read
 
-    flags = table("0.33.0")
+    for version in available_versions():
+        _agrees_with_argparse(table(version), read)
+
+
+def _agrees_with_argparse(flags, read) -> None:
+    import argparse
+
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=flags.allow_abbrev, argument_default=argparse.SUPPRESS,
                                      exit_on_error=False)
     for opt in {o.dest: o for o in flags.options.values()}.values():

@@ -2,8 +2,8 @@
 
 The settings are named once, by the `dest` of their option (the classes below); every spelling comes from the flag
 table generated from vLLM's own parser (scripts/vllm_flags.py: each option's flag, aliases and negations, and whether
-the parser allows abbreviations), read the way vLLM 0.33's `FlexibleArgumentParser.parse_args` reads a command line
-before argparse sees it (vllm/utils/argparse_utils.py in the vllm-0.33.0 wheel):
+the parser allows abbreviations), read the way vLLM's `FlexibleArgumentParser.parse_args` reads a command line before
+argparse sees it (vllm/utils/argparse_utils.py, the same in the vllm-0.33.0 and vllm-0.34.0 wheels):
 
 - `--a_b` is `--a-b` (underscores become dashes up to the first `.`), `--flag=value` is `--flag value`;
 - `-O3`, `-O=3` and `-O 3` are `--optimization-level 3`;
