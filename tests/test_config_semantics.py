@@ -78,7 +78,7 @@ def test_values_that_would_fail_later_are_config_errors(project: Path, capsys, c
 
 def test_a_reasoned_override_is_accepted_and_reaches_the_pack(project: Path, capsys) -> None:
     edit(project / PROD, "  vllm-fleet:spare_gpus: 8\n", "  vllm-fleet:spare_gpus: 8\n  vllm-fleet:policy:\n    overrides:\n"
-         "      D3: {level: advisory, reason: 'node-local cache measured in INC-123'}\n")
+         "      D3: {level: advisory, reason: 'node-local cache measured in INC-123', owner: '@acme/platform'}\n")
     assert main(["--root", str(project), "policy-config", "--stack", "prod"]) == 0
     levels = {name.split("-")[0]: v["enforcementLevel"] for name, v in json.loads(capsys.readouterr().out).items()}
     assert levels["d3"] == "advisory" and levels["d2"] == "mandatory"

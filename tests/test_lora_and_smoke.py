@@ -66,7 +66,7 @@ def test_adapters_need_a_cache_the_stack_fills(project: Path) -> None:
 
 
 def test_an_s3_adapter_is_copied_under_an_irsa_role_that_reads_only_its_prefix(project: Path) -> None:
-    set_lora(project, "    lora:\n      modules: [{name: support-tone, path: s3://acme-adapters/llama-8b/support-tone}]\n")
+    set_lora(project, "    lora:\n      modules: [{name: support-tone, path: s3://acme-adapters/assistant/support-tone}]\n")
     caps = {c.name: c for c in capture(load("dev", project))}
     role = caps["assistant-llama-8b-adapters"]
     trust = json.loads(role.inputs["assumeRolePolicy"])
@@ -75,13 +75,15 @@ def test_an_s3_adapter_is_copied_under_an_irsa_role_that_reads_only_its_prefix(p
     assert any(v == "system:serviceaccount:team-assistant:llama-8b" for cond in statement["Condition"].values() for v in cond.values())
     policy = json.loads(caps["assistant-llama-8b-adapters-read"].inputs["policy"])
     resources = {r for s in policy["Statement"] for r in s["Resource"]}
-    assert resources == {"arn:aws:s3:::acme-adapters", "arn:aws:s3:::acme-adapters/llama-8b/support-tone*"}
+    assert resources == {"arn:aws:s3:::acme-adapters", "arn:aws:s3:::acme-adapters/assistant/support-tone/*"}
+    (listing,) = [s for s in policy["Statement"] if s["Action"] == ["s3:ListBucket"]]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["assistant/support-tone/", "assistant/support-tone/*"]}}
     assert {a for s in policy["Statement"] for a in s["Action"]} == {"s3:ListBucket", "s3:GetObject"}
     sa = caps["serviceaccount-team-assistant-llama-8b"].inputs["metadata"]
     assert "eks.amazonaws.com/role-arn" in sa["annotations"]
     (job,) = [j for name, j in jobs(caps, "prefetch").items() if name.startswith("llama-8b-")]
     script = job.inputs["spec"]["template"]["spec"]["containers"][0]["args"][0]
-    assert "s3://acme-adapters/llama-8b/support-tone /models/adapters/llama-8b/support-tone" in script
+    assert "s3://acme-adapters/assistant/support-tone/ /models/adapters/llama-8b/support-tone" in script
     assert "boto3" in script
 
 

@@ -75,7 +75,7 @@ def test_levels_follow_the_stack_and_overrides(project: Path) -> None:
     stack = project / "stacks" / "Pulumi.prod.yaml"
     base = stack.read_text()
     stack.write_text(base + "  vllm-fleet:policy:\n    overrides: {D11: mandatory, D2: {level: disabled, reason: vendor image runs "
-                            "privileged until 2027}}\n")
+                            "privileged until 2027, owner: '@acme/platform'}}\n")
     levels = policy_levels(load("prod", project))
     assert levels[d11] == "mandatory" and levels[d2] == "disabled"
     # weakening a guardrail without saying why is refused
@@ -103,7 +103,7 @@ def test_stack_exemptions_name_exact_objects_with_reasons(project: Path, cases: 
     stack = project / "stacks" / "Pulumi.prod.yaml"
     base = stack.read_text()
     stack.write_text(base + "  vllm-fleet:policy:\n    exemptions:\n      - {rule: D2, resource: Deployment/team-search/m, "
-                     "reason: vendor image needs it until 2027}\n")
+                     "reason: vendor image needs it until 2027, owner: '@acme/platform'}\n")
     case = next(c for c in cases if c.name == "D2#0 on Deployment")
     config = policy_config(load("prod", project))
     # D2 is exempt for this one object; D11 still judges it (the stack exempted only D2)

@@ -133,11 +133,11 @@ def test_removed_flag_in_extra_args_names_its_replacement(project: Path) -> None
   - name: m
     model: x/m
     pool: l40s
-    extra_args: ["--speculative-model", "x/draft", "--max-model", "4096"]
+    extra_args: ["--speculative-model", "x/draft", "--max-logp", "5"]
 """)
     (err,) = errors(project)
     assert err.startswith("stacks/teams/search.yaml:8 models[0].extra_args: --speculative-model is not a flag of vLLM 0.34.0 — use --speculative-config")
-    assert "--max-model is not a flag of vLLM 0.34.0 (abbreviations are not accepted: did you mean --max-model-len?)" in err
+    assert "--max-logp is not a flag of vLLM 0.34.0 (abbreviations are not accepted: did you mean --max-logprobs?)" in err
 
 
 def test_typed_flags_are_refused_in_extra_args(project: Path) -> None:

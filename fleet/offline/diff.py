@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -25,12 +26,14 @@ from fleet.cost import usd, usd_or_unpriced
 from fleet.errors import ConfigError
 from fleet.kinds import NAMESPACE_TYPE, REPLACED_WHEN_CHANGED, STATEFUL_TYPES
 from fleet.offline.engine import SECRET_MASK
+from fleet.offline.markdown import code, text
 from fleet.offline.node_rolls import NodeRoll, node_rolls
 from fleet.offline.plan import make_plan
-from fleet.offline.plan_document import FindingEntry, PlanDocument, ResourceEntry, TeamEntry
-from fleet.offline.report import all_unpriced, unpriced_notice
+from fleet.offline.plan_document import FindingEntry, PlanDocument, ResourceEntry, TeamEntry, WeakenedEntry
+from fleet.offline.report import all_unpriced, unpriced_notice, weakened_table
 
 GITHUB_COMMENT_LIMIT = 65536
+COMMIT_ID = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 # Per-team figures the diff compares.
 TEAM_FIELDS = ("gpus_min", "gpus_max", "gpu_quota", "usd_per_hour_min", "usd_per_hour_max")
 MONEY_FIELDS = ("usd_per_hour_min", "usd_per_hour_max")
@@ -90,6 +93,8 @@ class Diff:
     head_exit: int
     unpriced_notice: str | None = None          # the head prices none of its GPUs: said before the table
     node_rolls: list[NodeRoll] = field(default_factory=list)   # changes that replace every node of a GPU pool
+    guardrails_weakened: list[WeakenedEntry] = field(default_factory=list)   # new in head, or recorded differently
+    guardrails_restored: list[WeakenedEntry] = field(default_factory=list)   # in the base, gone in head
 
     @property
     def exit_code(self) -> int:
@@ -102,13 +107,37 @@ class Diff:
                 "gpu": self.gpu, "findings": {"new": [f.model_dump() for f in self.findings_new],
                                               "fixed": [f.model_dump() for f in self.findings_fixed],
                                               "remaining": self.findings_remaining},
+                "guardrails": {"weakened": [w.model_dump() for w in self.guardrails_weakened],
+                               "restored": [w.model_dump() for w in self.guardrails_restored]},
                 "stateful_replacements": self.stateful_replacements,
                 "gpu_node_rolls": [r.as_dict() for r in self.node_rolls], "exit_code": self.exit_code}
 
 
+class BadRef(ValueError):
+    """A `--base` that is not a commit of the repository, or that git would read as an option."""
+
+
+def resolve_ref(root: Path, ref: str) -> str:
+    """The commit `ref` names, as 40 hex digits. A ref that starts with `-` or holds control characters is refused
+    before git sees it (`--output=FILE` would be an option of `git archive`); the rest is resolved with
+    `git rev-parse --verify --end-of-options REF^{commit}`, so what reaches `git archive` is always a commit id."""
+    if not ref or ref.startswith("-") or any(ord(c) < 0x20 or ord(c) == 0x7F for c in ref):
+        raise BadRef("not a git ref (a ref never starts with '-' nor holds control characters) — name a branch, tag or commit, "
+                     "e.g. --base origin/main")
+    proc = subprocess.run(["git", "-C", str(root), "rev-parse", "--quiet", "--verify", "--end-of-options", f"{ref}^{{commit}}"],
+                          capture_output=True, text=True)
+    sha = proc.stdout.strip()
+    if proc.returncode != 0 or not COMMIT_ID.match(sha):
+        raise BadRef("cannot read it from git (no commit of that name in this repository) — fetch it first, or name a branch, "
+                     "tag or commit")
+    return sha
+
+
 def export_tree(root: Path, ref: str, dest: Path) -> None:
     """The tree of `ref`, without touching the working tree or the index."""
-    data = subprocess.run(["git", "-C", str(root), "archive", "--format=tar", ref], check=True, capture_output=True).stdout
+    sha = resolve_ref(root, ref)
+    data = subprocess.run(["git", "-C", str(root), "archive", "--format=tar", "--end-of-options", sha], check=True,
+                          capture_output=True).stdout
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         tar.extractall(dest, filter="data")
 
@@ -117,7 +146,7 @@ def base_document(tree: Path, stack: str) -> tuple[PlanDocument | None, str]:
     """The plan of the tree at `tree`: with its own code when that prints a plan this version can read, else with
     this checkout's code; (None, why) when its config does not load."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    proc = subprocess.run([sys.executable, "-m", "fleet.cli", "--root", str(tree), "plan", "--stack", stack, "--format", "json"],
+    proc = subprocess.run([sys.executable, "-m", "fleet.cli", f"--root={tree}", "plan", f"--stack={stack}", "--format=json"],
                           cwd=tree, env=env, capture_output=True, text=True)
     if proc.returncode in (0, 1):
         try:
@@ -168,11 +197,16 @@ def compare(stack: str, ref: str, base: PlanDocument | None, head: PlanDocument,
 
     base_f = {key(f): f for f in (base.findings if base else [])}
     head_f = {key(f): f for f in head.findings}
+    # A base planned before plans recorded them reads as weakening nothing: everything head weakens shows.
+    base_w = {w.key: w for w in (base.weakened_guardrails if base else [])}
+    head_w = {w.key: w for w in head.weakened_guardrails}
     return Diff(stack, ref, engine, added, removed, changed, gpu,
                 [head_f[k] for k in sorted(head_f.keys() - base_f.keys())], [base_f[k] for k in sorted(base_f.keys() - head_f.keys())],
                 len(head_f.keys() & base_f.keys()), replacements, head.summary.exit_code,
                 unpriced_notice(head) if all_unpriced(head) else None,
-                node_rolls([(c.urn, c.type, [p for p, _, _ in c.fields], bool(c.replaces), head_res[c.urn].inputs) for c in changed]))
+                node_rolls([(c.urn, c.type, [p for p, _, _ in c.fields], bool(c.replaces), head_res[c.urn].inputs) for c in changed]),
+                guardrails_weakened=[w for k, w in sorted(head_w.items()) if base_w.get(k) != w],
+                guardrails_restored=[w for k, w in sorted(base_w.items()) if k not in head_w])
 
 
 def _delta(before: float, after: float, money: bool = False) -> str:
@@ -209,14 +243,14 @@ def _masked(path: str, value: Any, secret_paths: list[str]) -> Any:
 
 def markdown(d: Diff) -> str:
     icon = "❌" if d.exit_code else "✅"
-    lines = [f"### {icon} vllm-fleet plan `{d.stack}` vs `{d.base_ref}`", "",
+    lines = [f"### {icon} vllm-fleet plan {code(d.stack)} vs {code(d.base_ref)}", "",
              f"{len(d.added)} added, {len(d.changed)} changed, {len(d.removed)} removed · findings: {len(d.findings_new)} new, "
-             f"{len(d.findings_fixed)} fixed, {d.findings_remaining} remaining · base planned with {d.base_engine}.", ""]
+             f"{len(d.findings_fixed)} fixed, {d.findings_remaining} remaining · base planned with {text(d.base_engine)}.", ""]
     if d.unpriced_notice:
         lines += [f"> **{d.unpriced_notice}**", ""]
     if d.stateful_replacements:
         lines += ["**Stateful resources would be replaced or deleted (data loss):**", ""]
-        lines += [f"- `{r}`" for r in d.stateful_replacements] + [""]
+        lines += [f"- {code(r)}" for r in d.stateful_replacements] + [""]
     if d.node_rolls:
         lines += ["**This change replaces every GPU node of a pool:**", ""]
         lines += [f"- {r.message}" for r in d.node_rolls] + [""]
@@ -224,34 +258,44 @@ def markdown(d: Diff) -> str:
     for g in d.gpu:
         cells = [_money_delta(g[f][0], g[f][1], g.get("unpriced_models", (0, 0))) if f in MONEY_FIELDS else _delta(g[f][0], g[f][1])
                  for f in TEAM_FIELDS]
-        lines.append(f"| {g['team']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {text(g['team'])} | " + " | ".join(cells) + " |")
     lines.append("")
+    if d.guardrails_weakened:
+        lines += weakened_table(d.guardrails_weakened, "Guardrails this change weakens")
+    if d.guardrails_restored:
+        lines += weakened_table(d.guardrails_restored, "Guardrails this change restores")
     if d.findings_new:
         lines += ["**New findings**", "", "| rule | level | resource | message |", "|---|---|---|---|"]
-        lines += [f"| {f.rule_id} | {f.level} | `{f.resource}` | {f.message} |" for f in d.findings_new] + [""]
+        lines += [f"| {text(f.rule_id)} | {text(f.level)} | {code(f.resource)} | {text(f.message)} |" for f in d.findings_new] + [""]
     if d.findings_fixed:
         lines += ["<details><summary>Fixed findings</summary>", ""]
-        lines += [f"- {f.rule_id} `{f.resource}`: {f.message}" for f in d.findings_fixed] + ["", "</details>", ""]
+        lines += [f"- {text(f.rule_id)} {code(f.resource)}: {text(f.message)}" for f in d.findings_fixed] + ["", "</details>", ""]
     for title, items in (("Added", d.added), ("Removed", d.removed)):
         if items:
             lines += [f"<details><summary>{title} ({len(items)})</summary>", ""]
-            lines += [f"- `{r.type}` `{_short(r.urn)}`" for r in items] + ["", "</details>", ""]
+            lines += [f"- {code(r.type)} {code(_short(r.urn))}" for r in items] + ["", "</details>", ""]
     if d.changed:
         lines += [f"<details><summary>Changed ({len(d.changed)})</summary>", ""]
         for c in d.changed:
-            lines.append(f"- `{c.type}` `{_short(c.urn)}`" + (f" — **replaces**: {', '.join(c.replaces)}" if c.replaces else ""))
+            lines.append(f"- {code(c.type)} {code(_short(c.urn))}" + (f" — **replaces**: {text(', '.join(c.replaces))}" if c.replaces else ""))
             for p, before, after in c.fields[:30]:
-                lines.append(f"  - `{p}`: `{_value(_masked(p, before, c.secret_paths))}` → `{_value(_masked(p, after, c.secret_paths))}`")
+                lines.append(f"  - {code(p)}: {code(_value(_masked(p, before, c.secret_paths)))} → "
+                             f"{code(_value(_masked(p, after, c.secret_paths)))}")
             if len(c.fields) > 30:
                 lines.append(f"  - … {len(c.fields) - 30} more fields")
         lines += ["", "</details>", ""]
-    text = "\n".join(lines) + "\n"
-    if len(text) > GITHUB_COMMENT_LIMIT - 200:
-        text = text[: GITHUB_COMMENT_LIMIT - 400] + "\n\n… truncated to fit a PR comment; run `vllm-fleet plan --base` locally.\n"
-    return text
+    out = "\n".join(lines) + "\n"
+    if len(out) > GITHUB_COMMENT_LIMIT - 200:
+        out = out[: GITHUB_COMMENT_LIMIT - 400] + "\n\n… truncated to fit a PR comment; run `vllm-fleet plan --base` locally.\n"
+    return out
 
 
 def run(root: Path, stack: str, ref: str, fmt: str) -> int:
+    try:
+        commit = resolve_ref(root, ref)
+    except BadRef as exc:
+        print(f"--base {ref if ref.isprintable() else repr(ref)}: {exc}", file=sys.stderr)
+        return 2
     try:
         head = make_plan(stack, root).document()
     except ConfigError as exc:
@@ -259,9 +303,10 @@ def run(root: Path, stack: str, ref: str, fmt: str) -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix="vllm-fleet-base-") as tmp:
         try:
-            export_tree(root, ref, Path(tmp))
-        except subprocess.CalledProcessError as exc:
-            print(f"--base {ref}: cannot read it from git ({exc.stderr.decode(errors='replace').strip()})", file=sys.stderr)
+            export_tree(root, commit, Path(tmp))
+        except (BadRef, subprocess.CalledProcessError) as exc:
+            why = exc.stderr.decode(errors="replace").strip() if isinstance(exc, subprocess.CalledProcessError) else str(exc)
+            print(f"--base {ref}: cannot read it from git ({why})", file=sys.stderr)
             return 2
         stack_file = Path(tmp) / "stacks" / f"Pulumi.{stack}.yaml"
         base, engine = base_document(Path(tmp), stack) if stack_file.exists() else (None, f"stack {stack} does not exist at {ref}")

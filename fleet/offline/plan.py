@@ -29,12 +29,14 @@ from fleet.offline.plan_document import (
     SchemaProblemEntry,
     Summary,
     TeamEntry,
+    WeakenedEntry,
 )
 from fleet.offline.policy_pack import Finding, analyze, policy_config, policy_levels
 from fleet.render.names import name_collisions
 from fleet.spec.engine_config import SECRETS_KEY, EngineConfig
 from fleet.spec.load import load
 from fleet.spec.resolved import FleetSpec, ResolvedModel
+from fleet.spec.stack import StackConfig
 from fleet.spec.stack_file import SECRET_MASK, read_stack_file
 
 PROJECT = "vllm-fleet"
@@ -157,6 +159,20 @@ def kind_of(c: Captured) -> str:
     return f"{package}:{module.split('/')[0]}:{name}"  # aws:iam/role:Role → aws:iam:Role
 
 
+def weakened_guardrails(cfg: StackConfig) -> list[WeakenedEntry]:
+    """What the stack's `vllm-fleet:policy` weakens: the pack below mandatory outside dev, every rule set below
+    mandatory, every exemption — with the reason and owner recorded for each."""
+    out = []
+    pack = cfg.policy.enforcement
+    if pack is not None and pack.level != "mandatory" and cfg.tier != "dev":
+        out.append(WeakenedEntry(scope="pack", level=pack.level, reason=pack.reason, owner=pack.owner))
+    out += [WeakenedEntry(scope="rule", rule=rule_id, level=o.level, reason=o.reason, owner=o.owner)
+            for rule_id, o in sorted(cfg.policy.overrides.items()) if o.level != "mandatory"]
+    out += [WeakenedEntry(scope="exemption", rule=e.rule, resource=e.resource, level="exempt", reason=e.reason.strip(), owner=e.owner)
+            for e in cfg.policy.exemptions]
+    return out
+
+
 def plan_document(plan: Plan) -> PlanDocument:
     spec, cfg = plan.spec, plan.spec.config
     teams_by_urn = team_attribution(spec, plan.resources)
@@ -193,6 +209,7 @@ def plan_document(plan: Plan) -> PlanDocument:
         pools=[PoolEntry(pool=p.pool, capacity_type=p.capacity_type, gpu_capacity=p.gpu_capacity, gpus_at_max=p.gpus_at_max,
                          headroom=p.headroom, gpus_at_up=p.gpus_at_up, gpus_at_min=p.gpus_at_min) for p in cost.pools],
         spare_gpus=cost.spare_gpus, cost_warnings=cost.warnings, config_notes=list(spec.notes),
+        weakened_guardrails=weakened_guardrails(cfg),
         summary=Summary(
             resources=len(plan.resources), kubernetes_objects=len(plan.kubernetes_objects()), teams=len(spec.teams),
             models=len(spec.models), gpus_min=int(cost.total("gpus_min")), gpus_max=int(cost.total("gpus_max")),

@@ -83,6 +83,22 @@ class ModelEntry(Entry):
     deploy_time: dict[str, Any] | None = None     # fleet.deploy_time.DeployTime: estimates and timeouts, seconds
 
 
+class WeakenedEntry(Entry):
+    """A guardrail the stack weakens, with what it records for review: the whole pack lowered (scope `pack`), a rule
+    lowered or disabled (`rule`), one object exempted from a rule (`exemption`)."""
+
+    scope: str
+    rule: str = ""
+    resource: str = ""
+    level: str = ""
+    reason: str | None = None
+    owner: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.scope, self.rule, self.resource)
+
+
 class PoolEntry(Entry):
     pool: str
     capacity_type: str
@@ -129,6 +145,7 @@ class PlanDocument(Entry):
     spare_gpus: int = 0
     cost_warnings: list[str] = Field(default_factory=list)
     config_notes: list[str] = Field(default_factory=list)
+    weakened_guardrails: list[WeakenedEntry] = Field(default_factory=list)
     summary: Summary
 
     def to_json(self) -> dict[str, Any]:

@@ -7,10 +7,12 @@ from collections import Counter
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fleet.cost import usd_or_unpriced
-from fleet.offline.plan_document import ModelEntry, PlanDocument, TeamEntry
+from fleet.offline.markdown import code, text
+from fleet.offline.plan_document import ModelEntry, PlanDocument, TeamEntry, WeakenedEntry
 
 PLATFORM = "(platform)"
 
@@ -121,7 +123,11 @@ def print_table(doc: PlanDocument, console: Console) -> None:
     for w in doc.cost_warnings:
         console.print(f"[yellow]cost warning[/yellow] {w}")
     for note in doc.config_notes:
-        console.print(f"[yellow]config note[/yellow] {note}")
+        console.print(f"[yellow]config note[/yellow] {escape(note)}")
+    for weak in doc.weakened_guardrails:
+        what = "the whole pack" if weak.scope == "pack" else weak.rule + (f" for {weak.resource}" if weak.resource else "")
+        console.print(f"[yellow]weakened guardrail[/yellow] {escape(what)}: {weak.level} — reason: {escape(weak.reason or 'none')}; "
+                      f"owner: {escape(weak.owner or 'none')}")
     if doc.findings:
         ft = Table(title="Policy findings", box=box.SIMPLE_HEAD)
         for col in ("rule", "level", "resource", "message"):
@@ -141,7 +147,7 @@ def markdown(doc: PlanDocument) -> str:
     icon = "✅" if s.exit_code == 0 else "❌"
     low, high = total_cost(doc)
     cost = f"$/h unpriced in {doc.region}" if all_unpriced(doc) else f"{low}–{high}/h in {doc.region}"
-    lines = [f"### {icon} vllm-fleet plan `{doc.stack}`", ""]
+    lines = [f"### {icon} vllm-fleet plan {code(doc.stack)}", ""]
     if all_unpriced(doc):
         lines += [f"> **{unpriced_notice(doc)}**", ""]
     lines += [f"{s.resources} resources, {s.models} models, GPUs {s.gpus_min}–{s.gpus_max}, {cost}, "
@@ -149,15 +155,26 @@ def markdown(doc: PlanDocument) -> str:
               f"{s.invalid_manifests} invalid manifests.", "",
               "| team | models | GPUs min-max | quota | quota left at max | nodes min-max | $/h at min | $/h at max |",
               "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    lines += ["| " + " | ".join(team_cells(t)) + " |" for t in doc.teams]
+    lines += ["| " + " | ".join([text(c) if i == 0 else c for i, c in enumerate(team_cells(t))]) + " |" for t in doc.teams]
     lines.append(f"| **total** | {s.models} | {s.gpus_min}-{s.gpus_max} | {s.gpu_quota} | | | " + " | ".join(total_cost(doc)) + " |")
-    lines += [f"- cost warning: {w}" for w in doc.cost_warnings]
-    lines += [f"- config note: {n}" for n in doc.config_notes]
+    lines += [f"- cost warning: {text(w)}" for w in doc.cost_warnings]
+    lines += [f"- config note: {text(n)}" for n in doc.config_notes]
+    if doc.weakened_guardrails:
+        lines += ["", *weakened_table(doc.weakened_guardrails, "Guardrails this stack weakens")]
     if doc.findings:
         lines += ["", "<details><summary>Policy findings</summary>", "", "| rule | level | resource | message |", "|---|---|---|---|"]
-        lines += [f"| {f.rule_id} | {f.level} | `{f.resource}` | {f.message} |" for f in doc.findings]
+        lines += [f"| {text(f.rule_id)} | {text(f.level)} | {code(f.resource)} | {text(f.message)} |" for f in doc.findings]
         lines += ["", "</details>"]
     lines += ["", "<details><summary>Resources by team and kind</summary>", "", "| team | kind | count |", "|---|---|---:|"]
-    lines += [f"| {team} | {kind} | {n} |" for team, kind, n in resource_rows(doc)]
+    lines += [f"| {text(team)} | {text(kind)} | {n} |" for team, kind, n in resource_rows(doc)]
     lines += ["", "</details>"]
     return "\n".join(lines) + "\n"
+
+
+def weakened_table(entries: list[WeakenedEntry], title: str) -> list[str]:
+    """The weakened guardrails as a markdown table, every cell escaped (reasons are free text from the stack file)."""
+    lines = [f"**{title}:**", "", "| what | rule | object | level | reason | owner |", "|---|---|---|---|---|---|"]
+    for w in entries:
+        lines.append(f"| {w.scope} | {text(w.rule or 'all')} | {code(w.resource) if w.resource else '—'} | {text(w.level)} | "
+                     f"{text(w.reason) if w.reason else '**none**'} | {text(w.owner) if w.owner else '**none**'} |")
+    return [*lines, ""]

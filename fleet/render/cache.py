@@ -14,6 +14,7 @@ from typing import Any
 from fleet.labels import FOR_MODEL_LABEL, MANAGED_BY, NONROOT_UID, ROLE_LABEL, TEAM_LABEL
 from fleet.render import Manifest, meta
 from fleet.spec.resolved import ResolvedModel, ResolvedTeam
+from fleet.spec.s3 import parse_s3_prefix
 from fleet.spec.stack import ModelCache as CacheSettings
 from fleet.spec.stack import StackConfig
 
@@ -210,7 +211,8 @@ def prefetch_job(cfg: StackConfig, model: ResolvedModel, image: str, hf_token: t
     for adapter in (model.spec.lora.modules if model.spec.lora is not None else []):
         dest = shlex.quote(f"{adapter_root(model)}/{adapter.name}")
         if adapter.path.startswith("s3://"):
-            commands.append(f"python3 -c {shlex.quote(S3_COPY)} {shlex.quote(adapter.path)} {dest}")
+            # The prefix with its '/': what the IAM role may list and read (`team/a` would also list `team/ab/`).
+            commands.append(f"python3 -c {shlex.quote(S3_COPY)} {shlex.quote(parse_s3_prefix(adapter.path).uri)} {dest}")
         else:
             rev = f" --revision {shlex.quote(adapter.revision)}" if adapter.revision else ""
             commands.append(f"hf download {shlex.quote(adapter.path)}{rev} --local-dir {dest}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, StringConstraints
 
 from fleet.k8s_names import DNS1123_LABEL_FMT, dns1123_label, rule, schema
 
@@ -14,6 +14,14 @@ from fleet.k8s_names import DNS1123_LABEL_FMT, dns1123_label, rule, schema
 NAME_MAX = 40
 Name = Annotated[str, rule(dns1123_label, "a name (it becomes namespace and object names and label values: a DNS-1123 label)",
                            "e.g. 'search' or 'qwen-3b'", NAME_MAX), schema(DNS1123_LABEL_FMT, NAME_MAX)]
+
+# A CODEOWNERS owner (GitHub, "About code owners"): `@user` (a GitHub login: letters and digits, single hyphens
+# between them), `@org/team` (a team slug) or an e-mail address. Nothing else may reach the generated file:
+# whitespace or a newline in an owner would start another rule, `#` a comment.
+GITHUB_LOGIN = r"[A-Za-z0-9](?:-?[A-Za-z0-9]){0,38}"
+OWNER_PATTERN = (rf"^(?:@{GITHUB_LOGIN}(?:/[A-Za-z0-9][A-Za-z0-9_\-]{{0,99}})?|"
+                 r"[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)+)$")
+Owner = Annotated[str, StringConstraints(pattern=OWNER_PATTERN, max_length=320)]
 
 _INTEGER = re.compile(r"^\s*[+-]?\d+\s*$")
 

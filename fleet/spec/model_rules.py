@@ -16,10 +16,12 @@ from fleet.errors import CREDENTIAL
 from fleet.pods import memory_share_gib, offload_room_gib
 from fleet.sizing import Arch, Sizing, parallelism_problems, size
 from fleet.spec.architecture import resolve_arch, settings_for
+from fleet.spec.s3 import parse_s3_prefix
 from fleet.spec.stack import GpuPool, StackConfig
 from fleet.spec.team import ModelSpec
 from fleet.vllm.compiler import FlagError, compile_args
 from fleet.vllm.flags import table
+from fleet.vllm.reserved import json_settings, read, setting_of
 
 Problem = tuple[tuple[str | int, ...], str]
 
@@ -45,6 +47,7 @@ class ModelContext:
     team_file: FsPath
     environments: tuple[str, ...] = ()
     granted_secrets: frozenset[str] | None = None   # what stacks/tenancy.yaml grants the team (None: not checked)
+    granted_sources: tuple[str, ...] | None = None  # the S3 prefixes stacks/tenancy.yaml lets its pods read (None: not checked)
     team: str = ""
     pd_role: str | None = None                      # one role of a disaggregated model (its spec from role_spec)
 
@@ -74,6 +77,25 @@ def secret_references_exist(ctx: ModelContext) -> Iterator[Problem]:
             continue  # a secret an imported ESC environment may provide is unknown offline (the loader notes it)
         yield (field_name,), (f"secret '{ref.secret}' is not set in stack {ctx.stack} — run `pulumi config set --stack "
                               f"{ctx.stack} --secret --path 'vllm-fleet:secrets.{ref.secret}' <value>`")
+
+
+def data_sources_are_granted(ctx: ModelContext) -> Iterator[Problem]:
+    """An S3 adapter makes the plan give the model's pods read access to its prefix: the platform grants what a team may
+    read (stacks/tenancy.yaml `data_sources`), never the team's own file."""
+    if ctx.granted_sources is None or ctx.spec.lora is None:
+        return
+    grants = [parse_s3_prefix(g) for g in ctx.granted_sources]
+    for k, adapter in enumerate(ctx.spec.lora.modules):
+        if not adapter.path.startswith("s3://"):
+            continue
+        wanted = parse_s3_prefix(adapter.path)
+        if any(wanted.within(g) for g in grants):
+            continue
+        granted = ", ".join(g.uri for g in grants) or "none"
+        yield ("lora", "modules", k, "path"), (
+            f"{wanted.uri} is not granted to team {ctx.team}: its pods may read only the S3 prefixes the platform team grants in "
+            f"stacks/tenancy.yaml (teams.{ctx.team}.data_sources; granted: {granted}) — move the adapter under a granted "
+            f"prefix, or ask the platform team to add {wanted.uri} there")
 
 
 def autoscaling_has_a_backend(ctx: ModelContext) -> Iterator[Problem]:
@@ -216,9 +238,11 @@ def _secret_keys(value: object) -> list[str]:
 
 
 def extra_args_are_safe(ctx: ModelContext) -> Iterator[Problem]:
-    """extra_args are untrusted: no flag a typed field or a Secret owns, in any spelling the pinned parser accepts
-    (short aliases `-q`, `-tp`; negations; aliases such as `--device-memory-utilization`; `--a_b` for `--a-b`), no flag
-    that loads code or a config file, no value that is a flag in disguise, no literal credential anywhere."""
+    """extra_args are untrusted: no flag a typed field or a Secret owns and no setting of the world size, the listening
+    socket, the memory budget or the code the server imports (fleet.vllm.reserved), in any spelling the pinned parser
+    accepts (short aliases `-q`, `-tp`, `-n2`; negations; aliases such as `--device-memory-utilization`; `--a_b` for
+    `--a-b`; `--flag=value`; unique prefixes such as `--tensor-parallel`; `-O0`; dotted `-cc.backend=x`; keys of JSON
+    `--*-config` values), no flag that loads code or a config file, no literal credential anywhere."""
     flags = table(ctx.cfg.vllm.version)
     reserved = _reserved_dests(ctx.cfg.vllm.version)
     args = ctx.spec.extra_args or []
@@ -227,11 +251,12 @@ def extra_args_are_safe(ctx: ModelContext) -> Iterator[Problem]:
             yield ("extra_args", k), ("a credential in extra_args is refused (it would sit in the pod spec, the plan and every log of "
                                       "the command line) — store it with `pulumi config set --secret` and use `api_key`/`hf_token`")
             continue
-        name, eq, inline = arg.partition("=")
+        name = arg.partition("=")[0]
         if arg.startswith("-"):
-            opt = flags.lookup(name.split(".", 1)[0])
-            if opt is None:
+            spelling = read(arg, flags, flags.allow_abbrev)
+            if spelling is None:
                 continue  # unknown flags: check_args reports them with the replacement
+            opt = spelling.option
             if opt.dest in reserved:
                 canonical = reserved[opt.dest]
                 typed = TYPED_FIELD.get(canonical, canonical.lstrip("-").replace("-", "_"))
@@ -248,7 +273,20 @@ def extra_args_are_safe(ctx: ModelContext) -> Iterator[Problem]:
             if opt.flag in CODE_OR_CONFIG_FLAGS:
                 yield ("extra_args", k), f"'{name}' is not allowed from a team file: it {CODE_OR_CONFIG_FLAGS[opt.flag]}"
                 continue
-            value = inline if eq else (args[k + 1] if k + 1 < len(args) and not args[k + 1].startswith("-") else None)
+            setting = setting_of(opt.dest)
+            if setting is not None:
+                spelled = f"'{name}'" + (f" (= {opt.flag})" if name != opt.flag else "")
+                yield ("extra_args", k), (f"{spelled} changes the server's {setting}, which the stack and the typed fields own "
+                                          "(the pod's GPUs, port, memory fit and code) — remove it from extra_args")
+                continue
+            value = spelling.inline if spelling.inline is not None else (
+                args[k + 1] if k + 1 < len(args) and not args[k + 1].startswith("-") else None)
+            carried = json_settings(opt, value, spelling.keys)
+            if carried:
+                keys = ", ".join(f"`{key}` ({cls})" for key, cls in carried)
+                yield ("extra_args", k), (f"'{name}' (= {opt.flag}) sets {keys} inside its JSON value — the stack and the typed "
+                                          "fields own those; remove them from extra_args")
+                continue
             if value is not None and value.lstrip().startswith(("{", "[")):
                 try:
                     parsed = json.loads(value)
@@ -277,7 +315,7 @@ def adapters_come_from_a_prefetched_cache(ctx: ModelContext) -> Iterator[Problem
 
 
 RULES: tuple[Callable[[ModelContext], Iterator[Problem]], ...] = (
-    secret_references_exist, autoscaling_has_a_backend, routing_has_a_gateway, disaggregation_is_safe, kv_offload_is_usable,
+    secret_references_exist, data_sources_are_granted, autoscaling_has_a_backend, routing_has_a_gateway, disaggregation_is_safe, kv_offload_is_usable,
     remote_code_needs_a_pinned_revision, bitsandbytes_sets_its_own_load_format, extra_args_are_safe,
     adapters_come_from_a_prefetched_cache,
 )

@@ -29,7 +29,7 @@ from fleet.k8s_names import (
     rule,
     schema,
 )
-from fleet.spec.base import NAME_MAX, CliBool, CliInt, Name, Strict
+from fleet.spec.base import NAME_MAX, CliBool, CliInt, Name, Owner, Strict
 
 # ISO 8601 timestamps with a zone (`2026-12-07T11:30:00Z`); the engine hands them over as strings.
 Timestamp = Annotated[AwareDatetime, Field(strict=False)]
@@ -290,6 +290,8 @@ class Exemption(Strict):
         description="The one object exempted, `Kind/namespace/name` (`Kind/name` for cluster-scoped objects), e.g. "
                     "`Deployment/team-search/qwen-3b`. Whole namespaces are never exempt.")
     reason: str = Field(min_length=10, description="Why; required and reviewed (10+ characters of text).")
+    owner: Owner | None = Field(None, description="Who answers for it (`@user`, `@org/team` or an e-mail address); required in "
+                                                  "a prod stack.")
 
     @model_validator(mode="before")
     @classmethod
@@ -309,6 +311,8 @@ class Exemption(Strict):
 class LevelOverride(Strict):
     level: Level
     reason: str | None = Field(None, min_length=10, description="Why the rule is lowered or disabled (10+ characters of text).")
+    owner: Owner | None = Field(None, description="Who answers for lowering it (`@user`, `@org/team` or an e-mail address); "
+                                                  "required with the reason when a prod stack lowers a mandatory rule or the pack.")
 
     @model_validator(mode="after")
     def _reason(self) -> LevelOverride:
@@ -326,7 +330,9 @@ Override = Annotated[LevelOverride, BeforeValidator(_override)]
 
 
 class Policy(Strict):
-    enforcement: Level | None = Field(None, description="Level for every rule. Default: `advisory` for dev, `mandatory` for staging and prod.")
+    enforcement: Override | None = Field(None, description="Level for every rule. Default: `advisory` for dev, `mandatory` for staging and "
+                                                           "prod. Lowering the pack outside dev needs a reason, and in prod an owner too: "
+                                                           "`{level: advisory, reason: ..., owner: '@org/team'}`.")
     overrides: dict[RuleId, Override] = Field(default_factory=dict, description="Per-rule levels, e.g. `{D11: mandatory}`; lowering or "
                                                                              "disabling a rule outside dev needs a reason: "
                                                                              "`{D2: {level: disabled, reason: ...}}`.")
@@ -437,7 +443,7 @@ class StackConfig(Strict):
 
     @property
     def effective_enforcement(self) -> Level:
-        return self.policy.enforcement or ("advisory" if self.tier == "dev" else "mandatory")
+        return self.policy.enforcement.level if self.policy.enforcement else ("advisory" if self.tier == "dev" else "mandatory")
 
 
 class StackFileConfig(StackConfig):

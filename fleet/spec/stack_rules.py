@@ -131,13 +131,41 @@ def prod_pins_images_and_caches_models(cfg: StackConfig) -> Iterator[Problem]:
                                                                 "serving pods need internet egress) — use efs, fsx-lustre or s3")
 
 
-def overrides_that_weaken_a_rule_say_why(cfg: StackConfig) -> Iterator[Problem]:
+def _missing(cfg: StackConfig, reason: str | None, owner: str | None) -> list[str]:
+    """What a weakened guardrail lacks: a reason outside dev, and in prod an owner too (as an exemption)."""
+    return [k for k, v, needed in (("a reason", reason, cfg.tier != "dev"), ("an owner", owner, cfg.tier == "prod")) if needed and v is None]
+
+
+def weakened_guardrails_say_why_and_who(cfg: StackConfig) -> Iterator[Problem]:
+    """Lowering the whole pack, lowering or disabling a rule, exempting an object: each is reviewed like the others — a
+    reason outside dev (disabling a rule: everywhere), and in prod the owner who answers for it. The plan and its PR diff
+    (`plan --base`) list every one of them."""
+    policy = ("config", "vllm-fleet:policy")
+    pack = cfg.policy.enforcement
+    if pack is not None and pack.level != "mandatory" and cfg.tier != "dev":
+        missing = _missing(cfg, pack.reason, pack.owner)
+        if missing:
+            yield ((*policy, "enforcement"),
+                   f"the whole policy pack is set to {pack.level} in {cfg.tier} stack without {' and '.join(missing)} — write "
+                   f"`enforcement: {{level: {pack.level}, reason: <why, 10+ characters>, owner: '@org/team'}}`, or remove it; "
+                   "lowering every guardrail at once is reviewed like an exemption")
     for rule_id, override in cfg.policy.overrides.items():
-        weakened = override.level == "disabled" or (override.level == "advisory" and cfg.tier != "dev")
-        if weakened and override.reason is None:
-            yield (("config", "vllm-fleet:policy", "overrides", rule_id),
-                   f"{rule_id} is set to {override.level} without a reason — write `{rule_id}: {{level: {override.level}, reason: "
-                   "<why, 10+ characters>}`; a weakened guardrail is reviewed like an exemption")
+        if override.level == "mandatory":
+            continue
+        missing = _missing(cfg, override.reason, override.owner)
+        if override.level == "disabled" and override.reason is None and "a reason" not in missing:
+            missing.insert(0, "a reason")
+        if missing:
+            yield ((*policy, "overrides", rule_id),
+                   f"{rule_id} is set to {override.level} without {' and '.join(missing)} — write `{rule_id}: {{level: {override.level}, "
+                   "reason: <why, 10+ characters>" + (", owner: '@org/team'" if cfg.tier == "prod" else "") + "}`; a weakened "
+                   "guardrail is reviewed like an exemption")
+    if cfg.tier == "prod":
+        for i, exemption in enumerate(cfg.policy.exemptions):
+            if exemption.owner is None:
+                yield ((*policy, "exemptions", i, "owner"),
+                       f"the exemption of {exemption.resource} from {exemption.rule} has no owner — add `owner: '@org/team'` (who "
+                       "answers for it; a prod stack records one for every weakened guardrail)")
 
 
 URL_CREDENTIALS = re.compile(r"(^|://)[^/\s:@]+:[^/\s@]+@(?!sha256:|sha512:)")
@@ -249,7 +277,7 @@ RULES: tuple[Callable[[StackConfig], Iterator[Problem]], ...] = (
     cluster_is_adopted, pool_names_are_unique, pool_instance_types_are_known_and_allowed, pools_have_one_gpu_shape,
     no_spot_gpus_in_prod, allowed_instance_types_are_known, vllm_images_are_allowed, vllm_meets_the_security_floor,
     vllm_version_has_a_flag_table, al2023_amis_match_the_kubernetes_version, prod_pins_images_and_caches_models,
-    overrides_that_weaken_a_rule_say_why, no_credentials_in_urls, lustre_cache_fits_the_fsx_api,
+    weakened_guardrails_say_why_and_who, no_credentials_in_urls, lustre_cache_fits_the_fsx_api,
     node_autoscaler_fits_the_pools_and_cluster, capacity_blocks_have_not_ended,
 )
 

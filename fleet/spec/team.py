@@ -8,7 +8,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
 
 from fleet.k8s_names import SecretKey, SecretObjectName, StackSecretName
-from fleet.spec.base import Name, Strict
+from fleet.spec.base import Name, Owner, Strict
+from fleet.spec.s3 import S3Uri, parse_s3_prefix
 
 HfId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*/[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=96)]
 # A 40-hex commit, or a branch or tag name as git allows it (no leading '-', no '..'): it becomes a `--revision` value.
@@ -81,13 +82,13 @@ class Autoscale(Strict):
         return self
 
 
-S3Uri = Annotated[str, StringConstraints(pattern=r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[A-Za-z0-9!_.*'()/\-]*)?$", max_length=1024)]
 
 
 class LoraModule(Strict):
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")] = Field(
         description="Adapter name clients send as `model`.")
-    path: HfId | S3Uri = Field(description="Where the adapter comes from: a Hugging Face id (pin `revision`) or an `s3://bucket/prefix`. "
+    path: HfId | S3Uri = Field(description="Where the adapter comes from: a Hugging Face id (pin `revision`) or an `s3://bucket/prefix/` "
+                                           "that stacks/tenancy.yaml grants the team (`data_sources`). "
                                            "The prefetch Job copies it into the model cache (`/models/adapters/<model>/<name>`), "
                                            "which vLLM loads it from.")
     revision: Revision | None = Field(None, description="Hugging Face revision of the adapter; a 40-hex commit pins it.")
@@ -98,6 +99,8 @@ class LoraModule(Strict):
         if isinstance(value, str) and value.startswith("/"):
             raise ValueError(f"'{value}' is a local path nothing creates, so the server would crash-loop — declare the adapter "
                              "by Hugging Face id (with `revision`) or s3:// URI; the stack prefetches it into the model cache")
+        if isinstance(value, str) and value.startswith("s3://"):
+            parse_s3_prefix(value)   # one clear error for an S3 URI, not one per branch of the union
         return value
 
     @model_validator(mode="after")
@@ -255,7 +258,9 @@ class ModelFields(Strict):
     disaggregated_prefill: Disaggregation | None = Field(None, description="Separate prefill and decode workloads with the NIXL connector, "
             "each sized and autoscaled on its own; needs routing gateway.")
     extra_args: list[Annotated[str, StringConstraints(min_length=1)]] | None = Field(None, description="Extra `vllm serve` arguments, checked against the "
-            "flag table of the pinned version; flags that have a typed field here are refused.")
+            "flag table of the pinned version; flags that have a typed field here, and settings of the world size, "
+            "the listening socket, the memory budget or the code the server imports, are refused in every spelling the "
+            "pinned parser accepts (aliases, abbreviations, `-O`, dotted and JSON `--*-config` keys; docs/guardrails.md).")
 
 
 class ModelSpec(ModelFields):
@@ -289,6 +294,6 @@ class Team(Strict):
     platform-owned `stacks/tenancy.yaml`."""
 
     name: Name = Field(description="Team name; the namespace is `team-<name>`. Must match the file name.")
-    owners: list[Annotated[str, StringConstraints(pattern=r"^@[A-Za-z0-9][A-Za-z0-9\-_./]*$")]] = Field(min_length=1, description="GitHub users or teams "
-            "(`@org/team`) who own this file (CODEOWNERS).")
+    owners: list[Owner] = Field(min_length=1, description="GitHub users (`@user`), teams (`@org/team`) or e-mail addresses "
+            "who own this file (CODEOWNERS).")
     models: list[ModelSpec] = Field(default_factory=list)

@@ -39,14 +39,14 @@ def unknown_stack(name: str, known: list[str]) -> str:
 
 
 # Keys a team file may not carry: the platform grants them in stacks/tenancy.yaml.
-GRANTED_KEYS = ("gpu_quota", "rbac_group", "secrets")
+GRANTED_KEYS = ("gpu_quota", "rbac_group", "secrets", "data_sources")
 
 
 def _granted_keys(src: Located) -> list[ConfigIssue]:
     name = src.data.get("name") if isinstance(src.data.get("name"), str) else "<team>"
     return [ConfigIssue(src.file, src.line_of((key,)), key,
                         f"{key} is granted by the platform team in {TENANCY_FILE} (teams.{name}.{key}), not in the team's own "
-                        "file, so a team cannot approve its own quota, RBAC or secrets — move it there")
+                        "file, so a team cannot approve its own quota, RBAC, secrets or data access — move it there")
             for key in GRANTED_KEYS if key in src.data]
 
 
@@ -170,7 +170,8 @@ def load_team(path: FsPath, display: str, stack: str, cfg: StackConfig | None, k
         def where(field_path: tuple[str | int, ...], _w: Callable[[Path], Path] = where_of, _i: int = i) -> Path:
             return _w(("models", _i, *field_path))
 
-        context = ModelContext(stack, cfg, merged, path, environments, granted_secrets=frozenset(grant.secrets), team=team.name)
+        context = ModelContext(stack, cfg, merged, path, environments, granted_secrets=frozenset(grant.secrets),
+                               granted_sources=tuple(grant.data_sources), team=team.name)
         if merged.disaggregated_prefill is None:
             model, model_issues = _resolve_model(context, team.name, src, where)
             issues += model_issues

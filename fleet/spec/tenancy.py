@@ -1,6 +1,7 @@
 """`stacks/tenancy.yaml`: what each team may use — its GPU quota per stack, the group given edit rights in its
-namespace, the secrets it may reference. The platform team owns the file (.github/CODEOWNERS), so a team's own file,
-which the team approves, cannot raise its quota, widen its RBAC or reach another team's secrets."""
+namespace, the secrets it may reference, the S3 prefixes its pods may read. The platform team owns the file
+(.github/CODEOWNERS), so a team's own file, which the team approves, cannot raise its quota, widen its RBAC, reach
+another team's secrets or grant its pods read access to a bucket."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pydantic import AfterValidator, Field, StringConstraints, ValidationError
 from fleet.errors import ConfigIssue
 from fleet.spec.base import Name, Strict
 from fleet.spec.pydantic_errors import translate
+from fleet.spec.s3 import S3Uri
 from fleet.spec.stack import SecretName
 from fleet.spec.team import StackName
 from fleet.yamlsrc import Located, load_file
@@ -39,6 +41,9 @@ class TeamGrant(Strict):
                                                            "system:*, eks:* or kubeadm:* group). Default `vllm-fleet:<team>`.")
     secrets: list[SecretName] = Field(default_factory=list, description="Secrets of `vllm-fleet:secrets` the team's models may "
                                                                         "reference (`api_key`, `hf_token`); any other is refused.")
+    data_sources: list[S3Uri] = Field(default_factory=list, description="S3 prefixes (`s3://bucket/prefix/`) the team's pods may "
+                                                                       "read, e.g. LoRA adapters; an adapter anywhere else is refused, "
+                                                                       "and the IAM role that copies one reads only its own prefix.")
 
 
 class Tenancy(Strict):

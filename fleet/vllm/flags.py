@@ -42,6 +42,7 @@ class FlagTable:
     version: str
     options: dict[str, Option]      # every spelling (flag, alias, negation) → option
     metrics: frozenset[str]
+    allow_abbrev: bool = True       # the parser's: a unique prefix of a long option is that option
 
     def lookup(self, spelling: str) -> Option | None:
         return self.options.get(normal_flag(spelling))
@@ -79,7 +80,8 @@ def table(version: str) -> FlagTable:
                      choices=tuple(row["choices"]) if row["choices"] is not None else None, default=row["default"])
         for spelling in (opt.flag, *opt.aliases, *opt.negations):
             options[spelling] = opt
-    return FlagTable(version=raw["vllm_version"], options=options, metrics=frozenset(raw["metrics"]))
+    return FlagTable(version=raw["vllm_version"], options=options, metrics=frozenset(raw["metrics"]),
+                     allow_abbrev=bool(raw.get("parser_allow_abbrev", True)))
 
 
 @lru_cache(maxsize=1)

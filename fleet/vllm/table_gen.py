@@ -127,10 +127,10 @@ UNREACHABLE = ("Failed to establish a new connection", "Network is unreachable",
 
 
 def _pip(py: Path | str, args: list[str], index_url: str | None) -> subprocess.CompletedProcess[str]:
-    cmd = [str(py), "-m", "pip", *args, "--disable-pip-version-check"]
-    if index_url is not None:
-        cmd += ["--index-url", index_url]
-    return subprocess.run(cmd, capture_output=True, text=True, check=False)
+    """`pip ARGS`; pip's own settings go in its environment (PIP_INDEX_URL, PIP_DISABLE_PIP_VERSION_CHECK), so the
+    caller's `--` ends every option and the operands follow it."""
+    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", **({"PIP_INDEX_URL": index_url} if index_url is not None else {})}
+    return subprocess.run([str(py), "-m", "pip", *args], capture_output=True, text=True, check=False, env=env)
 
 
 def _last_error(output: str) -> str:
@@ -165,7 +165,8 @@ def generate(version: str, out_dir: Path = OUT_DIR, requirements: Path = REQUIRE
         raise GenerationError(f"'{version}' is not a vLLM release (like 0.34.0)")
     if not requirements.is_file():
         raise GenerationError(f"{requirements}: missing — the parser's dependencies are listed there (restore it from git)")
-    workdir = keep or Path(tempfile.mkdtemp(prefix=f"vllm-{version}-"))
+    # absolute, so that no path handed to venv or pip can read as an option
+    workdir = (keep or Path(tempfile.mkdtemp(prefix=f"vllm-{version}-"))).resolve()
     try:
         return _generate(version, workdir, out_dir, requirements, index_url)
     finally:
@@ -178,7 +179,7 @@ def _generate(version: str, workdir: Path, out_dir: Path, requirements: Path, in
     wheel = sorted(wheels.glob(f"vllm-{version}-*.whl")) if wheels.is_dir() else []
     if not wheel:
         # -vv: pip says why an index failed ("Could not fetch URL …: connection error") only when this verbose.
-        got = _pip(sys.executable, ["download", "-vv", "--no-deps", "--only-binary", ":all:", "-d", str(wheels), f"vllm=={version}"],
+        got = _pip(sys.executable, ["download", "-vv", "--no-deps", "--only-binary", ":all:", "-d", str(wheels), "--", f"vllm=={version}"],
                    index_url)
         wheel = sorted(wheels.glob(f"vllm-{version}-*.whl")) if wheels.is_dir() else []
         if got.returncode != 0 or not wheel:
@@ -186,16 +187,16 @@ def _generate(version: str, workdir: Path, out_dir: Path, requirements: Path, in
     venv = workdir / "venv"
     py = venv / "bin" / "python"
     if not (venv / "vllm-installed").exists():
-        made = subprocess.run([sys.executable, "-m", "venv", str(venv)], capture_output=True, text=True, check=False)
+        made = subprocess.run([sys.executable, "-m", "venv", "--", str(venv)], capture_output=True, text=True, check=False)
         if made.returncode != 0:
             raise GenerationError(f"cannot create a virtual environment in {venv}: {_last_error(made.stdout + made.stderr)}")
-        deps = _pip(py, ["install", "-q", "--no-deps", TORCH, "yarl", "-r", str(requirements)], index_url)
+        deps = _pip(py, ["install", "-q", "--no-deps", "-r", str(requirements), "--", TORCH, "yarl"], index_url)
         if deps.returncode != 0:
             output = deps.stdout + deps.stderr
             why = "the package index is unreachable" if any(s in output for s in UNREACHABLE) else _last_error(output)
             raise GenerationError(f"installing the parser's dependencies ({requirements.name}) failed: {why} — connect to PyPI "
                                   "or a mirror (PIP_INDEX_URL) and run the command again")
-        inst = _pip(py, ["install", "-q", "--no-deps", str(wheel[0])], None)
+        inst = _pip(py, ["install", "-q", "--no-deps", "--", str(wheel[0])], None)
         if inst.returncode != 0:
             raise GenerationError(f"installing {wheel[0].name} failed: {_last_error(inst.stdout + inst.stderr)}")
         (venv / "vllm-installed").touch()

@@ -24,11 +24,11 @@ from fleet.catalog.contracts import (
 )
 from fleet.vllm.flags import available_versions
 from fleet.vllm.flags import table as vllm_table
+from policies.env import resolved_env
 from policies.framework import (
     POD_KINDS,
     PodView,
     containers,
-    env_map,
     object_ref,
     pod_specs,
     rule,
@@ -68,7 +68,7 @@ class Judged:
 
 
 def _env_values(c: Mapping[str, Any]) -> dict[str, str]:
-    return {k: str(v.get("value")) for k, v in env_map(c).items() if "value" in v}
+    return {k: v.value or "" for k, v in resolved_env(c).items() if v.source == "value"}
 
 
 def judged(props: Any, pod: PodView) -> Iterator[tuple[Judged | None, str, Mapping[str, Any], str]]:
@@ -205,7 +205,7 @@ def _judge(props: Any, pod: PodView, j: Judged, report: Any) -> None:
                        f"gRPC health on {j.cite(entry['source'])}")
             elif kind == "httpGet" and entry is not None and entry.get("protocol") != "http":
                 report(f"{where}.{key}: HTTP probe on port {probed}, a {entry['protocol']} port of {label} {j.cite(entry['source'])}")
-    env = env_map(c)
+    env = resolved_env(c)
     for need in rel.get("env") or []:
         if need["name"] not in env:
             report(f"{where}.env: {label} needs {need['name']} — {need['why']} ({need['source']})")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import yaml
@@ -13,6 +13,7 @@ from fleet.labels import GPU_MEMORY_LABEL, GPU_TAINT_KEY, GPUS_PER_NODE_LABEL
 from fleet.quantity import quantity, whole
 from fleet.sizing import Settings, model_catalog, size
 from policies.commands import float_value, int_value, model_of, runtime_value
+from policies.env import EnvVar, resolved_env, stack_env_rule
 from policies.framework import (
     POD_KINDS,
     autoscaled_workloads,
@@ -269,9 +270,19 @@ def autoscaler_quota(resources: Any, report: Any, args: Any) -> None:
 def nvidia_env(props: Any, report: Any, args: Any) -> None:
     for pod in pod_specs(args.resource_type, props):
         for path, c in containers(pod):
-            for e in c.get("env") or []:
-                if e.get("name") in ("NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES"):
-                    report(f"{path}.env sets {e.get('name')}")
+            for message in nvidia_env_vars(path, c, resolved_env(c)):
+                report(message)
+
+
+def nvidia_env_vars(path: str, c: Mapping[str, Any], env: dict[str, EnvVar]) -> Iterator[str]:
+    for name in ("NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES"):
+        if name in env:
+            yield f"{path}.{env[name].where} sets {name}"
+
+
+stack_env_rule("E8", "Containers do not set NVIDIA_VISIBLE_DEVICES or NVIDIA_DRIVER_CAPABILITIES", level="mandatory",
+               severity="high", remediation="Request GPUs with nvidia.com/gpu; the device plugin sets the devices (not a ConfigMap).",
+               sources=("NV",), check=nvidia_env_vars, vllm_only=False)
 
 
 @rule("E9", "kubernetes-configmap-configure-time-slicing", "GPU time-slicing, if on, fails multi-GPU requests and renames shared GPUs; "

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
+from fleet.errors import CREDENTIAL
 from policies.commands import all_words
-from policies.framework import POD_KINDS, containers, env_map, pod_specs, rule, shown_number, stack_rule
+from policies.env import EnvVar, resolved_env, stack_env_rule
+from policies.framework import POD_KINDS, containers, pod_specs, rule, shown_number, stack_rule
 
 PSS_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"}
 ALLOWED_REGISTRIES_DEFAULT = ("docker.io/vllm/", "nvcr.io/nvidia/", "public.ecr.aws/eks/")
@@ -231,13 +233,29 @@ def image_pinning(props: Any, report: Any, args: Any) -> None:
 def literal_secrets(props: Any, report: Any, args: Any) -> None:
     for pod in pod_specs(args.resource_type, props):
         for path, c in containers(pod):
-            for name, e in env_map(c).items():
-                if any(s in name.upper() for s in SECRET_NAMES) and e.get("value") and not name.upper().endswith("_PATH"):
-                    report(f"{path}.env {name} holds a literal value")
+            for message in literal_secret_env(path, c, resolved_env(c)):
+                report(message)
             words = all_words(c)
             for i, w in enumerate(words):
                 if w.partition("=")[0] in ("--api-key", "--hf-token", "--token") and (("=" in w) or i + 1 < len(words)):
                     report(f"{path} passes {w.partition('=')[0]} on the command line")
+
+
+def literal_secret_env(path: str, c: Mapping[str, Any], env: dict[str, EnvVar]) -> Iterator[str]:
+    """Secret-named variables with a literal value (in the pod spec or a ConfigMap), and values shaped like a
+    credential whatever the variable's name (the value is never shown)."""
+    for name, var in env.items():
+        if not var.literal or not var.value:
+            continue
+        if any(s in name.upper() for s in SECRET_NAMES) and not name.upper().endswith("_PATH"):
+            yield f"{path}.{var.where} {name} holds a literal value"
+        elif CREDENTIAL.search(var.value):
+            yield f"{path}.{var.where} {name} holds a credential-shaped literal value"
+
+
+stack_env_rule("D16", "No literal secret values in env", level="mandatory", severity="critical",
+               remediation="Keep secrets in Secrets (secretKeyRef, a Secret in envFrom, or a mounted file), never in a ConfigMap.",
+               sources=("CIS 4.4.1",), check=literal_secret_env, vllm_only=False)
 
 
 @stack_rule("D17", "kubernetes-namespace-configure-default-deny", "Every team namespace has a default-deny NetworkPolicy.",

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from fleet.versions import parse_version
 from fleet.vllm.compiler import check_args
 from fleet.vllm.flags import available_versions
 from policies.commands import model_of, runtime_value
+from policies.env import EnvVar, resolved_env, stack_env_rule
 from policies.framework import (
     POD_KINDS,
     VllmServer,
     containers,
-    env_map,
     flag_value,
     has_flag,
     pod_specs,
@@ -87,11 +87,20 @@ def version_floor(props: Any, report: Any, args: Any) -> None:
       sources=("VL",), kinds=POD_KINDS)
 def api_key(props: Any, report: Any, args: Any) -> None:
     for path, c, vargs in _vllm_containers(args, props):
-        env = env_map(c).get("VLLM_API_KEY")
         if has_flag(vargs, "--api-key"):
             report(f"{path}: --api-key on the command line")
-        if env is not None and not (env.get("valueFrom") or {}).get("secretKeyRef"):
-            report(f"{path}: VLLM_API_KEY is not from a secretKeyRef")
+        for message in api_key_env(path, c, resolved_env(c)):
+            report(message)
+
+
+def _from(var: EnvVar) -> str:
+    return "" if var.where == "env" else f" ({var.where})"
+
+
+def api_key_env(path: str, c: Mapping[str, Any], env: dict[str, EnvVar]) -> Iterator[str]:
+    var = env.get("VLLM_API_KEY")
+    if var is not None and not var.from_secret:
+        yield f"{path}: VLLM_API_KEY is not from a secretKeyRef{_from(var)}"
 
 
 @rule("F4", "kubernetes-vllm-disallow-dangerous-env", "No development or profiling switches in a serving container.",
@@ -99,9 +108,14 @@ def api_key(props: Any, report: Any, args: Any) -> None:
       sources=("VL", "CVE-2026-41523"), kinds=POD_KINDS)
 def dangerous_env(props: Any, report: Any, args: Any) -> None:
     for path, c, _ in _vllm_containers(args, props):
-        for name in env_map(c):
-            if name in FORBIDDEN_ENV:
-                report(f"{path}.env sets {name}")
+        for message in dangerous_env_vars(path, c, resolved_env(c)):
+            report(message)
+
+
+def dangerous_env_vars(path: str, c: Mapping[str, Any], env: dict[str, EnvVar]) -> Iterator[str]:
+    for name, var in env.items():
+        if name in FORBIDDEN_ENV:
+            yield f"{path}.{var.where} sets {name}"
 
 
 F5_DESCRIPTION = "vLLM Services are ClusterIP; exposure only through a gateway or an Ingress with TLS."
@@ -144,14 +158,22 @@ def public_service(resources: Any, report: Any, args: Any) -> None:
       "use secretKeyRef; set HF_HUB_OFFLINE=1 when HF_HOME is a prefetched cache.", sources=("HF docs",), kinds=POD_KINDS)
 def hf_token(props: Any, report: Any, args: Any) -> None:
     for path, c, _ in _vllm_containers(args, props):
-        env = env_map(c)
-        for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
-            if name in env and not (env[name].get("valueFrom") or {}).get("secretKeyRef"):
-                report(f"{path}.env {name} is not from a Secret")
-        cache_mounted = any(str(m.get("mountPath", "")) == "/models" for m in c.get("volumeMounts") or [])
-        home = str((env.get("HF_HOME") or {}).get("value", ""))
-        if cache_mounted and home.startswith("/models") and (env.get("HF_HUB_OFFLINE") or {}).get("value") != "1":
-            report(f"{path}: HF_HOME is on the shared cache but HF_HUB_OFFLINE is not 1")
+        for message in hf_token_env(path, c, resolved_env(c)):
+            report(message)
+
+
+def _value(env: dict[str, EnvVar], name: str) -> str:
+    var = env.get(name)
+    return var.value or "" if var is not None else ""
+
+
+def hf_token_env(path: str, c: Mapping[str, Any], env: dict[str, EnvVar]) -> Iterator[str]:
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        if name in env and not env[name].from_secret:
+            yield f"{path}.{env[name].where} {name} is not from a Secret"
+    cache_mounted = any(str(m.get("mountPath", "")) == "/models" for m in c.get("volumeMounts") or [])
+    if cache_mounted and _value(env, "HF_HOME").startswith("/models") and _value(env, "HF_HUB_OFFLINE") != "1":
+        yield f"{path}: HF_HOME is on the shared cache but HF_HUB_OFFLINE is not 1"
 
 
 @rule("F7", "kubernetes-vllm-configure-media-domains", "Multimodal servers restrict the domains they fetch media from.",
@@ -203,12 +225,16 @@ TRUE_WORDS = ("1", "true")
       sources=("vLLM LoRA docs: runtime adapter loading",), kinds=POD_KINDS)
 def runtime_lora(props: Any, report: Any, args: Any) -> None:
     for path, c, _ in _vllm_containers(args, props):
-        env = env_map(c)
-        updating = str((env.get("VLLM_ALLOW_RUNTIME_LORA_UPDATING") or {}).get("value", "")).strip().lower() in TRUE_WORDS
-        keyed = bool(((env.get("VLLM_API_KEY") or {}).get("valueFrom") or {}).get("secretKeyRef"))
-        if updating and not keyed:
-            report(f"{path}: runtime LoRA loading is on without an API key from a Secret: anyone who reaches the server "
-                   "can make it load adapters")
+        for message in runtime_lora_env(path, c, resolved_env(c)):
+            report(message)
+
+
+def runtime_lora_env(path: str, c: Mapping[str, Any], env: dict[str, EnvVar]) -> Iterator[str]:
+    updating = _value(env, "VLLM_ALLOW_RUNTIME_LORA_UPDATING").strip().lower() in TRUE_WORDS
+    key = env.get("VLLM_API_KEY")
+    if updating and not (key is not None and key.from_secret):
+        yield (f"{path}: runtime LoRA loading is on without an API key from a Secret: anyone who reaches the server "
+               "can make it load adapters")
 
 
 SYSTEM_DIRS = ("/etc", "/proc", "/sys", "/root", "/dev", "/run", "/var", "/home", "/usr", "/bin", "/sbin", "/lib", "/boot", "/tmp")
@@ -229,3 +255,18 @@ def broad_access(props: Any, report: Any, args: Any) -> None:
         config = flag_value(vargs, "--config")
         if config is not None:
             report(f"{path}: --config {config} sets flags from a file this check cannot see (the reserved ones included)")
+
+
+# The env rules again over the whole stack, where the ConfigMaps and Secrets a container loads are visible.
+stack_env_rule("F3", "The API key comes from a Secret, never a literal", level="mandatory", severity="critical",
+               remediation="Set VLLM_API_KEY with valueFrom.secretKeyRef, never from a ConfigMap.", sources=("VL",),
+               check=api_key_env, vllm_only=True)
+stack_env_rule("F4", "No development or profiling switches in a serving container", level="mandatory", severity="critical",
+               remediation="Remove VLLM_SERVER_DEV_MODE, profiler directories and PYTHONOPTIMIZE, from the ConfigMaps too.",
+               sources=("VL", "CVE-2026-41523"), check=dangerous_env_vars, vllm_only=True)
+stack_env_rule("F6", "The Hugging Face token comes from a Secret; a prefetched cache runs with HF_HUB_OFFLINE=1", level="mandatory",
+               severity="high", remediation="Mount the token from a Secret (HF_TOKEN_PATH) or use secretKeyRef, never a ConfigMap; "
+               "set HF_HUB_OFFLINE=1 when HF_HOME is a prefetched cache.", sources=("HF docs",), check=hf_token_env, vllm_only=True)
+stack_env_rule("F10", "Runtime LoRA loading only behind an API key from a Secret", level="mandatory", severity="high",
+               remediation="Set `api_key: {secret: <name>}` on the model, or drop `lora.runtime_updating`.",
+               sources=("vLLM LoRA docs: runtime adapter loading",), check=runtime_lora_env, vllm_only=True)
