@@ -157,8 +157,8 @@ def _parser() -> argparse.ArgumentParser:
                                      "for the shapes that fit, the replicas and whole nodes the concurrency needs, priced "
                                      "on demand in the region. Exit 1 when no shape fits.")
     rec.add_argument("--model", required=True, help="Hugging Face id from fleet/catalog/models.yaml")
-    rec.add_argument("--max-model-len", type=positive_int, required=True)
-    rec.add_argument("--concurrency", type=positive_int, required=True, help="sequences of max-model-len served at once")
+    rec.add_argument("--max-model-len", type=positive_int, help="context length (memory mode: required)")
+    rec.add_argument("--concurrency", type=positive_int, help="memory mode: sequences of max-model-len served at once")
     rec.add_argument("--region", default="us-east-1", help="AWS region of the prices (default us-east-1)")
     rec.add_argument("--vllm-version", type=sized_vllm_version, default=None, help=f"default: the newest bundled ({NEWEST_VLLM})")
     rec.add_argument("--quantization", default=None, choices=QUANTIZATIONS)
@@ -167,6 +167,9 @@ def _parser() -> argparse.ArgumentParser:
                                                         "kv_cache_tokens, max_concurrency, usd_per_hour, fits, reason}]}")
 
     from fleet.capacity.predict import add_parser as add_predict
+    from fleet.capacity.slo_cli import add_slo_arguments
+
+    add_slo_arguments(rec)
 
     add_predict(sub, sized_vllm_version, NEWEST_VLLM)
 
@@ -383,6 +386,14 @@ def cmd_recommend(args: argparse.Namespace, root: Path) -> int:
     arch = model_catalog().get(args.model)
     if arch is None:
         print(f"--model {args.model}: not in fleet/catalog/models.yaml", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.request_rate is not None:
+        from fleet.capacity.slo_cli import run_slo
+
+        return run_slo(args, arch)
+    if args.concurrency is None or args.max_model_len is None:
+        print("recommend: give --max-model-len and --concurrency (memory), or --request-rate with --input-tokens, "
+              "--output-tokens and latency targets (SLO)", file=sys.stderr)
         return EXIT_CONFIG
     try:
         options = recommend(arch, args.max_model_len, args.concurrency, args.region,

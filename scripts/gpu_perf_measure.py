@@ -68,6 +68,7 @@ CONFIGS: dict[str, tuple[str, dict, dict]] = {
     "perf-llama8b": ("meta-llama/Llama-3.1-8B-Instruct", BASE, SWEEP),
     "perf-qwen14b": ("Qwen/Qwen2.5-14B-Instruct", BASE, SWEEP),
     "perf-qwen3moe": ("Qwen/Qwen3-30B-A3B", {**BASE, "gpu_memory_utilization": 0.92}, SWEEP),
+    "perf-gemma2b": ("google/gemma-2b", BASE, SWEEP),
     "perf-llama8b-fp8": ("meta-llama/Llama-3.1-8B-Instruct", {**BASE, "quantization": "fp8"}, SWEEP),
     "perf-llama8b-short": ("meta-llama/Llama-3.1-8B-Instruct", BASE,
                            {"input_len": 256, "output_len": 512, "concurrency": [8, 128], "rate_fractions": [0.5, 0.85]}),
@@ -86,7 +87,10 @@ def free_port() -> int:
 def write_model(d: str, model: str) -> None:
     arch = ARCHS[model]
     Path(d, "config.json").write_text(json.dumps(arch))
-    standin_tokenizer.write(d, arch["vocab_size"])
+    # The tokenizer lives in a folder of its own, without config.json: beside a Qwen config, transformers 5 loads
+    # Qwen2Tokenizer (byte-level, words glued together on decode) whatever tokenizer_config.json names, and the
+    # prompts no longer round-trip (seen on the H100, 2026-12-07).
+    standin_tokenizer.write(Path(d, "tokenizer"), arch["vocab_size"])
 
 
 def check_tokenizer(d: str, vocab: int) -> dict:
@@ -99,7 +103,8 @@ def check_tokenizer(d: str, vocab: int) -> dict:
 
 
 def server_cmd(d: str, port: int, settings: dict) -> list[str]:
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", d, "--served-model-name", "m",
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", d, "--tokenizer", str(Path(d, "tokenizer")),
+           "--served-model-name", "m",
            "--load-format", "dummy", "--host", "127.0.0.1", "--port", str(port)]
     for k, v in settings.items():
         cmd += [f"--{k.replace('_', '-')}", str(v)]
@@ -196,7 +201,7 @@ def bench(port: int, d: str, sweep: dict, concurrency: int | None, rate: float |
         n = max(8, min(4 * concurrency, 512)) if concurrency > 1 else 6
     else:
         n = int(max(48, min((rate or 1.0) * 25, 800)))
-    argv = ["--backend", "vllm", "--base-url", f"http://127.0.0.1:{port}", "--model", "m", "--tokenizer", d,
+    argv = ["--backend", "vllm", "--base-url", f"http://127.0.0.1:{port}", "--model", "m", "--tokenizer", str(Path(d, "tokenizer")),
             "--dataset-name", "random", "--random-input-len", str(sweep["input_len"]),
             "--random-output-len", str(sweep["output_len"]), "--num-prompts", str(n), "--ignore-eos",
             "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90,95,99",
@@ -207,7 +212,7 @@ def bench(port: int, d: str, sweep: dict, concurrency: int | None, rate: float |
     args = parser.parse_args(argv)
     t0 = time.monotonic()
     res = bench_main(args)
-    point = {"command": "vllm bench serve " + " ".join(a if a != d else "MODEL_DIR" for a in argv),
+    point = {"command": "vllm bench serve " + " ".join(argv).replace(d, "MODEL_DIR"),
              "concurrency": concurrency, "request_rate": rate, "num_prompts": n,
              "input_len": sweep["input_len"], "output_len": sweep["output_len"], "wall_s": round(time.monotonic() - t0, 1)}
     for k in BENCH_KEYS:
@@ -251,7 +256,7 @@ def measure(name: str, out_dir: Path, deadline: float) -> dict:
     result: dict = {"name": name, "model": model, "server": settings, "sweep_settings": sweep, "gpu": gpu_name()}
     with tempfile.TemporaryDirectory() as d:
         write_model(d, model)
-        result["tokenizer"] = check_tokenizer(d, vocab)
+        result["tokenizer"] = check_tokenizer(str(Path(d, "tokenizer")), vocab)
         if not result["tokenizer"]["round_trip"]:
             result["error"] = "stand-in tokenizer does not round-trip"
             return result

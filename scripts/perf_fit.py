@@ -16,7 +16,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fleet.capacity.calibrate import FITTED, fit, runs
+from fleet.capacity.calibrate import FITTED, FRONTEND, fit, fit_frontend, runs
 from fleet.capacity.calibration_data import PERF_CALIBRATION
 
 
@@ -24,12 +24,13 @@ def main() -> int:
     boards = sorted({r.gpu_model for r in runs() if not r.held_out})
     fits = {}
     for board in boards:
-        c = fit(board)
-        fits[board] = {k: float(f"{v:.6g}") for k, v in asdict(c).items() if k in FITTED} | {
+        c = fit_frontend(board, fit(board))
+        fits[board] = {k: float(f"{v:.6g}") for k, v in asdict(c).items() if k in FITTED + FRONTEND} | {
             "allreduce_latency_s": c.allreduce_latency_s, "source": c.source}
         print(board, fits[board])
     header = ("# The step model's constants per GPU board (fleet/capacity/perf.py), fitted by scripts/perf_fit.py on the\n"
-              "# step grids of fleet/catalog/perf_runs.yaml that are not held out. allreduce_latency_s is not fitted yet\n"
+              "# step grids of fleet/catalog/perf_runs.yaml that are not held out, and the API server's costs (frontend_*) on their\n"
+              "# vllm bench serve points. allreduce_latency_s is not fitted yet\n"
               "# (no multi-GPU runs): a literature value for NVLink all-reduce of small messages.\n")
     PERF_CALIBRATION.write_text(header + yaml.safe_dump({"fits": fits}, sort_keys=False, width=200))
     return 0

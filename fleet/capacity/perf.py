@@ -60,6 +60,11 @@ class StepConstants:
     per_token_layer_s: float = 2.0e-8
     allreduce_latency_s: float = 1.0e-5   # per all-reduce; not fitted until multi-GPU runs exist
     http_s: float = 4.0e-3                # request in, first token out: what the API server adds to TTFT
+    # The API server's own process (tokenizing prompts, detokenizing and streaming tokens): serial work per request,
+    # per prompt token and per streamed token, fitted on the benchmark points of the runs that are not held out.
+    frontend_request_s: float = 0.0
+    frontend_input_token_s: float = 0.0
+    frontend_output_token_s: float = 0.0
     source: str = "defaults (no fit)"
 
 

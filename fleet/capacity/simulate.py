@@ -6,7 +6,9 @@ prompt takes the rest of its prompt or what is left of the budget: chunked prefi
 arrival order while fewer than `max_num_seqs` run and the budget lasts. A request holds KV blocks of 16 tokens for
 everything computed; when a running request cannot get its next block the newest running request is preempted
 (its blocks freed, its prompt and output so far recomputed later). A step's duration is the step model's
-(fleet/capacity/perf.py); the tokens it samples reach the client at its end.
+(fleet/capacity/perf.py). The API server runs in a process of its own in front of the engine: it tokenizes each
+prompt before the scheduler sees the request and detokenizes and streams every step's tokens, one job after the
+other, so under many streams its work — not the GPU's — can set the pace the client sees.
 
 Loads are those of the benchmark: closed loop (`--max-concurrency C`: C requests in flight, the next sent when one
 ends) or open loop (`--request-rate R`: gamma inter-arrival times of shape `burstiness`, 1 = Poisson), fixed prompt
@@ -103,7 +105,10 @@ class _Req:
 
 def simulate(engine: Engine, load: Load, *, max_steps: int = 2_000_000) -> Outcome:
     cost = engine.cost
-    http = cost.constants.http_s
+    c = cost.constants
+    http = c.http_s
+    fe_free = 0.0                       # when the API server's process is next idle
+    ready: list[tuple[float, float]] = []   # (time a request reaches the scheduler, its arrival): after tokenizing
     n = load.prompts()
     out_len = load.output_tokens
     total_blocks = max(engine.kv_tokens // BLOCK, 1)
@@ -134,11 +139,16 @@ def simulate(engine: Engine, load: Load, *, max_steps: int = 2_000_000) -> Outco
     budget_tokens = engine.max_num_batched_tokens
     while finished < n and res.steps < max_steps:
         while arrivals and arrivals[0] <= t + 1e-12:
-            waiting.append(_Req(heapq.heappop(arrivals), load.input_tokens))
+            a = heapq.heappop(arrivals)
+            fe_free = max(fe_free, a) + c.frontend_request_s + c.frontend_input_token_s * load.input_tokens
+            heapq.heappush(ready, (fe_free, a))
+        while ready and ready[0][0] <= t + 1e-12:
+            waiting.append(_Req(heapq.heappop(ready)[1], load.input_tokens))
         if not running and not waiting:
-            if not arrivals:
+            upcoming = [x for x in (arrivals[0] if arrivals else None, ready[0][0] if ready else None) if x is not None]
+            if not upcoming:
                 break
-            t = arrivals[0]
+            t = max(t, min(upcoming))
             continue
         budget = budget_tokens
         scheduled: list[tuple[_Req, int]] = []
@@ -181,8 +191,9 @@ def simulate(engine: Engine, load: Load, *, max_steps: int = 2_000_000) -> Outco
             budget -= need
         if not scheduled:
             # nothing fits: wait for an arrival (cannot happen while something runs)
-            if arrivals:
-                t = max(t, arrivals[0])
+            upcoming = [x for x in (arrivals[0] if arrivals else None, ready[0][0] if ready else None) if x is not None]
+            if upcoming:
+                t = max(t, min(upcoming))
                 continue
             break
         decode = 0
@@ -207,6 +218,10 @@ def simulate(engine: Engine, load: Load, *, max_steps: int = 2_000_000) -> Outco
         res.steps += 1
         batch_sum += len(scheduled)
         done: list[_Req] = []
+        # the API server streams this step's tokens once it has detokenized them (its process, not the engine's)
+        emitted = sum(1 for r, k in scheduled if r.computed >= r.prompt or r.computed + k >= r.prompt)
+        fe_free = max(fe_free, t) + c.frontend_output_token_s * emitted
+        deliver = fe_free
         for r, k in scheduled:
             if r.computed < r.prompt:
                 r.computed += k
@@ -215,26 +230,26 @@ def simulate(engine: Engine, load: Load, *, max_steps: int = 2_000_000) -> Outco
                 # the prompt's last chunk samples a token
             r.generated += 1
             if r.first is None:
-                r.first = t
+                r.first = deliver
             else:
-                res.itl_s.append(t - r.last)
-            r.last = t
+                res.itl_s.append(deliver - r.last)
+            r.last = deliver
             if r.generated >= out_len:
                 done.append(r)
         for r in done:
             running.remove(r)
             used_blocks -= r.blocks
             finished += 1
-            first = r.first if r.first is not None else t
+            first = r.first if r.first is not None else deliver
             res.ttft_s.append(first - r.arrival + http)
-            res.e2e_s.append(t - r.arrival + http)
+            res.e2e_s.append(deliver - r.arrival + http)
             if out_len > 1:
-                res.tpot_s.append((t - first) / (out_len - 1))
+                res.tpot_s.append((deliver - first) / (out_len - 1))
             res.output_tokens += out_len
             if to_send > 0:
-                heapq.heappush(arrivals, t)
+                heapq.heappush(arrivals, deliver)
                 to_send -= 1
-    res.duration_s = t + http
+    res.duration_s = max(t, fe_free) + http
     res.mean_batch = batch_sum / res.steps if res.steps else 0.0
     return res
 
