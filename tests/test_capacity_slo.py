@@ -107,3 +107,11 @@ def test_recommend_impossible_or_contradictory_targets_are_exit_2(capsys, extra:
                        "--output-tokens", "256", *extra)
     assert code == 2
     assert fragment in err
+
+
+def test_recommend_plot_draws_a_png(capsys, tmp_path) -> None:
+    png = tmp_path / "latency.png"
+    code, _, _ = run(capsys, "recommend", "--model", LLAMA, "--request-rate", "10", "--input-tokens", "512",
+                     "--output-tokens", "128", "--itl-p50-ms", "50", "--plot", str(png))
+    assert code == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000

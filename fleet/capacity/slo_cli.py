@@ -59,7 +59,12 @@ def run_slo(args: argparse.Namespace, arch: Arch) -> int:
     if args.plot:
         from fleet.capacity.plot import plot_candidates
 
-        plot_candidates(arch, targets, feasible[:4] or [o for o in options if o.fits][:4], args.plot)
+        try:
+            plot_candidates(arch, targets, _distinct(feasible or [o for o in options if o.fits and o.replicas])[:4], args.plot,
+                            max_model_len=max_len, quantization=args.quantization)
+        except OSError as exc:
+            print(f"recommend: --plot {args.plot}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
     if args.json:
         out: dict[str, Any] = {"targets": {"request_rate": args.request_rate, "input_tokens": args.input_tokens,
                                            "output_tokens": args.output_tokens, **limits},
@@ -76,6 +81,17 @@ def run_slo(args: argparse.Namespace, arch: Arch) -> int:
               + (f"; closest: {c.instance_type} TP {c.tp} ({c.reason})" if c else ""), file=sys.stderr)
         return 1
     return 0
+
+
+def _distinct(options: list[SloOption]) -> list[SloOption]:
+    """The cheapest option of each GPU × TP × replicas (instance sizes of one GPU draw the same curve)."""
+    seen: set[tuple[str, int, int | None]] = set()
+    out = []
+    for o in options:
+        if (o.gpu, o.tp, o.replicas) not in seen:
+            seen.add((o.gpu, o.tp, o.replicas))
+            out.append(o)
+    return out
 
 
 def _closest(options: list[SloOption]) -> SloOption | None:
