@@ -115,3 +115,42 @@ def test_recommend_plot_draws_a_png(capsys, tmp_path) -> None:
                      "--output-tokens", "128", "--itl-p50-ms", "50", "--plot", str(png))
     assert code == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def _slo(project, text: str) -> None:
+    from tests.conftest import edit
+
+    edit(project / "stacks/teams/assistant.yaml", "    profile: latency\n", "    profile: latency\n" + text)
+
+
+def test_a_team_slo_the_replicas_at_max_cannot_meet_is_a_finding_with_the_replicas_that_would(project) -> None:
+    from fleet.offline.plan import make_plan
+
+    # dev serves llama-8b on one L40S replica: 12 req/s of 1024 in / 256 out under 40 ms ITL needs more
+    _slo(project, "    slo: {request_rate: 12, input_tokens: 1024, output_tokens: 256, itl_p50_ms: 40, ttft_p95_ms: 2000}\n")
+    plan = make_plan("dev", project)
+    s1 = [f for f in plan.findings if f.rule_id == "S1"]
+    assert len(s1) == 1
+    assert "assistant/llama-8b" in s1[0].name and "replicas would meet it" in s1[0].message
+    assert "stacks/teams/assistant.yaml" in s1[0].message and ".slo" in s1[0].message
+    assert s1[0].level == "advisory"      # dev's enforcement
+
+
+def test_a_team_slo_the_replicas_meet_is_no_finding(project) -> None:
+    from fleet.offline.plan import make_plan
+
+    _slo(project, "    slo: {request_rate: 1, input_tokens: 512, output_tokens: 128, itl_p50_ms: 80}\n")
+    assert not [f for f in make_plan("dev", project).findings if f.rule_id == "S1"]
+
+
+@pytest.mark.parametrize("slo, fragment", [
+    ("{request_rate: 0, input_tokens: 10, output_tokens: 10, itl_p50_ms: 5}", "request_rate"),
+    ("{request_rate: 5, input_tokens: 10, output_tokens: 10}", "at least one target"),
+    ("{request_rate: 5, input_tokens: 10, output_tokens: 10, ttft_p50_ms: 900, ttft_p95_ms: 100}", "never below the median"),
+    ("{request_rate: 5, input_tokens: 32000, output_tokens: 1000, itl_p50_ms: 50}", "exceed max_model_len"),
+])
+def test_a_bad_slo_is_a_config_error_at_its_line(project, capsys, slo: str, fragment: str) -> None:
+    _slo(project, f"    slo: {slo}\n")
+    assert main(["--root", str(project), "validate", "--stack", "dev"]) == 2
+    err = capsys.readouterr().err
+    assert "stacks/teams/assistant.yaml:" in err and fragment in err

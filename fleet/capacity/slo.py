@@ -224,3 +224,36 @@ def _fill(opt: SloOption, inst: InstanceType, tp: int, replicas: int, eng: Engin
     where = "" if price is not None else f"; unpriced in {region}"
     opt.reason = (f"{replicas} replica(s) of {tp} GPU(s) on {opt.nodes} node(s) at {t.request_rate / replicas:,.2f} req/s each"
                   + where)
+
+
+def model_slo_problem(m: Any) -> str | None:
+    """For a planned model (fleet.spec.resolved.ResolvedModel) with an `slo`: why its replicas at max cannot meet it
+    at peak, with the replicas that would, or None when they can (or the model's performance cannot be predicted)."""
+    slo = m.spec.slo
+    if slo is None or m.arch is None or m.nodes_per_replica > 1:
+        return None
+    t = Targets(slo.request_rate, slo.input_tokens, slo.output_tokens, ttft_p50_ms=slo.ttft_p50_ms, ttft_p95_ms=slo.ttft_p95_ms,
+                itl_p50_ms=slo.itl_p50_ms, itl_p95_ms=slo.itl_p95_ms, tpot_p50_ms=slo.tpot_p50_ms)
+    try:
+        eng, _ = engine(m.arch, m.instance, tp=m.spec.tensor_parallel_size or m.gpus_per_replica,
+                        max_model_len=m.spec.max_model_len, max_num_seqs=m.spec.max_num_seqs,
+                        max_num_batched_tokens=m.spec.max_num_batched_tokens, quantization=m.spec.quantization)
+    except (KeyError, ValueError):
+        return None
+    if eng is None:
+        return None
+    at_max = simulated(eng, t.request_rate / m.max_replicas, t)
+    if _meets(at_max, t):
+        return None
+    missed = ", ".join(f"{k.removesuffix('_ms').replace('_', ' ')} {at_max[k]:,.1f} ms > {v:g}"
+                       for k, v in t.limits().items() if at_max.get(k, math.inf) > v)
+    need = None
+    for r in range(m.max_replicas + 1, 4 * m.max_replicas + 65):
+        state = steady_state(eng, t.request_rate / r, t)
+        if state is not None and _meets(state, t) and _meets(simulated(eng, t.request_rate / r, t), t):
+            need = r
+            break
+    fix = (f"{need} replicas would meet it — raise autoscaling.max_replicas (and the team's GPU quota) to {need}"
+           if need else "no replica count on this pool meets it — see `vllm-fleet recommend --request-rate` for shapes that do")
+    return (f"at {t.request_rate:g} req/s of {t.input_tokens} in / {t.output_tokens} out, {m.max_replicas} replica(s) of "
+            f"{m.instance.instance_type} predict {missed}; {fix}")

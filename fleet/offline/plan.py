@@ -121,9 +121,35 @@ def make_plan(stack: str, root: str | Path = ".", *, preview: bool = True, polic
     t3 = time.perf_counter()
     if policies:
         plan.findings = analyze(resources, policy_levels(spec), policy_config(spec))
+        plan.findings += slo_findings(spec, resources)
     t4 = time.perf_counter()
     plan.timings = {"load": t1 - t0, "program": t2 - t1, "schema": t3 - t2, "policies": t4 - t3}
     return plan
+
+
+SLO_RULE = "S1"
+
+
+def slo_findings(spec: FleetSpec, resources: list[Captured]) -> list[Finding]:
+    """S1: a model whose replicas at max cannot meet its team file's `slo` at peak (the performance model's
+    prediction, fleet/capacity). It judges the config with a model of vLLM, not the rendered objects, so it runs in
+    the plan like the fit check rather than in the policy pack; the stack's enforcement sets its level."""
+    from fleet.capacity.slo import model_slo_problem
+
+    level = spec.config.effective_enforcement
+    if level == "disabled":
+        return []
+    out = []
+    for m in spec.models:
+        problem = model_slo_problem(m)
+        if problem is None:
+            continue
+        workload = next((c for c in resources if c.name == f"{m.namespace}/{m.name}" or
+                         (c.type.startswith("kubernetes:") and c.urn.endswith(f"::{m.namespace}-{m.name}"))), None)
+        out.append(Finding(rule_id=SLO_RULE, level=level, urn=workload.urn if workload else "",
+                           message=f"{m.source}:{m.line} {m.path}.slo: {problem}", name=f"{m.team}/{m.name}",
+                           remediation="raise the replicas, pick a faster pool, or relax the targets"))
+    return out
 
 
 def team_attribution(spec: FleetSpec, resources: list[Captured]) -> dict[str, str]:

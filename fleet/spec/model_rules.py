@@ -314,10 +314,18 @@ def adapters_come_from_a_prefetched_cache(ctx: ModelContext) -> Iterator[Problem
                           "/v1/load_lora_adapter like the rest of /v1")
 
 
+def slo_requests_fit_the_context(ctx: ModelContext) -> Iterator[Problem]:
+    """vLLM rejects a request longer than max_model_len: an SLO for such requests can never be met."""
+    slo, limit = ctx.spec.slo, ctx.spec.max_model_len
+    if slo is not None and limit is not None and slo.input_tokens + slo.output_tokens > limit:
+        yield (("slo", "input_tokens"), f"{slo.input_tokens:,} + {slo.output_tokens:,} output tokens exceed max_model_len "
+                                        f"{limit:,}: vLLM rejects such requests — raise max_model_len or shorten the requests")
+
+
 RULES: tuple[Callable[[ModelContext], Iterator[Problem]], ...] = (
     secret_references_exist, data_sources_are_granted, autoscaling_has_a_backend, routing_has_a_gateway, disaggregation_is_safe, kv_offload_is_usable,
     remote_code_needs_a_pinned_revision, bitsandbytes_sets_its_own_load_format, extra_args_are_safe,
-    adapters_come_from_a_prefetched_cache,
+    adapters_come_from_a_prefetched_cache, slo_requests_fit_the_context,
 )
 
 

@@ -208,6 +208,30 @@ ENGINE_FIELDS = (
 )
 
 
+class Slo(Strict):
+    """The traffic a model must carry and the latencies it promises; the plan checks the replicas at max against it
+    with the calibrated performance model (docs/performance.md)."""
+    request_rate: float = Field(gt=0, le=1_000_000, description="Peak requests per second over all replicas.")
+    input_tokens: int = Field(ge=1, le=10_000_000, description="Prompt tokens per request (mean).")
+    output_tokens: int = Field(ge=1, le=10_000_000, description="Output tokens per request (mean).")
+    ttft_p50_ms: float | None = Field(None, gt=0, description="Target median time to first token, ms.")
+    ttft_p95_ms: float | None = Field(None, gt=0, description="Target 95th percentile time to first token, ms.")
+    itl_p50_ms: float | None = Field(None, gt=0, description="Target median inter-token latency, ms.")
+    itl_p95_ms: float | None = Field(None, gt=0, description="Target 95th percentile inter-token latency, ms.")
+    tpot_p50_ms: float | None = Field(None, gt=0, description="Target median time per output token, ms.")
+
+    @model_validator(mode="after")
+    def _targets(self) -> Slo:
+        names = ("ttft_p50_ms", "ttft_p95_ms", "itl_p50_ms", "itl_p95_ms", "tpot_p50_ms")
+        if all(getattr(self, n) is None for n in names):
+            raise ValueError("an slo needs at least one target: ttft_p50_ms, ttft_p95_ms, itl_p50_ms, itl_p95_ms or tpot_p50_ms")
+        for low, high in (("ttft_p50_ms", "ttft_p95_ms"), ("itl_p50_ms", "itl_p95_ms")):
+            a, b = getattr(self, low), getattr(self, high)
+            if a is not None and b is not None and b < a:
+                raise ValueError(f"{high} {b:g} is below {low} {a:g}: a 95th percentile is never below the median — raise {high}")
+        return self
+
+
 class ModelFields(Strict):
     """Every field a model may set, all optional: the shape of a `stacks:` override."""
 
@@ -245,6 +269,8 @@ class ModelFields(Strict):
     lora: Lora | None = None
     speculative: Speculative | None = None
     structured_outputs: StructuredOutputs | None = None
+    slo: Slo | None = Field(None, description="Peak traffic and latency targets; the plan flags replicas at max that cannot meet "
+                                             "them (rule S1) and names the replicas that would (docs/performance.md).")
     tool_calling: ToolCalling | None = None
     multimodal: Multimodal | None = None
     runner: Literal["generate", "pooling"] | None = Field(None, description="`--runner`; `pooling` for embedding models. Default generate.")
