@@ -94,3 +94,18 @@ def test_markdown_fits_a_comment_and_masks_secrets(repo: Path, capsys) -> None:
 def test_an_unknown_ref_is_a_config_error(repo: Path, capsys) -> None:
     assert diff.run(repo, "dev", "no-such-ref", "markdown") == 2
     assert "--base no-such-ref: cannot read it from git" in capsys.readouterr().err
+
+
+def test_a_model_with_an_slo_gets_a_mermaid_chart_in_the_pr_markdown(repo: Path, capsys) -> None:
+    team = repo / "stacks" / "teams" / "assistant.yaml"
+    team.write_text(team.read_text().replace(
+        "    profile: latency\n",
+        "    profile: latency\n    slo: {request_rate: 2, input_tokens: 512, output_tokens: 128, ttft_p95_ms: 400, itl_p50_ms: 60}\n", 1))
+    diff.run(repo, "dev", "HEAD", "markdown")
+    out = capsys.readouterr().out
+    block = out[out.index("```mermaid"):]
+    block = block[:block.index("```", 3)]
+    assert "xychart-beta" in block and "assistant/llama-8b" in block
+    assert 'x-axis "requests per second" [0.5, 1, 1.5, 2, 2.5, 3]' in block
+    lines = [line.strip() for line in block.splitlines() if line.strip().startswith("line [")]
+    assert len(lines) == 2 and lines[1] == "line [400, 400, 400, 400, 400, 400]"   # the target, flat

@@ -257,3 +257,50 @@ def model_slo_problem(m: Any) -> str | None:
            if need else "no replica count on this pool meets it — see `vllm-fleet recommend --request-rate` for shapes that do")
     return (f"at {t.request_rate:g} req/s of {t.input_tokens} in / {t.output_tokens} out, {m.max_replicas} replica(s) of "
             f"{m.instance.instance_type} predict {missed}; {fix}")
+
+
+CURVE_FRACTIONS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
+
+
+def model_slo_curve(m: Any) -> dict[str, Any] | None:
+    """A planned model's targets and its predicted TTFT p95 / ITL p50 at fractions of the peak rate, spread over its
+    replicas at max (for the PR chart); None without an slo or a predictable engine."""
+    slo = m.spec.slo
+    if slo is None or m.arch is None or m.nodes_per_replica > 1:
+        return None
+    t = Targets(slo.request_rate, slo.input_tokens, slo.output_tokens, ttft_p50_ms=slo.ttft_p50_ms, ttft_p95_ms=slo.ttft_p95_ms,
+                itl_p50_ms=slo.itl_p50_ms, itl_p95_ms=slo.itl_p95_ms, tpot_p50_ms=slo.tpot_p50_ms)
+    try:
+        eng, _ = engine(m.arch, m.instance, tp=m.spec.tensor_parallel_size or m.gpus_per_replica,
+                        max_model_len=m.spec.max_model_len, max_num_seqs=m.spec.max_num_seqs,
+                        max_num_batched_tokens=m.spec.max_num_batched_tokens, quantization=m.spec.quantization)
+    except (KeyError, ValueError):
+        return None
+    if eng is None:
+        return None
+    points = []
+    for f in CURVE_FRACTIONS:
+        rate = t.request_rate * f
+        pred = simulated(eng, rate / m.max_replicas, t)
+        points.append({"request_rate": round(rate, 3), "ttft_p95_ms": round(pred["ttft_p95_ms"], 1),
+                       "itl_p50_ms": round(pred["itl_p50_ms"], 2)})
+    return {"targets": {"request_rate": t.request_rate, "input_tokens": t.input_tokens, "output_tokens": t.output_tokens,
+                        **t.limits()}, "replicas": m.max_replicas, "curve": points}
+
+
+def mermaid_chart(name: str, slo: dict[str, Any]) -> list[str]:
+    """A Mermaid xychart-beta (GitHub renders it in PR comments): predicted TTFT p95 against the request rate at the
+    model's max replicas, with the target drawn as a second, flat line."""
+    curve = slo["curve"]
+    xs = ", ".join(f"{p['request_rate']:g}" for p in curve)
+    metric, key = ("TTFT p95 ms", "ttft_p95_ms") if "ttft_p95_ms" in slo["targets"] or "itl_p50_ms" not in slo["targets"] \
+        else ("ITL p50 ms", "itl_p50_ms")
+    values = [p[key] for p in curve]
+    target = slo["targets"].get(key)
+    top = max(values + ([target] if target else [])) * 1.1
+    lines = ["```mermaid", "xychart-beta", f'    title "{name}: predicted {metric} at {slo["replicas"]} replica(s)"',
+             f'    x-axis "requests per second" [{xs}]', f'    y-axis "{metric}" 0 --> {top:.0f}',
+             f"    line [{', '.join(f'{v:g}' for v in values)}]"]
+    if target:
+        lines.append(f"    line [{', '.join(f'{target:g}' for _ in curve)}]")
+    return [*lines, "```", ""]

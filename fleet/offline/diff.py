@@ -95,6 +95,7 @@ class Diff:
     node_rolls: list[NodeRoll] = field(default_factory=list)   # changes that replace every node of a GPU pool
     guardrails_weakened: list[WeakenedEntry] = field(default_factory=list)   # new in head, or recorded differently
     guardrails_restored: list[WeakenedEntry] = field(default_factory=list)   # in the base, gone in head
+    slo_charts: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (team/model, its slo curve) in head
 
     @property
     def exit_code(self) -> int:
@@ -206,7 +207,8 @@ def compare(stack: str, ref: str, base: PlanDocument | None, head: PlanDocument,
                 unpriced_notice(head) if all_unpriced(head) else None,
                 node_rolls([(c.urn, c.type, [p for p, _, _ in c.fields], bool(c.replaces), head_res[c.urn].inputs) for c in changed]),
                 guardrails_weakened=[w for k, w in sorted(head_w.items()) if base_w.get(k) != w],
-                guardrails_restored=[w for k, w in sorted(base_w.items()) if k not in head_w])
+                guardrails_restored=[w for k, w in sorted(base_w.items()) if k not in head_w],
+                slo_charts=[(f"{m.team}/{m.model}", m.slo) for m in head.models if m.slo])
 
 
 def _delta(before: float, after: float, money: bool = False) -> str:
@@ -260,6 +262,12 @@ def markdown(d: Diff) -> str:
                  for f in TEAM_FIELDS]
         lines.append(f"| {text(g['team'])} | " + " | ".join(cells) + " |")
     lines.append("")
+    if d.slo_charts:
+        from fleet.capacity.slo import mermaid_chart
+
+        lines += ["**Latency against traffic** (predicted; the flat line is the team's target)", ""]
+        for name, slo in d.slo_charts:
+            lines += mermaid_chart(name, slo)
     if d.guardrails_weakened:
         lines += weakened_table(d.guardrails_weakened, "Guardrails this change weakens")
     if d.guardrails_restored:

@@ -152,6 +152,12 @@ def slo_findings(spec: FleetSpec, resources: list[Captured]) -> list[Finding]:
     return out
 
 
+def slo_curve(m: ResolvedModel) -> dict[str, Any] | None:
+    from fleet.capacity.slo import model_slo_curve
+
+    return model_slo_curve(m)
+
+
 def team_attribution(spec: FleetSpec, resources: list[Captured]) -> dict[str, str]:
     """URN → team: the team label of a Kubernetes object, else the component that (transitively) owns the resource."""
     owners = {f"team-{t.name}": t.name for t in spec.teams}
@@ -216,7 +222,7 @@ def plan_document(plan: Plan) -> PlanDocument:
                          routing=m.routing, pd_role=m.pd_role, kv_offload_gib=m.spec.kv_offload.cpu_gib if m.spec.kv_offload else None,
                          kv_offload_tokens=offload_tokens(m),
                          sizing=m.sizing.as_dict() if m.sizing is not None else None,
-                         deploy_time=deploy_time(cfg, m).as_dict()) for m in spec.models]
+                         deploy_time=deploy_time(cfg, m).as_dict(), slo=slo_curve(m)) for m in spec.models]
     findings = sorted(plan.findings, key=lambda f: (f.level != "mandatory", f.rule_id, f.urn))
     mandatory = len(plan.mandatory)
     return PlanDocument(

@@ -81,6 +81,7 @@ class ModelEntry(Entry):
     kv_offload_tokens: int | None = None          # tokens that memory holds (beside the GPU's kv_cache_tokens)
     sizing: dict[str, Any] | None = None
     deploy_time: dict[str, Any] | None = None     # fleet.deploy_time.DeployTime: estimates and timeouts, seconds
+    slo: dict[str, Any] | None = None             # the team file's targets and the predicted curve at max replicas
 
 
 class WeakenedEntry(Entry):
