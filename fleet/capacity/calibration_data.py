@@ -18,3 +18,14 @@ def fitted_constants() -> dict[str, StepConstants]:
     with open(PERF_CALIBRATION, encoding="utf-8") as fh:
         doc = safe_load(fh) or {}
     return {gpu: StepConstants(**{**values, "source": values.get("source", "")}) for gpu, values in (doc.get("fits") or {}).items()}
+
+
+def calibrated(gpu_model: str) -> tuple[StepConstants, str]:
+    """The fitted constants for a board, or those of the nearest measured board, and which board they come from."""
+    table = fitted_constants()
+    if gpu_model in table:
+        return table[gpu_model], gpu_model
+    for fallback in ("H100", "H200"):
+        if fallback in table:
+            return table[fallback], fallback
+    return StepConstants(), "none"

@@ -18,7 +18,6 @@ board without runs of its own borrows the constants of a measured one (the predi
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -141,24 +140,3 @@ def model_cost(arch: Arch, s: Settings, gpu: GpuModel, constants: StepConstants 
         link_bandwidth=link,
         constants=constants or StepConstants(),
     )
-
-
-def calibrated(gpu_model: str) -> tuple[StepConstants, str]:
-    """The fitted constants for a board, or those of the nearest measured board, and which board they come from."""
-    from fleet.capacity.calibration_data import fitted_constants
-
-    table = fitted_constants()
-    if gpu_model in table:
-        return table[gpu_model], gpu_model
-    for fallback in ("H100", "H200"):
-        if fallback in table:
-            return table[fallback], fallback
-    return StepConstants(), "none"
-
-
-def ceil_div(a: int, b: int) -> int:
-    return -(-a // b) if b else 0
-
-
-def isfinite_positive(x: float) -> bool:
-    return math.isfinite(x) and x > 0

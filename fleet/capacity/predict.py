@@ -9,7 +9,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from fleet.capacity.perf import calibrated, gpu_models, model_cost
+from fleet.capacity.calibration_data import calibrated
+from fleet.capacity.perf import gpu_models, model_cost
 from fleet.capacity.simulate import Engine, Load, simulate, summary
 from fleet.catalog import InstanceType, gpu_instance_types
 from fleet.sizing import Arch, Settings, default_batched_tokens, engine_profile_for, model_catalog, size
