@@ -154,3 +154,27 @@ def test_a_bad_slo_is_a_config_error_at_its_line(project, capsys, slo: str, frag
     assert main(["--root", str(project), "validate", "--stack", "dev"]) == 2
     err = capsys.readouterr().err
     assert "stacks/teams/assistant.yaml:" in err and fragment in err
+
+
+def _hpa_target(project) -> str:
+    from fleet.offline.plan import make_plan
+
+    plan = make_plan("dev", project, policies=False)
+    (hpa,) = [c for c in plan.kubernetes_objects() if (c.inputs or {}).get("kind") == "HorizontalPodAutoscaler"
+              and c.inputs["metadata"]["name"] == "llama-8b"]
+    return hpa.inputs["spec"]["metrics"][0]["pods"]["target"]["averageValue"]
+
+
+def test_an_slo_derives_the_autoscalers_queue_target_and_an_explicit_one_wins(project) -> None:
+    from tests.conftest import grant
+
+    grant(project, "assistant", gpu_quota={"dev": 2, "prod": 16})
+    slo = "    slo: {request_rate: 6, input_tokens: 1024, output_tokens: 256, ttft_p95_ms: 1500, itl_p50_ms: 60}\n"
+    _slo(project, "    autoscaling: {min_replicas: 1, max_replicas: 2}\n" + slo)
+    derived = _hpa_target(project)
+    assert derived != "5"                       # not the constant default
+    value = float(derived[:-1]) / 1000 if derived.endswith("m") else float(derived)
+    assert 0.1 <= value < 5
+    team = project / "stacks/teams/assistant.yaml"
+    team.write_text(team.read_text().replace("max_replicas: 2}", "max_replicas: 2, target_queue_per_pod: 7}"))
+    assert _hpa_target(project) == "7"

@@ -68,6 +68,7 @@ class Outcome:
     steps: int = 0
     preemptions: int = 0
     mean_batch: float = 0.0
+    mean_waiting: float = 0.0    # requests in the scheduler's waiting queue, time-averaged (vllm:num_requests_waiting)
 
     @property
     def output_tokens_per_s(self) -> float:
@@ -135,6 +136,7 @@ def simulate(engine: Engine, load: Load, *, max_steps: int = 2_000_000) -> Outco
     t = 0.0
     res = Outcome(requests=n)
     batch_sum = 0
+    waiting_time = 0.0
     finished = 0
     budget_tokens = engine.max_num_batched_tokens
     while finished < n and res.steps < max_steps:
@@ -214,6 +216,7 @@ def simulate(engine: Engine, load: Load, *, max_steps: int = 2_000_000) -> Outco
                 if r.computed + k >= r.prompt:
                     sampled += 1
         dt = cost.step_seconds(decode, decode_ctx, pre_tokens, pre_attn, pre_kv, sampled)
+        waiting_time += len(waiting) * dt
         t += dt
         res.steps += 1
         batch_sum += len(scheduled)
@@ -251,6 +254,7 @@ def simulate(engine: Engine, load: Load, *, max_steps: int = 2_000_000) -> Outco
                 to_send -= 1
     res.duration_s = max(t, fe_free) + http
     res.mean_batch = batch_sum / res.steps if res.steps else 0.0
+    res.mean_waiting = waiting_time / t if t > 0 else 0.0
     return res
 
 

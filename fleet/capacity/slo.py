@@ -135,7 +135,7 @@ def _p_meet(pred: dict[str, float], t: Targets, sigma: float) -> float:
 
 def simulated(eng: Engine, rate: float, t: Targets) -> dict[str, float]:
     o = simulate(eng, Load(t.input_tokens, t.output_tokens, request_rate=rate, num_prompts=SIM_PROMPTS, seed=7))
-    return {"ttft_p50_ms": percentile(o.ttft_s, 50) * 1000, "ttft_p95_ms": percentile(o.ttft_s, 95) * 1000,
+    return {"mean_waiting": o.mean_waiting, "ttft_p50_ms": percentile(o.ttft_s, 50) * 1000, "ttft_p95_ms": percentile(o.ttft_s, 95) * 1000,
             "itl_p50_ms": percentile(o.itl_s, 50) * 1000, "itl_p95_ms": percentile(o.itl_s, 95) * 1000,
             "tpot_p50_ms": percentile(o.tpot_s, 50) * 1000, "output_tokens_per_s": o.output_tokens_per_s}
 
@@ -304,3 +304,41 @@ def mermaid_chart(name: str, slo: dict[str, Any]) -> list[str]:
     if target:
         lines.append(f"    line [{', '.join(f'{target:g}' for _ in curve)}]")
     return [*lines, "```", ""]
+
+
+def _targets_of(slo: Any) -> Targets:
+    return Targets(slo.request_rate, slo.input_tokens, slo.output_tokens, ttft_p50_ms=slo.ttft_p50_ms, ttft_p95_ms=slo.ttft_p95_ms,
+                   itl_p50_ms=slo.itl_p50_ms, itl_p95_ms=slo.itl_p95_ms, tpot_p50_ms=slo.tpot_p50_ms)
+
+
+def queue_target(m: Any) -> float | None:
+    """The autoscaler's target of `vllm:num_requests_waiting` per pod for a model with an slo: the queue a replica
+    holds, on average, at the highest rate at which it still meets the targets (found by bisection on the
+    simulation). Above it the replica is past what its SLO allows, so the autoscaler adds one. None without an slo or
+    a predictable engine."""
+    slo = m.spec.slo
+    if slo is None or m.arch is None or m.nodes_per_replica > 1:
+        return None
+    t = _targets_of(slo)
+    try:
+        eng, _ = engine(m.arch, m.instance, tp=m.spec.tensor_parallel_size or m.gpus_per_replica,
+                        max_model_len=m.spec.max_model_len, max_num_seqs=m.spec.max_num_seqs,
+                        max_num_batched_tokens=m.spec.max_num_batched_tokens, quantization=m.spec.quantization)
+    except (KeyError, ValueError):
+        return None
+    if eng is None:
+        return None
+    lo, hi = 0.0, t.request_rate
+    while _meets(simulated(eng, hi, t), t) and hi < 1e4:
+        lo, hi = hi, hi * 2
+    best: dict[str, float] | None = None
+    for _ in range(7):
+        mid = (lo + hi) / 2
+        pred = simulated(eng, mid, t)
+        if _meets(pred, t):
+            lo, best = mid, pred
+        else:
+            hi = mid
+    if best is None:
+        return 0.1   # not even a trickle meets the targets: scale out on any queue (S1 says why)
+    return max(0.1, round(best["mean_waiting"], 1))

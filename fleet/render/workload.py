@@ -395,6 +395,19 @@ def wake_trigger(cfg: StackConfig, model: ResolvedModel) -> dict[str, Any]:
         "threshold": "1000000", "activationThreshold": "0"}}
 
 
+def target_queue(model: ResolvedModel) -> float:
+    """`target_queue_per_pod` as the team file sets it; left unset on a model with an slo, the queue a replica holds at
+    the highest rate at which it still meets its targets (fleet.capacity.slo.queue_target), instead of the default."""
+    auto = model.spec.autoscaling
+    assert auto is not None
+    if "target_queue_per_pod" in auto.model_fields_set or model.spec.slo is None:
+        return auto.target_queue_per_pod
+    from fleet.capacity.slo import queue_target
+
+    derived = queue_target(model)
+    return derived if derived is not None else auto.target_queue_per_pod
+
+
 def autoscaler(cfg: StackConfig, model: ResolvedModel) -> Manifest | None:
     auto = model.spec.autoscaling
     if auto is None or cfg.autoscaling.backend == "none":
@@ -414,7 +427,7 @@ def autoscaler(cfg: StackConfig, model: ResolvedModel) -> Manifest | None:
                 "triggers": [{"type": "prometheus", "metricType": "AverageValue", "metadata": {
                     "serverAddress": cfg.autoscaling.prometheus_url,
                     "query": f'sum({queue}{{namespace="{model.namespace}",service="{model.name}"}})',
-                    "threshold": _quantity(auto.target_queue_per_pod)}},
+                    "threshold": _quantity(target_queue(model))}},
                     *([wake_trigger(cfg, model)] if auto.min_replicas == 0 else [])],
             },
         }
@@ -428,7 +441,7 @@ def autoscaler(cfg: StackConfig, model: ResolvedModel) -> Manifest | None:
             "minReplicas": auto.min_replicas, "maxReplicas": auto.max_replicas,
             "metrics": [{"type": "Pods", "pods": {"metric": {"name": metric},
                                                   "target": {"type": "AverageValue",
-                                                             "averageValue": _quantity(auto.target_queue_per_pod)}}}],
+                                                             "averageValue": _quantity(target_queue(model))}}}],
             "behavior": _behavior(cfg, model),
         },
     }

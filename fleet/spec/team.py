@@ -73,7 +73,10 @@ class Autoscale(Strict):
     min_replicas: int = Field(1, ge=0, le=1000, description="Lower bound. 0 only with the KEDA backend and `allow_scale_to_zero`.")
     max_replicas: int = Field(ge=1, le=1000, description="Upper bound; max × GPUs per replica must fit the team quota (policy E7).")
     target_queue_per_pod: float = Field(5, ge=0.1, le=10000, description="Target `vllm:num_requests_waiting` per pod (0.1 to 10,000; "
-                                                                       "rendered as a Kubernetes quantity to the milli-unit).")
+                                                                       "rendered as a Kubernetes quantity to the milli-unit). "
+                                                                       "Unset on a model with an `slo`: derived from the performance "
+                                                                       "model (the queue a replica holds at the highest rate that "
+                                                                       "still meets the targets).")
 
     @model_validator(mode="after")
     def _bounds(self) -> Autoscale:
