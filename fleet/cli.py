@@ -172,6 +172,9 @@ def _parser() -> argparse.ArgumentParser:
     add_slo_arguments(rec)
 
     add_predict(sub, sized_vllm_version, NEWEST_VLLM)
+    from fleet.capacity.benchmark_cli import add_parser as add_benchmark
+
+    add_benchmark(sub)
 
     chk = sub.add_parser("check", help="run the guardrail policies and schema validation on Kubernetes YAML files",
                          description="Check arbitrary Kubernetes manifests (multi-document YAML, e.g. `helm template` "
@@ -526,6 +529,12 @@ def cmd_schema(args: argparse.Namespace, root: Path) -> int:
     return EXIT_OK
 
 
+def cmd_benchmark(args: argparse.Namespace, root: Path) -> int:
+    from fleet.capacity.benchmark_cli import run
+
+    return run(args, root)
+
+
 def cmd_predict(args: argparse.Namespace, root: Path) -> int:
     from fleet.capacity.predict import run
 
@@ -545,7 +554,7 @@ def cmd_prices(args: argparse.Namespace, root: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     root = (args.root or find_root(Path.cwd())).resolve()
-    handlers = {"plan": cmd_plan, "validate": cmd_validate, "size": cmd_size, "recommend": cmd_recommend, "predict": cmd_predict,
+    handlers = {"plan": cmd_plan, "validate": cmd_validate, "size": cmd_size, "recommend": cmd_recommend, "predict": cmd_predict, "benchmark": cmd_benchmark,
                 "check": cmd_check,
                 "policy-config": cmd_policy_config, "guard": cmd_guard, "codeowners": cmd_codeowners,
                 "schema": cmd_schema, "prices": cmd_prices, "upgrade": cmd_upgrade,

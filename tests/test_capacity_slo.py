@@ -178,3 +178,72 @@ def test_an_slo_derives_the_autoscalers_queue_target_and_an_explicit_one_wins(pr
     team = project / "stacks/teams/assistant.yaml"
     team.write_text(team.read_text().replace("max_replicas: 2}", "max_replicas: 2, target_queue_per_pod: 7}"))
     assert _hpa_target(project) == "7"
+
+
+FAKE_BENCH = '''
+import argparse, json, os, sys
+ap = argparse.ArgumentParser()
+for flag in ("--backend", "--base-url", "--model", "--tokenizer", "--dataset-name", "--random-input-len", "--random-output-len",
+             "--num-prompts", "--percentile-metrics", "--metric-percentiles", "--seed", "--result-dir", "--result-filename",
+             "--max-concurrency", "--request-rate"):
+    ap.add_argument(flag)
+for flag in ("--ignore-eos", "--disable-tqdm", "--save-result"):
+    ap.add_argument(flag, action="store_true")
+assert sys.argv[1:3] == ["bench", "serve"], sys.argv
+a = ap.parse_args(sys.argv[3:])
+assert a.ignore_eos and a.dataset_name == "random" and a.tokenizer == os.environ["MODEL_ID"]
+os.makedirs(a.result_dir, exist_ok=True)
+json.dump({"completed": int(a.num_prompts), "median_ttft_ms": 50.0, "p95_ttft_ms": 90.0, "median_itl_ms": 7.5,
+           "median_tpot_ms": 8.0, "output_throughput": 1800.0, "request_throughput": 7.0, "ttfts": [0.05]},
+          open(os.path.join(a.result_dir, a.result_filename), "w"))
+'''
+
+
+def test_the_benchmark_job_runs_vllm_bench_serve_per_point_and_its_log_becomes_a_record(project, capsys, tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from fleet.capacity.calibrate import Run, bench_errors
+
+    code, out, _ = run(capsys, "--root", str(project), "benchmark", "--stack", "dev", "--model", "assistant/llama-8b",
+                       "--input-tokens", "1024", "--output-tokens", "256", "--concurrency", "1,16", "--request-rates", "7.7")
+    assert code == 0
+    job = yaml.safe_load(out)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"].startswith("docker.io/vllm/vllm-openai:") and container["command"][:2] == ["python3", "-c"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["HF_HUB_OFFLINE"]["value"] == "1" and "secretKeyRef" in env["OPENAI_API_KEY"]["valueFrom"]
+    # run the Job's own script against a stand-in `vllm` module, as the container would
+    fake = tmp_path / "fake" / "vllm" / "entrypoints" / "cli"
+    fake.mkdir(parents=True)
+    for d in (fake.parent.parent, fake.parent, fake):
+        (d / "__init__.py").write_text("")
+    (fake / "main.py").write_text(FAKE_BENCH)
+    environ = {**os.environ, "PYTHONPATH": str(tmp_path / "fake"),
+               **{k: v["value"] for k, v in env.items() if "value" in v}}
+    script = container["command"][2].replace("/tmp/bench", str(tmp_path / "bench"))
+    done = subprocess.run([sys.executable, "-c", script], env=environ, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("FLEET-BENCH ") == 3
+    log = tmp_path / "job.log"
+    log.write_text(done.stdout)
+    records = tmp_path / "runs.yaml"
+    code, out, _ = run(capsys, "--root", str(project), "benchmark", "--stack", "dev", "--model", "assistant/llama-8b",
+                       "--ingest", str(log), "--held-out", "--records", str(records))
+    assert code == 0 and json.loads(out)["points"] == 3
+    (rec,) = yaml.safe_load(records.read_text())["runs"]
+    assert rec["held_out"] and rec["gpu_model"] == "L40S" and len(rec["bench"]) == 3
+    rows = bench_errors(Run(**{k: rec[k] for k in Run.__dataclass_fields__}), fitted_constants()["H100"])
+    assert len(rows) == 3 and all(r["ttft_p50"][0] == 50.0 for r in rows)
+
+
+def test_benchmark_ingest_of_a_log_without_results_is_exit_2(project, capsys, tmp_path) -> None:
+    log = tmp_path / "empty.log"
+    log.write_text("nothing here\n")
+    code, _, err = run(capsys, "--root", str(project), "benchmark", "--stack", "dev", "--model", "assistant/llama-8b",
+                       "--ingest", str(log), "--records", str(tmp_path / "r.yaml"))
+    assert code == 2 and "no FLEET-BENCH line" in err
+    assert not (tmp_path / "r.yaml").exists()
