@@ -2,7 +2,7 @@
 """Generate the flag tables of the pinned components from their releases (fleet/catalog/components/flags/).
 
     python scripts/component_flags.py go [--mirrors DIR] [NAME ...]   # Go binaries: flag definitions read from the source at the tag
-    python scripts/component_flags.py hf 1.31.0                       # the `hf download` options of huggingface_hub's own parser
+    python scripts/component_flags.py hf 2.0.0                        # the `hf download` options of huggingface_hub's own parser
 
 `go` reads each release's source from a bare git snapshot of its repository (DIR/<owner>+<repo>/repo, as `fetch`
 brings them; `git clone --bare` works too) with `git show TAG:PATH` and extracts every flag the files define: Go's
@@ -200,6 +200,7 @@ import json, sys
 import huggingface_hub
 from huggingface_hub.cli.hf import app
 cmd = app.commands["download"]
+cmd = cmd.materialize() if hasattr(cmd, "materialize") else cmd   # 2.x registers commands lazily (LazyHfCommand)
 opts = []
 for p in cmd.params:
     if p.param_type_name != "option":

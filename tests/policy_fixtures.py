@@ -614,10 +614,10 @@ def component_cases(prod: dict[str, Captured]) -> list[Case]:
                      "them it finds none (aws/eks-charts@2a91e36:stable/aws-efa-k8s-device-plugin/templates/daemonset.yaml)")}),
         Case("I1 prefetch Job with an option the Hugging Face CLI does not define", but("prefetch", typo),
              {("I1", f"Job/team-search/{prefetch['metadata']['name']} spec.template.spec.containers[0].args: `hf download` — No such "
-                     "option: --excludes: huggingface_hub 1.31.0 would refuse it "
-                     "(huggingface/huggingface_hub@v1.31.0:src/huggingface_hub/cli/download.py)")}),
-        Case("I3 picker reading a metric vLLM 0.33 does not expose", but("epp", old_metric),
+                     "option: --excludes: huggingface_hub 2.0.0 would refuse it "
+                     "(huggingface/huggingface_hub@v2.0.0:src/huggingface_hub/cli/download.py)")}),
+        Case("I3 picker reading a metric vLLM 0.34 does not expose", but("epp", old_metric),
              {("I3", f"{epp}: endpoint-picker v1.3.1 reads vllm:gpu_cache_usage_perc (--kv-cache-usage-percentage-metric) but "
-                     "vLLM 0.33.0 (Deployment/team-search/qwen-3b) does not expose it, so that scorer reads nothing "
+                     "vLLM 0.34.0 (Deployment/team-search/qwen-3b) does not expose it, so that scorer reads nothing "
                      f"({gie}@v1.3.1:pkg/epp/server/options.go)")}),
     ]

@@ -197,3 +197,13 @@ def test_the_router_streams_bodies_and_the_picker_is_scraped(prod_root: Path) ->
     assert {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"} in svc
     monitor = objs[("ServiceMonitor", "team-search", "qwen-3b-epp")]["spec"]
     assert monitor["endpoints"][0]["port"] == "metrics"
+
+
+def test_the_prefetch_job_is_judged_by_the_hf_cli_its_vllm_release_requires() -> None:
+    from policies.rules.components import hf_release
+
+    versions = {v: hf_release(lookup(f"docker.io/vllm/vllm-openai:v{v}")[1]).version for v in ("0.32.0", "0.33.0", "0.34.0")}
+    assert versions == {"0.32.0": "1.31.0", "0.33.0": "1.31.0", "0.34.0": "2.0.0"}   # vllm.yaml `ships` (its Requires-Dist)
+    assert hf_release(lookup("docker.io/vllm/vllm-openai:v0.99.0")[1]).version == "1.31.0"
+    assert parse_args(flag_table("hf-cli-2.0.0"), ["org/m", "--revision", "abc", "--exclude", "original/*", "--local"]).errors == [
+        "No such option: --local"]

@@ -14,9 +14,9 @@ from typing import Any
 from fleet.catalog.contracts import (
     ParsedArgs,
     Release,
+    components,
     effective,
     flag_on,
-    flag_table,
     lookup,
     matrix,
     parse_args,
@@ -48,7 +48,8 @@ SERVICE_ACCOUNT = "kubernetes:core/v1:ServiceAccount"
 ROLE_TYPES = {"Role": "kubernetes:rbac.authorization.k8s.io/v1:Role", "ClusterRole": "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole"}
 ROLE_BINDING = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
 CLUSTER_BINDING = "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding"
-HF_TABLE = "hf-cli-1.31.0"
+HF_CLI = "hf-cli"
+HF_FALLBACK = "1.31.0"     # the oldest huggingface_hub catalogued: for a vLLM image the catalogue has no release of
 
 
 @dataclass
@@ -147,13 +148,21 @@ def _hf_commands(script: str) -> Iterator[list[str]]:
             cur.append(w)
 
 
-def _check_hf(props: Any, path: str, c: Mapping[str, Any], report: Any) -> None:
-    table = flag_table(HF_TABLE)
+def hf_release(vllm: Release | None) -> Release:
+    """The Hugging Face CLI a vLLM image runs: the huggingface_hub its release requires (vllm.yaml `ships`)."""
+    version = str(((vllm.get("ships") if vllm is not None else None) or {}).get(HF_CLI) or HF_FALLBACK)
+    return components()[HF_CLI].releases[version]
+
+
+def _check_hf(props: Any, path: str, c: Mapping[str, Any], vllm: Release | None, report: Any) -> None:
+    hf = hf_release(vllm)
+    table = hf.flags
+    assert table is not None
     for script in [*(c.get("command") or []), *(c.get("args") or [])]:
         for argv in _hf_commands(str(script)):
             for err in parse_args(table, argv).errors:
-                report(f"{object_ref(props)} {path}.args: `hf download` — {err}: huggingface_hub 1.31.0 would refuse it "
-                       f"({next(iter(table.flags.values())).source})")
+                report(f"{object_ref(props)} {path}.args: `hf download` — {err}: huggingface_hub {hf.version} would refuse it "
+                       f"({hf.source()})")
 
 
 @rule("I1", "kubernetes-container-match-component-contract", "Every container of a catalogued component runs with arguments, "
@@ -172,7 +181,7 @@ def container_contract(props: Any, report: Any, args: Any) -> None:
                     report(f"{object_ref(props)} {path}.image: {image} is {comp.title} at a release the catalogue has no "
                            f"contract for (catalogued: {_releases_of(image)}); add its entry (docs/components.md) or pin a catalogued one")
                 elif comp is not None:
-                    _check_hf(props, path, c, report)
+                    _check_hf(props, path, c, lookup(image)[1], report)
                 continue
             _judge(props, pod, j, report)
 
