@@ -20,6 +20,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from fleet.errors import format_path
 from fleet.registry import ImageRef, RegistryError, Resolver
+from fleet.render import cluster_autoscaler
 from fleet.render.gpu_system import efa_pools, plugin_pools
 from fleet.render.workload import behind_sidecar
 from fleet.spec.engine_config import NAMESPACE
@@ -52,7 +53,8 @@ class ImageField:
 def image_fields(spec: FleetSpec, written: Callable[[tuple[str, ...]], bool]) -> list[ImageField]:
     """The images `spec` renders (or whose field its stack file writes), with the field that pins each; `written`
     says whether the stack file sets a path. The conditions are the renderers' own: the device plugin on AL2023
-    pools, the EFA plugin on EFA pools, the gateway's pickers and sidecar where a model uses them."""
+    pools, the EFA plugin on EFA pools, the gateway's pickers and sidecar where a model uses them, the Cluster
+    Autoscaler where the stack installs it."""
     cfg = spec.config
     ns = f"{NAMESPACE}:"
     fields: list[ImageField] = []
@@ -71,11 +73,14 @@ def image_fields(spec: FleetSpec, written: Callable[[tuple[str, ...]], bool]) ->
         ("gateway", "bbr_image"): inference,
         ("gateway", "pd_scheduler_image"): inference and any(m.pd_role is not None for m in models),
         ("gateway", "routing_sidecar_image"): any(behind_sidecar(m) for m in models),
+        ("node_autoscaler", "image"): cluster_autoscaler.installs(cfg),
     }
     for (block, name), used in rendered.items():
         path = (f"{ns}{block}", name)
         if used or written(path):
-            fields.append(ImageField(path, ImageRef.parse(getattr(getattr(cfg, block), name)), True))
+            # the Cluster Autoscaler's image defaults to the release of the stack's Kubernetes minor (no field default)
+            image = cluster_autoscaler.image(cfg) if block == "node_autoscaler" else getattr(getattr(cfg, block), name)
+            fields.append(ImageField(path, ImageRef.parse(image), True))
     return fields
 
 

@@ -55,6 +55,7 @@ def bundled_images() -> list[tuple[str, str]]:
     """Every image the bundled stacks render, read from the prod stack's settings (dev's are the same images by tag),
     each with the manifest type the test registry serves it as: the vLLM image a multi-arch OCI index, the others
     every kind of OCI and Docker manifest and index."""
+    from fleet.render import cluster_autoscaler
     from fleet.spec.load import load
     from tests.conftest import ROOT
 
@@ -63,8 +64,9 @@ def bundled_images() -> list[tuple[str, str]]:
     assert v.efa is not None
     images = [f"{v.repository}:v{v.version}", f"{v.efa.repository}:{v.efa.tag or f'v{v.version}'}", dp.image.split("@")[0],
               dp.dcgm_image.split("@")[0], dp.efa_image.split("@")[0], gw.epp_image.split("@")[0], gw.bbr_image.split("@")[0],
-              gw.pd_scheduler_image.split("@")[0], gw.routing_sidecar_image.split("@")[0]]
-    kinds = [OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST, OCI_INDEX, OCI_MANIFEST, OCI_INDEX, OCI_INDEX, OCI_MANIFEST, DOCKER_LIST]
+              gw.pd_scheduler_image.split("@")[0], gw.routing_sidecar_image.split("@")[0], cluster_autoscaler.image(cfg).split("@")[0]]
+    kinds = [OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST, OCI_INDEX, OCI_MANIFEST, OCI_INDEX, OCI_INDEX, OCI_MANIFEST, DOCKER_LIST,
+             OCI_INDEX]
     return list(zip(images, kinds, strict=True))
 
 

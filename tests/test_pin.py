@@ -37,6 +37,7 @@ from tests.registry_server import (
 
 VLLM, EFA = IMAGES[0][0], IMAGES[1][0]            # docker.io/vllm/vllm-openai:v<version>, the EFA image
 PLUGIN, DCGM = IMAGES[2][0], IMAGES[3][0]
+AUTOSCALER = IMAGES[9][0]                          # the Cluster Autoscaler of the stack's Kubernetes minor
 
 
 def line_of(stack: str, text: str) -> int:
@@ -67,12 +68,12 @@ def test_pin_prod_turns_every_placeholder_into_the_pushed_digest_and_plan_is_cle
     project = copy_project(tmp_path)
     stack = project / "stacks" / "Pulumi.prod.yaml"
     before = stack.read_text()
-    assert before.count(PLACEHOLDER_DIGEST) == 9
+    assert before.count(PLACEHOLDER_DIGEST) == 10
 
     assert pin(project, "--stack", "prod", *mirror_flags(reg.url)) == 0
     out = capsys.readouterr().out
     after = stack.read_text()
-    # exactly the nine placeholders replaced, in place, each by the digest of its own image; comments and layout kept
+    # exactly the ten placeholders replaced, in place, each by the digest of its own image; comments and layout kept
     expected = before
     for image, _ in IMAGES[2:]:
         expected = expected.replace(f"{image}@{PLACEHOLDER_DIGEST}", f"{image}@{digests[image]}")
@@ -100,13 +101,14 @@ def test_pin_dev_adds_the_digest_fields_the_stack_left_to_their_defaults(hub, tm
     before = stack.read_text()
     assert pin(project, "--stack", "dev", *mirror_flags(reg.url)) == 0
     after = stack.read_text()
-    vllm, plugin, dcgm = digests[VLLM], digests[PLUGIN], digests[DCGM]
+    vllm, plugin, dcgm, autoscaler = digests[VLLM], digests[PLUGIN], digests[DCGM], digests[AUTOSCALER]
     assert after == before.replace("    allow_tag_only: true\n", f"    allow_tag_only: true\n    digest: {vllm}\n").replace(
         "      secure: v1:devAssistantApiKeyCiphertextPlaceholder\n",
         "      secure: v1:devAssistantApiKeyCiphertextPlaceholder\n"
         f"  vllm-fleet:device_plugin:\n    image: {PLUGIN}@{plugin}\n"
-        f"    dcgm_image: {DCGM}@{dcgm}\n")
-    assert images_in(project, "dev") == {f"{VLLM}@{vllm}", f"{PLUGIN}@{plugin}", f"{DCGM}@{dcgm}"}
+        f"    dcgm_image: {DCGM}@{dcgm}\n"
+        f"  vllm-fleet:node_autoscaler:\n    image: {AUTOSCALER}@{autoscaler}\n")
+    assert images_in(project, "dev") == {f"{VLLM}@{vllm}", f"{PLUGIN}@{plugin}", f"{DCGM}@{dcgm}", f"{AUTOSCALER}@{autoscaler}"}
 
 
 def test_dry_run_shows_the_changes_and_writes_nothing(hub, tmp_path: Path, capsys) -> None:
@@ -118,7 +120,7 @@ def test_dry_run_shows_the_changes_and_writes_nothing(hub, tmp_path: Path, capsy
     assert (f"stacks/Pulumi.prod.yaml:{line_of('prod', 'digest: sha256:0')} config.vllm-fleet:vllm.digest: {VLLM} placeholder -> "
             f"{digests[VLLM]}") in out
     assert f"stacks/Pulumi.dev.yaml:{line_of('dev', 'vllm-fleet:vllm:')} config.vllm-fleet:vllm.digest: {VLLM} (tag only) -> " in out
-    assert "dry run: 12 digests would change; nothing written" in out
+    assert "dry run: 14 digests would change; nothing written" in out
     assert {p: p.read_bytes() for p in files} == files
 
 
@@ -165,7 +167,7 @@ def test_a_registry_that_is_down_is_one_line_and_nothing_is_written(tmp_path: Pa
     host = down.removeprefix("http://")
     assert err[0] == (f"error: stacks/Pulumi.dev.yaml:{line_of('dev', 'vllm-fleet:vllm:')} config.vllm-fleet:vllm.digest: {VLLM}: cannot reach "
                       f"{host} (Connection refused) — is the registry up and reachable from here (network, proxy, --registry-mirror)?")
-    assert err[-1] == "pin: 9 images not resolved — nothing written"
+    assert err[-1] == "pin: 10 images not resolved — nothing written"
     assert all(line.startswith("error: stacks/Pulumi.") for line in err[:-1])
     assert {p: p.read_bytes() for p in files} == files
 
