@@ -1,4 +1,4 @@
-"""Errors of fleet.sizing against the recorded vLLM startup logs (fleet/catalog/calibration.yaml)."""
+"""Errors of fleet.capacity.memory against the recorded vLLM startup logs (fleet/catalog/calibration.yaml)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from fleet.calibration import checks, leave_one_source_out, measured_summary, summary
+    from fleet.capacity.memory_calibration import checks, leave_one_source_out, measured_summary, summary
 
     items = checks()
     table = Table(title="sizing_accuracy: prediction vs recorded vLLM startup logs")

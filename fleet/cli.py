@@ -13,7 +13,7 @@ from pathlib import Path
 from fleet.versions import bundled_vllm_versions
 
 EXIT_OK, EXIT_FINDINGS, EXIT_CONFIG = 0, 1, 2
-# `size` choices: what the fit check has bytes for (fleet/sizing.py), kept here so that --help loads no catalog.
+# `size` choices: what the fit check has bytes for (fleet/capacity/memory.py), kept here so that --help loads no catalog.
 DTYPES = ("auto", "bfloat16", "float16", "half", "float", "float32")
 QUANTIZATIONS = ("fp8", "modelopt", "modelopt_fp4", "compressed-tensors", "awq", "awq_marlin", "gptq", "gptq_marlin", "bitsandbytes", "mxfp4",
                  "gguf:Q8_0", "gguf:Q6_K", "gguf:Q5_K_M", "gguf:Q4_K_M")
@@ -308,8 +308,8 @@ def cmd_validate(args: argparse.Namespace, root: Path) -> int:
 
 
 def cmd_size(args: argparse.Namespace, root: Path) -> int:
+    from fleet.capacity.memory import Arch, Settings, arch_from_config_json, engine_profile_for, gpu_count_problem, model_catalog, size, tensor_parallel_fixes
     from fleet.catalog import gpu_instance_types
-    from fleet.sizing import Arch, Settings, arch_from_config_json, engine_profile_for, gpu_count_problem, model_catalog, size, tensor_parallel_fixes
 
     if args.model:
         arch = model_catalog().get(args.model)
@@ -383,8 +383,8 @@ def cmd_size(args: argparse.Namespace, root: Path) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace, root: Path) -> int:
-    from fleet.recommend import recommend
-    from fleet.sizing import engine_profile_for, model_catalog
+    from fleet.capacity.memory import engine_profile_for, model_catalog
+    from fleet.capacity.recommend import recommend
 
     arch = model_catalog().get(args.model)
     if arch is None:

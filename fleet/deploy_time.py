@@ -17,9 +17,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from fleet.capacity.memory import GIB, Settings, engine_start_seconds, weights_gib_per_gpu
 from fleet.pods import rollout
 from fleet.render.cache import prefetches
-from fleet.sizing import GIB, Settings, engine_start_seconds, weights_gib_per_gpu
 from fleet.spec.resolved import ResolvedModel
 from fleet.spec.stack import StackConfig
 
@@ -30,7 +30,7 @@ HUB_DOWNLOAD_MIBPS = 100
 # (one ENA interface; EFA is not used for Lustre here).
 LUSTRE_CLIENT_MIBPS = 1500
 IMAGE_PULL_SECONDS = 300          # the vLLM image (~10 GB compressed) on a node that has never pulled it
-# The engine's own start (fleet.sizing.engine_start_seconds, measured on H200) is doubled in every budget: other
+# The engine's own start (fleet.capacity.memory.engine_start_seconds, measured on H200) is doubled in every budget: other
 # GPUs are slower, and a first start compiles with a cold cache.
 ENGINE_START_MARGIN = 2
 NODE_READY_SECONDS = 600          # a GPU node launched by the node group or Karpenter until the device plugin advertises GPUs

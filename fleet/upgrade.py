@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fleet.capacity.memory import Sizing, engine_profile_for
 from fleet.errors import ConfigError, ConfigIssue
-from fleet.sizing import Sizing, engine_profile_for
 from fleet.spec.engine_config import EngineConfig
 from fleet.spec.load import load
 from fleet.spec.resolved import FleetSpec, ResolvedModel

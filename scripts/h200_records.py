@@ -22,7 +22,7 @@ HEADER = re.compile(r"^===== (\S+) \((\S+), (\{.*\})\) exit (\S+) in (\d+) s$", 
 # vLLM's offline LLM class on a GPU of 70 GiB or more batches 16,384 tokens (its log: "Chunked prefill is enabled
 # with max_num_batched_tokens=16384").
 LLM_CLASS_BATCHED_TOKENS = 16384
-# Constants of fleet/sizing.py fitted on these runs (the rest are held out).
+# Constants of fleet/capacity/memory.py fitted on these runs (the rest are held out).
 FITTED = {"llama8b-u90-8k-s256", "llama8b-u50-32k-s64", "qwen7b-u90-32k-s256", "qwen3moe-u90-32k-s256",
           "qwen3moe-u90-8k-s256-eager", "llama8b-tp2-u90-8k-s256", "qwen7b-tp2-u90-32k-s256", "gemma3-4b-u90-8k-b4k-img4",
           "gemma3-4b-u90-8k-img4-serve", "gemma3-4b-u90-8k-b4k-img4-serve", "llama8b-u90-8k-s256-eager-free",

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The sampling step's memory, native against FlashInfer's, on a real GPU: what the profile of a vLLM release before
-0.26 adds per dummy request × vocabulary entry with each sampler (fleet.sizing PROFILES `v1-native-sampler` and
+0.26 adds per dummy request × vocabulary entry with each sampler (fleet.capacity.memory PROFILES `v1-native-sampler` and
 `v1-flashinfer-sampler`). Only torch and flashinfer are needed (no vLLM: releases before 0.26 pin an older torch than
 the lent machine's), so the steps are written out as those releases ran them:
 

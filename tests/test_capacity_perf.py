@@ -9,9 +9,9 @@ import pytest
 
 from fleet.capacity import standin_tokenizer
 from fleet.capacity.calibrate import FITTED, Run, fit, grid_points
+from fleet.capacity.memory import Settings, model_catalog
 from fleet.capacity.perf import StepConstants, gpu_models, model_cost
 from fleet.capacity.simulate import Engine, Load, percentile, simulate
-from fleet.sizing import Settings, model_catalog
 
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
 

@@ -204,8 +204,8 @@ def test_size_refuses_more_ranks_than_the_instance_has_gpus(capsys) -> None:
 
 
 def test_recommend_offers_no_shape_vllm_refuses_for_the_heads() -> None:
-    from fleet.recommend import recommend
-    from fleet.sizing import LATEST_PROFILE, Arch, parallelism_problems
+    from fleet.capacity.memory import LATEST_PROFILE, Arch, parallelism_problems
+    from fleet.capacity.recommend import recommend
 
     arch = Arch(id="acme/custom-13b", params_b=13, layers=40, kv_heads=6, head_dim=128, hidden_size=6144, vocab_size=32000,
                 attention_heads=48, max_context=32768)

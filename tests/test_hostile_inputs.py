@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from fleet.capacity.memory import DTYPE_BYTES, KV_BYTES, QUANT_BYTES
 from fleet.cli import DTYPES, KV_DTYPES, QUANTIZATIONS, main
-from fleet.sizing import DTYPE_BYTES, KV_BYTES, QUANT_BYTES
 from fleet.yamlsrc import CONFIG_MAX_BYTES
 from tests.conftest import write
 

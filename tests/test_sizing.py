@@ -8,11 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet.calibration import checks, summary
-from fleet.catalog import CATALOG_DIR
-from fleet.cli import main
-from fleet.errors import ConfigError
-from fleet.sizing import (
+from fleet.capacity.memory import (
     GIB,
     Arch,
     KvPool,
@@ -28,6 +24,10 @@ from fleet.sizing import (
     size,
     weights_gib_per_gpu,
 )
+from fleet.capacity.memory_calibration import checks, summary
+from fleet.catalog import CATALOG_DIR
+from fleet.cli import main
+from fleet.errors import ConfigError
 from fleet.spec.architecture import settings_for
 from fleet.spec.load import load
 from fleet.spec.team import ModelSpec
@@ -272,7 +272,7 @@ def test_fewer_sequences_in_the_startup_profile_is_a_fix() -> None:
 
 
 def test_the_h200_runs_meet_the_goals_on_records_no_constant_was_fitted_on() -> None:
-    from fleet.calibration import measured_summary
+    from fleet.capacity.memory_calibration import measured_summary
 
     items = checks()
     for held_out in (False, True):
@@ -289,7 +289,7 @@ def test_either_sampler_leaves_the_same_numbers_on_vllm_0_26() -> None:
     cache and what a started server leaves for new allocations agree, so the 0.26 profile is one for both samplers.
     Every H200 run states whether FlashInfer was installed and sampled, and the model runner vLLM chose where it logged
     it: V2 for dense models, V1 for MoE."""
-    from fleet.calibration import record_arch, records, started_room_gib
+    from fleet.capacity.memory_calibration import record_arch, records, started_room_gib
 
     h200 = {r["id"]: r for r in records() if r["id"].startswith("h200-")}
     assert all({"flashinfer_installed", "flashinfer_sampler"} <= set(r["settings"]) for r in h200.values())
@@ -382,7 +382,7 @@ def test_gguf_checkpoints_are_sized_by_their_type_and_unknown_methods_are_refuse
 
 
 def test_leave_one_source_out_refits_every_constant_and_still_holds() -> None:
-    from fleet.calibration import fit_profiles, leave_one_source_out, measured_summary, records
+    from fleet.capacity.memory_calibration import fit_profiles, leave_one_source_out, measured_summary, records
 
     refit = fit_profiles(records())   # on everything: close to the shipped constants
     assert refit["v1-native-sampler"].sampler_bytes_per_logit == pytest.approx(38.5, rel=0.05)
@@ -395,7 +395,7 @@ def test_leave_one_source_out_refits_every_constant_and_still_holds() -> None:
 
 
 def test_expert_parallelism_splits_the_routed_experts_and_data_parallel_ranks_copy_the_rest(capsys) -> None:
-    from fleet.sizing import expert_fraction
+    from fleet.capacity.memory import expert_fraction
 
     v3 = CATALOG["deepseek-ai/DeepSeek-V3"]
     # 671B total, 37B active, 8 of 256 experts: 654B in routed experts (97.5 %)
@@ -458,7 +458,7 @@ def test_the_encoder_pass_must_fit_in_what_the_started_server_leaves_as_measured
     """Gemma 3 4B on an H200 with vLLM 0.26, 16,384 batched tokens, up to 4 images a prompt: the first step of 62
     images took 6.53 GiB; at 0.93 the started server left 8.56 GiB (native sampler) and 8.69 (FlashInfer's) of free
     memory and cached blocks, and served; at 0.95 it ran out of memory."""
-    from fleet.sizing import serving_reserve_gib, serving_room_gib
+    from fleet.capacity.memory import serving_reserve_gib, serving_room_gib
 
     gemma = CATALOG["google/gemma-3-4b-it"]
     h200 = Settings(gpu_memory_gib=139.8, gpu_model="H200", max_model_len=8192, max_num_batched_tokens=16384,
@@ -486,7 +486,7 @@ def test_a_started_moe_server_keeps_its_fused_experts_workspace() -> None:
     """Qwen3-30B-A3B on an H200 (vLLM 0.26, eager, 256 sequences, 16,384 batched tokens): the started server left
     13.97 GiB of free memory and cached blocks, 0.9 GiB less than a dense model's reserve gives — the Triton experts'
     workspace for every token and routed expert, which 0.26 keeps once allocated."""
-    from fleet.sizing import moe_workspace_gib, serving_room_gib
+    from fleet.capacity.memory import moe_workspace_gib, serving_room_gib
 
     moe = CATALOG["Qwen/Qwen3-30B-A3B"]
     s = Settings(gpu_memory_gib=139.8, gpu_model="H200", max_model_len=8192, max_num_batched_tokens=16384, max_num_seqs=256,

@@ -16,10 +16,10 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any, cast
 
+from fleet.capacity.memory import Settings, model_catalog
 from fleet.capacity.perf import GpuModel, ModelCost, StepConstants, gpu_models, model_cost
 from fleet.capacity.simulate import Engine, Load, percentile, simulate
 from fleet.catalog import CATALOG_DIR
-from fleet.sizing import Settings, model_catalog
 from fleet.yamlsrc import safe_load
 
 PERF_RUNS = CATALOG_DIR / "perf_runs.yaml"

@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from fleet.capacity.memory import Arch, Settings, expert_fraction, kv_bytes_per_token, weights_gib_per_gpu
 from fleet.catalog import CATALOG_DIR
-from fleet.sizing import Arch, Settings, expert_fraction, kv_bytes_per_token, weights_gib_per_gpu
 from fleet.yamlsrc import safe_load
 
 GIB = 2**30

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fleet.capacity.memory import Arch
 from fleet.capacity.predict import engine
 from fleet.capacity.simulate import Load, percentile, simulate
 from fleet.capacity.slo import SloOption, Targets
 from fleet.catalog import gpu_instance_types
-from fleet.sizing import Arch
 
 FRACTIONS = (0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5)   # of the target's peak rate
 

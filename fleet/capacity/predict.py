@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleet.capacity.calibration_data import calibrated
+from fleet.capacity.memory import Arch, Settings, default_batched_tokens, engine_profile_for, model_catalog, size
 from fleet.capacity.perf import gpu_models, model_cost
 from fleet.capacity.simulate import Engine, Load, simulate, summary
 from fleet.catalog import InstanceType, gpu_instance_types
-from fleet.sizing import Arch, Settings, default_batched_tokens, engine_profile_for, model_catalog, size
 
 CALIBRATED_VLLM = "0.26.0"     # the release the step constants were measured with
 BENCH_DEFAULT_PROMPTS = 1000   # `vllm bench serve --num-prompts` default

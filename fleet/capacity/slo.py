@@ -13,10 +13,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleet.capacity.memory import Arch
 from fleet.capacity.predict import engine, parallelism_problem
 from fleet.capacity.simulate import Engine, Load, percentile, simulate
 from fleet.catalog import InstanceType, gpu_instance_types, prices
-from fleet.sizing import Arch
 
 TENSOR_PARALLEL_SIZES = (1, 2, 4, 8)
 VERIFIED = 6                 # candidates checked with the simulation

@@ -7,9 +7,9 @@ import json
 import sys
 from typing import Any
 
+from fleet.capacity.memory import Arch
 from fleet.capacity.predict import _positive_float, _positive_int
 from fleet.capacity.slo import SloOption, Targets, recommend_slo
-from fleet.sizing import Arch
 
 TARGETS = ("ttft_p50_ms", "ttft_p95_ms", "itl_p50_ms", "itl_p95_ms", "tpot_p50_ms")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path as FsPath
 
-from fleet.sizing import Arch, Settings, arch_from_config_json, engine_profile_for, model_catalog
+from fleet.capacity.memory import Arch, Settings, arch_from_config_json, engine_profile_for, model_catalog
 from fleet.spec.team import ModelSpec
 from fleet.vllm.compiler import PROFILES
 

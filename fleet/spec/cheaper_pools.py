@@ -9,8 +9,8 @@ stay explicit in team files: this never moves a model.
 
 from __future__ import annotations
 
+from fleet.capacity.memory import default_batched_tokens, size
 from fleet.catalog import gpu_instance, prices
-from fleet.sizing import default_batched_tokens, size
 from fleet.spec.architecture import settings_for
 from fleet.spec.resolved import ResolvedModel, ResolvedTeam
 from fleet.spec.stack import StackConfig

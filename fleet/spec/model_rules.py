@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 
+from fleet.capacity.memory import Arch, Sizing, parallelism_problems, size
 from fleet.catalog import InstanceType, gpu_instance
 from fleet.errors import CREDENTIAL
 from fleet.pods import memory_share_gib, offload_room_gib
-from fleet.sizing import Arch, Sizing, parallelism_problems, size
 from fleet.spec.architecture import resolve_arch, settings_for
 from fleet.spec.s3 import parse_s3_prefix
 from fleet.spec.stack import GpuPool, StackConfig
@@ -415,7 +415,7 @@ def _checkpoint_quantization(spec: ModelSpec, arch: Arch) -> str | None:
 
 def architecture_problems(ctx: ModelContext, arch: Arch) -> list[Problem]:
     """What vLLM refuses at startup, caught here: a tensor-parallel size that does not divide the attention heads or
-    split the KV heads (the pinned release's rules, fleet.sizing.parallelism_problems), a
+    split the KV heads (the pinned release's rules, fleet.capacity.memory.parallelism_problems), a
     context longer than the model's, a quantization the checkpoint does not have, an embedding model served to
     generate."""
     spec = ctx.spec

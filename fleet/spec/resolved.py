@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fleet.capacity.memory import Arch, Sizing
 from fleet.catalog import InstanceType
-from fleet.sizing import Arch, Sizing
 from fleet.spec.stack import GpuPool, StackConfig
 from fleet.spec.team import ModelSpec
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import yaml
 
+from fleet.capacity.memory import Settings, model_catalog, size
 from fleet.catalog import InstanceType, gpu_instance_types
 from fleet.labels import GPU_MEMORY_LABEL, GPU_TAINT_KEY, GPUS_PER_NODE_LABEL
 from fleet.quantity import quantity, whole
-from fleet.sizing import Settings, model_catalog, size
 from policies.commands import float_value, int_value, model_of, runtime_value
 from policies.env import EnvVar, resolved_env, stack_env_rule
 from policies.framework import (

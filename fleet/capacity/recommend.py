@@ -2,7 +2,7 @@
 
 Every instance type of the GPU catalog × every tensor-parallel size that fits in one node, and two-stage pipelines
 across whole EFA nodes, is sized with the fit check; a size vLLM refuses for the model's attention or KV heads
-(fleet.sizing.parallelism_problems) is listed as not fitting, with the reason. A shape that fits
+(fleet.capacity.memory.parallelism_problems) is listed as not fitting, with the reason. A shape that fits
 serves `max_concurrency` sequences of `max_model_len` tokens per replica (its KV cache, capped by max_num_seqs);
 the replicas needed for the asked concurrency are packed onto whole nodes and priced on demand in the region.
 Options that fit come first, cheapest first; the others say why they fail. Pure functions: no Pulumi.
@@ -14,8 +14,8 @@ import math
 from dataclasses import asdict, dataclass
 from functools import partial
 
+from fleet.capacity.memory import Arch, Settings, default_batched_tokens, parallelism_problems, size
 from fleet.catalog import gpu_instance_types, prices
-from fleet.sizing import Arch, Settings, default_batched_tokens, parallelism_problems, size
 
 TENSOR_PARALLEL_SIZES = (1, 2, 4, 8)
 

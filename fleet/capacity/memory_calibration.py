@@ -1,4 +1,4 @@
-"""Compare fleet.sizing's predictions with the recorded vLLM startup logs (fleet/catalog/calibration.yaml)."""
+"""Compare fleet.capacity.memory's predictions with the recorded vLLM startup logs (fleet/catalog/calibration.yaml)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import statistics
 from dataclasses import dataclass, replace
 from typing import Any
 
-from fleet.catalog import CATALOG_DIR
-from fleet.sizing import (
+from fleet.capacity.memory import (
     GIB,
     PROFILES,
     Arch,
@@ -27,6 +26,7 @@ from fleet.sizing import (
     weights_gib_per_gpu,
     with_checkpoint_quantization,
 )
+from fleet.catalog import CATALOG_DIR
 from fleet.yamlsrc import safe_load
 
 
@@ -39,7 +39,7 @@ class Check:
     #                      | encoder_pass_gib (serving a step of images) | serving_room_gib (room once started)
     predicted: float
     observed: float
-    fitted: bool = True  # False: no constant of fleet/sizing.py was fitted on this record (a held-out check)
+    fitted: bool = True  # False: no constant of fleet/capacity/memory.py was fitted on this record (a held-out check)
     measured: bool = False  # a run of scripts/h200_measure.py rather than a log from a public source
 
     @property
@@ -57,7 +57,7 @@ def records() -> list[dict[str, Any]]:
 
 
 def engine_profile(record: dict[str, Any]) -> str:
-    """How the logged vLLM budgeted memory (fleet.sizing.PROFILES). A V1 record without a version is taken to
+    """How the logged vLLM budgeted memory (fleet.capacity.memory.PROFILES). A V1 record without a version is taken to
     predate 0.26 (every such source is older)."""
     return engine_profile_for(str(record.get("vllm") or "0.11"), record["engine"])
 
@@ -99,7 +99,7 @@ def started_room_gib(observed: dict[str, Any]) -> float | None:
 def checks(recs: list[dict[str, Any]] | None = None, profiles: dict[str, EngineProfile] | None = None) -> list[Check]:
     """One check per observed number: weights; KV tokens from the logged KV memory (bytes per token);
     and, where the GPU total is known, the KV cache (tokens where printed, else GiB) and the verdict.
-    `profiles`: constants to predict with instead of fleet.sizing.PROFILES (the leave-one-source-out refits)."""
+    `profiles`: constants to predict with instead of fleet.capacity.memory.PROFILES (the leave-one-source-out refits)."""
     out: list[Check] = []
     for r in records() if recs is None else recs:
         arch = record_arch(r)
@@ -150,7 +150,7 @@ def source_of(record: dict[str, Any]) -> str:
 
 
 def fit_profiles(recs: list[dict[str, Any]]) -> dict[str, EngineProfile]:
-    """The constants of fleet.sizing.PROFILES refitted on `recs` alone (where they hold the numbers to fit):
+    """The constants of fleet.capacity.memory.PROFILES refitted on `recs` alone (where they hold the numbers to fit):
     the sampler's bytes per logit before 0.26, non-torch memory at one GPU and at several, and from 0.26 the CUDA-graph
     memory per captured size and per size and layer (least squares), the fused-MoE factor and the serving reserve
     (from the room started servers left: free memory and the allocator's cached blocks, started_room_gib)."""

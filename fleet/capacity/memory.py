@@ -159,7 +159,7 @@ def engine_profile_for(version: str | None, engine: str = "v1") -> str:
 
 # The graph constants of the profiles are fitted to the H200 runs of Llama-3.1-8B (51 and 19 sizes: 0.59 and
 # 0.22 GiB) and Qwen2.5-7B (0.55 GiB); the Gemma, Qwen2.5-0.5B and Qwen3-30B-A3B runs are held out, and
-# bench/sizing_accuracy refits every constant without each source in turn (fleet.calibration.leave_one_source_out).
+# bench/sizing_accuracy refits every constant without each source in turn (fleet.capacity.memory_calibration.leave_one_source_out).
 MAX_CAPTURE_SIZE = 512
 
 
