@@ -5,7 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from fleet.labels import NONROOT_UID
+
 Manifest = dict[str, Any]
+
+
+def restricted_pod() -> dict[str, Any]:
+    """The pod securityContext of the fleet's own non-root pods (Pod Security "restricted")."""
+    return {"runAsNonRoot": True, "runAsUser": NONROOT_UID, "runAsGroup": NONROOT_UID, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def restricted_container() -> dict[str, Any]:
+    """The container securityContext that goes with restricted_pod(): no privilege escalation, no capabilities, a
+    read-only root filesystem."""
+    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True,
+            "runAsUser": NONROOT_UID, "readOnlyRootFilesystem": True}
 
 
 def meta(name: str, namespace: str | None = None, labels: dict[str, str] | None = None,

@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fleet.labels import NONROOT_UID, VLLM_PORT
-from fleet.render import Manifest, meta
+from fleet.labels import VLLM_PORT
+from fleet.render import Manifest, meta, restricted_container, restricted_pod
 from fleet.render.cache import CACHE_CLAIM, CACHE_MOUNT, HF_HOME_ON_CACHE, has_cache
 from fleet.render.smoke import served_name, smoke_pod_labels
 from fleet.spec.resolved import ResolvedModel
@@ -92,8 +92,7 @@ def benchmark_job(cfg: StackConfig, model: ResolvedModel, image: str, pts: list[
                 "serviceAccountName": model.name,
                 "automountServiceAccountToken": False,
                 "enableServiceLinks": False,
-                "securityContext": {"runAsNonRoot": True, "runAsUser": NONROOT_UID, "runAsGroup": NONROOT_UID,
-                                    "seccompProfile": {"type": "RuntimeDefault"}},
+                "securityContext": restricted_pod(),
                 "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
                             {"name": "model-cache", "persistentVolumeClaim": {"claimName": CACHE_CLAIM, "readOnly": True}}],
                 "containers": [{
@@ -105,8 +104,7 @@ def benchmark_job(cfg: StackConfig, model: ResolvedModel, image: str, pts: list[
                     "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
                                      {"name": "model-cache", "mountPath": CACHE_MOUNT, "readOnly": True}],
                     "resources": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"cpu": "4", "memory": "4Gi"}},
-                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
-                                        "runAsNonRoot": True, "runAsUser": NONROOT_UID, "readOnlyRootFilesystem": True},
+                    "securityContext": restricted_container(),
                 }],
             }},
         },

@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from fleet.labels import MANAGED_BY, NONROOT_UID, TEAM_LABEL, VLLM_PORT
-from fleet.render import Manifest, meta
+from fleet.labels import MANAGED_BY, TEAM_LABEL, VLLM_PORT
+from fleet.render import Manifest, meta, restricted_container, restricted_pod
 from fleet.render.observability import metric_name, monitor_labels
 from fleet.spec.resolved import ResolvedModel, ResolvedTeam
 from fleet.spec.stack import StackConfig
@@ -36,9 +36,6 @@ SIDECAR_RESOURCES = {"cpu": "500m", "memory": "512Mi"}
 DECODE_VLLM_PORT = 8200                                 # vLLM behind the routing sidecar in decode pods
 REQUEST_TIMEOUT = "600s"                                # long generations; the client's own timeout usually ends first
 ROUTE_RULES_MAX = 16                                    # Gateway API: at most 16 rules per HTTPRoute
-RESTRICTED = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True,
-              "runAsUser": NONROOT_UID, "readOnlyRootFilesystem": True}
-POD_SECURITY = {"runAsNonRoot": True, "runAsUser": NONROOT_UID, "runAsGroup": NONROOT_UID, "seccompProfile": {"type": "RuntimeDefault"}}
 
 # The picker watches the API server: instead of the automounted token (policy D12), its container alone mounts an
 # hour-long projected token where client-go's in-cluster config looks, with the cluster CA and its namespace.
@@ -154,7 +151,7 @@ def endpoint_picker(cfg: StackConfig, model: ResolvedModel) -> list[Manifest]:
                   {"name": "metrics", "containerPort": EPP_METRICS_PORT, "protocol": "TCP"}],
         "readinessProbe": {**probe, "initialDelaySeconds": 5}, "livenessProbe": {**probe, "initialDelaySeconds": 15, "failureThreshold": 6},
         "resources": {"requests": dict(EPP_RESOURCES), "limits": dict(EPP_RESOURCES)},
-        "securityContext": dict(RESTRICTED),
+        "securityContext": restricted_container(),
         "volumeMounts": [{"name": "config", "mountPath": "/config", "readOnly": True},
                          {"name": "api-token", "mountPath": SA_TOKEN_DIR, "readOnly": True}],
     }
@@ -172,7 +169,7 @@ def endpoint_picker(cfg: StackConfig, model: ResolvedModel) -> list[Manifest]:
                                             # a changed scheduling config rolls the picker
                                             "annotations": {"vllm-fleet.io/config-sha256": hashlib.sha256(config.encode()).hexdigest()}},
                                "spec": {"serviceAccountName": name, "automountServiceAccountToken": False, "enableServiceLinks": False,
-                                        "terminationGracePeriodSeconds": 30, "securityContext": dict(POD_SECURITY),
+                                        "terminationGracePeriodSeconds": 30, "securityContext": restricted_pod(),
                                         "containers": [container],
                                         "volumes": [{"name": "config", "configMap": {"name": name}}, API_TOKEN_VOLUME]}}}},
         {"apiVersion": "v1", "kind": "Service", "metadata": meta(name, ns, labels),
@@ -275,7 +272,7 @@ def gateway_manifests(cfg: StackConfig) -> list[Manifest]:
                      {"name": "grpc-health", "containerPort": BBR_HEALTH_PORT, "protocol": "TCP"}],
            "readinessProbe": probe, "livenessProbe": {**probe, "failureThreshold": 6},
            "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
-           "securityContext": dict(RESTRICTED),
+           "securityContext": restricted_container(),
            # the router's manager reads the in-cluster config at start: the token it needs, mounted in its container only
            "volumeMounts": [{"name": "api-token", "mountPath": SA_TOKEN_DIR, "readOnly": True}]}
     rbac = "rbac.authorization.k8s.io/v1"
@@ -297,7 +294,7 @@ def gateway_manifests(cfg: StackConfig) -> list[Manifest]:
          "spec": {"replicas": 2, "revisionHistoryLimit": 3, "selector": {"matchLabels": bbr_select},
                   "template": {"metadata": {"labels": bbr_labels},
                                "spec": {"serviceAccountName": BBR_NAME, "automountServiceAccountToken": False, "enableServiceLinks": False,
-                                        "securityContext": dict(POD_SECURITY), "containers": [bbr], "volumes": [API_TOKEN_VOLUME],
+                                        "securityContext": restricted_pod(), "containers": [bbr], "volumes": [API_TOKEN_VOLUME],
                                         "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
                                                                        "whenUnsatisfiable": "ScheduleAnyway",
                                                                        "labelSelector": {"matchLabels": bbr_select}}]}}}},

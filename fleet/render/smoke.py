@@ -15,8 +15,8 @@ import hashlib
 import json
 from typing import Any
 
-from fleet.labels import FOR_MODEL_LABEL, MANAGED_BY, NONROOT_UID, ROLE_LABEL, TEAM_LABEL, VLLM_PORT
-from fleet.render import Manifest, meta
+from fleet.labels import FOR_MODEL_LABEL, MANAGED_BY, ROLE_LABEL, TEAM_LABEL, VLLM_PORT
+from fleet.render import Manifest, meta, restricted_container, restricted_pod
 from fleet.spec.resolved import ResolvedModel
 
 SMOKE_ROLE = "smoke"
@@ -126,8 +126,7 @@ def smoke_job(model: ResolvedModel, image: str, args: list[str], api_key: tuple[
                 "serviceAccountName": model.name,
                 "automountServiceAccountToken": False,
                 "enableServiceLinks": False,
-                "securityContext": {"runAsNonRoot": True, "runAsUser": NONROOT_UID, "runAsGroup": NONROOT_UID,
-                                    "seccompProfile": {"type": "RuntimeDefault"}},
+                "securityContext": restricted_pod(),
                 "containers": [{
                     "name": "smoke",
                     "image": image,
@@ -135,8 +134,7 @@ def smoke_job(model: ResolvedModel, image: str, args: list[str], api_key: tuple[
                     "command": ["python3", "-c", SCRIPT],
                     "env": env,
                     "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
-                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
-                                        "runAsNonRoot": True, "runAsUser": NONROOT_UID, "readOnlyRootFilesystem": True},
+                    "securityContext": restricted_container(),
                 }],
             }},
         },
