@@ -226,9 +226,9 @@ def _fill(opt: SloOption, inst: InstanceType, tp: int, replicas: int, eng: Engin
                   + where)
 
 
-def model_slo_problem(m: Any) -> str | None:
-    """For a planned model (fleet.spec.resolved.ResolvedModel) with an `slo`: why its replicas at max cannot meet it
-    at peak, with the replicas that would, or None when they can (or the model's performance cannot be predicted)."""
+def planned_engine(m: Any) -> tuple[Engine, Targets] | None:
+    """A planned model's (fleet.spec.resolved.ResolvedModel) simulated replica on its pool with its engine settings,
+    and its team file's targets; None without an slo, for a replica spanning nodes, or where no engine can be modelled."""
     slo = m.spec.slo
     if slo is None or m.arch is None or m.nodes_per_replica > 1:
         return None
@@ -240,8 +240,16 @@ def model_slo_problem(m: Any) -> str | None:
                         max_num_batched_tokens=m.spec.max_num_batched_tokens, quantization=m.spec.quantization)
     except (KeyError, ValueError):
         return None
-    if eng is None:
+    return None if eng is None else (eng, t)
+
+
+def model_slo_problem(m: Any) -> str | None:
+    """For a planned model (fleet.spec.resolved.ResolvedModel) with an `slo`: why its replicas at max cannot meet it
+    at peak, with the replicas that would, or None when they can (or the model's performance cannot be predicted)."""
+    planned = planned_engine(m)
+    if planned is None:
         return None
+    eng, t = planned
     at_max = simulated(eng, t.request_rate / m.max_replicas, t)
     if _meets(at_max, t):
         return None
@@ -265,19 +273,10 @@ CURVE_FRACTIONS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 def model_slo_curve(m: Any) -> dict[str, Any] | None:
     """A planned model's targets and its predicted TTFT p95 / ITL p50 at fractions of the peak rate, spread over its
     replicas at max (for the PR chart); None without an slo or a predictable engine."""
-    slo = m.spec.slo
-    if slo is None or m.arch is None or m.nodes_per_replica > 1:
+    planned = planned_engine(m)
+    if planned is None:
         return None
-    t = Targets(slo.request_rate, slo.input_tokens, slo.output_tokens, ttft_p50_ms=slo.ttft_p50_ms, ttft_p95_ms=slo.ttft_p95_ms,
-                itl_p50_ms=slo.itl_p50_ms, itl_p95_ms=slo.itl_p95_ms, tpot_p50_ms=slo.tpot_p50_ms)
-    try:
-        eng, _ = engine(m.arch, m.instance, tp=m.spec.tensor_parallel_size or m.gpus_per_replica,
-                        max_model_len=m.spec.max_model_len, max_num_seqs=m.spec.max_num_seqs,
-                        max_num_batched_tokens=m.spec.max_num_batched_tokens, quantization=m.spec.quantization)
-    except (KeyError, ValueError):
-        return None
-    if eng is None:
-        return None
+    eng, t = planned
     points = []
     for f in CURVE_FRACTIONS:
         rate = t.request_rate * f
@@ -306,28 +305,15 @@ def mermaid_chart(name: str, slo: dict[str, Any]) -> list[str]:
     return [*lines, "```", ""]
 
 
-def _targets_of(slo: Any) -> Targets:
-    return Targets(slo.request_rate, slo.input_tokens, slo.output_tokens, ttft_p50_ms=slo.ttft_p50_ms, ttft_p95_ms=slo.ttft_p95_ms,
-                   itl_p50_ms=slo.itl_p50_ms, itl_p95_ms=slo.itl_p95_ms, tpot_p50_ms=slo.tpot_p50_ms)
-
-
 def queue_target(m: Any) -> float | None:
     """The autoscaler's target of `vllm:num_requests_waiting` per pod for a model with an slo: the queue a replica
     holds, on average, at the highest rate at which it still meets the targets (found by bisection on the
     simulation). Above it the replica is past what its SLO allows, so the autoscaler adds one. None without an slo or
     a predictable engine."""
-    slo = m.spec.slo
-    if slo is None or m.arch is None or m.nodes_per_replica > 1:
+    planned = planned_engine(m)
+    if planned is None:
         return None
-    t = _targets_of(slo)
-    try:
-        eng, _ = engine(m.arch, m.instance, tp=m.spec.tensor_parallel_size or m.gpus_per_replica,
-                        max_model_len=m.spec.max_model_len, max_num_seqs=m.spec.max_num_seqs,
-                        max_num_batched_tokens=m.spec.max_num_batched_tokens, quantization=m.spec.quantization)
-    except (KeyError, ValueError):
-        return None
-    if eng is None:
-        return None
+    eng, t = planned
     lo, hi = 0.0, t.request_rate
     while _meets(simulated(eng, hi, t), t) and hi < 1e4:
         lo, hi = hi, hi * 2
