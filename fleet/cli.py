@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from pathlib import Path
 
+from fleet.argtypes import positive_float, positive_int
 from fleet.versions import bundled_vllm_versions
 
 EXIT_OK, EXIT_FINDINGS, EXIT_CONFIG = 0, 1, 2
@@ -20,26 +20,6 @@ QUANTIZATIONS = ("fp8", "modelopt", "modelopt_fp4", "compressed-tensors", "awq",
 KV_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2")
 # The newest vLLM release whose flag table is bundled (fleet/catalog/vllm/flags-<version>.json).
 NEWEST_VLLM = bundled_vllm_versions()[-1]
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be a positive number")
-    return value
 
 
 def fraction(text: str) -> float:

@@ -35,7 +35,7 @@ def _floats(text: str) -> list[float]:
 
 
 def add_parser(sub: Any) -> None:
-    from fleet.capacity.predict import _positive_int
+    from fleet.argtypes import positive_int
 
     p = sub.add_parser("benchmark", help="a Job that runs vllm bench serve against a deployed model, or --ingest its log "
                                          "into the performance model's records",
@@ -46,8 +46,8 @@ def add_parser(sub: Any) -> None:
                                    "adds the points to fleet/catalog/perf_runs.yaml (bench/perf_accuracy scores them).")
     p.add_argument("--stack", required=True)
     p.add_argument("--model", required=True, metavar="TEAM/NAME", help="the model as the plan names it (team/model)")
-    p.add_argument("--input-tokens", type=_positive_int, default=1024)
-    p.add_argument("--output-tokens", type=_positive_int, default=256)
+    p.add_argument("--input-tokens", type=positive_int, default=1024)
+    p.add_argument("--output-tokens", type=positive_int, default=256)
     p.add_argument("--concurrency", type=_ints, default=[1, 16, 64], help="closed-loop points (default 1,16,64)")
     p.add_argument("--request-rates", type=_floats, default=[], help="Poisson points, requests per second")
     p.add_argument("--ingest", type=Path, metavar="LOG", help="read the Job's log and add its points to the records")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from dataclasses import dataclass
 from typing import Any
 
+from fleet.argtypes import positive_float, positive_int
 from fleet.capacity.calibration_data import calibrated
 from fleet.capacity.memory import Arch, Settings, default_batched_tokens, engine_profile_for, model_catalog, size
 from fleet.capacity.perf import gpu_models, model_cost
@@ -31,26 +31,6 @@ class Prediction:
     engine: Engine | None
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value} must be positive")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be a positive number")
-    return value
-
-
 def add_parser(sub: Any, vllm_version_type: Any, newest: str) -> None:
     p = sub.add_parser(
         "predict", help="predicted TTFT, ITL, TPOT and throughput of one configuration under one load",
@@ -59,17 +39,17 @@ def add_parser(sub: Any, vllm_version_type: Any, newest: str) -> None:
                     "--dataset-name random --ignore-eos` measures it. Exit 1 when the model does not fit the GPU, 2 on bad input.")
     p.add_argument("--model", required=True, help="Hugging Face id from fleet/catalog/models.yaml")
     p.add_argument("--gpu", required=True, help="instance type from fleet/catalog/gpus.yaml (p5.48xlarge, g6e.xlarge...)")
-    p.add_argument("--tp", type=_positive_int, default=1, help="tensor parallel size (default 1)")
-    p.add_argument("--max-num-seqs", type=_positive_int, default=None, help="default: vLLM's for the GPU")
-    p.add_argument("--max-num-batched-tokens", type=_positive_int, default=None, help="default: vLLM's for the GPU")
-    p.add_argument("--max-model-len", type=_positive_int, default=None, help="default: the model's context")
+    p.add_argument("--tp", type=positive_int, default=1, help="tensor parallel size (default 1)")
+    p.add_argument("--max-num-seqs", type=positive_int, default=None, help="default: vLLM's for the GPU")
+    p.add_argument("--max-num-batched-tokens", type=positive_int, default=None, help="default: vLLM's for the GPU")
+    p.add_argument("--max-model-len", type=positive_int, default=None, help="default: the model's context")
     p.add_argument("--quantization", default=None, choices=("fp8",), help="fp8 weights (default: the checkpoint's dtype)")
-    p.add_argument("--input-tokens", type=_positive_int, required=True, help="prompt tokens per request")
-    p.add_argument("--output-tokens", type=_positive_int, required=True, help="output tokens per request (ignore-eos)")
+    p.add_argument("--input-tokens", type=positive_int, required=True, help="prompt tokens per request")
+    p.add_argument("--output-tokens", type=positive_int, required=True, help="output tokens per request (ignore-eos)")
     load = p.add_mutually_exclusive_group(required=True)
-    load.add_argument("--concurrency", type=_positive_int, help="closed loop: requests in flight (--max-concurrency)")
-    load.add_argument("--request-rate", type=_positive_float, help="open loop: Poisson arrivals, requests per second")
-    p.add_argument("--num-prompts", type=_positive_int, default=BENCH_DEFAULT_PROMPTS,
+    load.add_argument("--concurrency", type=positive_int, help="closed loop: requests in flight (--max-concurrency)")
+    load.add_argument("--request-rate", type=positive_float, help="open loop: Poisson arrivals, requests per second")
+    p.add_argument("--num-prompts", type=positive_int, default=BENCH_DEFAULT_PROMPTS,
                    help=f"requests in the run (default {BENCH_DEFAULT_PROMPTS}, as vllm bench serve)")
     p.add_argument("--vllm-version", type=vllm_version_type, default=None, help=f"default: the newest bundled ({newest})")
     p.add_argument("--json", action="store_true", help="print JSON: ttft_ms {p50,p95,p99}, itl_ms {p50,p95}, tpot_ms {p50}, "

@@ -7,8 +7,8 @@ import json
 import sys
 from typing import Any
 
+from fleet.argtypes import positive_float, positive_int
 from fleet.capacity.memory import Arch
-from fleet.capacity.predict import _positive_float, _positive_int
 from fleet.capacity.slo import SloOption, Targets, recommend_slo
 
 TARGETS = ("ttft_p50_ms", "ttft_p95_ms", "itl_p50_ms", "itl_p95_ms", "tpot_p50_ms")
@@ -17,11 +17,11 @@ TARGETS = ("ttft_p50_ms", "ttft_p95_ms", "itl_p50_ms", "itl_p95_ms", "tpot_p50_m
 def add_slo_arguments(rec: argparse.ArgumentParser) -> None:
     g = rec.add_argument_group("SLO mode", "a peak load and latency targets instead of --concurrency: the replicas each shape "
                                            "needs to meet them at peak, from the calibrated performance model")
-    g.add_argument("--request-rate", type=_positive_float, help="peak requests per second, all replicas together")
-    g.add_argument("--input-tokens", type=_positive_int, help="prompt tokens per request (mean)")
-    g.add_argument("--output-tokens", type=_positive_int, help="output tokens per request (mean)")
+    g.add_argument("--request-rate", type=positive_float, help="peak requests per second, all replicas together")
+    g.add_argument("--input-tokens", type=positive_int, help="prompt tokens per request (mean)")
+    g.add_argument("--output-tokens", type=positive_int, help="output tokens per request (mean)")
     for name in TARGETS:
-        g.add_argument(f"--{name.replace('_', '-')}", type=_positive_float, default=None,
+        g.add_argument(f"--{name.replace('_', '-')}", type=positive_float, default=None,
                        help=f"target: {name.removesuffix('_ms').replace('_', ' ').upper()} in milliseconds")
     g.add_argument("--plot", metavar="FILE.png", default=None, help="draw latency against request rate per candidate, the SLO line drawn")
 
