@@ -276,6 +276,8 @@ def other_cases(prod: dict[str, Captured]) -> list[Case]:
     NP, NC = "kubernetes:karpenter.sh/v1:NodePool", "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"
     lt = prod["pool-h100-lt"].inputs
     ng = prod["pool-h100-ng"].inputs
+    # the prod L4 pool as a Bottlerocket NVIDIA group: its AMI advertises the GPUs itself (no device plugin needed)
+    l4_bottlerocket = mutated(prod["pool-l4-ng"].inputs, lambda p: p.update(amiType="BOTTLEROCKET_x86_64_NVIDIA"))
     ns_labels = {"vllm-fleet.io/team": "t", "pod-security.kubernetes.io/enforce": "restricted"}
     deny = r("kubernetes:networking.k8s.io/v1:NetworkPolicy", {"metadata": {"name": "default-deny", "namespace": "t"},
              "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}}, "deny")
@@ -391,21 +393,21 @@ def other_cases(prod: dict[str, Captured]) -> list[Case]:
         Case("D19 NetworkPolicies nobody enforces", [deny], {("D19", "1 NetworkPolicies are rendered but the vpc-cni add-on does not "
              "turn its network policy agent on: the VPC CNI ignores them, every pod can reach every other")}),
         Case("D19 compliant", [deny, vpc_cni], set(), exercises={"D19"}),
-        Case("E12 pool too small", [r("aws:eks/nodeGroup:NodeGroup", prod["pool-l4-ng"].inputs, "ng"), QUOTA,
+        Case("E12 pool too small", [r("aws:eks/nodeGroup:NodeGroup", l4_bottlerocket, "ng"), QUOTA,
                                     r("kubernetes:apps/v1:Deployment", mutated(deployment.inputs, lambda p: p["spec"].update(replicas=20)), "d")],
              {("E12", "pool l4: its models need up to 20 GPUs at max replicas plus 8 spare for rollouts, but it holds at most 16 "
                       "(16 nodes × 1)")}, {"G5", "E15"}),
-        Case("E12 compliant", [r("aws:eks/nodeGroup:NodeGroup", prod["pool-l4-ng"].inputs, "ng"), QUOTA, deployment], set(),
+        Case("E12 compliant", [r("aws:eks/nodeGroup:NodeGroup", l4_bottlerocket, "ng"), QUOTA, deployment], set(),
              exercises={"E12", "E13"}),
         # today's bundled prod l4 pool: min replicas need 4 one-GPU nodes, nothing grows the group past desired_size 2
         Case("E15 min replicas beyond desired_size without an autoscaler", [
-            r("aws:eks/nodeGroup:NodeGroup", prod["pool-l4-ng"].inputs, "ng"), QUOTA,
+            r("aws:eks/nodeGroup:NodeGroup", l4_bottlerocket, "ng"), QUOTA,
             r("kubernetes:apps/v1:Deployment", mutated(deployment.inputs, lambda p: p["spec"].update(replicas=4)), "d")],
              {("E15", "pool l4: the models' minimum replicas need 4 GPUs on 4 node(s) of 1 when `pulumi up` waits for them, but the "
                       "pool has 2 (desired_size: no node autoscaler of the stack discovers this group) — their pods stay Pending and "
                       "the update times out")}, {"G5", "G7"}),
         Case("E15 compliant: the stack's Cluster Autoscaler discovers the group", [
-            r("aws:eks/nodeGroup:NodeGroup", prod["pool-l4-ng"].inputs, "ng"), QUOTA,
+            r("aws:eks/nodeGroup:NodeGroup", l4_bottlerocket, "ng"), QUOTA,
             r("kubernetes:apps/v1:Deployment", mutated(deployment.inputs, lambda p: p["spec"].update(replicas=4)), "d"),
             r("kubernetes:apps/v1:Deployment", prod["deployment-cluster-autoscaler-cluster-autoscaler"].inputs, "ca")],
              set(), {"G5", "G7"}, exercises={"E15"}),

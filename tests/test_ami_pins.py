@@ -39,14 +39,26 @@ def test_the_karpenter_alias_is_the_pinned_release_or_latest() -> None:
 def test_managed_node_groups_get_the_release_and_karpenter_pools_the_alias(project: Path) -> None:
     prod = {c.name: c for c in capture(load("prod", ROOT))}
     assert prod["pool-h100-ng"].inputs["releaseVersion"] == AL2023 and prod["pool-l40s-ng"].inputs["releaseVersion"] == AL2023
-    assert "releaseVersion" not in prod["pool-l4-ng"].inputs        # not pinned: the latest when the group is created
+    assert prod["pool-l4-ng"].inputs["releaseVersion"] == AL2023
     karpenter_l40s(project)
     edit(project / "stacks" / "Pulumi.dev.yaml", "    - name: l40s\n", f"    - name: l40s\n      ami_version: {AL2023}\n")
     dev = {c.name: c for c in capture(load("dev", project))}
     assert dev["ec2nodeclass-l40s"].inputs["spec"]["amiSelectorTerms"] == [{"alias": "al2023@v20260714"}]
 
 
+def bottlerocket_l4(project: Path) -> None:
+    """The prod stack's L4 pool on Bottlerocket, unpinned (the bundled stack pins every pool to AL2023)."""
+    edit(project / "stacks" / "Pulumi.prod.yaml", f"    - name: l4\n      ami_version: {AL2023}\n", "    - name: l4\n      ami_family: bottlerocket\n")
+
+
+def test_every_bundled_prod_pool_pins_its_ami(capsys) -> None:
+    code, _, err = run(["--root", str(ROOT), "validate", "--stack", "prod"], capsys)
+    assert code == 0 and "does not pin its AMI" not in err
+    assert all(p.ami_version for p in load("prod", ROOT).config.gpu_pools)
+
+
 def test_prod_warns_about_an_unpinned_pool_and_an_al2023_release_must_match_kubernetes(project: Path, capsys) -> None:
+    bottlerocket_l4(project)
     code, _, err = run(["--root", str(project), "validate", "--stack", "prod"], capsys)
     assert code == 0
     assert "config.vllm-fleet:gpu_pools[2]: prod pool 'l4' does not pin its AMI" in err and "`vllm-fleet upgrade ami-bottlerocket VERSION" in err
@@ -58,6 +70,7 @@ def test_prod_warns_about_an_unpinned_pool_and_an_al2023_release_must_match_kube
 
 
 def test_upgrade_pins_every_pool_of_the_family_in_place(project: Path, capsys) -> None:
+    bottlerocket_l4(project)
     path = project / "stacks" / "Pulumi.prod.yaml"
     before = path.read_text()
     code, out, _ = run(["--root", str(project), "upgrade", "ami-bottlerocket", "1.46.0-431fe75a", "--stack", "prod"], capsys)
@@ -69,6 +82,8 @@ def test_upgrade_pins_every_pool_of_the_family_in_place(project: Path, capsys) -
     code, out, _ = run(["--root", str(project), "upgrade", "ami-al2023", "1.33.14-20260801", "--stack", "prod", "--dry-run"], capsys)
     assert code == 0 and "pool h100 (stacks/Pulumi.prod.yaml:" in out and f"{AL2023} → 1.33.14-20260801" in out and "wrote" not in out
     assert "ami_version: 1.46.0-431fe75a" in path.read_text() and "1.33.14" not in path.read_text()
+    l4 = {c.name: c for c in capture(load("prod", project))}["pool-l4-ng"].inputs
+    assert l4["amiType"] == "BOTTLEROCKET_x86_64_NVIDIA" and l4["releaseVersion"] == "1.46.0-431fe75a"
 
 
 @pytest.mark.parametrize("argv, problem", [

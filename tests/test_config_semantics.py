@@ -39,7 +39,7 @@ CASES = {
         PROD, "subnet_ids: [subnet-0a9e7c1b2c3d40011]\n    - name: l40s", "subnet_ids: [subnet-x]\n    - name: l40s", "prod",
         "config.vllm-fleet:gpu_pools[0].subnet_ids[0]: 'subnet-x'", "should match pattern"),
     "a pool label key Kubernetes refuses": (
-        PROD, "      ami_family: bottlerocket\n", "      ami_family: bottlerocket\n      labels: {'bad key!': x}\n", "prod",
+        PROD, "      max_size: 16\n", "      max_size: 16\n      labels: {'bad key!': x}\n", "prod",
         "config.vllm-fleet:gpu_pools[2].labels", "bad key!"),
     "prod images by tag only": (
         PROD, VLLM, VLLM + "    allow_tag_only: true\n", "prod",

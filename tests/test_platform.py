@@ -50,7 +50,7 @@ def test_node_groups_take_ami_capacity_labels_taint_and_scaling_from_the_pools(p
                               "vllm-fleet.io/gpu-memory-gib": "80", "vllm-fleet.io/gpus-per-node": "8"}
     assert prod["pool-h100-ng"].ignore_changes == ["scalingConfig.desiredSize"]
     l4 = prod["pool-l4-ng"].inputs
-    assert l4["amiType"] == "BOTTLEROCKET_x86_64_NVIDIA" and l4["capacityType"] == "ON_DEMAND"
+    assert l4["amiType"] == "AL2023_x86_64_NVIDIA" and l4["capacityType"] == "ON_DEMAND"
     assert l4["scalingConfig"]["desiredSize"] == 2  # defaults to min_size
 
 
@@ -69,11 +69,27 @@ def test_launch_templates_enforce_imdsv2_private_encrypted_and_efa(prod) -> None
     self_only = {"protocol": "-1", "fromPort": 0, "toPort": 0, "self": True, "description": "EFA: all traffic within the group"}
     assert efa_sg.inputs["ingress"] == [self_only] and efa_sg.inputs["egress"] == [self_only]
     l4 = prod["pool-l4-lt"].inputs
-    assert l4["blockDeviceMappings"][0]["deviceName"] == "/dev/xvdb"  # Bottlerocket's data volume
+    assert l4["blockDeviceMappings"][0]["deviceName"] == "/dev/xvda"  # AL2023's root volume
     assert l4["networkInterfaces"] == [{"deviceIndex": 0, "associatePublicIpAddress": "false", "deleteOnTermination": "true",
                                         "securityGroups": ["sg-0cluster"]}]
     assert "instanceMarketOptions" not in l4 and "instanceType" not in l4
     assert "pool-l4-efa-sg" not in prod
+
+
+def test_a_bottlerocket_pool_gets_its_ami_type_and_its_data_volume(project: Path) -> None:
+    edit(project / "stacks" / "Pulumi.prod.yaml", "    - name: l4\n      ami_version: 1.33.13-20260714\n",
+         "    - name: l4\n      ami_family: bottlerocket\n")
+    prod = {c.name: c for c in capture(load("prod", project))}
+    assert prod["pool-l4-ng"].inputs["amiType"] == "BOTTLEROCKET_x86_64_NVIDIA"
+    assert prod["pool-l4-lt"].inputs["blockDeviceMappings"][0]["deviceName"] == "/dev/xvdb"  # Bottlerocket's data volume
+    assert prod["pool-l4-ng"].inputs["capacityType"] == "ON_DEMAND"
+    # its AMI runs the device plugin itself: the stack's DaemonSet stays off it, DCGM does not
+    def pools(name: str) -> list[str]:
+        spec = prod[name].inputs["spec"]["template"]["spec"]
+        return spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0][
+            "matchExpressions"][0]["values"]
+    assert pools("daemonset-gpu-system-nvidia-device-plugin") == ["h100", "l40s"]
+    assert pools("daemonset-gpu-system-dcgm-exporter") == ["h100", "l4", "l40s"]
 
 
 def test_capacity_blocks_follow_the_aws_procedure(prod, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,7 +142,7 @@ def test_device_plugin_only_on_pools_whose_ami_lacks_it_and_dcgm_everywhere(prod
             "matchExpressions"][0]["values"]
 
     plugin = prod["daemonset-gpu-system-nvidia-device-plugin"].inputs
-    assert pools("daemonset-gpu-system-nvidia-device-plugin") == ["h100", "l40s"]  # l4 is Bottlerocket
+    assert pools("daemonset-gpu-system-nvidia-device-plugin") == ["h100", "l4", "l40s"]  # every pool is AL2023
     pod = plugin["spec"]["template"]["spec"]
     assert pod["priorityClassName"] == "system-node-critical"
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
