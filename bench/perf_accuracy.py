@@ -50,6 +50,23 @@ def main() -> int:
           f"TPOT p50 {f(m['tpot_p50'])}, throughput {f(m['throughput'])}")
     print(f"held-out runs: TTFT p50 {f(h['ttft_p50'])}, TTFT p95 {f(h['ttft_p95'])}, ITL p50 {f(h['itl_p50'])}, "
           f"throughput {f(h['throughput'])}; their step grids {f(result['held_out_grid_median_pct'])}")
+    from fleet.capacity.memory import model_catalog
+    from fleet.capacity.simulate import percentile
+
+    def medians(rows: list[dict]) -> str:
+        parts = []
+        for key, label in (("ttft_p50", "TTFT p50"), ("ttft_p95", "TTFT p95"), ("itl_p50", "ITL p50"), ("throughput", "throughput")):
+            errs = [abs(r[key][1] / r[key][0] - 1) for r in rows if key in r and r[key][0] > 0]
+            parts.append(f"{label} {f(percentile(errs, 50) * 100 if errs else None)}")
+        return ", ".join(parts)
+
+    # where it is worse: the two kinds of load, and the MoE runs (fitted: there is one MoE measured)
+    held_rows = [r for r in result["rows"] if r["held_out"]]
+    print(f"held out, closed loop (--max-concurrency): {medians([r for r in held_rows if r['load'].startswith('c=')])}")
+    print(f"held out, Poisson (--request-rate): {medians([r for r in held_rows if r['load'].startswith('r=')])}")
+    moe = {r.name for r in runs() if model_catalog()[r.model].experts}
+    if moe:
+        print(f"MoE runs ({', '.join(sorted(moe))}, fitted): {medians([r for r in result['rows'] if r['run'] in moe])}")
     print(f"verdicts (TTFT p95 x ITL p50 targets): held out {f(result['held_out_verdicts_right_pct'])} right of "
           f"{result['held_out_verdicts']}; all points {f(result['verdicts_right_pct'])} of {result['verdicts']}")
     goals = {"TTFT p50": (h["ttft_p50"], 10), "ITL p50": (h["itl_p50"], 10), "throughput": (h["throughput"], 10),

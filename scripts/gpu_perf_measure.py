@@ -70,6 +70,9 @@ CONFIGS: dict[str, tuple[str, dict, dict]] = {
     "perf-qwen3moe": ("Qwen/Qwen3-30B-A3B", {**BASE, "gpu_memory_utilization": 0.92}, SWEEP),
     "perf-gemma2b": ("google/gemma-2b", BASE, SWEEP),
     "perf-llama8b-fp8": ("meta-llama/Llama-3.1-8B-Instruct", {**BASE, "quantization": "fp8"}, SWEEP),
+    # only the TTFT probe (below): where a streamed benchmark's first token spends the time a bare prefill does not
+    "probe-qwen05b": ("Qwen/Qwen2.5-0.5B-Instruct", BASE, {**SWEEP, "probe_only": True}),
+    "probe-gemma2b": ("google/gemma-2b", BASE, {**SWEEP, "probe_only": True}),
     "perf-llama8b-short": ("meta-llama/Llama-3.1-8B-Instruct", BASE,
                            {"input_len": 256, "output_len": 512, "concurrency": [8, 128], "rate_fractions": [0.5, 0.85]}),
 }
@@ -126,7 +129,7 @@ def wait_ready(proc: subprocess.Popen, port: int, limit_s: float) -> float:
     raise RuntimeError(f"server not ready in {limit_s:.0f} s")
 
 
-async def _one(session, url: str, prompt: list[int], max_tokens: int, stream: bool) -> list[float]:
+async def _one(session, url: str, prompt: list[int] | str, max_tokens: int, stream: bool) -> list[float]:
     """Send one completion; the arrival times of its tokens (one entry when not streamed)."""
     body = {"model": "m", "prompt": prompt, "max_tokens": max_tokens, "temperature": 0.0, "ignore_eos": True,
             "stream": stream}
@@ -144,6 +147,28 @@ async def _one(session, url: str, prompt: list[int], max_tokens: int, stream: bo
                 if chunk.get("choices") and chunk["choices"][0].get("text") is not None:
                     times.append(time.perf_counter())
     return times
+
+
+async def ttft_probe(port: int, vocab: int, plen: int = 1024, repeats: int = 5) -> dict:
+    """One request at a time, four ways: token ids or text, streamed or not (max_tokens 1 and 8). The step grid sends
+    ids without streaming; `vllm bench serve` sends text and streams; the runs of 2026-12-07 showed the benchmark's
+    TTFT at concurrency 1 7-43 ms above the grid's prefill of the same length, more on the Qwen models. Medians, ms."""
+    import aiohttp
+    url = f"http://127.0.0.1:{port}/v1/completions"
+    rng = random.Random(2)
+    out: dict = {"prompt_tokens": plen}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as s:
+        for kind in ("ids", "text"):
+            for stream, max_tokens in ((False, 1), (True, 1), (True, 8)):
+                firsts = []
+                for _ in range(repeats):
+                    ids = [rng.randrange(vocab - 1) for _ in range(plen)]
+                    prompt = ids if kind == "ids" else " ".join(standin_tokenizer.word(i) for i in ids)
+                    t0 = time.perf_counter()
+                    times = await _one(s, url, prompt, max_tokens, stream)
+                    firsts.append(times[0] - t0)
+                out[f"{kind}_{'stream' if stream else 'plain'}_{max_tokens}"] = round(statistics.median(firsts) * 1000, 2)
+    return out
 
 
 async def step_grid(port: int, vocab: int, kv_tokens: int | None, max_len: int) -> dict:
@@ -270,6 +295,11 @@ def measure(name: str, out_dir: Path, deadline: float) -> dict:
         try:
             result["ready_s"] = round(wait_ready(proc, port, min(420, deadline - time.monotonic())), 1)
             result.update(parse_log(Path(logf.name).read_text(errors="replace")))
+            result["ttft_probe"] = asyncio.run(ttft_probe(port, vocab))
+            print(name, "ttft probe", result["ttft_probe"], flush=True)
+            if sweep.get("probe_only"):
+                result["bench"] = [bench(port, d, {**sweep, "output_len": 16}, 1, None, seed=100)]
+                return result
             t0 = time.monotonic()
             result["grid"] = asyncio.run(step_grid(port, vocab, result.get("kv_cache_tokens"), settings["max_model_len"]))
             result["grid_s"] = round(time.monotonic() - t0, 1)

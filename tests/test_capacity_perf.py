@@ -70,6 +70,44 @@ def test_simulation_single_stream_is_one_prefill_then_steps() -> None:
     assert o.output_tokens == 3 * 64 and o.preemptions == 0
 
 
+def test_scheduling_is_asynchronous_a_request_arriving_mid_step_waits_for_the_step_after() -> None:
+    # one long stream decodes; a second request reaches the scheduler halfway through a step: the next step was
+    # planned when this one started, so its prefill runs in the step after that (vLLM's async scheduling)
+    eng = _engine()
+    decode = eng.cost.step_seconds(1, 1024 + 200)
+    o = simulate(eng, Load(1024, 400, request_rate=1.0, num_prompts=2, seed=3))
+    prefill_with_decode = eng.cost.step_seconds(1, 1024 + 200, 1024, 1024 * 512, 1024, sampled=2)
+    second = max(o.ttft_s)
+    # its TTFT holds the rest of the running step, one whole decode step and its own step: more than one step's wait
+    assert second > prefill_with_decode + decode + eng.cost.constants.http_s - 1e-9
+    assert second < prefill_with_decode + 2 * decode + eng.cost.constants.http_s + 1e-6
+
+
+def test_a_moe_s_routed_experts_run_at_their_own_efficiency() -> None:
+    arch = model_catalog()["Qwen/Qwen3-30B-A3B"]
+    s = Settings(gpu_memory_gib=80, gpus_per_node=1, max_model_len=4096, gpu_model="H100")
+    fast = model_cost(arch, s, gpu_models()["H100"], StepConstants(e_compute=0.6, e_expert=0.6))
+    slow = model_cost(arch, s, gpu_models()["H100"], StepConstants(e_compute=0.6, e_expert=0.15))
+    unset = model_cost(arch, s, gpu_models()["H100"], StepConstants(e_compute=0.6, e_expert=0.0))
+    prefill = (0, 0, 8192, 8192 * 4096, 8192, 1)
+    assert 0 < slow.expert_flops_per_token < slow.linear_flops_per_token
+    assert slow.step_seconds(*prefill) > 2 * fast.step_seconds(*prefill)   # a compute-bound chunk pays for it
+    assert unset.step_seconds(*prefill) == pytest.approx(fast.step_seconds(*prefill))   # 0: as dense GEMMs
+    # a dense model has no routed experts: e_expert changes nothing
+    dense = model_catalog()[LLAMA]
+    a = model_cost(dense, s, gpu_models()["H100"], StepConstants(e_expert=0.1))
+    b = model_cost(dense, s, gpu_models()["H100"], StepConstants(e_expert=0.9))
+    assert a.expert_flops_per_token == 0 and a.step_seconds(*prefill) == b.step_seconds(*prefill)
+
+
+def test_the_expert_efficiency_is_fitted_only_where_a_moe_was_measured() -> None:
+    from fleet.capacity.calibrate import fitted_names, runs
+    measured = list(runs())
+    dense = [r for r in measured if not model_catalog()[r.model].experts]
+    assert "e_expert" not in fitted_names(dense)
+    assert "e_expert" in fitted_names(measured)       # the catalog holds a measured MoE (Qwen3-30B-A3B)
+
+
 def test_simulation_load_raises_latency_and_throughput() -> None:
     eng = _engine()
     low = simulate(eng, Load(1024, 128, request_rate=2, num_prompts=60))

@@ -27,9 +27,26 @@ def test_held_out_accuracy_stays_where_it_was_measured() -> None:
     # bench/perf_accuracy prints these; the gate keeps a change of the model from losing what the runs showed
     result = accuracy(fitted_constants())
     h = result["held_out_median_pct"]
-    assert result["held_out_points"] >= 7
-    assert h["itl_p50"] <= 12 and h["throughput"] <= 10 and h["ttft_p95"] <= 25
+    # two dense models held out (Gemma 2B, Qwen2.5-3B): 14 points; TTFT is where the model is short (docs/performance.md)
+    assert result["held_out_points"] >= 14
+    assert h["itl_p50"] <= 12 and h["throughput"] <= 5 and h["ttft_p95"] <= 35 and h["ttft_p50"] <= 30
+    assert result["held_out_grid_median_pct"] <= 12
     assert result["held_out_verdicts_right_pct"] >= 90
+
+
+def test_p_meet_spreads_each_metric_by_its_held_out_error() -> None:
+    from fleet.capacity import calibrate, calibration_data
+    from fleet.capacity.slo import DEFAULT_SIGMA, Targets, _p_meet, sigmas
+    # the shipped spread is the held-out runs' RMS log error under the shipped constants, not a number typed in
+    shipped = calibration_data.held_out_sigma()
+    # (the file's constants are rounded to six digits, so the third decimal may move)
+    assert shipped == pytest.approx(calibrate.held_out_sigma(accuracy(fitted_constants())), abs=0.005)
+    assert set(shipped) == {"ttft_p50_ms", "ttft_p95_ms", "itl_p50_ms", "itl_p95_ms", "tpot_p50_ms"}
+    assert sigmas() == shipped and sigmas(DEFAULT_SIGMA) == dict.fromkeys(shipped, DEFAULT_SIGMA)
+    t = Targets(request_rate=1, input_tokens=1024, output_tokens=256, ttft_p95_ms=500)
+    # a prediction on the target is a coin toss; 20 % under it is likelier met the tighter the model's error
+    assert _p_meet({"ttft_p95_ms": 500}, t, None) == pytest.approx(0.5)
+    assert _p_meet({"ttft_p95_ms": 400}, t, 0.1) > _p_meet({"ttft_p95_ms": 400}, t, None) > 0.5
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

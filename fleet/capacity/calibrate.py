@@ -24,7 +24,7 @@ from fleet.yamlsrc import safe_load
 
 PERF_RUNS = CATALOG_DIR / "perf_runs.yaml"
 FITTED = ("e_compute", "e_weights", "e_kv", "fixed_s", "per_layer_s", "per_token_layer_s", "http_s")
-SCALE = {"e_compute": 1.0, "e_weights": 1.0, "e_kv": 1.0, "fixed_s": 1e-3, "per_layer_s": 1e-5, "per_token_layer_s": 1e-8,
+SCALE = {"e_compute": 1.0, "e_weights": 1.0, "e_kv": 1.0, "e_expert": 1.0, "fixed_s": 1e-3, "per_layer_s": 1e-5, "per_token_layer_s": 1e-8,
          "http_s": 1e-3}
 
 
@@ -89,10 +89,20 @@ def grid_points(run: Run, constants: StepConstants) -> list[tuple[str, float, fl
     return out
 
 
+def fitted_names(runs_: list[Run]) -> tuple[str, ...]:
+    """The constants a set of runs can fix: the routed experts' efficiency only where a MoE was measured."""
+    catalog = model_catalog()
+    moe = any(catalog[r.model].experts for r in runs_)
+    return (*FITTED, "e_expert") if moe else FITTED
+
+
 def _objective(runs_: list[Run], base: StepConstants):
+    names = fitted_names(runs_)
+
     def f(x: list[float]) -> float:
-        values = {name: x[i] * SCALE[name] for i, name in enumerate(FITTED)}
-        if any(v <= 0 for v in values.values()) or any(values[k] > 1.0 for k in ("e_compute", "e_weights", "e_kv")):
+        values = {name: x[i] * SCALE[name] for i, name in enumerate(names)}
+        if any(v <= 0 for v in values.values()) or any(values[k] > 1.0 for k in ("e_compute", "e_weights", "e_kv", "e_expert")
+                                                        if k in values):
             return 1e9
         c = replace(base, **cast(dict[str, Any], values))
         err = 0.0
@@ -139,16 +149,20 @@ def fit(gpu_model: str, runs_: list[Run] | None = None) -> StepConstants:
     chosen = [r for r in (runs_ if runs_ is not None else runs()) if r.gpu_model == gpu_model and not r.held_out]
     if not chosen:
         raise ValueError(f"no runs on {gpu_model} to fit")
-    base = StepConstants()
-    x0 = [getattr(base, name) / SCALE[name] for name in FITTED]
+    base = StepConstants(e_expert=StepConstants().e_compute)
+    names = fitted_names(chosen)
+    x0 = [getattr(base, name) / SCALE[name] for name in names]
     best = nelder_mead(_objective(chosen, base), x0)
     best = nelder_mead(_objective(chosen, base), best, step=0.1)
-    values = {name: best[i] * SCALE[name] for i, name in enumerate(FITTED)}
+    values = {name: best[i] * SCALE[name] for i, name in enumerate(names)}
+    if "e_expert" not in names:
+        values["e_expert"] = 0.0     # no MoE measured: experts run as dense GEMMs do
     return replace(base, **cast(dict[str, Any], values), source=f"fitted on the step grids of {', '.join(r.name for r in chosen)}")
 
 
 BENCH_METRICS = {"ttft_p50": ("median_ttft_ms", "ttft_s", 50), "ttft_p95": ("p95_ttft_ms", "ttft_s", 95),
-                 "itl_p50": ("median_itl_ms", "itl_s", 50), "tpot_p50": ("median_tpot_ms", "tpot_s", 50)}
+                 "itl_p50": ("median_itl_ms", "itl_s", 50), "itl_p95": ("p95_itl_ms", "itl_s", 95),
+                 "tpot_p50": ("median_tpot_ms", "tpot_s", 50)}
 
 
 def bench_errors(run: Run, constants: StepConstants) -> list[dict[str, Any]]:
@@ -221,6 +235,18 @@ def accuracy(constants_by_gpu: dict[str, StepConstants], runs_: list[Run] | None
         "held_out_verdicts": verdicts(held)[0], "held_out_verdicts_right_pct": _pct(*verdicts(held)),
         "rows": rows,
     }
+
+
+def held_out_sigma(result: dict[str, Any]) -> dict[str, float]:
+    """Per metric, the root-mean-square log error of the held-out points (bias included): the spread `recommend`'s
+    P(meet) assumes around a prediction. Keys as the targets name them."""
+    out: dict[str, float] = {}
+    for key in ("ttft_p50", "ttft_p95", "itl_p50", "itl_p95", "tpot_p50"):
+        logs = [math.log(r[key][1] / r[key][0]) for r in result["rows"]
+                if r["held_out"] and key in r and r[key][0] > 0 and r[key][1] > 0]
+        if logs:
+            out[f"{key}_ms"] = round(math.sqrt(sum(x * x for x in logs) / len(logs)), 3)
+    return out
 
 
 FRONTEND = ("frontend_request_s", "frontend_input_token_s", "frontend_output_token_s")

@@ -20,6 +20,16 @@ def fitted_constants() -> dict[str, StepConstants]:
     return {gpu: StepConstants(**{**values, "source": values.get("source", "")}) for gpu, values in (doc.get("fits") or {}).items()}
 
 
+@lru_cache(maxsize=1)
+def held_out_sigma() -> dict[str, float]:
+    """The model's error on held-out runs per target metric (scripts/perf_fit.py writes it beside the constants)."""
+    if not PERF_CALIBRATION.exists():
+        return {}
+    with open(PERF_CALIBRATION, encoding="utf-8") as fh:
+        doc = safe_load(fh) or {}
+    return {k: float(v) for k, v in (doc.get("held_out_sigma") or {}).items()}
+
+
 def calibrated(gpu_model: str) -> tuple[StepConstants, str]:
     """The fitted constants for a board, or those of the nearest measured board, and which board they come from."""
     table = fitted_constants()

@@ -5,10 +5,14 @@ chunks' prompt tokens. Per GPU (tensor parallel shares split the work):
 
     compute  = 2 · active linear parameters · tokens + 4 · layers · query width · Σ attended context per token
                + 2 · hidden · vocabulary · sampled tokens                               (FLOPs / TP)
+               of which a MoE's routed experts (2 · active expert parameters · tokens) run at their own efficiency:
+               vLLM's fused MoE kernel reaches far less of the peak than a dense GEMM (without a tuned config for
+               the board it says "Using default MoE config. Performance might be sub-optimal!")
     memory   = weight bytes (a MoE's routed experts only as far as this step's tokens touch them)
                + KV bytes read (each decoding request its context, each chunk its context and itself)
     step     = fixed + per layer · layers + per token-layer · tokens · layers
-               + max(compute / (peak FLOP/s · e_compute), weights / (bandwidth · e_weights) + KV / (bandwidth · e_kv))
+               + max(dense compute / (peak FLOP/s · e_compute) + expert compute / (peak FLOP/s · e_expert),
+                     weights / (bandwidth · e_weights) + KV / (bandwidth · e_kv))
                + TP all-reduces (2 per layer: message / link bandwidth + a latency each)
 
 The peaks come from the board's datasheet (fleet/catalog/gpus.yaml `gpu_models`); the efficiencies and overheads are
@@ -54,6 +58,7 @@ class StepConstants:
     e_compute: float = 0.55
     e_weights: float = 0.80
     e_kv: float = 0.55
+    e_expert: float = 0.0                 # routed experts' share of the compute peak; 0: as e_compute (fitted on MoE runs only)
     fixed_s: float = 1.5e-3
     per_layer_s: float = 2.0e-5
     per_token_layer_s: float = 2.0e-8
@@ -75,7 +80,8 @@ class ModelCost:
     expert_weight_bytes: float       # per GPU: routed experts, read as far as touched
     experts: int
     experts_per_token: int
-    linear_flops_per_token: float    # per GPU
+    linear_flops_per_token: float    # per GPU, routed experts included
+    expert_flops_per_token: float    # per GPU: the routed experts' part of linear_flops_per_token
     attn_flops_per_ctx_token: float  # per GPU: 4 · layers · heads · head_dim / TP
     lm_head_flops: float             # per GPU, per sampled token
     kv_bytes_per_token: float        # per GPU, all layers
@@ -96,15 +102,16 @@ class ModelCost:
         if tokens <= 0:
             return 0.0
         sampled = decode if sampled is None else sampled
+        expert_flops = self.expert_flops_per_token * tokens
         flops = (self.linear_flops_per_token * tokens + self.attn_flops_per_ctx_token * (decode_ctx + prefill_attn)
-                 + self.lm_head_flops * sampled)
+                 + self.lm_head_flops * sampled) - expert_flops
         if self.experts and self.experts_per_token:
             touched = 1.0 - (1.0 - self.experts_per_token / self.experts) ** tokens
         else:
             touched = 0.0
         weights = self.dense_weight_bytes + self.expert_weight_bytes * touched
         kv = self.kv_bytes_per_token * (decode_ctx + prefill_kv)
-        t_compute = flops / (self.peak_flops * c.e_compute)
+        t_compute = flops / (self.peak_flops * c.e_compute) + expert_flops / (self.peak_flops * (c.e_expert or c.e_compute))
         t_memory = weights / (self.bandwidth * c.e_weights) + kv / (self.bandwidth * c.e_kv)
         t = c.fixed_s + c.per_layer_s * self.layers + c.per_token_layer_s * tokens * self.layers + max(t_compute, t_memory)
         if self.tp > 1:
@@ -119,6 +126,8 @@ def model_cost(arch: Arch, s: Settings, gpu: GpuModel, constants: StepConstants 
     experts = expert_fraction(arch)
     active_b = arch.active_params_b or arch.params_b
     linear_b = max(active_b - arch.embedding_params_b, active_b * 0.1)
+    # active routed-expert parameters: k/E of the experts' share of all parameters
+    expert_b = arch.params_b * experts * (arch.experts_per_token or 0) / arch.experts if arch.experts else 0.0
     heads = arch.attention_heads or arch.kv_heads
     quantized_fp8 = s.quantization in ("fp8", "modelopt", "compressed-tensors") and gpu.fp8_tflops > 0
     peak = (gpu.fp8_tflops if quantized_fp8 else gpu.bf16_tflops) * 1e12
@@ -130,6 +139,7 @@ def model_cost(arch: Arch, s: Settings, gpu: GpuModel, constants: StepConstants 
         experts=arch.experts or 0,
         experts_per_token=arch.experts_per_token or 0,
         linear_flops_per_token=2 * linear_b * 1e9 / tp,
+        expert_flops_per_token=2 * min(expert_b, linear_b) * 1e9 / tp,
         attn_flops_per_ctx_token=4 * arch.layers * heads * arch.head_dim / tp,
         lm_head_flops=2 * (arch.hidden_size or 0) * (arch.vocab_size or 0) / tp,
         kv_bytes_per_token=kv_bytes_per_token(arch, s),

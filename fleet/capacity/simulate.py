@@ -6,7 +6,8 @@ prompt takes the rest of its prompt or what is left of the budget: chunked prefi
 arrival order while fewer than `max_num_seqs` run and the budget lasts. A request holds KV blocks of 16 tokens for
 everything computed; when a running request cannot get its next block the newest running request is preempted
 (its blocks freed, its prompt and output so far recomputed later). A step's duration is the step model's
-(fleet/capacity/perf.py). The API server runs in a process of its own in front of the engine: it tokenizes each
+(fleet/capacity/perf.py); scheduling is asynchronous, as vLLM's default is: the next step is planned while one
+runs, so a request that arrives during a step waits for the one after. The API server runs in a process of its own in front of the engine: it tokenizes each
 prompt before the scheduler sees the request and detokenizes and streams every step's tokens, one job after the
 other, so under many streams its work — not the GPU's — can set the pace the client sees.
 
@@ -134,6 +135,7 @@ def simulate(engine: Engine, load: Load, *, max_steps: int = 2_000_000) -> Outco
     running: list[_Req] = []
     used_blocks = 0
     t = 0.0
+    step_start = 0.0
     res = Outcome(requests=n)
     batch_sum = 0
     waiting_time = 0.0
@@ -144,7 +146,11 @@ def simulate(engine: Engine, load: Load, *, max_steps: int = 2_000_000) -> Outco
             a = heapq.heappop(arrivals)
             fe_free = max(fe_free, a) + c.frontend_request_s + c.frontend_input_token_s * load.input_tokens
             heapq.heappush(ready, (fe_free, a))
-        while ready and ready[0][0] <= t + 1e-12:
+        # asynchronous scheduling (vLLM's default: "Asynchronous scheduling is enabled" in every measured run's log):
+        # while a step runs the scheduler already plans the next one, so a request that reaches it during step k
+        # first runs in step k + 2 — unless nothing was running, when the next step is planned on its arrival
+        cutoff = step_start if running else t
+        while ready and ready[0][0] <= cutoff + 1e-12:
             waiting.append(_Req(heapq.heappop(ready)[1], load.input_tokens))
         if not running and not waiting:
             upcoming = [x for x in (arrivals[0] if arrivals else None, ready[0][0] if ready else None) if x is not None]
@@ -217,6 +223,7 @@ def simulate(engine: Engine, load: Load, *, max_steps: int = 2_000_000) -> Outco
                     sampled += 1
         dt = cost.step_seconds(decode, decode_ctx, pre_tokens, pre_attn, pre_kv, sampled)
         waiting_time += len(waiting) * dt
+        step_start = t
         t += dt
         res.steps += 1
         batch_sum += len(scheduled)

@@ -4,7 +4,8 @@ Every instance type × tensor-parallel size of the catalog that can serve the mo
 estimate (a fixed point of batch size, step time and latency by Little's law: cheap enough for the whole catalog);
 the cheapest candidates are then checked with the scheduler simulation (fleet/capacity/simulate.py) at the rate each
 replica gets, adding replicas until the simulated percentiles meet the targets. The probability of meeting the
-targets comes from the model's error on held-out runs (a log-normal error of `sigma` per metric).
+targets comes from the model's error on held-out runs (a log-normal error per metric: `held_out_sigma` in
+fleet/catalog/perf_calibration.yaml, the RMS log error of the held-out points; DEFAULT_SIGMA where a metric has none).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleet.capacity.calibration_data import held_out_sigma
 from fleet.capacity.memory import Arch
 from fleet.capacity.predict import engine, parallelism_problem
 from fleet.capacity.simulate import Engine, Load, percentile, simulate
@@ -21,7 +23,7 @@ from fleet.catalog import InstanceType, gpu_instance_types, prices
 TENSOR_PARALLEL_SIZES = (1, 2, 4, 8)
 VERIFIED = 6                 # candidates checked with the simulation
 SIM_PROMPTS = 400            # requests per simulated check
-# Relative error (one sigma of log error) assumed per metric until held-out runs give the model's own.
+# Relative error (one sigma of log error) for a metric the held-out runs do not measure (ITL p95).
 DEFAULT_SIGMA = 0.25
 
 
@@ -123,12 +125,22 @@ def _meets(pred: dict[str, float], t: Targets) -> bool:
     return all(pred.get(k, math.inf) <= v for k, v in t.limits().items())
 
 
-def _p_meet(pred: dict[str, float], t: Targets, sigma: float) -> float:
+def sigmas(sigma: float | None = None) -> dict[str, float]:
+    """One sigma of log error per target metric: the given one for all, else the held-out runs'."""
+    names = ("ttft_p50_ms", "ttft_p95_ms", "itl_p50_ms", "itl_p95_ms", "tpot_p50_ms")
+    if sigma is not None:
+        return dict.fromkeys(names, sigma)
+    measured = held_out_sigma()
+    return {n: measured.get(n) or DEFAULT_SIGMA for n in names}
+
+
+def _p_meet(pred: dict[str, float], t: Targets, sigma: float | None) -> float:
+    spread = sigmas(sigma)
     p = 1.0
     for k, limit in t.limits().items():
         if pred.get(k, 0) <= 0:
             continue
-        z = math.log(limit / pred[k]) / sigma
+        z = math.log(limit / pred[k]) / spread[k]
         p *= 0.5 * (1 + math.erf(z / math.sqrt(2)))
     return p
 
@@ -146,7 +158,7 @@ def _nodes(inst: InstanceType, tp: int, replicas: int) -> int:
 
 def recommend_slo(arch: Arch, targets: Targets, region: str, *, max_model_len: int | None = None,
                   quantization: str | None = None, vllm_version: str | None = None,
-                  sigma: float = DEFAULT_SIGMA, max_replicas: int = 64) -> list[SloOption]:
+                  sigma: float | None = None, max_replicas: int = 64) -> list[SloOption]:
     max_len = max_model_len or max(targets.input_tokens + targets.output_tokens, 4096)
     options: list[SloOption] = []
     candidates: list[tuple[SloOption, Engine, InstanceType]] = []
@@ -209,7 +221,7 @@ def _describe(pred: dict[str, float] | None) -> str:
 
 
 def _fill(opt: SloOption, inst: InstanceType, tp: int, replicas: int, eng: Engine, pred: dict[str, float], t: Targets,
-          region: str, sigma: float) -> None:
+          region: str, sigma: float | None) -> None:
     opt.replicas, opt.nodes = replicas, _nodes(inst, tp, replicas)
     opt.predicted = {k: round(v, 2) for k, v in pred.items() if k.endswith("_ms")}
     opt.meets_slo = _meets(pred, t)
