@@ -108,6 +108,33 @@ def test_the_expert_efficiency_is_fitted_only_where_a_moe_was_measured() -> None
     assert "e_expert" in fitted_names(measured)       # the catalog holds a measured MoE (Qwen3-30B-A3B)
 
 
+def test_lengths_drawn_with_a_p95_have_that_mean_and_that_percentile() -> None:
+    from fleet.capacity.lengths import MAX_P95_OVER_MEAN, lognormal_sigma
+    ins, outs = Load(1000, 200, request_rate=1, input_p95=2500, output_p95=200, num_prompts=20_000, seed=4).lengths(20_000)
+    assert sum(ins) / len(ins) == pytest.approx(1000, rel=0.03)
+    assert percentile([float(x) for x in ins], 95) == pytest.approx(2500, rel=0.04)
+    assert set(outs) == {200}                                   # p95 = mean: every output alike
+    assert lognormal_sigma(10, 10) == 0 and MAX_P95_OVER_MEAN == pytest.approx(3.87, abs=0.01)
+    with pytest.raises(ValueError, match="below the mean"):
+        lognormal_sigma(10, 9)
+    with pytest.raises(ValueError, match="fits no log-normal"):
+        lognormal_sigma(10, 39)
+    # cut to the context: no drawn request is longer than max_model_len
+    ins, outs = Load(3000, 500, request_rate=1, input_p95=8000, output_p95=1500, max_model_len=4096).lengths(5000)
+    assert max(i + o for i, o in zip(ins, outs, strict=True)) <= 4096 and min(outs) >= 1
+
+
+def test_simulation_serves_each_request_its_own_lengths() -> None:
+    eng = _engine()
+    load = Load(512, 64, request_rate=4, num_prompts=300, input_p95=1500, output_p95=180, seed=2)
+    o = simulate(eng, load)
+    ins, outs = load.lengths(300)
+    assert o.output_tokens == sum(outs) and len(o.ttft_s) == 300
+    fixed = simulate(eng, Load(512, 64, request_rate=4, num_prompts=300, seed=2))
+    assert percentile(o.ttft_s, 95) > percentile(fixed.ttft_s, 95)     # long prompts make the tail
+    assert percentile(o.e2e_s, 95) > 1.5 * percentile(fixed.e2e_s, 95)   # long outputs too
+
+
 def test_simulation_load_raises_latency_and_throughput() -> None:
     eng = _engine()
     low = simulate(eng, Load(1024, 128, request_rate=2, num_prompts=60))

@@ -74,6 +74,9 @@ def test_predict_prints_the_interface_keys(capsys) -> None:
     (["--gpu", "p9.huge"], 2, "not an instance type"),
     (["--model", "nobody/nothing"], 2, "not in fleet/catalog/models.yaml"),
     (["--tp", "3"], 1, "does not divide"),       # a shape vLLM refuses is an answer: it cannot serve
+    (["--input-tokens-p95", "800"], 2, "below the mean"),
+    (["--output-tokens-p95", "2000"], 2, "fits no log-normal"),
+    (["--input-tokens-p95", "3900", "--max-model-len", "4096"], 2, "95th-percentile request"),
 ])
 def test_predict_bad_input(capsys, argv: list[str], code: int, fragment: str) -> None:
     base = {"--model": LLAMA, "--gpu": "p5.48xlarge", "--input-tokens": "1024", "--output-tokens": "256", "--request-rate": "5"}
@@ -118,6 +121,8 @@ def test_recommend_an_infeasible_slo_is_an_answer_with_the_closest_option(capsys
     (["--max-model-len", "512", "--itl-p50-ms", "50"], "exceed --max-model-len"),
     (["--concurrency", "4", "--itl-p50-ms", "50"], "two different modes"),
     ([], "at least one target"),
+    (["--input-tokens-p95", "900", "--itl-p50-ms", "50"], "--input-tokens-p95: a 95th percentile (900) below the mean"),
+    (["--input-tokens-p95", "3900", "--max-model-len", "4096", "--itl-p50-ms", "50"], "95th-percentile request"),
 ])
 def test_recommend_impossible_or_contradictory_targets_are_exit_2(capsys, extra: list[str], fragment: str) -> None:
     code, _, err = run(capsys, "recommend", "--model", LLAMA, "--request-rate", "5", "--input-tokens", "1024",
@@ -153,6 +158,29 @@ def test_a_team_slo_the_replicas_at_max_cannot_meet_is_a_finding_with_the_replic
     assert s1[0].level == "advisory"      # dev's enforcement
 
 
+def test_an_slo_with_length_percentiles_is_simulated_with_them(project) -> None:
+    from dataclasses import replace
+
+    from fleet.capacity.slo import model_slo_curve, planned_engine
+    from fleet.offline.plan import make_plan
+
+    _slo(project, "    slo: {request_rate: 2, input_tokens: 1024, output_tokens: 128, input_tokens_p95: 3000, ttft_p95_ms: 25}\n")
+    plan = make_plan("dev", project)
+    (m,) = [m for m in plan.spec.models if m.spec.slo is not None]
+    planned = planned_engine(m)
+    assert planned is not None
+    t = planned[1]
+    assert (t.input_tokens_p95, t.output_tokens_p95, t.longest()) == (3000, None, (3000, 128))
+    curve = model_slo_curve(m)
+    assert curve is not None and curve["targets"]["input_tokens_p95"] == 3000
+    # the same mean with every prompt alike has a far shorter TTFT tail: the percentile is not ignored
+    fixed = model_slo_curve(replace(m, spec=m.spec.model_copy(update={"slo": m.spec.slo.model_copy(update={"input_tokens_p95": None})})))
+    assert fixed is not None
+    assert curve["curve"][0]["ttft_p95_ms"] > 1.3 * fixed["curve"][0]["ttft_p95_ms"]
+    s1 = [f for f in plan.findings if f.rule_id == "S1"]
+    assert len(s1) == 1 and "1024 (p95 3000) in / 128 out" in s1[0].message
+
+
 def test_a_team_slo_the_replicas_meet_is_no_finding(project) -> None:
     from fleet.offline.plan import make_plan
 
@@ -165,6 +193,11 @@ def test_a_team_slo_the_replicas_meet_is_no_finding(project) -> None:
     ("{request_rate: 5, input_tokens: 10, output_tokens: 10}", "at least one target"),
     ("{request_rate: 5, input_tokens: 10, output_tokens: 10, ttft_p50_ms: 900, ttft_p95_ms: 100}", "never below the median"),
     ("{request_rate: 5, input_tokens: 32000, output_tokens: 1000, itl_p50_ms: 50}", "exceed max_model_len"),
+    ("{request_rate: 5, input_tokens: 1000, output_tokens: 100, input_tokens_p95: 500, itl_p50_ms: 50}",
+     "input_tokens_p95: a 95th percentile (500) below the mean"),
+    ("{request_rate: 5, input_tokens: 1000, output_tokens: 100, output_tokens_p95: 900, itl_p50_ms: 50}", "fits no log-normal"),
+    ("{request_rate: 5, input_tokens: 20000, output_tokens: 100, input_tokens_p95: 33000, itl_p50_ms: 50}",
+     "95th-percentile request (33,000 in + 100 out) exceeds max_model_len 32,768"),
 ])
 def test_a_bad_slo_is_a_config_error_at_its_line(project, capsys, slo: str, fragment: str) -> None:
     _slo(project, f"    slo: {slo}\n")

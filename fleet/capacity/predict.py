@@ -10,6 +10,7 @@ from typing import Any
 
 from fleet.argtypes import positive_float, positive_int
 from fleet.capacity.calibration_data import calibrated
+from fleet.capacity.lengths import lognormal_sigma
 from fleet.capacity.memory import Arch, Settings, default_batched_tokens, engine_profile_for, model_catalog, size
 from fleet.capacity.perf import gpu_models, model_cost
 from fleet.capacity.simulate import Engine, Load, simulate, summary
@@ -35,7 +36,7 @@ def add_parser(sub: Any, vllm_version_type: Any, newest: str) -> None:
     p = sub.add_parser(
         "predict", help="predicted TTFT, ITL, TPOT and throughput of one configuration under one load",
         description="Simulate vLLM's scheduler with the calibrated step model (fleet/capacity) for a closed-loop "
-                    "(--concurrency) or Poisson (--request-rate) load of fixed lengths, as `vllm bench serve "
+                    "(--concurrency) or Poisson (--request-rate) load of fixed lengths (or log-normal ones with --*-tokens-p95), as `vllm bench serve "
                     "--dataset-name random --ignore-eos` measures it. Exit 1 when the model does not fit the GPU, 2 on bad input.")
     p.add_argument("--model", required=True, help="Hugging Face id from fleet/catalog/models.yaml")
     p.add_argument("--gpu", required=True, help="instance type from fleet/catalog/gpus.yaml (p5.48xlarge, g6e.xlarge...)")
@@ -46,6 +47,9 @@ def add_parser(sub: Any, vllm_version_type: Any, newest: str) -> None:
     p.add_argument("--quantization", default=None, choices=("fp8",), help="fp8 weights (default: the checkpoint's dtype)")
     p.add_argument("--input-tokens", type=positive_int, required=True, help="prompt tokens per request")
     p.add_argument("--output-tokens", type=positive_int, required=True, help="output tokens per request (ignore-eos)")
+    p.add_argument("--input-tokens-p95", type=positive_int, default=None,
+                   help="lengths vary: 95th percentile of the prompt tokens (log-normal with --input-tokens as its mean)")
+    p.add_argument("--output-tokens-p95", type=positive_int, default=None, help="95th percentile of the output tokens, likewise")
     load = p.add_mutually_exclusive_group(required=True)
     load.add_argument("--concurrency", type=positive_int, help="closed loop: requests in flight (--max-concurrency)")
     load.add_argument("--request-rate", type=positive_float, help="open loop: Poisson arrivals, requests per second")
@@ -106,6 +110,16 @@ def run(args: argparse.Namespace) -> int:
         if max_len and args.input_tokens + args.output_tokens > max_len:
             raise PredictError(f"--input-tokens {args.input_tokens} + --output-tokens {args.output_tokens} exceed "
                                f"--max-model-len {max_len}: vLLM rejects such requests — raise --max-model-len or shorten them")
+        for mean, p95 in (("input_tokens", "input_tokens_p95"), ("output_tokens", "output_tokens_p95")):
+            if getattr(args, p95) is not None:
+                try:
+                    lognormal_sigma(getattr(args, mean), getattr(args, p95))
+                except ValueError as exc:
+                    raise PredictError(f"--{p95.replace('_', '-')} {getattr(args, p95)}: {exc}") from None
+        longest = (args.input_tokens_p95 or args.input_tokens) + (args.output_tokens_p95 or args.output_tokens)
+        if max_len and longest > max_len:
+            raise PredictError(f"the 95th-percentile request ({longest} tokens) exceeds --max-model-len {max_len}: vLLM "
+                               "rejects the longest requests — raise --max-model-len or lower the p95")
         eng, reason = engine(arch, inst, tp=args.tp, max_model_len=args.max_model_len, max_num_seqs=args.max_num_seqs,
                              max_num_batched_tokens=args.max_num_batched_tokens, quantization=args.quantization,
                              vllm_version=args.vllm_version)
@@ -116,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"predict: {args.model} cannot be served on {args.gpu} at TP {args.tp}: {reason}", file=sys.stderr)
         return 1
     load = Load(args.input_tokens, args.output_tokens, concurrency=args.concurrency, request_rate=args.request_rate,
-                num_prompts=args.num_prompts)
+                num_prompts=args.num_prompts, input_p95=args.input_tokens_p95, output_p95=args.output_tokens_p95,
+                max_model_len=args.max_model_len or arch.max_context or 0)
     out: dict[str, Any] = summary(simulate(eng, load))
     _, board = calibrated(inst.gpu_model)
     out["calibration"] = {"gpu_model": board, "vllm": CALIBRATED_VLLM, "same_board": board == inst.gpu_model}

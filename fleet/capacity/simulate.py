@@ -13,7 +13,8 @@ other, so under many streams its work — not the GPU's — can set the pace the
 
 Loads are those of the benchmark: closed loop (`--max-concurrency C`: C requests in flight, the next sent when one
 ends) or open loop (`--request-rate R`: gamma inter-arrival times of shape `burstiness`, 1 = Poisson), fixed prompt
-and output lengths, `--ignore-eos`. Metrics: TTFT and end-to-end latency per request (plus the server's own time
+and output lengths, `--ignore-eos` — or lengths drawn per request from a log-normal with a given mean and 95th
+percentile (a team's `slo`), cut to `max_model_len`. Metrics: TTFT and end-to-end latency per request (plus the server's own time
 for a request, `http_s`), ITL pooled over every gap between two tokens of a request, TPOT per request, throughput
 over the whole run — percentiles by linear interpolation, as numpy's (which the benchmark uses).
 """
@@ -21,11 +22,13 @@ over the whole run — percentiles by linear interpolation, as numpy's (which th
 from __future__ import annotations
 
 import heapq
+import math
 import random
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleet.capacity.lengths import lognormal_sigma
 from fleet.capacity.perf import ModelCost
 
 BLOCK = 16
@@ -33,13 +36,31 @@ BLOCK = 16
 
 @dataclass(frozen=True)
 class Load:
-    input_tokens: int
+    input_tokens: int                     # per request: the mean when input_p95 is given, else every request's
     output_tokens: int
     concurrency: int | None = None        # closed loop
     request_rate: float | None = None     # open loop, requests per second (per engine)
     num_prompts: int = 0                  # 0: enough for a steady state (default_prompts)
     burstiness: float = 1.0
     seed: int = 0
+    input_p95: int | None = None          # lengths drawn log-normal with the mean and this 95th percentile
+    output_p95: int | None = None
+    max_model_len: int = 0                # a drawn request is cut to fit it (vLLM would refuse a longer one)
+
+    def lengths(self, n: int) -> tuple[list[int], list[int]]:
+        """Each request's prompt and output tokens, in the order the requests are sent."""
+        rng = random.Random(self.seed * 7919 + 17)   # apart from the arrival times' stream
+        def draw(mean: int, p95: int | None) -> list[int]:
+            if p95 is None or p95 == mean:
+                return [mean] * n
+            sigma = lognormal_sigma(mean, p95)
+            mu = math.log(mean) - sigma * sigma / 2
+            return [max(1, round(math.exp(rng.gauss(mu, sigma)))) for _ in range(n)]
+        ins, outs = draw(self.input_tokens, self.input_p95), draw(self.output_tokens, self.output_p95)
+        if self.max_model_len:
+            ins = [min(i, self.max_model_len - 1) for i in ins]
+            outs = [min(o, self.max_model_len - i) for i, o in zip(ins, outs, strict=True)]
+        return ins, outs
 
     def prompts(self) -> int:
         if self.num_prompts:
@@ -92,10 +113,12 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class _Req:
-    __slots__ = ("arrival", "base", "blocks", "computed", "first", "generated", "last", "prompt")
+    __slots__ = ("arrival", "base", "blocks", "computed", "first", "generated", "inp", "last", "out", "prompt")
 
-    def __init__(self, arrival: float, prompt: int) -> None:
+    def __init__(self, arrival: float, prompt: int, out: int) -> None:
         self.arrival = arrival
+        self.inp = prompt
+        self.out = out
         self.prompt = prompt        # tokens to compute before the next sample (grows by the output when preempted)
         self.computed = 0
         self.generated = 0
@@ -110,9 +133,10 @@ def simulate(engine: Engine, load: Load, *, max_steps: int = 2_000_000) -> Outco
     c = cost.constants
     http = c.http_s
     fe_free = 0.0                       # when the API server's process is next idle
-    ready: list[tuple[float, float]] = []   # (time a request reaches the scheduler, its arrival): after tokenizing
+    ready: list[tuple[float, float, int]] = []   # (time it reaches the scheduler, its arrival, its index): after tokenizing
     n = load.prompts()
-    out_len = load.output_tokens
+    ins, outs = load.lengths(n)
+    sent = 0
     total_blocks = max(engine.kv_tokens // BLOCK, 1)
     rng = random.Random(load.seed)
     arrivals: list[float] = []          # heap of pending arrival times
@@ -144,14 +168,16 @@ def simulate(engine: Engine, load: Load, *, max_steps: int = 2_000_000) -> Outco
     while finished < n and res.steps < max_steps:
         while arrivals and arrivals[0] <= t + 1e-12:
             a = heapq.heappop(arrivals)
-            fe_free = max(fe_free, a) + c.frontend_request_s + c.frontend_input_token_s * load.input_tokens
-            heapq.heappush(ready, (fe_free, a))
+            fe_free = max(fe_free, a) + c.frontend_request_s + c.frontend_input_token_s * ins[sent]
+            heapq.heappush(ready, (fe_free, a, sent))
+            sent += 1
         # asynchronous scheduling (vLLM's default: "Asynchronous scheduling is enabled" in every measured run's log):
         # while a step runs the scheduler already plans the next one, so a request that reaches it during step k
         # first runs in step k + 2 — unless nothing was running, when the next step is planned on its arrival
         cutoff = step_start if running else t
         while ready and ready[0][0] <= cutoff + 1e-12:
-            waiting.append(_Req(heapq.heappop(ready)[1], load.input_tokens))
+            _, arrived, i = heapq.heappop(ready)
+            waiting.append(_Req(arrived, ins[i], outs[i]))
         if not running and not waiting:
             upcoming = [x for x in (arrivals[0] if arrivals else None, ready[0][0] if ready else None) if x is not None]
             if not upcoming:
@@ -172,7 +198,7 @@ def simulate(engine: Engine, load: Load, *, max_steps: int = 2_000_000) -> Outco
                 victim = running.pop()          # the newest running request gives its blocks back
                 used_blocks -= victim.blocks
                 victim.blocks = 0
-                victim.prompt = load.input_tokens + victim.generated
+                victim.prompt = victim.inp + victim.generated
                 victim.base = victim.generated
                 victim.computed = 0
                 waiting.appendleft(victim)
@@ -244,7 +270,7 @@ def simulate(engine: Engine, load: Load, *, max_steps: int = 2_000_000) -> Outco
             else:
                 res.itl_s.append(deliver - r.last)
             r.last = deliver
-            if r.generated >= out_len:
+            if r.generated >= r.out:
                 done.append(r)
         for r in done:
             running.remove(r)
@@ -253,9 +279,9 @@ def simulate(engine: Engine, load: Load, *, max_steps: int = 2_000_000) -> Outco
             first = r.first if r.first is not None else deliver
             res.ttft_s.append(first - r.arrival + http)
             res.e2e_s.append(deliver - r.arrival + http)
-            if out_len > 1:
-                res.tpot_s.append((deliver - first) / (out_len - 1))
-            res.output_tokens += out_len
+            if r.out > 1:
+                res.tpot_s.append((deliver - first) / (r.out - 1))
+            res.output_tokens += r.out
             if to_send > 0:
                 heapq.heappush(arrivals, deliver)
                 to_send -= 1

@@ -3,7 +3,8 @@
 Every instance type × tensor-parallel size of the catalog that can serve the model is screened with a steady-state
 estimate (a fixed point of batch size, step time and latency by Little's law: cheap enough for the whole catalog);
 the cheapest candidates are then checked with the scheduler simulation (fleet/capacity/simulate.py) at the rate each
-replica gets, adding replicas until the simulated percentiles meet the targets. The probability of meeting the
+replica gets, adding replicas until the simulated percentiles meet the targets. Request lengths are the means, or
+drawn per request (log-normal with the mean and 95th percentile given) in the simulation; the screen uses the means. The probability of meeting the
 targets comes from the model's error on held-out runs (a log-normal error per metric: `held_out_sigma` in
 fleet/catalog/perf_calibration.yaml, the RMS log error of the held-out points; DEFAULT_SIGMA where a metric has none).
 """
@@ -11,10 +12,11 @@ fleet/catalog/perf_calibration.yaml, the RMS log error of the held-out points; D
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fleet.capacity.calibration_data import held_out_sigma
+from fleet.capacity.lengths import lognormal_sigma
 from fleet.capacity.memory import Arch
 from fleet.capacity.predict import engine, parallelism_problem
 from fleet.capacity.simulate import Engine, Load, percentile, simulate
@@ -37,17 +39,37 @@ class Targets:
     itl_p50_ms: float | None = None
     itl_p95_ms: float | None = None
     tpot_p50_ms: float | None = None
+    input_tokens_p95: int | None = None   # lengths vary: log-normal with the mean above and this 95th percentile
+    output_tokens_p95: int | None = None
+    max_model_len: int = 0                # the engine's, for the drawn lengths (0: none given)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.request_rate) and self.request_rate > 0):
             raise ValueError(f"request rate must be a positive number of requests per second, got {self.request_rate!r}")
-        for name in ("input_tokens", "output_tokens"):
+        for name in ("input_tokens", "output_tokens", "input_tokens_p95", "output_tokens_p95"):
             v = getattr(self, name)
+            if v is None and name.endswith("_p95"):
+                continue
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ValueError(f"{name.replace('_', ' ')} must be a positive whole number, got {v!r}")
+        for mean, p95 in (("input_tokens", "input_tokens_p95"), ("output_tokens", "output_tokens_p95")):
+            if getattr(self, p95) is not None:
+                try:
+                    lognormal_sigma(getattr(self, mean), getattr(self, p95))
+                except ValueError as exc:
+                    raise ValueError(f"{p95.replace('_', ' ')}: {exc}") from None
         for name, v in self.limits().items():
             if not (math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} target must be a positive number of milliseconds, got {v!r}")
+
+    def longest(self) -> tuple[int, int]:
+        """The 95th-percentile request (the mean one when lengths are fixed): what must fit max_model_len."""
+        return self.input_tokens_p95 or self.input_tokens, self.output_tokens_p95 or self.output_tokens
+
+    def lengths_text(self) -> str:
+        def one(mean: int, p95: int | None) -> str:
+            return f"{mean}" if p95 is None else f"{mean} (p95 {p95})"
+        return f"{one(self.input_tokens, self.input_tokens_p95)} in / {one(self.output_tokens, self.output_tokens_p95)} out"
 
     def limits(self) -> dict[str, float]:
         names = ("ttft_p50_ms", "ttft_p95_ms", "itl_p50_ms", "itl_p95_ms", "tpot_p50_ms")
@@ -146,7 +168,8 @@ def _p_meet(pred: dict[str, float], t: Targets, sigma: float | None) -> float:
 
 
 def simulated(eng: Engine, rate: float, t: Targets) -> dict[str, float]:
-    o = simulate(eng, Load(t.input_tokens, t.output_tokens, request_rate=rate, num_prompts=SIM_PROMPTS, seed=7))
+    o = simulate(eng, Load(t.input_tokens, t.output_tokens, request_rate=rate, num_prompts=SIM_PROMPTS, seed=7,
+                           input_p95=t.input_tokens_p95, output_p95=t.output_tokens_p95, max_model_len=t.max_model_len))
     return {"mean_waiting": o.mean_waiting, "ttft_p50_ms": percentile(o.ttft_s, 50) * 1000, "ttft_p95_ms": percentile(o.ttft_s, 95) * 1000,
             "itl_p50_ms": percentile(o.itl_s, 50) * 1000, "itl_p95_ms": percentile(o.itl_s, 95) * 1000,
             "tpot_p50_ms": percentile(o.tpot_s, 50) * 1000, "output_tokens_per_s": o.output_tokens_per_s}
@@ -159,7 +182,9 @@ def _nodes(inst: InstanceType, tp: int, replicas: int) -> int:
 def recommend_slo(arch: Arch, targets: Targets, region: str, *, max_model_len: int | None = None,
                   quantization: str | None = None, vllm_version: str | None = None,
                   sigma: float | None = None, max_replicas: int = 64) -> list[SloOption]:
-    max_len = max_model_len or max(targets.input_tokens + targets.output_tokens, 4096)
+    max_len = max_model_len or max(sum(targets.longest()), 4096)
+    if not targets.max_model_len:
+        targets = replace(targets, max_model_len=max_len)
     options: list[SloOption] = []
     candidates: list[tuple[SloOption, Engine, InstanceType]] = []
     for inst in gpu_instance_types().values():
@@ -245,7 +270,9 @@ def planned_engine(m: Any) -> tuple[Engine, Targets] | None:
     if slo is None or m.arch is None or m.nodes_per_replica > 1:
         return None
     t = Targets(slo.request_rate, slo.input_tokens, slo.output_tokens, ttft_p50_ms=slo.ttft_p50_ms, ttft_p95_ms=slo.ttft_p95_ms,
-                itl_p50_ms=slo.itl_p50_ms, itl_p95_ms=slo.itl_p95_ms, tpot_p50_ms=slo.tpot_p50_ms)
+                itl_p50_ms=slo.itl_p50_ms, itl_p95_ms=slo.itl_p95_ms, tpot_p50_ms=slo.tpot_p50_ms,
+                input_tokens_p95=slo.input_tokens_p95, output_tokens_p95=slo.output_tokens_p95,
+                max_model_len=m.spec.max_model_len or m.arch.max_context or 0)
     try:
         eng, _ = engine(m.arch, m.instance, tp=m.spec.tensor_parallel_size or m.gpus_per_replica,
                         max_model_len=m.spec.max_model_len, max_num_seqs=m.spec.max_num_seqs,
@@ -275,7 +302,7 @@ def model_slo_problem(m: Any) -> str | None:
             break
     fix = (f"{need} replicas would meet it — raise autoscaling.max_replicas (and the team's GPU quota) to {need}"
            if need else "no replica count on this pool meets it — see `vllm-fleet recommend --request-rate` for shapes that do")
-    return (f"at {t.request_rate:g} req/s of {t.input_tokens} in / {t.output_tokens} out, {m.max_replicas} replica(s) of "
+    return (f"at {t.request_rate:g} req/s of {t.lengths_text()}, {m.max_replicas} replica(s) of "
             f"{m.instance.instance_type} predict {missed}; {fix}")
 
 
@@ -295,8 +322,9 @@ def model_slo_curve(m: Any) -> dict[str, Any] | None:
         pred = simulated(eng, rate / m.max_replicas, t)
         points.append({"request_rate": round(rate, 3), "ttft_p95_ms": round(pred["ttft_p95_ms"], 1),
                        "itl_p50_ms": round(pred["itl_p50_ms"], 2)})
+    lengths = {k: v for k, v in (("input_tokens_p95", t.input_tokens_p95), ("output_tokens_p95", t.output_tokens_p95)) if v}
     return {"targets": {"request_rate": t.request_rate, "input_tokens": t.input_tokens, "output_tokens": t.output_tokens,
-                        **t.limits()}, "replicas": m.max_replicas, "curve": points}
+                        **lengths, **t.limits()}, "replicas": m.max_replicas, "curve": points}
 
 
 def mermaid_chart(name: str, slo: dict[str, Any]) -> list[str]:

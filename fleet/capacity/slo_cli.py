@@ -20,6 +20,9 @@ def add_slo_arguments(rec: argparse.ArgumentParser) -> None:
     g.add_argument("--request-rate", type=positive_float, help="peak requests per second, all replicas together")
     g.add_argument("--input-tokens", type=positive_int, help="prompt tokens per request (mean)")
     g.add_argument("--output-tokens", type=positive_int, help="output tokens per request (mean)")
+    g.add_argument("--input-tokens-p95", type=positive_int, default=None,
+                   help="95th percentile of the prompt tokens: lengths vary (log-normal with the mean); default: every prompt the mean")
+    g.add_argument("--output-tokens-p95", type=positive_int, default=None, help="95th percentile of the output tokens, likewise")
     for name in TARGETS:
         g.add_argument(f"--{name.replace('_', '-')}", type=positive_float, default=None,
                        help=f"target: {name.removesuffix('_ms').replace('_', ' ').upper()} in milliseconds")
@@ -44,15 +47,22 @@ def run_slo(args: argparse.Namespace, arch: Arch) -> int:
     if "itl_p50_ms" in limits and "itl_p95_ms" in limits and limits["itl_p95_ms"] < limits["itl_p50_ms"]:
         print("recommend: --itl-p95-ms below --itl-p50-ms can never hold", file=sys.stderr)
         return 2
+    try:
+        targets = Targets(args.request_rate, args.input_tokens, args.output_tokens, **limits,
+                          input_tokens_p95=args.input_tokens_p95, output_tokens_p95=args.output_tokens_p95)
+    except ValueError as exc:
+        print(f"recommend: --{str(exc).split(':')[0].replace(' ', '-')}: {str(exc).split(': ', 1)[-1]}", file=sys.stderr)
+        return 2
+    longest = sum(targets.longest())
+    what = "--input-tokens + --output-tokens" if targets.longest() == (args.input_tokens, args.output_tokens) else \
+        "the 95th-percentile request (--input-tokens-p95 + --output-tokens-p95, or the mean where none is given)"
     max_len = args.max_model_len
-    if max_len is not None and args.input_tokens + args.output_tokens > max_len:
-        print(f"recommend: --input-tokens + --output-tokens ({args.input_tokens + args.output_tokens}) exceed --max-model-len "
-              f"{max_len}: vLLM rejects such requests", file=sys.stderr)
+    if max_len is not None and longest > max_len:
+        print(f"recommend: {what} ({longest}) exceed --max-model-len {max_len}: vLLM rejects such requests", file=sys.stderr)
         return 2
-    if arch.max_context and args.input_tokens + args.output_tokens > arch.max_context:
-        print(f"recommend: --input-tokens + --output-tokens exceed {arch.id}'s context of {arch.max_context:,}", file=sys.stderr)
+    if arch.max_context and longest > arch.max_context:
+        print(f"recommend: {what} ({longest}) exceed {arch.id}'s context of {arch.max_context:,}", file=sys.stderr)
         return 2
-    targets = Targets(args.request_rate, args.input_tokens, args.output_tokens, **limits)
     options = recommend_slo(arch, targets, args.region, max_model_len=max_len, quantization=args.quantization,
                             vllm_version=args.vllm_version)
     feasible = [o for o in options if o.meets_slo]
@@ -66,15 +76,16 @@ def run_slo(args: argparse.Namespace, arch: Arch) -> int:
             print(f"recommend: --plot {args.plot}: {exc.strerror or exc}", file=sys.stderr)
             return 2
     if args.json:
+        lengths = {k: v for k, v in (("input_tokens_p95", args.input_tokens_p95), ("output_tokens_p95", args.output_tokens_p95)) if v}
         out: dict[str, Any] = {"targets": {"request_rate": args.request_rate, "input_tokens": args.input_tokens,
-                                           "output_tokens": args.output_tokens, **limits},
+                                           "output_tokens": args.output_tokens, **lengths, **limits},
                                "options": [o.as_dict() for o in options]}
         if not feasible:
             closest = _closest(options)
             out["closest"] = closest.as_dict() if closest else None
         print(json.dumps(out, indent=2))
     else:
-        _table(args, options, limits)
+        _table(args, targets, options, limits)
     if not feasible:
         c = _closest(options)
         print(f"recommend: no shape meets the targets at {args.request_rate} req/s"
@@ -99,9 +110,9 @@ def _closest(options: list[SloOption]) -> SloOption | None:
     return max(fits, key=lambda o: o.p_meet) if fits else None
 
 
-def _table(args: argparse.Namespace, options: list[SloOption], limits: dict[str, float]) -> None:
+def _table(args: argparse.Namespace, targets: Targets, options: list[SloOption], limits: dict[str, float]) -> None:
     want = ", ".join(f"{k.removesuffix('_ms').replace('_', ' ')} ≤ {v:g} ms" for k, v in limits.items())
-    print(f"{args.model}: {args.request_rate} req/s of {args.input_tokens} in / {args.output_tokens} out, {want}, {args.region}")
+    print(f"{args.model}: {args.request_rate} req/s of {targets.lengths_text()}, {want}, {args.region}")
     print(f"{'instance type':<16} {'GPU':<10} {'TP':>2} {'repl':>4} {'nodes':>5} {'TTFT p50/p95 ms':>17} {'ITL p50/p95 ms':>15} "
           f"{'util':>5} {'P(meet)':>7} {'$/hour':>9} {'$/1M out':>8}  note")
     for o in options:

@@ -317,9 +317,17 @@ def adapters_come_from_a_prefetched_cache(ctx: ModelContext) -> Iterator[Problem
 def slo_requests_fit_the_context(ctx: ModelContext) -> Iterator[Problem]:
     """vLLM rejects a request longer than max_model_len: an SLO for such requests can never be met."""
     slo, limit = ctx.spec.slo, ctx.spec.max_model_len
-    if slo is not None and limit is not None and slo.input_tokens + slo.output_tokens > limit:
+    if slo is None or limit is None:
+        return
+    if slo.input_tokens + slo.output_tokens > limit:
         yield (("slo", "input_tokens"), f"{slo.input_tokens:,} + {slo.output_tokens:,} output tokens exceed max_model_len "
                                         f"{limit:,}: vLLM rejects such requests — raise max_model_len or shorten the requests")
+    elif (slo.input_tokens_p95 or slo.output_tokens_p95) and \
+            (slo.input_tokens_p95 or slo.input_tokens) + (slo.output_tokens_p95 or slo.output_tokens) > limit:
+        field = "input_tokens_p95" if slo.input_tokens_p95 else "output_tokens_p95"
+        yield (("slo", field), f"the 95th-percentile request ({slo.input_tokens_p95 or slo.input_tokens:,} in + "
+                               f"{slo.output_tokens_p95 or slo.output_tokens:,} out) exceeds max_model_len {limit:,}: vLLM rejects "
+                               "the longest requests — raise max_model_len or lower the p95")
 
 
 RULES: tuple[Callable[[ModelContext], Iterator[Problem]], ...] = (

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
 
+from fleet.capacity.lengths import lognormal_sigma
 from fleet.k8s_names import SecretKey, SecretObjectName, StackSecretName
 from fleet.spec.base import Name, Owner, Strict
 from fleet.spec.s3 import S3Uri, parse_s3_prefix
@@ -217,6 +218,9 @@ class Slo(Strict):
     request_rate: float = Field(gt=0, le=1_000_000, description="Peak requests per second over all replicas.")
     input_tokens: int = Field(ge=1, le=10_000_000, description="Prompt tokens per request (mean).")
     output_tokens: int = Field(ge=1, le=10_000_000, description="Output tokens per request (mean).")
+    input_tokens_p95: int | None = Field(None, ge=1, le=10_000_000, description="95th percentile of the prompt tokens: the "
+                                         "lengths vary, log-normal with the mean (at most 3.87× it). Default: every prompt the mean.")
+    output_tokens_p95: int | None = Field(None, ge=1, le=10_000_000, description="95th percentile of the output tokens, likewise.")
     ttft_p50_ms: float | None = Field(None, gt=0, description="Target median time to first token, ms.")
     ttft_p95_ms: float | None = Field(None, gt=0, description="Target 95th percentile time to first token, ms.")
     itl_p50_ms: float | None = Field(None, gt=0, description="Target median inter-token latency, ms.")
@@ -228,6 +232,12 @@ class Slo(Strict):
         names = ("ttft_p50_ms", "ttft_p95_ms", "itl_p50_ms", "itl_p95_ms", "tpot_p50_ms")
         if all(getattr(self, n) is None for n in names):
             raise ValueError("an slo needs at least one target: ttft_p50_ms, ttft_p95_ms, itl_p50_ms, itl_p95_ms or tpot_p50_ms")
+        for mean, p95 in (("input_tokens", "input_tokens_p95"), ("output_tokens", "output_tokens_p95")):
+            if getattr(self, p95) is not None:
+                try:
+                    lognormal_sigma(getattr(self, mean), getattr(self, p95))
+                except ValueError as exc:
+                    raise ValueError(f"{p95}: {exc}") from None
         for low, high in (("ttft_p50_ms", "ttft_p95_ms"), ("itl_p50_ms", "itl_p95_ms")):
             a, b = getattr(self, low), getattr(self, high)
             if a is not None and b is not None and b < a:
