@@ -50,15 +50,12 @@ def main() -> int:
           f"TPOT p50 {f(m['tpot_p50'])}, throughput {f(m['throughput'])}")
     print(f"held-out runs: TTFT p50 {f(h['ttft_p50'])}, TTFT p95 {f(h['ttft_p95'])}, ITL p50 {f(h['itl_p50'])}, "
           f"throughput {f(h['throughput'])}; their step grids {f(result['held_out_grid_median_pct'])}")
+    from fleet.capacity.calibrate import median_error_pct
     from fleet.capacity.memory import model_catalog
-    from fleet.capacity.simulate import percentile
 
     def medians(rows: list[dict]) -> str:
-        parts = []
-        for key, label in (("ttft_p50", "TTFT p50"), ("ttft_p95", "TTFT p95"), ("itl_p50", "ITL p50"), ("throughput", "throughput")):
-            errs = [abs(r[key][1] / r[key][0] - 1) for r in rows if key in r and r[key][0] > 0]
-            parts.append(f"{label} {f(percentile(errs, 50) * 100 if errs else None)}")
-        return ", ".join(parts)
+        labels = (("ttft_p50", "TTFT p50"), ("ttft_p95", "TTFT p95"), ("itl_p50", "ITL p50"), ("throughput", "throughput"))
+        return ", ".join(f"{label} {f(median_error_pct(rows, key))}" for key, label in labels)
 
     # where it is worse: the two kinds of load, and the MoE runs (fitted: there is one MoE measured)
     held_rows = [r for r in result["rows"] if r["held_out"]]

@@ -310,6 +310,18 @@ def closed_port() -> str:
 
 
 @contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """`handler` served on a free local port in a thread, for as long as the block runs: its base URL."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@contextmanager
 def relay(upstream: str, keep_digest: bool = False, alter_body: bool = False) -> Iterator[str]:
     """A proxy in front of `upstream` like some registries and caches: no HEAD (405), and GET answers without
     `Docker-Content-Digest` (or, `keep_digest` with `alter_body`, with the header but a body it changed)."""
@@ -335,13 +347,8 @@ def relay(upstream: str, keep_digest: bool = False, alter_body: bool = False) ->
         def log_message(self, *args: object) -> None:
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_port}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(Handler) as url:
+        yield url
 
 
 @contextmanager
@@ -361,10 +368,5 @@ def redirector(upstream: str) -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_port}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(Handler) as url:
+        yield url

@@ -34,6 +34,13 @@ def of_type(resources: dict[str, Captured], typ: str) -> list[Captured]:
     return [c for c in resources.values() if c.type == typ]
 
 
+def daemonset_pools(resources: dict[str, Captured], name: str) -> list[str]:
+    """The pools a DaemonSet's required node affinity admits."""
+    spec = resources[name].inputs["spec"]["template"]["spec"]
+    return spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0][
+        "matchExpressions"][0]["values"]
+
+
 def test_node_groups_take_ami_capacity_labels_taint_and_scaling_from_the_pools(prod) -> None:
     h100 = prod["pool-h100-ng"].inputs
     assert h100["amiType"] == "AL2023_x86_64_NVIDIA"
@@ -84,12 +91,8 @@ def test_a_bottlerocket_pool_gets_its_ami_type_and_its_data_volume(project: Path
     assert prod["pool-l4-lt"].inputs["blockDeviceMappings"][0]["deviceName"] == "/dev/xvdb"  # Bottlerocket's data volume
     assert prod["pool-l4-ng"].inputs["capacityType"] == "ON_DEMAND"
     # its AMI runs the device plugin itself: the stack's DaemonSet stays off it, DCGM does not
-    def pools(name: str) -> list[str]:
-        spec = prod[name].inputs["spec"]["template"]["spec"]
-        return spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0][
-            "matchExpressions"][0]["values"]
-    assert pools("daemonset-gpu-system-nvidia-device-plugin") == ["h100", "l40s"]
-    assert pools("daemonset-gpu-system-dcgm-exporter") == ["h100", "l4", "l40s"]
+    assert daemonset_pools(prod, "daemonset-gpu-system-nvidia-device-plugin") == ["h100", "l40s"]
+    assert daemonset_pools(prod, "daemonset-gpu-system-dcgm-exporter") == ["h100", "l4", "l40s"]
 
 
 def test_capacity_blocks_follow_the_aws_procedure(prod, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -136,13 +139,9 @@ def test_node_role_has_exactly_the_worker_policies_and_no_wildcards(prod) -> Non
 
 
 def test_device_plugin_only_on_pools_whose_ami_lacks_it_and_dcgm_everywhere(prod) -> None:
-    def pools(name: str) -> list[str]:
-        spec = prod[name].inputs["spec"]["template"]["spec"]
-        return spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0][
-            "matchExpressions"][0]["values"]
 
     plugin = prod["daemonset-gpu-system-nvidia-device-plugin"].inputs
-    assert pools("daemonset-gpu-system-nvidia-device-plugin") == ["h100", "l4", "l40s"]  # every pool is AL2023
+    assert daemonset_pools(prod, "daemonset-gpu-system-nvidia-device-plugin") == ["h100", "l4", "l40s"]  # every pool is AL2023
     pod = plugin["spec"]["template"]["spec"]
     assert pod["priorityClassName"] == "system-node-critical"
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
@@ -156,7 +155,7 @@ def test_device_plugin_only_on_pools_whose_ami_lacks_it_and_dcgm_everywhere(prod
     assert dcgm["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["SYS_ADMIN"]}
     config = json.loads(prod["configmap-gpu-system-nvidia-device-plugin-config"].inputs["data"]["config.yaml"])
     assert config == {"version": "v1", "flags": {"migStrategy": "none", "failOnInitError": True}}
-    assert pools("daemonset-gpu-system-dcgm-exporter") == ["h100", "l4", "l40s"]
+    assert daemonset_pools(prod, "daemonset-gpu-system-dcgm-exporter") == ["h100", "l4", "l40s"]
     assert prod["servicemonitor-gpu-system-dcgm-exporter"].inputs["spec"]["endpoints"][0]["port"] == "metrics"
 
 

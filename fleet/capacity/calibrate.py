@@ -191,6 +191,12 @@ def _pct(n: int, right: int) -> float | None:
     return 100.0 * right / n if n else None
 
 
+def median_error_pct(rows: list[dict[str, Any]], key: str) -> float | None:
+    """The median |predicted / measured − 1| of one metric over benchmark rows (bench_errors'), in percent."""
+    errs = [abs(r[key][1] / r[key][0] - 1) for r in rows if key in r and r[key][0] > 0]
+    return percentile(errs, 50) * 100 if errs else None
+
+
 def accuracy(constants_by_gpu: dict[str, StepConstants], runs_: list[Run] | None = None) -> dict[str, Any]:
     """Relative errors of every benchmark point and of the held-out runs' step grids, and how often the
     meets/doesn't-meet verdict is right for a menu of typical targets (TTFT p95 × ITL p50). Only the held-out runs'
@@ -208,10 +214,6 @@ def accuracy(constants_by_gpu: dict[str, StepConstants], runs_: list[Run] | None
         if run.held_out:
             grid_errors += [abs(pred / measured - 1) for _, measured, pred in grid_points(run, c)]
 
-    def med(key: str, which: list[dict[str, Any]]) -> float | None:
-        errs = [abs(r[key][1] / r[key][0] - 1) for r in which if key in r and r[key][0] > 0]
-        return percentile(errs, 50) * 100 if errs else None
-
     def verdicts(which: list[dict[str, Any]]) -> tuple[int, int]:
         n = right = 0
         for r in which:
@@ -228,8 +230,8 @@ def accuracy(constants_by_gpu: dict[str, StepConstants], runs_: list[Run] | None
     held = [r for r in rows if r["held_out"]]
     return {
         "points": len(rows), "held_out_points": len(held),
-        "median_pct": {k: med(k, rows) for k in ("ttft_p50", "ttft_p95", "itl_p50", "tpot_p50", "throughput")},
-        "held_out_median_pct": {k: med(k, held) for k in ("ttft_p50", "ttft_p95", "itl_p50", "tpot_p50", "throughput")},
+        "median_pct": {k: median_error_pct(rows, k) for k in ("ttft_p50", "ttft_p95", "itl_p50", "tpot_p50", "throughput")},
+        "held_out_median_pct": {k: median_error_pct(held, k) for k in ("ttft_p50", "ttft_p95", "itl_p50", "tpot_p50", "throughput")},
         "held_out_grid_median_pct": percentile(grid_errors, 50) * 100 if grid_errors else None,
         "verdicts": verdicts(rows)[0], "verdicts_right_pct": _pct(*verdicts(rows)),
         "held_out_verdicts": verdicts(held)[0], "held_out_verdicts_right_pct": _pct(*verdicts(held)),

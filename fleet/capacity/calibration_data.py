@@ -12,22 +12,24 @@ PERF_CALIBRATION = CATALOG_DIR / "perf_calibration.yaml"
 
 
 @lru_cache(maxsize=1)
-def fitted_constants() -> dict[str, StepConstants]:
+def _document() -> dict:
+    """fleet/catalog/perf_calibration.yaml, read once: `fits` per board and `held_out_sigma`."""
     if not PERF_CALIBRATION.exists():
         return {}
     with open(PERF_CALIBRATION, encoding="utf-8") as fh:
-        doc = safe_load(fh) or {}
-    return {gpu: StepConstants(**{**values, "source": values.get("source", "")}) for gpu, values in (doc.get("fits") or {}).items()}
+        return safe_load(fh) or {}
+
+
+@lru_cache(maxsize=1)
+def fitted_constants() -> dict[str, StepConstants]:
+    fits = _document().get("fits") or {}
+    return {gpu: StepConstants(**{**values, "source": values.get("source", "")}) for gpu, values in fits.items()}
 
 
 @lru_cache(maxsize=1)
 def held_out_sigma() -> dict[str, float]:
     """The model's error on held-out runs per target metric (scripts/perf_fit.py writes it beside the constants)."""
-    if not PERF_CALIBRATION.exists():
-        return {}
-    with open(PERF_CALIBRATION, encoding="utf-8") as fh:
-        doc = safe_load(fh) or {}
-    return {k: float(v) for k, v in (doc.get("held_out_sigma") or {}).items()}
+    return {k: float(v) for k, v in (_document().get("held_out_sigma") or {}).items()}
 
 
 def calibrated(gpu_model: str) -> tuple[StepConstants, str]:

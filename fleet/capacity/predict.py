@@ -10,7 +10,7 @@ from typing import Any
 
 from fleet.argtypes import positive_float, positive_int
 from fleet.capacity.calibration_data import calibrated
-from fleet.capacity.lengths import lognormal_sigma
+from fleet.capacity.lengths import LengthError, check_lengths, longest
 from fleet.capacity.memory import Arch, Settings, default_batched_tokens, engine_profile_for, model_catalog, size
 from fleet.capacity.perf import gpu_models, model_cost
 from fleet.capacity.simulate import Engine, Load, simulate, summary
@@ -110,15 +110,14 @@ def run(args: argparse.Namespace) -> int:
         if max_len and args.input_tokens + args.output_tokens > max_len:
             raise PredictError(f"--input-tokens {args.input_tokens} + --output-tokens {args.output_tokens} exceed "
                                f"--max-model-len {max_len}: vLLM rejects such requests — raise --max-model-len or shorten them")
-        for mean, p95 in (("input_tokens", "input_tokens_p95"), ("output_tokens", "output_tokens_p95")):
-            if getattr(args, p95) is not None:
-                try:
-                    lognormal_sigma(getattr(args, mean), getattr(args, p95))
-                except ValueError as exc:
-                    raise PredictError(f"--{p95.replace('_', '-')} {getattr(args, p95)}: {exc}") from None
-        longest = (args.input_tokens_p95 or args.input_tokens) + (args.output_tokens_p95 or args.output_tokens)
-        if max_len and longest > max_len:
-            raise PredictError(f"the 95th-percentile request ({longest} tokens) exceeds --max-model-len {max_len}: vLLM "
+        lengths = (args.input_tokens, args.input_tokens_p95, args.output_tokens, args.output_tokens_p95)
+        try:
+            check_lengths(*lengths)
+        except LengthError as exc:
+            raise PredictError(f"--{exc.field.replace('_', '-')}: {exc.message}") from None
+        tokens = sum(longest(*lengths))
+        if max_len and tokens > max_len:
+            raise PredictError(f"the 95th-percentile request ({tokens} tokens) exceeds --max-model-len {max_len}: vLLM "
                                "rejects the longest requests — raise --max-model-len or lower the p95")
         eng, reason = engine(arch, inst, tp=args.tp, max_model_len=args.max_model_len, max_num_seqs=args.max_num_seqs,
                              max_num_batched_tokens=args.max_num_batched_tokens, quantization=args.quantization,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fleet.capacity.calibration_data import held_out_sigma
-from fleet.capacity.lengths import lognormal_sigma
+from fleet.capacity.lengths import check_lengths, longest
 from fleet.capacity.memory import Arch
 from fleet.capacity.predict import engine, parallelism_problem
 from fleet.capacity.simulate import Engine, Load, percentile, simulate
@@ -52,19 +52,14 @@ class Targets:
                 continue
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ValueError(f"{name.replace('_', ' ')} must be a positive whole number, got {v!r}")
-        for mean, p95 in (("input_tokens", "input_tokens_p95"), ("output_tokens", "output_tokens_p95")):
-            if getattr(self, p95) is not None:
-                try:
-                    lognormal_sigma(getattr(self, mean), getattr(self, p95))
-                except ValueError as exc:
-                    raise ValueError(f"{p95.replace('_', ' ')}: {exc}") from None
+        check_lengths(self.input_tokens, self.input_tokens_p95, self.output_tokens, self.output_tokens_p95)
         for name, v in self.limits().items():
             if not (math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} target must be a positive number of milliseconds, got {v!r}")
 
     def longest(self) -> tuple[int, int]:
         """The 95th-percentile request (the mean one when lengths are fixed): what must fit max_model_len."""
-        return self.input_tokens_p95 or self.input_tokens, self.output_tokens_p95 or self.output_tokens
+        return longest(self.input_tokens, self.input_tokens_p95, self.output_tokens, self.output_tokens_p95)
 
     def lengths_text(self) -> str:
         def one(mean: int, p95: int | None) -> str:

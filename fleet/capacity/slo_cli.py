@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from fleet.argtypes import positive_float, positive_int
+from fleet.capacity.lengths import LengthError
 from fleet.capacity.memory import Arch
 from fleet.capacity.slo import SloOption, Targets, recommend_slo
 
@@ -50,8 +51,8 @@ def run_slo(args: argparse.Namespace, arch: Arch) -> int:
     try:
         targets = Targets(args.request_rate, args.input_tokens, args.output_tokens, **limits,
                           input_tokens_p95=args.input_tokens_p95, output_tokens_p95=args.output_tokens_p95)
-    except ValueError as exc:
-        print(f"recommend: --{str(exc).split(':')[0].replace(' ', '-')}: {str(exc).split(': ', 1)[-1]}", file=sys.stderr)
+    except LengthError as exc:
+        print(f"recommend: --{exc.field.replace('_', '-')}: {exc.message}", file=sys.stderr)
         return 2
     longest = sum(targets.longest())
     what = "--input-tokens + --output-tokens" if targets.longest() == (args.input_tokens, args.output_tokens) else \

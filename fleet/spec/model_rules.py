@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 
+from fleet.capacity.lengths import longest
 from fleet.capacity.memory import Arch, Sizing, parallelism_problems, size
 from fleet.catalog import InstanceType, gpu_instance
 from fleet.errors import CREDENTIAL
@@ -322,12 +323,12 @@ def slo_requests_fit_the_context(ctx: ModelContext) -> Iterator[Problem]:
     if slo.input_tokens + slo.output_tokens > limit:
         yield (("slo", "input_tokens"), f"{slo.input_tokens:,} + {slo.output_tokens:,} output tokens exceed max_model_len "
                                         f"{limit:,}: vLLM rejects such requests — raise max_model_len or shorten the requests")
-    elif (slo.input_tokens_p95 or slo.output_tokens_p95) and \
-            (slo.input_tokens_p95 or slo.input_tokens) + (slo.output_tokens_p95 or slo.output_tokens) > limit:
+        return
+    inp, out = longest(slo.input_tokens, slo.input_tokens_p95, slo.output_tokens, slo.output_tokens_p95)
+    if inp + out > limit:
         field = "input_tokens_p95" if slo.input_tokens_p95 else "output_tokens_p95"
-        yield (("slo", field), f"the 95th-percentile request ({slo.input_tokens_p95 or slo.input_tokens:,} in + "
-                               f"{slo.output_tokens_p95 or slo.output_tokens:,} out) exceeds max_model_len {limit:,}: vLLM rejects "
-                               "the longest requests — raise max_model_len or lower the p95")
+        yield (("slo", field), f"the 95th-percentile request ({inp:,} in + {out:,} out) exceeds max_model_len {limit:,}: "
+                               "vLLM rejects the longest requests — raise max_model_len or lower the p95")
 
 
 RULES: tuple[Callable[[ModelContext], Iterator[Problem]], ...] = (

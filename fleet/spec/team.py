@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
 
-from fleet.capacity.lengths import lognormal_sigma
+from fleet.capacity.lengths import check_lengths
 from fleet.k8s_names import SecretKey, SecretObjectName, StackSecretName
 from fleet.spec.base import Name, Owner, Strict
 from fleet.spec.s3 import S3Uri, parse_s3_prefix
@@ -232,12 +232,7 @@ class Slo(Strict):
         names = ("ttft_p50_ms", "ttft_p95_ms", "itl_p50_ms", "itl_p95_ms", "tpot_p50_ms")
         if all(getattr(self, n) is None for n in names):
             raise ValueError("an slo needs at least one target: ttft_p50_ms, ttft_p95_ms, itl_p50_ms, itl_p95_ms or tpot_p50_ms")
-        for mean, p95 in (("input_tokens", "input_tokens_p95"), ("output_tokens", "output_tokens_p95")):
-            if getattr(self, p95) is not None:
-                try:
-                    lognormal_sigma(getattr(self, mean), getattr(self, p95))
-                except ValueError as exc:
-                    raise ValueError(f"{p95}: {exc}") from None
+        check_lengths(self.input_tokens, self.input_tokens_p95, self.output_tokens, self.output_tokens_p95)
         for low, high in (("ttft_p50_ms", "ttft_p95_ms"), ("itl_p50_ms", "itl_p95_ms")):
             a, b = getattr(self, low), getattr(self, high)
             if a is not None and b is not None and b < a:
