@@ -79,6 +79,7 @@ CONFIGS: dict[str, tuple[str, dict, dict]] = {
 PREFILL_GRID = [(1, 128), (1, 512), (1, 2048), (1, 4096), (4, 512), (4, 2048), (16, 512), (16, 2048), (32, 1024)]
 DECODE_GRID = [(1, 512), (8, 512), (32, 512), (64, 1024), (128, 512), (256, 512), (32, 2048), (128, 1024)]
 DECODE_TOKENS = 48
+PROBE_LENGTHS = (64, 256, 512, 520, 768, 1024, 1536, 2048, 3072)
 
 
 def free_port() -> int:
@@ -168,6 +169,15 @@ async def ttft_probe(port: int, vocab: int, plen: int = 1024, repeats: int = 5) 
                     times = await _one(s, url, prompt, max_tokens, stream)
                     firsts.append(times[0] - t0)
                 out[f"{kind}_{'stream' if stream else 'plain'}_{max_tokens}"] = round(statistics.median(firsts) * 1000, 2)
+        # one prompt of each length, token ids, not streamed: does a prefill step cost more once it has more tokens
+        # than the largest captured CUDA graph (512 here: `max_cudagraph_capture_size` in the log)?
+        for n in PROBE_LENGTHS:
+            walls = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                await _one(s, url, [rng.randrange(vocab - 1) for _ in range(n)], 1, False)
+                walls.append(time.perf_counter() - t0)
+            out[f"prefill_ids_{n}"] = round(statistics.median(walls) * 1000, 2)
     return out
 
 

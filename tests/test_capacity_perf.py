@@ -100,12 +100,43 @@ def test_a_moe_s_routed_experts_run_at_their_own_efficiency() -> None:
     assert a.expert_flops_per_token == 0 and a.step_seconds(*prefill) == b.step_seconds(*prefill)
 
 
+def test_a_step_outside_a_full_cuda_graph_waits_for_the_host_to_launch_it() -> None:
+    small = model_catalog()["Qwen/Qwen2.5-0.5B-Instruct"]
+    s = Settings(gpu_memory_gib=80, gpus_per_node=1, max_model_len=4096, max_num_seqs=256, max_num_batched_tokens=8192,
+                 gpu_model="H100")
+    k = StepConstants(piecewise_layer_s=2e-4, eager_layer_s=1e-3)
+    cost = model_cost(small, s, gpu_models()["H100"], k)
+    assert cost.graph_max_tokens == 512                     # min(2 * max_num_seqs, 512), as vLLM 0.26 logs it
+    assert cost.launch_seconds(256, 0) == 0                 # a decode step replays one FULL graph
+    assert cost.launch_seconds(256, 200) == pytest.approx(2e-4 * small.layers)   # piecewise: attention launched per layer
+    assert cost.launch_seconds(513, 513) == pytest.approx(1e-3 * small.layers)   # beyond the largest graph: eager
+    # a small model's prompt is set by the host: one token past the largest graph costs more than doubling within it
+    within, past = (cost.step_seconds(0, 0, n, n * n / 2, n, 1) for n in (512, 513))
+    assert past > 1.5 * within and past == pytest.approx(k.fixed_s + k.per_layer_s * small.layers + 513 * small.layers
+                                                         * k.per_token_layer_s + 1e-3 * small.layers)
+    # a large model's full chunk keeps the GPU busy for longer than the host needs: the launches hide
+    big = model_cost(model_catalog()["Qwen/Qwen2.5-14B-Instruct"], s, gpu_models()["H100"], k)
+    chunk = (0, 0, 8192, 8192 * 4096, 8192, 1)
+    assert big.step_seconds(*chunk) == pytest.approx(model_cost(model_catalog()["Qwen/Qwen2.5-14B-Instruct"], s, gpu_models()["H100"],
+                                                                replace(k, eager_layer_s=0.0)).step_seconds(*chunk))
+    # fewer sequences, smaller graphs; enforce_eager captures none, so even a decode step is launched kernel by kernel
+    assert model_cost(small, replace(s, max_num_seqs=64), gpu_models()["H100"], k).graph_max_tokens == 128
+    eager = model_cost(small, replace(s, enforce_eager=True), gpu_models()["H100"], k)
+    assert eager.graph_max_tokens == 0 and eager.launch_seconds(1, 0) == pytest.approx(1e-3 * small.layers)
+    # a MoE layer launches more kernels (router, top-k, the fused experts): its own factor, 0 meaning as dense
+    moe = model_catalog()["Qwen/Qwen3-30B-A3B"]
+    assert model_cost(moe, s, gpu_models()["H100"], replace(k, moe_launch_factor=2.0)).launch_seconds(600, 600) == \
+        pytest.approx(2 * model_cost(moe, s, gpu_models()["H100"], k).launch_seconds(600, 600))
+    assert model_cost(small, s, gpu_models()["H100"], replace(k, moe_launch_factor=2.0)).launch_seconds(600, 600) == \
+        pytest.approx(cost.launch_seconds(600, 600))      # a dense model has no MoE layers
+
+
 def test_the_expert_efficiency_is_fitted_only_where_a_moe_was_measured() -> None:
     from fleet.capacity.calibrate import fitted_names, runs
     measured = list(runs())
     dense = [r for r in measured if not model_catalog()[r.model].experts]
-    assert "e_expert" not in fitted_names(dense)
-    assert "e_expert" in fitted_names(measured)       # the catalog holds a measured MoE (Qwen3-30B-A3B)
+    assert "e_expert" not in fitted_names(dense) and "moe_launch_factor" not in fitted_names(dense)
+    assert {"e_expert", "moe_launch_factor"} <= set(fitted_names(measured))   # the catalog holds a measured MoE
 
 
 def test_lengths_drawn_with_a_p95_have_that_mean_and_that_percentile() -> None:
@@ -127,11 +158,12 @@ def test_lengths_drawn_with_a_p95_have_that_mean_and_that_percentile() -> None:
 
 def test_simulation_serves_each_request_its_own_lengths() -> None:
     eng = _engine()
-    load = Load(512, 64, request_rate=4, num_prompts=300, input_p95=1500, output_p95=180, seed=2)
+    # a mean prompt well inside the largest CUDA graph (512 tokens), its tail well past it
+    load = Load(384, 64, request_rate=4, num_prompts=300, input_p95=1400, output_p95=180, seed=2)
     o = simulate(eng, load)
     _, outs = load.lengths(300)
     assert o.output_tokens == sum(outs) and len(o.ttft_s) == 300
-    fixed = simulate(eng, Load(512, 64, request_rate=4, num_prompts=300, seed=2))
+    fixed = simulate(eng, Load(384, 64, request_rate=4, num_prompts=300, seed=2))
     assert percentile(o.ttft_s, 95) > percentile(fixed.ttft_s, 95)     # long prompts make the tail
     assert percentile(o.e2e_s, 95) > 1.5 * percentile(fixed.e2e_s, 95)   # long outputs too
 

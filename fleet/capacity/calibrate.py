@@ -23,9 +23,11 @@ from fleet.catalog import CATALOG_DIR
 from fleet.yamlsrc import safe_load
 
 PERF_RUNS = CATALOG_DIR / "perf_runs.yaml"
-FITTED = ("e_compute", "e_weights", "e_kv", "fixed_s", "per_layer_s", "per_token_layer_s", "http_s")
+FITTED = ("e_compute", "e_weights", "e_kv", "fixed_s", "per_layer_s", "per_token_layer_s", "http_s", "piecewise_layer_s",
+          "eager_layer_s")
+MOE_FITTED = ("e_expert", "moe_launch_factor")     # only where a MoE was measured
 SCALE = {"e_compute": 1.0, "e_weights": 1.0, "e_kv": 1.0, "e_expert": 1.0, "fixed_s": 1e-3, "per_layer_s": 1e-5, "per_token_layer_s": 1e-8,
-         "http_s": 1e-3}
+         "http_s": 1e-3, "piecewise_layer_s": 1e-4, "eager_layer_s": 1e-4, "moe_launch_factor": 1.0}
 
 
 @dataclass(frozen=True)
@@ -90,10 +92,11 @@ def grid_points(run: Run, constants: StepConstants) -> list[tuple[str, float, fl
 
 
 def fitted_names(runs_: list[Run]) -> tuple[str, ...]:
-    """The constants a set of runs can fix: the routed experts' efficiency only where a MoE was measured."""
+    """The constants a set of runs can fix: the routed experts' efficiency and launch factor only where a MoE was
+    measured."""
     catalog = model_catalog()
     moe = any(catalog[r.model].experts for r in runs_)
-    return (*FITTED, "e_expert") if moe else FITTED
+    return (*FITTED, *MOE_FITTED) if moe else FITTED
 
 
 def _objective(runs_: list[Run], base: StepConstants):
@@ -149,14 +152,14 @@ def fit(gpu_model: str, runs_: list[Run] | None = None) -> StepConstants:
     chosen = [r for r in (runs_ if runs_ is not None else runs()) if r.gpu_model == gpu_model and not r.held_out]
     if not chosen:
         raise ValueError(f"no runs on {gpu_model} to fit")
-    base = StepConstants(e_expert=StepConstants().e_compute)
+    base = StepConstants(e_expert=StepConstants().e_compute, moe_launch_factor=1.5)
     names = fitted_names(chosen)
     x0 = [getattr(base, name) / SCALE[name] for name in names]
     best = nelder_mead(_objective(chosen, base), x0)
     best = nelder_mead(_objective(chosen, base), best, step=0.1)
     values = {name: best[i] * SCALE[name] for i, name in enumerate(names)}
     if "e_expert" not in names:
-        values["e_expert"] = 0.0     # no MoE measured: experts run as dense GEMMs do
+        values.update(e_expert=0.0, moe_launch_factor=0.0)     # no MoE measured: experts run as dense layers do
     return replace(base, **cast(dict[str, Any], values), source=f"fitted on the step grids of {', '.join(r.name for r in chosen)}")
 
 

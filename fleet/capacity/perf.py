@@ -10,10 +10,19 @@ chunks' prompt tokens. Per GPU (tensor parallel shares split the work):
                the board it says "Using default MoE config. Performance might be sub-optimal!")
     memory   = weight bytes (a MoE's routed experts only as far as this step's tokens touch them)
                + KV bytes read (each decoding request its context, each chunk its context and itself)
-    step     = fixed + per layer · layers + per token-layer · tokens · layers
-               + max(dense compute / (peak FLOP/s · e_compute) + expert compute / (peak FLOP/s · e_expert),
-                     weights / (bandwidth · e_weights) + KV / (bandwidth · e_kv))
+    GPU time = max(dense compute / (peak FLOP/s · e_compute) + expert compute / (peak FLOP/s · e_expert),
+                   weights / (bandwidth · e_weights) + KV / (bandwidth · e_kv))
+    launches = layers · (0 for a decode-only step up to the largest captured CUDA graph: one FULL graph replay;
+                         piecewise_layer for a step with prompt tokens up to it: PIECEWISE graphs with each layer's
+                         attention launched between them; eager_layer for a step with more tokens than the largest
+                         graph: every kernel launched from Python) · (moe_launch_factor for a MoE's layers)
+    step     = fixed + per layer · layers + per token-layer · tokens · layers + max(GPU time, launches)
                + TP all-reduces (2 per layer: message / link bandwidth + a latency each)
+
+Launching runs ahead of the GPU, so the CPU's time hides under the GPU's until it is the longer of the two: a small
+model's prompt steps are set by the host, not the GPU (vLLM 0.26 logs `cudagraph_mode FULL_AND_PIECEWISE` and
+`max_cudagraph_capture_size 512` — min(2 · max_num_seqs, 512) — in every measured run; with enforce_eager every
+step is eager).
 
 The peaks come from the board's datasheet (fleet/catalog/gpus.yaml `gpu_models`); the efficiencies and overheads are
 fitted on measured step grids (fleet/capacity/calibrate.py, fleet/catalog/perf_calibration.yaml) per GPU model, and a
@@ -25,7 +34,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from fleet.capacity.memory import Arch, Settings, expert_fraction, kv_bytes_per_token, weights_gib_per_gpu
+from fleet.capacity.memory import (
+    Arch,
+    Settings,
+    cuda_graph_sizes,
+    default_batched_tokens,
+    expert_fraction,
+    kv_bytes_per_token,
+    weights_gib_per_gpu,
+)
 from fleet.catalog import CATALOG_DIR
 from fleet.yamlsrc import safe_load
 
@@ -62,6 +79,10 @@ class StepConstants:
     fixed_s: float = 1.5e-3
     per_layer_s: float = 2.0e-5
     per_token_layer_s: float = 2.0e-8
+    # the host's time to launch one layer of a step outside a FULL CUDA graph (hidden under the GPU's time)
+    piecewise_layer_s: float = 2.0e-4     # a step with prompt tokens, within the largest graph
+    eager_layer_s: float = 1.0e-3         # a step with more tokens than the largest graph
+    moe_launch_factor: float = 0.0        # a MoE layer's launches against a dense one's; 0: the same (fitted on MoE runs only)
     allreduce_latency_s: float = 1.0e-5   # per all-reduce; not fitted until multi-GPU runs exist
     http_s: float = 4.0e-3                # request in, first token out: what the API server adds to TTFT
     # The API server's own process (tokenizing prompts, detokenizing and streaming tokens): serial work per request,
@@ -90,7 +111,19 @@ class ModelCost:
     peak_flops: float
     bandwidth: float
     link_bandwidth: float
+    graph_max_tokens: int = 512      # the largest CUDA graph vLLM captures; 0 with enforce_eager (every step eager)
     constants: StepConstants = field(default_factory=StepConstants)
+
+    def launch_seconds(self, tokens: int, prefill_tokens: int) -> float:
+        """The host's time to launch a step's kernels outside a FULL CUDA graph (0 for a captured decode step)."""
+        c = self.constants
+        if tokens > self.graph_max_tokens:
+            per_layer = c.eager_layer_s
+        elif prefill_tokens:
+            per_layer = c.piecewise_layer_s
+        else:
+            return 0.0
+        return per_layer * self.layers * ((c.moe_launch_factor or 1.0) if self.experts else 1.0)
 
     def step_seconds(self, decode: int, decode_ctx: float, prefill_tokens: int = 0, prefill_attn: float = 0.0,
                      prefill_kv: float = 0.0, sampled: int | None = None) -> float:
@@ -113,7 +146,8 @@ class ModelCost:
         kv = self.kv_bytes_per_token * (decode_ctx + prefill_kv)
         t_compute = flops / (self.peak_flops * c.e_compute) + expert_flops / (self.peak_flops * (c.e_expert or c.e_compute))
         t_memory = weights / (self.bandwidth * c.e_weights) + kv / (self.bandwidth * c.e_kv)
-        t = c.fixed_s + c.per_layer_s * self.layers + c.per_token_layer_s * tokens * self.layers + max(t_compute, t_memory)
+        t = (c.fixed_s + c.per_layer_s * self.layers + c.per_token_layer_s * tokens * self.layers
+             + max(t_compute, t_memory, self.launch_seconds(tokens, prefill_tokens)))
         if self.tp > 1:
             message = tokens * self.hidden * 2.0 * 2 * (self.tp - 1) / self.tp
             t += 2 * self.layers * (c.allreduce_latency_s + message / self.link_bandwidth)
@@ -132,6 +166,8 @@ def model_cost(arch: Arch, s: Settings, gpu: GpuModel, constants: StepConstants 
     quantized_fp8 = s.quantization in ("fp8", "modelopt", "compressed-tensors") and gpu.fp8_tflops > 0
     peak = (gpu.fp8_tflops if quantized_fp8 else gpu.bf16_tflops) * 1e12
     link = (gpu.nvlink_gbps or gpu.pcie_gbps) * 1e9
+    batched_tokens, seqs = default_batched_tokens(s)
+    graphs = [] if s.enforce_eager else cuda_graph_sizes(seqs)
     return ModelCost(
         layers=arch.layers,
         dense_weight_bytes=weight_bytes * (1 - experts),
@@ -148,5 +184,6 @@ def model_cost(arch: Arch, s: Settings, gpu: GpuModel, constants: StepConstants 
         peak_flops=peak,
         bandwidth=gpu.memory_gbps * 1e9,
         link_bandwidth=link,
+        graph_max_tokens=min(max(graphs), batched_tokens) if graphs else 0,
         constants=constants or StepConstants(),
     )
