@@ -11,7 +11,7 @@ from fleet.capacity import standin_tokenizer
 from fleet.capacity.calibrate import FITTED, Run, fit, grid_points
 from fleet.capacity.memory import Settings, model_catalog
 from fleet.capacity.perf import StepConstants, gpu_models, model_cost
-from fleet.capacity.simulate import Engine, Load, percentile, simulate
+from fleet.capacity.simulate import SAMPLES, Engine, Load, percentile, simulate, typical
 
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
 
@@ -175,6 +175,21 @@ def test_simulation_load_raises_latency_and_throughput() -> None:
     assert high.output_tokens_per_s > 3 * low.output_tokens_per_s
     assert percentile(high.ttft_s, 95) > percentile(low.ttft_s, 95)
     assert percentile(high.itl_s, 50) > percentile(low.itl_s, 50)
+
+
+def test_a_prediction_is_the_median_over_arrival_draws_where_the_load_has_any() -> None:
+    eng = _engine()
+    # a closed loop of fixed lengths draws nothing: one run is the answer
+    closed = Load(1024, 64, concurrency=8, num_prompts=32)
+    one = simulate(eng, closed)
+    assert typical(eng, closed)["ttft_p95_ms"] == pytest.approx(percentile(one.ttft_s, 95) * 1000)
+    # near capacity one Poisson draw's tail is far from another's; the prediction is their median, not seed 0's
+    capacity = simulate(eng, Load(1024, 64, concurrency=256, num_prompts=1024)).requests_per_s
+    poisson = Load(1024, 64, request_rate=0.8 * capacity, num_prompts=300, seed=5)
+    tails = sorted(percentile(simulate(eng, replace(poisson, seed=5 + i)).ttft_s, 95) * 1000 for i in range(SAMPLES))
+    assert tails[-1] > 1.4 * tails[0]
+    assert typical(eng, poisson)["ttft_p95_ms"] == pytest.approx(tails[SAMPLES // 2])
+    assert typical(eng, poisson, samples=1)["ttft_p95_ms"] == pytest.approx(percentile(simulate(eng, poisson).ttft_s, 95) * 1000)
 
 
 def test_simulation_preempts_when_the_kv_cache_runs_out() -> None:

@@ -27,8 +27,8 @@ def test_held_out_accuracy_stays_where_it_was_measured() -> None:
     # bench/perf_accuracy prints these; the gate keeps a change of the model from losing what the runs showed
     result = accuracy(fitted_constants())
     h = result["held_out_median_pct"]
-    # two dense models held out (Gemma 2B, Qwen2.5-3B): 14 points, measured at TTFT p50 4.4%, p95 9.4%, ITL p50 5.9%,
-    # throughput 2.1% (docs/performance.md); the gate leaves room for a refit, and stays inside the goals
+    # two dense models held out (Gemma 2B, Qwen2.5-3B): 14 points, measured at TTFT p50 5.3%, p95 9.4%, ITL p50 5.9%,
+    # throughput 1.6% (docs/performance.md); the gate leaves room for a refit, and stays inside the goals
     assert result["held_out_points"] >= 14
     assert h["ttft_p50"] <= 7 and h["ttft_p95"] <= 15 and h["itl_p50"] <= 8 and h["throughput"] <= 4
     assert result["held_out_grid_median_pct"] <= 12

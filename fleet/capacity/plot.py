@@ -6,7 +6,7 @@ from pathlib import Path
 
 from fleet.capacity.memory import Arch
 from fleet.capacity.predict import engine
-from fleet.capacity.simulate import Load, percentile, simulate
+from fleet.capacity.simulate import Load, typical
 from fleet.capacity.slo import SloOption, Targets
 from fleet.catalog import gpu_instance_types
 
@@ -27,9 +27,9 @@ def curves(arch: Arch, targets: Targets, options: list[SloOption], *, max_model_
         points = []
         for f in FRACTIONS:
             rate = targets.request_rate * f
-            sim = simulate(eng, Load(targets.input_tokens, targets.output_tokens, request_rate=rate / o.replicas,
-                                     num_prompts=200, seed=3))
-            points.append((rate, percentile(sim.ttft_s, 95) * 1000, percentile(sim.itl_s, 50) * 1000))
+            m = typical(eng, Load(targets.input_tokens, targets.output_tokens, request_rate=rate / o.replicas,
+                                  num_prompts=200, seed=3))
+            points.append((rate, m["ttft_p95_ms"], m["itl_p50_ms"]))
         out[f"{o.instance_type} TP{o.tp} ×{o.replicas}"] = points
     return out
 

@@ -13,7 +13,7 @@ from fleet.capacity.calibration_data import calibrated
 from fleet.capacity.lengths import LengthError, check_lengths, longest
 from fleet.capacity.memory import Arch, Settings, default_batched_tokens, engine_profile_for, model_catalog, size
 from fleet.capacity.perf import gpu_models, model_cost
-from fleet.capacity.simulate import Engine, Load, simulate, summary
+from fleet.capacity.simulate import Engine, Load, summary, typical
 from fleet.catalog import InstanceType, gpu_instance_types
 
 CALIBRATED_VLLM = "0.26.0"     # the release the step constants were measured with
@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     load = Load(args.input_tokens, args.output_tokens, concurrency=args.concurrency, request_rate=args.request_rate,
                 num_prompts=args.num_prompts, input_p95=args.input_tokens_p95, output_p95=args.output_tokens_p95,
                 max_model_len=args.max_model_len or arch.max_context or 0)
-    out: dict[str, Any] = summary(simulate(eng, load))
+    out: dict[str, Any] = summary(typical(eng, load))
     _, board = calibrated(inst.gpu_model)
     out["calibration"] = {"gpu_model": board, "vllm": CALIBRATED_VLLM, "same_board": board == inst.gpu_model}
     out["engine"] = {"max_num_seqs": eng.max_num_seqs, "max_num_batched_tokens": eng.max_num_batched_tokens,
