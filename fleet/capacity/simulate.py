@@ -303,18 +303,18 @@ def typical(engine: Engine, load: Load, samples: int = SAMPLES) -> dict[str, flo
     `vllm bench serve` run is one such draw too."""
     varied = load.request_rate is not None or load.input_p95 not in (None, load.input_tokens) \
         or load.output_p95 not in (None, load.output_tokens)
-    runs = [simulate(engine, replace(load, seed=load.seed + i)) for i in range(samples if varied else 1)]
-    metrics: dict[str, list[float]] = {}
-    for o in runs:
-        for q in (50, 95, 99):
-            metrics.setdefault(f"ttft_p{q}_ms", []).append(percentile(o.ttft_s, q) * 1000)
-        for q in (50, 95):
-            metrics.setdefault(f"itl_p{q}_ms", []).append(percentile(o.itl_s, q) * 1000)
-        for key, value in (("tpot_p50_ms", percentile(o.tpot_s, 50) * 1000), ("e2e_p50_ms", percentile(o.e2e_s, 50) * 1000),
-                           ("output_tokens_per_s", o.output_tokens_per_s), ("requests_per_s", o.requests_per_s),
-                           ("mean_batch", o.mean_batch), ("mean_waiting", o.mean_waiting), ("preemptions", float(o.preemptions))):
-            metrics.setdefault(key, []).append(value)
-    return {key: statistics.median(values) for key, values in metrics.items()}
+    draws = [_metrics(simulate(engine, replace(load, seed=load.seed + i))) for i in range(samples if varied else 1)]
+    return {key: statistics.median(d[key] for d in draws) for key in draws[0]}
+
+
+def _metrics(o: Outcome) -> dict[str, float]:
+    ms = 1000.0
+    return {"ttft_p50_ms": percentile(o.ttft_s, 50) * ms, "ttft_p95_ms": percentile(o.ttft_s, 95) * ms,
+            "ttft_p99_ms": percentile(o.ttft_s, 99) * ms, "itl_p50_ms": percentile(o.itl_s, 50) * ms,
+            "itl_p95_ms": percentile(o.itl_s, 95) * ms, "tpot_p50_ms": percentile(o.tpot_s, 50) * ms,
+            "e2e_p50_ms": percentile(o.e2e_s, 50) * ms, "output_tokens_per_s": o.output_tokens_per_s,
+            "requests_per_s": o.requests_per_s, "mean_batch": o.mean_batch, "mean_waiting": o.mean_waiting,
+            "preemptions": float(o.preemptions)}
 
 
 def summary(m: dict[str, float]) -> dict[str, Any]:
