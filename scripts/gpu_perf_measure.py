@@ -73,6 +73,9 @@ CONFIGS: dict[str, tuple[str, dict, dict]] = {
     # only the TTFT probe (below): where a streamed benchmark's first token spends the time a bare prefill does not
     "probe-qwen05b": ("Qwen/Qwen2.5-0.5B-Instruct", BASE, {**SWEEP, "probe_only": True}),
     "probe-gemma2b": ("google/gemma-2b", BASE, {**SWEEP, "probe_only": True}),
+    # only the `vllm bench serve` sweep, for a run whose step grid is recorded already (bench_of names it):
+    # scripts/perf_records.py adds these points to that run
+    "bench-qwen14b": ("Qwen/Qwen2.5-14B-Instruct", BASE, {**SWEEP, "bench_of": "perf-qwen14b"}),
     "perf-llama8b-short": ("meta-llama/Llama-3.1-8B-Instruct", BASE,
                            {"input_len": 256, "output_len": 512, "concurrency": [8, 128], "rate_fractions": [0.5, 0.85]}),
 }
@@ -310,9 +313,10 @@ def measure(name: str, out_dir: Path, deadline: float) -> dict:
             if sweep.get("probe_only"):
                 result["bench"] = [bench(port, d, {**sweep, "output_len": 16}, 1, None, seed=100)]
                 return result
-            t0 = time.monotonic()
-            result["grid"] = asyncio.run(step_grid(port, vocab, result.get("kv_cache_tokens"), settings["max_model_len"]))
-            result["grid_s"] = round(time.monotonic() - t0, 1)
+            if not sweep.get("bench_of"):
+                t0 = time.monotonic()
+                result["grid"] = asyncio.run(step_grid(port, vocab, result.get("kv_cache_tokens"), settings["max_model_len"]))
+                result["grid_s"] = round(time.monotonic() - t0, 1)
             points = []
             for i, c in enumerate(sweep["concurrency"]):
                 if deadline - time.monotonic() < 40:

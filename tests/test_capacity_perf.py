@@ -217,3 +217,44 @@ def test_fit_recovers_the_constants_a_grid_was_made_with() -> None:
     for _, measured, predicted in grid_points(run, fitted):
         assert predicted == pytest.approx(measured, rel=0.03)
     assert set(FITTED) <= set(vars(fitted))
+
+
+def _perf_records(tmp_path):
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "scripts" / "perf_records.py"
+    spec = importlib.util.spec_from_file_location("perf_records_under_test", path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.CATALOG = tmp_path / "catalog"
+    mod.CATALOG.mkdir()
+    return mod
+
+
+def test_a_bench_only_run_adds_its_points_to_the_recorded_run_of_the_same_server(tmp_path) -> None:
+    import json
+
+    import yaml
+    records = _perf_records(tmp_path)
+    server = {"max_model_len": 4096, "max_num_seqs": 256}
+    grid = {"prefill": [{"batch": 1, "prompt_tokens": 128, "ms": 20.0}], "decode": []}
+    (records.CATALOG / "perf_runs.yaml").write_text(yaml.safe_dump({"runs": [
+        {"name": "perf-x", "model": "M", "gpu_model": "H100", "server": server, "kv_cache_tokens": 1000,
+         "held_out": False, "source": "measured earlier", "grid": grid, "bench": []}]}))
+    out = tmp_path / "out"
+    out.mkdir()
+    point = {"concurrency": 1, "median_ttft_ms": 30.0}
+    results = [{"name": "bench-x", "model": "M", "server": server, "gpu": "NVIDIA H100 80GB HBM3",
+                "sweep_settings": {"bench_of": "perf-x"}, "kv_cache_tokens": 1000, "bench": [point]}]
+    (out / "perf.jsonl").write_text("".join(json.dumps(r) + "\n" for r in results))
+    (out / "perf_logs.txt").write_text("\n===== bench-x (M) ok\nlog lines\n")
+    assert records.main([str(out), "--date", "2026-12-08"]) == 0
+    (run,) = yaml.safe_load((records.CATALOG / "perf_runs.yaml").read_text())["runs"]
+    assert run["grid"] == grid and run["bench"] == [point]
+    assert "bench points measured 2026-12-08" in run["source"] and "bench-x" in run["source"]
+    # another server's points never land on a run they were not measured against
+    results[0]["server"] = {**server, "max_num_seqs": 128}
+    (out / "perf.jsonl").write_text(json.dumps(results[0]) + "\n")
+    with pytest.raises(SystemExit, match="same server settings"):
+        records.main([str(out), "--date", "2026-12-08"])
