@@ -243,7 +243,9 @@ def bench(port: int, d: str, sweep: dict, concurrency: int | None, rate: float |
             "--dataset-name", "random", "--random-input-len", str(sweep["input_len"]),
             "--random-output-len", str(sweep["output_len"]), "--num-prompts", str(n), "--ignore-eos",
             "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90,95,99",
-            "--seed", str(seed), "--disable-tqdm", "--ready-check-timeout-sec", "0"]
+            "--seed", str(seed), "--disable-tqdm", "--ready-check-timeout-sec", "0",
+            # keeps each request's start time and TTFT in the result (without it vLLM drops them before returning)
+            "--save-detailed"]
     argv += ["--max-concurrency", str(concurrency)] if concurrency is not None else ["--request-rate", f"{rate:.3f}"]
     parser = FlexibleArgumentParser()
     add_cli_args(parser)
@@ -259,8 +261,11 @@ def bench(port: int, d: str, sweep: dict, concurrency: int | None, rate: float |
     for k, v in res.items():
         if re.match(r"^(mean|median|std|p\d+)_(ttft|tpot|itl|e2el)_ms$", k):
             point[k] = round(float(v), 3)
-    if "ttfts" in res:
+    if res.get("ttfts"):
         point["ttfts_ms"] = [round(t * 1000, 1) for t in res["ttfts"]]
+    if res.get("start_times"):
+        first = min(res["start_times"])
+        point["starts_ms"] = [round((t - first) * 1000, 1) for t in res["start_times"]]
     return point
 
 
