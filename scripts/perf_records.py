@@ -49,23 +49,21 @@ def main(argv: list[str]) -> int:
     by_name = {r["name"]: r for r in doc["runs"]}
     (CATALOG / "perf_logs").mkdir(exist_ok=True)
     for res in results:
-        target = res.get("sweep_settings", {}).get("bench_of")
-        if target and not res.get("error") and res.get("bench"):
-            run = by_name.get(target)
-            if run is None or run["model"] != res["model"] or run["server"] != res["server"]:
-                raise SystemExit(f"{res['name']}: bench_of {target!r} is not a recorded run of {res['model']} with "
-                                 f"the same server settings")
-            run["bench"] = res["bench"]
-            run["source"] += (f"; bench points measured {args.date} on {res['gpu']} by a second server of the same "
-                              f"settings (KV cache {res.get('kv_cache_tokens')} tokens; {res['name']}, log "
-                              f"fleet/catalog/perf_logs/{res['name']}.txt)")
-            (CATALOG / "perf_logs" / f"{res['name']}.txt").write_text(logs.get(res["name"], ""))
-            continue
-        if res.get("error") or not res.get("grid"):
-            print(f"{res['name']}: not recorded ({res.get('error', 'no grid')})", file=sys.stderr)
-            continue
         name = res["name"]
+        target = res.get("sweep_settings", {}).get("bench_of")
+        if res.get("error") or not res.get("bench" if target else "grid"):
+            print(f"{name}: not recorded ({res.get('error', 'no bench points' if target else 'no grid')})", file=sys.stderr)
+            continue
+        run = by_name.get(target) if target else None
+        if target and (run is None or run["model"] != res["model"] or run["server"] != res["server"]):
+            raise SystemExit(f"{name}: bench_of {target!r} is not a recorded run of {res['model']} with "
+                             f"the same server settings")
         (CATALOG / "perf_logs" / f"{name}.txt").write_text(logs.get(name, ""))
+        if run is not None:  # a bench-only result: its points join the run whose step grid is recorded
+            run["bench"] = res["bench"]
+            run["bench_source"] = (f"measured {args.date} on {res['gpu']} by a second server of the same settings "
+                                   f"(KV cache {res.get('kv_cache_tokens')} tokens); log fleet/catalog/perf_logs/{name}.txt")
+            continue
         by_name[name] = {
             "name": name, "model": res["model"], "gpu_model": gpu_model(res["gpu"]), "server": res["server"],
             "kv_cache_tokens": res["kv_cache_tokens"], "held_out": name in args.held_out,

@@ -252,7 +252,12 @@ def test_a_bench_only_run_adds_its_points_to_the_recorded_run_of_the_same_server
     assert records.main([str(out), "--date", "2026-12-08"]) == 0
     (run,) = yaml.safe_load((records.CATALOG / "perf_runs.yaml").read_text())["runs"]
     assert run["grid"] == grid and run["bench"] == [point]
-    assert "bench points measured 2026-12-08" in run["source"] and "bench-x" in run["source"]
+    assert run["source"] == "measured earlier"
+    assert run["bench_source"].startswith("measured 2026-12-08") and "perf_logs/bench-x.txt" in run["bench_source"]
+    # recording the same output again changes nothing
+    before = (records.CATALOG / "perf_runs.yaml").read_text()
+    assert records.main([str(out), "--date", "2026-12-08"]) == 0
+    assert (records.CATALOG / "perf_runs.yaml").read_text() == before
     # another server's points never land on a run they were not measured against
     results[0]["server"] = {**server, "max_num_seqs": 128}
     (out / "perf.jsonl").write_text(json.dumps(results[0]) + "\n")
