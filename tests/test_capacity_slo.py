@@ -23,9 +23,13 @@ def test_the_shipped_constants_come_from_runs_that_are_not_held_out() -> None:
     assert not any(name in fit.source for name in held)
 
 
-def test_held_out_accuracy_stays_where_it_was_measured() -> None:
+@pytest.fixture(scope="module")
+def result() -> dict:
+    return accuracy(fitted_constants())
+
+
+def test_held_out_accuracy_stays_where_it_was_measured(result: dict) -> None:
     # bench/perf_accuracy prints these; the gate keeps a change of the model from losing what the runs showed
-    result = accuracy(fitted_constants())
     h = result["held_out_median_pct"]
     # two dense models held out (Gemma 2B, Qwen2.5-3B): 14 points, measured at TTFT p50 5.3%, p95 9.4%, ITL p50 5.9%,
     # throughput 1.6% (docs/performance.md); the gate leaves room for a refit, and stays inside the issue's goals
@@ -35,13 +39,33 @@ def test_held_out_accuracy_stays_where_it_was_measured() -> None:
     assert result["held_out_verdicts_right_pct"] >= 90
 
 
-def test_p_meet_spreads_each_metric_by_its_held_out_error() -> None:
+def test_at_concurrency_16_the_ttft_p50_sits_on_the_split_of_the_prompts_over_two_steps(result: dict) -> None:
+    # sixteen 1024-token prompts fill two 8192-token steps: the measured TTFTs are two clusters, not one. Llama 8B:
+    # p50 390 ms but mean 304 ms, so the lower half averages at most 2 * 304 - 390 = 218 ms (one step), the upper
+    # half sits at two steps. A p50 on the split jumps between the clusters with one request; the mean does not
+    llama = next(p for r in runs() if r.name == "perf-llama8b" for p in r.bench if p.get("concurrency") == 16)
+    assert 2 * llama["mean_ttft_ms"] - llama["p50_ttft_ms"] < 0.6 * llama["p50_ttft_ms"]
+    rows = [r for r in result["rows"] if r["load"] == "c=16"]
+    assert len(rows) >= 5
+    # the p50 errs by up to 32 % there (docs/performance.md), the mean by at most 18 % (bench/perf_accuracy prints both)
+    for r in rows:
+        measured, predicted = r["ttft_mean"]
+        assert abs(predicted / measured - 1) <= 0.2, r["run"]
+    # the simulated mean is the mean of the simulated requests' TTFTs, not a percentile
+    from fleet.capacity.calibrate import engine_for
+    from fleet.capacity.simulate import Load, _metrics, simulate
+    run = next(r for r in runs() if r.name == "perf-llama8b")
+    o = simulate(engine_for(run, fitted_constants()["H100"]), Load(1024, 256, concurrency=16, num_prompts=64))
+    assert _metrics(o)["ttft_mean_ms"] == pytest.approx(1000 * sum(o.ttft_s) / len(o.ttft_s))
+
+
+def test_p_meet_spreads_each_metric_by_its_held_out_error(result: dict) -> None:
     from fleet.capacity import calibrate, calibration_data
     from fleet.capacity.slo import DEFAULT_SIGMA, Targets, _p_meet, sigmas
     # the shipped spread is the held-out runs' RMS log error under the shipped constants, not a number typed in
     shipped = calibration_data.held_out_sigma()
     # (the file's constants are rounded to six digits, so the third decimal may move)
-    assert shipped == pytest.approx(calibrate.held_out_sigma(accuracy(fitted_constants())), abs=0.005)
+    assert shipped == pytest.approx(calibrate.held_out_sigma(result), abs=0.005)
     assert set(shipped) == {"ttft_p50_ms", "ttft_p95_ms", "itl_p50_ms", "itl_p95_ms", "tpot_p50_ms"}
     assert sigmas() == shipped and sigmas(DEFAULT_SIGMA) == dict.fromkeys(shipped, DEFAULT_SIGMA)
     t = Targets(request_rate=1, input_tokens=1024, output_tokens=256, ttft_p95_ms=500)
