@@ -288,7 +288,17 @@ def cmd_validate(args: argparse.Namespace, root: Path) -> int:
 
 
 def cmd_size(args: argparse.Namespace, root: Path) -> int:
-    from fleet.capacity.memory import Arch, Settings, arch_from_config_json, engine_profile_for, gpu_count_problem, model_catalog, size, tensor_parallel_fixes
+    from fleet.capacity.memory import (
+        Arch,
+        Settings,
+        arch_from_config_json,
+        batch_limits_problem,
+        engine_profile_for,
+        gpu_count_problem,
+        model_catalog,
+        size,
+        tensor_parallel_fixes,
+    )
     from fleet.catalog import gpu_instance_types
 
     if args.model:
@@ -341,6 +351,9 @@ def cmd_size(args: argparse.Namespace, root: Path) -> int:
             enforce_eager=args.enforce_eager, data_parallel_size=args.dp, expert_parallel=args.enable_expert_parallel,
             engine_profile=engine_profile_for(args.vllm_version or NEWEST_VLLM),
             flashinfer_sampler=None if args.sampler is None else args.sampler == "flashinfer")
+        limits = batch_limits_problem(settings)
+        if limits:
+            raise ValueError(f"--max-num-batched-tokens / --max-num-seqs: {limits}")
         result = size(arch, settings)
     except ValueError as exc:
         print(f"size: {exc}", file=sys.stderr)

@@ -102,6 +102,9 @@ def test_predict_prints_the_interface_keys(capsys) -> None:
     (["--input-tokens-p95", "800"], 2, "below the mean"),
     (["--output-tokens-p95", "2000"], 2, "fits no log-normal"),
     (["--input-tokens-p95", "3900", "--max-model-len", "4096"], 2, "95th-percentile request"),
+    # vLLM refuses a token budget below max_num_seqs at startup (vllm@v0.34.0:vllm/config/scheduler.py)
+    (["--max-num-batched-tokens", "512", "--max-num-seqs", "1024"], 2, "max_num_batched_tokens 512 is below max_num_seqs 1,024"),
+    (["--gpu", "g6e.xlarge", "--max-num-seqs", "4096"], 2, "the default max_num_batched_tokens on this GPU (2,048) is below"),
 ])
 def test_predict_bad_input(capsys, argv: list[str], code: int, fragment: str) -> None:
     base = {"--model": LLAMA, "--gpu": "p5.48xlarge", "--input-tokens": "1024", "--output-tokens": "256", "--request-rate": "5"}
@@ -113,6 +116,15 @@ def test_predict_bad_input(capsys, argv: list[str], code: int, fragment: str) ->
         got = exc.code
     assert got == code
     assert fragment in capsys.readouterr().err
+
+
+def test_predict_runs_the_max_num_seqs_vllm_lowers_to_a_small_budget(capsys) -> None:
+    # without --max-num-seqs vLLM caps its default (1,024 on an H100) at the token budget instead of refusing
+    # (EngineArgs._set_default_max_num_seqs_and_batched_tokens_args); so does the simulated engine
+    code, out, _ = run(capsys, "predict", "--model", LLAMA, "--gpu", "p5.48xlarge", "--input-tokens", "1024",
+                       "--output-tokens", "64", "--concurrency", "4", "--max-num-batched-tokens", "256", "--json")
+    assert code == 0
+    assert json.loads(out)["engine"]["max_num_seqs"] == 256
 
 
 def test_recommend_with_targets_ranks_options_that_meet_them_by_price(capsys) -> None:

@@ -59,6 +59,23 @@ CASES = {
     "a version floor that is not a version": (
         PROD, "  vllm-fleet:spare_gpus: 8\n", "  vllm-fleet:spare_gpus: 8\n  vllm-fleet:policy:\n    vllm_version_floor: latest\n", "prod",
         "config.vllm-fleet:policy.vllm_version_floor: 'latest'", "should match pattern"),
+    # vLLM's SchedulerConfig.verify_max_model_len (vllm@v0.34.0:vllm/config/scheduler.py) refuses these at startup
+    "a token budget below the profile's max_num_seqs": (
+        TEAM, THROUGHPUT, THROUGHPUT + "    max_num_batched_tokens: 256\n", "dev",
+        "stacks/teams/search.yaml:11 models[0].max_num_batched_tokens: on L40S (l40s: g6e.xlarge) with max_num_seqs 512 from "
+        "profile throughput, max_num_batched_tokens 256 is below max_num_seqs 512", "set max_num_batched_tokens to at least 512"),
+    "max_num_seqs above the GPU's default token budget": (
+        TEAM, THROUGHPUT, "    max_num_seqs: 4096\n", "dev",
+        "models[0].max_num_seqs: on L40S (l40s: g6e.xlarge), the default max_num_batched_tokens on this GPU (2,048) is below "
+        "max_num_seqs 4,096", "lower max_num_seqs to 2,048 or less"),
+    "the profile's budget below max_model_len without chunked prefill": (
+        TEAM, THROUGHPUT, "    profile: latency\n    enable_chunked_prefill: false\n", "dev",
+        "models[0].profile: max_num_batched_tokens 4,096 (profile latency) is below max_model_len 16,384 and chunked prefill is "
+        "off", "use profile balanced"),
+    "an encoder's budget below max_model_len": (
+        TEAM, "    runner: pooling\n", "    runner: pooling\n    max_num_batched_tokens: 2048\n", "dev",
+        "models[1].max_num_batched_tokens: max_num_batched_tokens 2,048 is below max_model_len 8,192 and vLLM serves BAAI/bge-m3, "
+        "an encoder, without chunked prefill", "raise max_num_batched_tokens to 8,192"),
     "credentials in a registry address": (
         PROD, VLLM, "  vllm-fleet:vllm:\n    repository: user:hunter2@registry.example.com/x\n    version: 0.34.0\n", "prod",
         "config.vllm-fleet:vllm.repository: holds a user name and password", "the value is not shown"),

@@ -326,6 +326,9 @@ def test_size_speaks_the_engines_language(capsys) -> None:
     assert old_many["activation_gib"] > 4 > 1 > new_many["activation_gib"]
     assert main(["size", "--model", "meta-llama/Llama-3.1-8B-Instruct"]) == 2
     assert "give --gpu" in capsys.readouterr().err
+    # vLLM refuses to start with a token budget below max_num_seqs (vllm@v0.34.0:vllm/config/scheduler.py): not sized
+    assert main(["size", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "L40S", "--max-num-seqs", "4096"]) == 2
+    assert "the default max_num_batched_tokens on this GPU (2,048) is below max_num_seqs 4,096" in capsys.readouterr().err
 
 
 def test_recommend_lists_every_shape_cheapest_first_and_why_the_rest_fail(capsys) -> None:

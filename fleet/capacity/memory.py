@@ -696,15 +696,38 @@ def kv_capacity(arch: Arch, s: Settings, kv_bytes: float, max_len: int) -> tuple
 
 
 def default_batched_tokens(s: Settings) -> tuple[int, int]:
-    """vLLM's OpenAI-server defaults (EngineArgs): 16384/1024 from 160 GiB, 8192/1024 from 70 GiB except on
-    A100 (whose throughput drops with large batches), 2048/256 below."""
+    """The token budget and max_num_seqs vLLM runs with: the OpenAI server's defaults (EngineArgs.get_batch_defaults:
+    16384/1024 from 160 GiB, 8192/1024 from 70 GiB except on A100, whose throughput drops with large batches,
+    2048/256 below) where a setting is not given; a default budget is capped at max_num_seqs × max_model_len and a
+    default max_num_seqs at the budget (EngineArgs._set_default_max_num_seqs_and_batched_tokens_args, the same from
+    vllm@v0.26.0 to vllm@v0.34.0:vllm/engine/arg_utils.py)."""
     if s.gpu_memory_gib >= HUGE_GPU_GIB:
         tokens, seqs = 16384, 1024
     elif s.gpu_memory_gib >= LARGE_GPU_GIB and "a100" not in (s.gpu_model or "").lower():
         tokens, seqs = 8192, 1024
     else:
         tokens, seqs = 2048, 256
-    return s.max_num_batched_tokens or tokens, s.max_num_seqs or seqs
+    seqs = s.max_num_seqs or seqs
+    if s.max_num_batched_tokens is None and s.max_model_len:
+        tokens = min(seqs * s.max_model_len, tokens)
+    tokens = s.max_num_batched_tokens or tokens
+    if s.max_num_seqs is None:
+        seqs = min(seqs, tokens)
+    return tokens, seqs
+
+
+def batch_limits_problem(s: Settings) -> str | None:
+    """vLLM refuses to start when its token budget is below max_num_seqs (SchedulerConfig.verify_max_model_len,
+    vllm@v0.34.0:vllm/config/scheduler.py; the same check from 0.26): a max_num_seqs above the budget, given or the
+    GPU's default. None when the engine starts."""
+    tokens, seqs = default_batched_tokens(s)
+    if tokens >= seqs:
+        return None
+    budget = (f"max_num_batched_tokens {tokens:,}" if s.max_num_batched_tokens is not None else
+              f"the default max_num_batched_tokens on this GPU ({tokens:,})")
+    return (f"{budget} is below max_num_seqs {seqs:,}: vLLM refuses to start (\"max_num_batched_tokens must be greater "
+            f"than or equal to max_num_seqs\") — set max_num_batched_tokens to at least {seqs:,} or lower max_num_seqs to "
+            f"{tokens:,} or less")
 
 
 def activation_gib(arch: Arch, s: Settings) -> float:

@@ -11,7 +11,15 @@ from typing import Any
 from fleet.argtypes import positive_float, positive_int
 from fleet.capacity.calibration_data import calibrated
 from fleet.capacity.lengths import LengthError, check_lengths, longest
-from fleet.capacity.memory import Arch, Settings, default_batched_tokens, engine_profile_for, model_catalog, size
+from fleet.capacity.memory import (
+    Arch,
+    Settings,
+    batch_limits_problem,
+    default_batched_tokens,
+    engine_profile_for,
+    model_catalog,
+    size,
+)
 from fleet.capacity.perf import gpu_models, model_cost
 from fleet.capacity.simulate import Engine, Load, summary, typical
 from fleet.catalog import InstanceType, gpu_instance_types
@@ -82,7 +90,8 @@ def parallelism_problem(arch: Arch, inst: InstanceType, tp: int) -> str | None:
 def engine(arch: Arch, inst: InstanceType, *, tp: int = 1, max_model_len: int | None = None, max_num_seqs: int | None = None,
            max_num_batched_tokens: int | None = None, quantization: str | None = None,
            vllm_version: str | None = None) -> tuple[Engine | None, str]:
-    """The simulated engine of one replica, or None and why it cannot start."""
+    """The simulated engine of one replica, or None and why it cannot start. Limits vLLM refuses at startup (a token
+    budget, given or the GPU's default, below a given max_num_seqs) are bad input: PredictError."""
     problem = parallelism_problem(arch, inst, tp)
     if problem:
         return None, problem
@@ -90,13 +99,16 @@ def engine(arch: Arch, inst: InstanceType, *, tp: int = 1, max_model_len: int | 
                         max_model_len=max_model_len or arch.max_context, max_num_seqs=max_num_seqs,
                         max_num_batched_tokens=max_num_batched_tokens, quantization=quantization, gpu_model=inst.gpu_model,
                         engine_profile=engine_profile_for(vllm_version or CALIBRATED_VLLM))
+    limits = batch_limits_problem(settings)
+    if limits:
+        raise PredictError(f"--max-num-batched-tokens / --max-num-seqs on {inst.instance_type}: {limits}")
     sized = size(arch, settings, explain=False)
     if not sized.fits:
         return None, sized.reason
     batched, seqs = default_batched_tokens(settings)
     constants, _ = calibrated(inst.gpu_model)
     cost = model_cost(arch, settings, gpu_models()[inst.gpu_model], constants)
-    return Engine(cost=cost, max_num_seqs=max_num_seqs or seqs, max_num_batched_tokens=max_num_batched_tokens or batched,
+    return Engine(cost=cost, max_num_seqs=seqs, max_num_batched_tokens=batched,
                   kv_tokens=sized.kv_cache_tokens), sized.reason
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path as FsPath
 
 from fleet.capacity.lengths import longest
-from fleet.capacity.memory import Arch, Sizing, parallelism_problems, size
+from fleet.capacity.memory import Arch, Sizing, batch_limits_problem, parallelism_problems, size
 from fleet.catalog import InstanceType, gpu_instance
 from fleet.errors import CREDENTIAL
 from fleet.pods import memory_share_gib, offload_room_gib
@@ -20,7 +20,7 @@ from fleet.spec.architecture import resolve_arch, settings_for
 from fleet.spec.s3 import parse_s3_prefix
 from fleet.spec.stack import GpuPool, StackConfig
 from fleet.spec.team import ModelSpec
-from fleet.vllm.compiler import FlagError, compile_args
+from fleet.vllm.compiler import PROFILES, FlagError, compile_args
 from fleet.vllm.flags import table
 from fleet.vllm.reserved import json_settings, read, setting_of
 
@@ -404,6 +404,44 @@ def sizing(ctx: ModelContext, where: Placement, arch: Arch | None) -> tuple[Sizi
     return result, [((field_name,), f"{ctx.spec.model} does not fit on {placed}: {result.reason} — fixes: {fixes}")]
 
 
+def batch_limits_problems(ctx: ModelContext, where: Placement, arch: Arch | None) -> list[Problem]:
+    """The scheduler limits vLLM accepts at startup (SchedulerConfig.verify_max_model_len, vllm@v0.34.0:
+    vllm/config/scheduler.py, the same from 0.26): a token budget at least max_num_seqs (the budget vLLM defaults to
+    on the pool's GPU where none is given), and without chunked prefill — switched off, or an encoder served for
+    pooling, which vLLM runs without it (ModelConfig.is_chunked_prefill_supported) — a budget of at least
+    max_model_len. Values from the profile count as the rendered flags do."""
+    spec, inst = ctx.spec, where.instance
+    profile = PROFILES[spec.profile or "balanced"]
+    tokens = spec.max_num_batched_tokens or profile.get("max_num_batched_tokens")
+    seqs = spec.max_num_seqs or profile.get("max_num_seqs")
+    def origin(name: str, value: int | None) -> str:
+        return f" (profile {spec.profile})" if value is not None and getattr(spec, name) is None else ""
+    from_profile = [f"{name} {value:,}" for name, value in (("max_num_batched_tokens", tokens), ("max_num_seqs", seqs))
+                    if value is not None and getattr(spec, name) is None]
+    token_field = ("max_num_batched_tokens",) if spec.max_num_batched_tokens is not None else ("profile",)
+    problems: list[Problem] = []
+    problem = batch_limits_problem(settings_for(spec, inst.gpu_usable_memory_gib, inst.gpus, inst.gpu_model, ctx.cfg.vllm.version))
+    if problem:
+        where_ = f"{inst.gpu_model} ({where.pool.name}: {inst.instance_type})"
+        field = token_field if tokens is not None and (spec.max_num_batched_tokens is not None or spec.max_num_seqs is None) \
+            else ("max_num_seqs",)
+        notes = f" with {' and '.join(from_profile)} from profile {spec.profile}" if from_profile else ""
+        problems.append((field, f"on {where_}{notes}, {problem}"))
+    chunked = spec.enable_chunked_prefill
+    if chunked is None:
+        chunked = not (spec.runner == "pooling" and arch is not None and arch.family == "encoder")
+    max_len = spec.max_model_len or (arch.max_context if arch is not None else None)
+    if not chunked and tokens is not None and max_len and tokens < max_len:
+        why = "chunked prefill is off" if spec.enable_chunked_prefill is False else \
+            f"vLLM serves {spec.model}, an encoder, without chunked prefill"
+        unset = "leave max_num_batched_tokens unset" if spec.max_num_batched_tokens is not None else \
+            "use profile balanced, which leaves the budget to vLLM"
+        problems.append((token_field, f"max_num_batched_tokens {tokens:,}{origin('max_num_batched_tokens', tokens)} is below "
+                                      f"max_model_len {max_len:,} and {why}: vLLM refuses to start (a prompt must fit one step) — "
+                                      f"raise max_num_batched_tokens to {max_len:,}, lower max_model_len to {tokens:,}, or {unset}"))
+    return problems
+
+
 # Quantizations that need a checkpoint quantized that way; fp8 and bitsandbytes also quantize a 16-bit checkpoint
 # when it loads.
 PREQUANTIZED = {"awq": "AWQ", "awq_marlin": "AWQ", "gptq": "GPTQ", "gptq_marlin": "GPTQ", "compressed-tensors": "compressed-tensors",
@@ -472,6 +510,7 @@ def check_model(ctx: ModelContext) -> tuple[Checked | None, list[Problem]]:
     if problem:
         return None, [(("config_json",), problem)]
     problems = architecture_problems(ctx, arch) if arch is not None else []
+    problems += batch_limits_problems(ctx, where, arch)
     if problems:
         return None, problems
     sized, problems = sizing(ctx, where, arch)

@@ -263,7 +263,8 @@ class ModelFields(Strict):
     gpu_memory_utilization: float | None = Field(None, gt=0.1, le=0.98, description="`--gpu-memory-utilization`. Default 0.9.")
     max_model_len: int | None = Field(None, ge=16, le=10_000_000, description="`--max-model-len`. Default: the model's context.")
     max_num_seqs: int | None = Field(None, ge=1, le=65536, description="`--max-num-seqs`. Default from the profile.")
-    max_num_batched_tokens: int | None = Field(None, ge=16, le=10_000_000, description="`--max-num-batched-tokens`. Default from the profile.")
+    max_num_batched_tokens: int | None = Field(None, ge=16, le=10_000_000, description="`--max-num-batched-tokens`. Default from the profile. "
+                                                  "At least max_num_seqs, and max_model_len without chunked prefill: vLLM refuses less.")
     quantization: Quantization | None = Field(None, description="`--quantization`; bitsandbytes also sets `--load-format bitsandbytes`.")
     kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] | None = Field(None, description="`--kv-cache-dtype`. Default auto.")
     enable_prefix_caching: bool | None = Field(None, description="Prefix caching; on by default in vLLM, set false to render `--no-enable-prefix-caching`.")
