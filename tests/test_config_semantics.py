@@ -76,6 +76,18 @@ CASES = {
         TEAM, "    runner: pooling\n", "    runner: pooling\n    max_num_batched_tokens: 2048\n", "dev",
         "models[1].max_num_batched_tokens: max_num_batched_tokens 2,048 is below max_model_len 8,192 and vLLM serves BAAI/bge-m3, "
         "an encoder, without chunked prefill", "raise max_num_batched_tokens to 8,192"),
+    "bitsandbytes on the stock image": (
+        TEAM, THROUGHPUT, THROUGHPUT + "    quantization: bitsandbytes\n", "dev",
+        "models[0].quantization: vLLM 0.34.0 has no bitsandbytes without the out-of-tree vllm-bnb-plugin", "`quantization: fp8`"),
+    "a draft model with another vocabulary": (
+        TEAM, "    model: Qwen/Qwen2.5-3B-Instruct\n", "    model: Qwen/Qwen2.5-7B-Instruct\n    speculative: {method: draft_model, "
+        "model: Qwen/Qwen2.5-0.5B-Instruct, num_speculative_tokens: 4}\n", "dev",
+        "models[0].speculative.model: Qwen/Qwen2.5-0.5B-Instruct has a vocabulary of 151,936 tokens", "method ngram"),
+    "LoRA and speculation beyond the token budget": (
+        TEAM, THROUGHPUT, "    lora: {modules: [{name: t, path: acme-ml/qwen-tone-lora}]}\n"
+        "    speculative: {method: ngram, num_speculative_tokens: 8, prompt_lookup_max: 4}\n", "dev",
+        "models[0].speculative.num_speculative_tokens: with LoRA, vLLM needs max_num_batched_tokens (2,048 on L40S) of at least "
+        "max_num_seqs 256 × (8 speculative tokens + 1) = 2,304", "speculate fewer tokens"),
     "credentials in a registry address": (
         PROD, VLLM, "  vllm-fleet:vllm:\n    repository: user:hunter2@registry.example.com/x\n    version: 0.34.0\n", "prod",
         "config.vllm-fleet:vllm.repository: holds a user name and password", "the value is not shown"),

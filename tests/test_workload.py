@@ -174,6 +174,10 @@ def test_monitoring_objects_use_metrics_of_the_pinned_version() -> None:
      ["--speculative-config", '{"method":"ngram","num_speculative_tokens":4,"prompt_lookup_max":3}']),
 ])
 def test_seed_features_reach_the_arguments(project: Path, fields: str, flags: list[str]) -> None:
+    if "bitsandbytes" in fields:  # from vLLM 0.32 only an image with vllm-bnb-plugin serves it (model_rules)
+        stack = project / "stacks" / "Pulumi.dev.yaml"
+        stack.write_text(stack.read_text().replace("    version: 0.34.0\n", "    repository: docker.io/vllm/acme-vllm-bnb\n"
+                                                   "    version: 0.34.0\n", 1))
     team = project / "stacks" / "teams" / "search.yaml"
     team.write_text(team.read_text().replace("    profile: throughput\n", "    profile: throughput\n" + fields, 1))
     args = container(objects("dev", "qwen-3b", project)["Deployment"])["args"]

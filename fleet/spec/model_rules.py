@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path as FsPath
 
 from fleet.capacity.lengths import longest
-from fleet.capacity.memory import Arch, Sizing, batch_limits_problem, parallelism_problems, size
+from fleet.capacity.memory import Arch, Sizing, batch_limits_problem, default_batched_tokens, model_catalog, parallelism_problems, size
 from fleet.catalog import InstanceType, gpu_instance
 from fleet.errors import CREDENTIAL
 from fleet.pods import memory_share_gib, offload_room_gib
@@ -20,6 +20,7 @@ from fleet.spec.architecture import resolve_arch, settings_for
 from fleet.spec.s3 import parse_s3_prefix
 from fleet.spec.stack import GpuPool, StackConfig
 from fleet.spec.team import ModelSpec
+from fleet.versions import parse_version
 from fleet.vllm.compiler import PROFILES, FlagError, compile_args
 from fleet.vllm.flags import table
 from fleet.vllm.reserved import json_settings, read, setting_of
@@ -184,6 +185,23 @@ def role_spec(spec: ModelSpec, role: str) -> ModelSpec:
                                    "replicas": r.replicas if r.autoscaling is None else None, "autoscaling": r.autoscaling})
 
 
+STOCK_VLLM_IMAGE = "docker.io/vllm/vllm-openai"
+
+
+def bitsandbytes_needs_its_plugin(ctx: ModelContext) -> Iterator[Problem]:
+    """From vLLM 0.32 bitsandbytes is the out-of-tree vllm-bnb-plugin (vllm@v0.32.0:docs/features/quantization/bnb.md;
+    `bitsandbytes` left QuantizationMethods in vllm/model_executor/layers/quantization/__init__.py, as at 0.33 and
+    0.34), which the stock image does not install: vLLM refuses the method at startup. An image of the stack's own
+    may carry the plugin."""
+    if ctx.spec.quantization != "bitsandbytes" or ctx.cfg.vllm.repository != STOCK_VLLM_IMAGE:
+        return
+    if parse_version(ctx.cfg.vllm.version) >= (0, 32):
+        yield ("quantization",), (f"vLLM {ctx.cfg.vllm.version} has no bitsandbytes without the out-of-tree vllm-bnb-plugin, and "
+                                  f"the stock image {STOCK_VLLM_IMAGE} does not install it: the server would refuse to start — use "
+                                  "`quantization: fp8`, which also quantizes a 16-bit checkpoint as it loads, or set "
+                                  "vllm-fleet:vllm.repository to an image with vllm-bnb-plugin")
+
+
 def remote_code_needs_a_pinned_revision(ctx: ModelContext) -> Iterator[Problem]:
     rev = ctx.spec.revision or ""
     if ctx.spec.trust_remote_code and not (len(rev) == 40 and all(c in "0123456789abcdef" for c in rev)):
@@ -333,7 +351,7 @@ def slo_requests_fit_the_context(ctx: ModelContext) -> Iterator[Problem]:
 
 RULES: tuple[Callable[[ModelContext], Iterator[Problem]], ...] = (
     secret_references_exist, data_sources_are_granted, autoscaling_has_a_backend, routing_has_a_gateway, disaggregation_is_safe, kv_offload_is_usable,
-    remote_code_needs_a_pinned_revision, bitsandbytes_sets_its_own_load_format, extra_args_are_safe,
+    remote_code_needs_a_pinned_revision, bitsandbytes_sets_its_own_load_format, bitsandbytes_needs_its_plugin, extra_args_are_safe,
     adapters_come_from_a_prefetched_cache, slo_requests_fit_the_context,
 )
 
@@ -442,6 +460,35 @@ def batch_limits_problems(ctx: ModelContext, where: Placement, arch: Arch | None
     return problems
 
 
+def speculation_problems(ctx: ModelContext, where: Placement, arch: Arch | None) -> list[Problem]:
+    """What vLLM refuses about speculative decoding at startup (the same at 0.32, 0.33 and 0.34): a draft model whose
+    vocabulary is not the target's (SpeculativeConfig.verify_equal_vocab_size_if_draft_model,
+    vllm@v0.34.0:vllm/config/speculative.py), and with LoRA a token budget below max_num_seqs × (speculative tokens + 1)
+    (EngineArgs.create_engine_config, vllm@v0.34.0:vllm/engine/arg_utils.py)."""
+    spec, spec_cfg = ctx.spec, ctx.spec.speculative
+    if spec_cfg is None:
+        return []
+    problems: list[Problem] = []
+    draft = model_catalog().get(spec_cfg.model) if spec_cfg.method == "draft_model" and spec_cfg.model else None
+    if draft is not None and arch is not None and draft.vocab_size and arch.vocab_size and draft.vocab_size != arch.vocab_size:
+        problems.append((("speculative", "model"), f"{spec_cfg.model} has a vocabulary of {draft.vocab_size:,} tokens and "
+                                                   f"{spec.model} one of {arch.vocab_size:,}: vLLM refuses a draft model whose "
+                                                   "vocabulary differs — use a draft of the target's family and tokenizer, or "
+                                                   "method ngram"))
+    if spec.lora is not None:
+        inst = where.instance
+        tokens, seqs = default_batched_tokens(settings_for(spec, inst.gpu_usable_memory_gib, inst.gpus, inst.gpu_model,
+                                                           ctx.cfg.vllm.version))
+        need = seqs * (spec_cfg.num_speculative_tokens + 1)
+        if tokens < need:
+            problems.append((("speculative", "num_speculative_tokens"),
+                             f"with LoRA, vLLM needs max_num_batched_tokens ({tokens:,} on {inst.gpu_model}) of at least "
+                             f"max_num_seqs {seqs:,} × ({spec_cfg.num_speculative_tokens} speculative tokens + 1) = {need:,} "
+                             f"and refuses to start — set max_num_batched_tokens to {need:,}, lower max_num_seqs to "
+                             f"{tokens // (spec_cfg.num_speculative_tokens + 1):,}, or speculate fewer tokens"))
+    return problems
+
+
 # Quantizations that need a checkpoint quantized that way; fp8 and bitsandbytes also quantize a 16-bit checkpoint
 # when it loads.
 PREQUANTIZED = {"awq": "AWQ", "awq_marlin": "AWQ", "gptq": "GPTQ", "gptq_marlin": "GPTQ", "compressed-tensors": "compressed-tensors",
@@ -480,7 +527,8 @@ def architecture_problems(ctx: ModelContext, arch: Arch) -> list[Problem]:
                                                                       and checkpoint != wanted)):
         problems.append((("quantization",), f"{spec.quantization} needs a checkpoint quantized with {PREQUANTIZED[spec.quantization]}, and "
                                             f"{spec.model} is {checkpoint or arch.default_dtype} — serve a {PREQUANTIZED[spec.quantization]}-quantized "
-                                            "repository, or use fp8 or bitsandbytes, which quantize a 16-bit checkpoint as it loads"))
+                                            "repository, or use fp8 or bitsandbytes (from vLLM 0.32 an image with vllm-bnb-plugin), which quantize a "
+                                            "16-bit checkpoint as it loads"))
     elif spec.quantization in ("fp8", "bitsandbytes") and checkpoint not in (None, "fp8", spec.quantization):
         problems.append((("quantization",), f"{spec.model} is already {checkpoint}-quantized: vLLM reads its quantization from the "
                                             f"checkpoint — remove `quantization: {spec.quantization}`"))
@@ -510,7 +558,7 @@ def check_model(ctx: ModelContext) -> tuple[Checked | None, list[Problem]]:
     if problem:
         return None, [(("config_json",), problem)]
     problems = architecture_problems(ctx, arch) if arch is not None else []
-    problems += batch_limits_problems(ctx, where, arch)
+    problems += batch_limits_problems(ctx, where, arch) + speculation_problems(ctx, where, arch)
     if problems:
         return None, problems
     sized, problems = sizing(ctx, where, arch)

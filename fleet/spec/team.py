@@ -265,7 +265,8 @@ class ModelFields(Strict):
     max_num_seqs: int | None = Field(None, ge=1, le=65536, description="`--max-num-seqs`. Default from the profile.")
     max_num_batched_tokens: int | None = Field(None, ge=16, le=10_000_000, description="`--max-num-batched-tokens`. Default from the profile. "
                                                   "At least max_num_seqs, and max_model_len without chunked prefill: vLLM refuses less.")
-    quantization: Quantization | None = Field(None, description="`--quantization`; bitsandbytes also sets `--load-format bitsandbytes`.")
+    quantization: Quantization | None = Field(None, description="`--quantization`; bitsandbytes also sets `--load-format bitsandbytes` and, "
+                                                           "from vLLM 0.32, needs an image with vllm-bnb-plugin (not the stock one).")
     kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] | None = Field(None, description="`--kv-cache-dtype`. Default auto.")
     enable_prefix_caching: bool | None = Field(None, description="Prefix caching; on by default in vLLM, set false to render `--no-enable-prefix-caching`.")
     enable_chunked_prefill: bool | None = Field(None, description="Chunked prefill; on by default in vLLM.")
