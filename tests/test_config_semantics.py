@@ -88,6 +88,9 @@ CASES = {
         "    speculative: {method: ngram, num_speculative_tokens: 8, prompt_lookup_max: 4}\n", "dev",
         "models[0].speculative.num_speculative_tokens: with LoRA, vLLM needs max_num_batched_tokens (2,048 on L40S) of at least "
         "max_num_seqs 256 × (8 speculative tokens + 1) = 2,304", "speculate fewer tokens"),
+    "a speculator the pinned release removed": (
+        TEAM, THROUGHPUT, THROUGHPUT + "    speculative: {method: medusa, model: acme-ml/qwen-medusa, num_speculative_tokens: 3}\n",
+        "dev", "models[0].speculative.method: vLLM 0.34.0 has no medusa speculator (removed in 0.33)", "or ngram"),
     "credentials in a registry address": (
         PROD, VLLM, "  vllm-fleet:vllm:\n    repository: user:hunter2@registry.example.com/x\n    version: 0.34.0\n", "prod",
         "config.vllm-fleet:vllm.repository: holds a user name and password", "the value is not shown"),
@@ -103,6 +106,13 @@ def test_values_that_would_fail_later_are_config_errors(project: Path, capsys, c
     assert code == 2, out + err
     assert where in err and fix in err
     assert "hunter2" not in out + err and "Traceback" not in err
+
+
+def test_a_speculator_is_accepted_by_the_releases_that_still_have_it(project: Path, capsys) -> None:
+    # medusa left vLLM in 0.33 (vllm@v0.33.0:vllm/config/speculative.py); a stack pinned at 0.32 may still use it
+    edit(project / "stacks" / "Pulumi.dev.yaml", "    version: 0.34.0\n", "    version: 0.32.0\n")
+    edit(project / TEAM, THROUGHPUT, THROUGHPUT + "    speculative: {method: medusa, model: acme-ml/qwen-medusa, num_speculative_tokens: 3}\n")
+    assert main(["--root", str(project), "validate", "--stack", "dev"]) == 0, capsys.readouterr().err
 
 
 def test_a_reasoned_override_is_accepted_and_reaches_the_pack(project: Path, capsys) -> None:

@@ -202,6 +202,22 @@ def bitsandbytes_needs_its_plugin(ctx: ModelContext) -> Iterator[Problem]:
                                   "vllm-fleet:vllm.repository to an image with vllm-bnb-plugin")
 
 
+# Speculative methods a release no longer has: gone from SpeculativeMethod at vllm@v0.33.0:vllm/config/speculative.py
+# (present at v0.32.0; v0.34.0 refuses an unregistered name in SpeculativeConfig._validate_method).
+REMOVED_SPECULATORS = {"medusa": (0, 33), "mlp_speculator": (0, 33)}
+
+
+def speculative_method_exists(ctx: ModelContext) -> Iterator[Problem]:
+    spec_cfg = ctx.spec.speculative
+    if spec_cfg is None or spec_cfg.method not in REMOVED_SPECULATORS:
+        return
+    gone = REMOVED_SPECULATORS[spec_cfg.method]
+    if parse_version(ctx.cfg.vllm.version)[:2] >= gone:
+        yield ("speculative", "method"), (f"vLLM {ctx.cfg.vllm.version} has no {spec_cfg.method} speculator (removed in "
+                                          f"{gone[0]}.{gone[1]}): the server would refuse its --speculative-config — use "
+                                          "eagle3 or draft_model with a draft of the model's family, or ngram")
+
+
 def remote_code_needs_a_pinned_revision(ctx: ModelContext) -> Iterator[Problem]:
     rev = ctx.spec.revision or ""
     if ctx.spec.trust_remote_code and not (len(rev) == 40 and all(c in "0123456789abcdef" for c in rev)):
@@ -351,7 +367,8 @@ def slo_requests_fit_the_context(ctx: ModelContext) -> Iterator[Problem]:
 
 RULES: tuple[Callable[[ModelContext], Iterator[Problem]], ...] = (
     secret_references_exist, data_sources_are_granted, autoscaling_has_a_backend, routing_has_a_gateway, disaggregation_is_safe, kv_offload_is_usable,
-    remote_code_needs_a_pinned_revision, bitsandbytes_sets_its_own_load_format, bitsandbytes_needs_its_plugin, extra_args_are_safe,
+    remote_code_needs_a_pinned_revision, bitsandbytes_sets_its_own_load_format, bitsandbytes_needs_its_plugin, speculative_method_exists,
+    extra_args_are_safe,
     adapters_come_from_a_prefetched_cache, slo_requests_fit_the_context,
 )
 

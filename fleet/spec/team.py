@@ -133,7 +133,8 @@ class Lora(Strict):
 
 
 class Speculative(Strict):
-    method: Literal["draft_model", "eagle", "eagle3", "medusa", "mlp_speculator", "ngram", "mtp"] = Field(description="Rendered into `--speculative-config`.")
+    method: Literal["draft_model", "eagle", "eagle3", "medusa", "mlp_speculator", "ngram", "mtp"] = Field(description="Rendered into `--speculative-config`. "
+                                                                                                      "medusa and mlp_speculator only before vLLM 0.33.")
     model: HfId | None = Field(None, description="Draft model (not for `ngram`).")
     num_speculative_tokens: int = Field(ge=1, le=16)
     prompt_lookup_max: int | None = Field(None, ge=1, le=64, description="`ngram` only.")
