@@ -91,6 +91,14 @@ CASES = {
     "a speculator the pinned release removed": (
         TEAM, THROUGHPUT, THROUGHPUT + "    speculative: {method: medusa, model: acme-ml/qwen-medusa, num_speculative_tokens: 3}\n",
         "dev", "models[0].speculative.method: vLLM 0.34.0 has no medusa speculator (removed in 0.33)", "or ngram"),
+    # dtype rules of vllm@v0.34.0:vllm/config/model.py and the quantizations' activation dtypes
+    "float16 on Gemma 2": (
+        TEAM, "    model: Qwen/Qwen2.5-3B-Instruct\n    revision: aa8e72537993ba99e69dfaafa59ed015b17504d1\n    pool: l40s\n"
+        "    max_model_len: 16384\n", "    model: google/gemma-2-9b-it\n    pool: l40s\n    max_model_len: 8192\n    dtype: half\n", "dev",
+        "models[0].dtype: google/gemma-2-9b-it (gemma2) refuses float16", "use bfloat16"),
+    "fp8 with float32 activations": (
+        TEAM, THROUGHPUT, THROUGHPUT + "    quantization: fp8\n    dtype: float32\n", "dev",
+        "models[0].dtype: fp8 quantization runs its activations in bfloat16 or float16, not float32", "set dtype bfloat16"),
     "credentials in a registry address": (
         PROD, VLLM, "  vllm-fleet:vllm:\n    repository: user:hunter2@registry.example.com/x\n    version: 0.34.0\n", "prod",
         "config.vllm-fleet:vllm.repository: holds a user name and password", "the value is not shown"),

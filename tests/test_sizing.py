@@ -543,7 +543,7 @@ def test_a_checkpoints_quantization_recipe_sizes_its_weights(tmp_path: Path) -> 
 
 
 def test_config_json_gives_the_vision_tower_and_rotary_caches(tmp_path: Path) -> None:
-    cfg = {"architectures": ["Gemma3ForConditionalGeneration"], "mm_tokens_per_image": 256,
+    cfg = {"architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3", "mm_tokens_per_image": 256,
            "text_config": {"num_attention_heads": 8, "hidden_size": 2560, "num_hidden_layers": 34, "num_key_value_heads": 4,
                            "head_dim": 256, "intermediate_size": 10240, "vocab_size": 262208, "tie_word_embeddings": True,
                            "max_position_embeddings": 131072, "rope_scaling": {"rope_type": "linear", "factor": 8.0},
@@ -553,6 +553,7 @@ def test_config_json_gives_the_vision_tower_and_rotary_caches(tmp_path: Path) ->
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     arch = arch_from_config_json(tmp_path / "config.json")
     catalog = CATALOG["google/gemma-3-4b-it"]
+    assert arch.model_type == catalog.model_type == "gemma3"   # vLLM's float16 rule is keyed on it (model_rules)
     assert arch.vision_params_b == pytest.approx(catalog.vision_params_b, abs=0.001)
     assert arch.rope_cache_positions == catalog.rope_cache_positions == 131072 * 8 + 131072
     # measured on H200: 8.61 GiB with the tower, 7.82 without it ({image: 0}); 0.56 GiB of it rotary caches

@@ -184,6 +184,7 @@ class Arch:
     tied_embeddings: bool = False
     max_context: int | None = None
     family: str = "dense"
+    model_type: str | None = None              # config.json's model_type (vLLM keys dtype rules on it); None: unknown
     active_params_b: float | None = None
     default_dtype: str = "bfloat16"
     attention_heads: int | None = None
@@ -301,6 +302,7 @@ def _arch_from_config(cfg: dict[str, Any], path: str | Path, model_id: str) -> A
                 moe_intermediate_size=text.get("moe_intermediate_size"),
                 experts_per_token=text.get("num_experts_per_tok") or text.get("experts_per_token"),
                 default_dtype=str(text.get("torch_dtype") or cfg.get("torch_dtype") or "bfloat16"), source=str(path),
+                model_type=cfg.get("model_type") if isinstance(cfg.get("model_type"), str) else None,
                 rope_cache_positions=_rope_positions(text), **vision)
 
 

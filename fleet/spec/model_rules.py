@@ -513,6 +513,18 @@ PREQUANTIZED = {"awq": "AWQ", "awq_marlin": "AWQ", "gptq": "GPTQ", "gptq_marlin"
 CHECKPOINT_QUANT = {"fp8": "fp8", "mxfp4": "mxfp4"}
 
 
+# vLLM's startup dtype rules, the same at 0.32, 0.33 and 0.34: model types that refuse float16
+# (_FLOAT16_NOT_SUPPORTED_MODELS, vllm@v0.34.0:vllm/config/model.py) and the activation dtypes of each quantization
+# (get_supported_act_dtypes of vllm@v0.34.0:vllm/model_executor/layers/quantization/{fp8,auto_awq,auto_gptq,mxfp4,
+# modelopt,compressed_tensors/compressed_tensors}.py, checked in VllmConfig._get_quantization_config).
+FLOAT16_REFUSED = frozenset({"gemma2", "gemma3", "gemma3_text", "glm4"})
+DTYPES = {"half": "float16", "float16": "float16", "bfloat16": "bfloat16", "float": "float32", "float32": "float32"}
+ACT_DTYPES: dict[str, tuple[str, ...]] = {
+    "fp8": ("bfloat16", "float16"), "awq": ("bfloat16", "float16"), "gptq": ("bfloat16", "float16"),
+    "modelopt": ("bfloat16", "float16"), "mxfp4": ("bfloat16",), "compressed-tensors": ("bfloat16", "float16", "float32"),
+}
+
+
 def _checkpoint_quantization(spec: ModelSpec, arch: Arch) -> str | None:
     """How the checkpoint is quantized: its dtype in the catalog, or what its id says (…-AWQ, …-GPTQ-Int4, …-FP8)."""
     if arch.default_dtype in CHECKPOINT_QUANT:
@@ -549,6 +561,15 @@ def architecture_problems(ctx: ModelContext, arch: Arch) -> list[Problem]:
     elif spec.quantization in ("fp8", "bitsandbytes") and checkpoint not in (None, "fp8", spec.quantization):
         problems.append((("quantization",), f"{spec.model} is already {checkpoint}-quantized: vLLM reads its quantization from the "
                                             f"checkpoint — remove `quantization: {spec.quantization}`"))
+    dtype = DTYPES.get(spec.dtype or "auto")
+    if dtype == "float16" and arch.model_type in FLOAT16_REFUSED:
+        problems.append((("dtype",), f"{spec.model} ({arch.model_type}) refuses float16 in vLLM (numerical instability) — use "
+                                     "bfloat16, or leave dtype to the checkpoint"))
+    quant = spec.quantization or checkpoint
+    allowed = ACT_DTYPES.get(quant.split("_")[0] if quant in ("awq_marlin", "gptq_marlin") else quant or "")
+    if dtype is not None and allowed is not None and dtype not in allowed:
+        problems.append((("dtype",), f"{quant} quantization runs its activations in {' or '.join(allowed)}, not {dtype}: vLLM "
+                                     f"refuses it at startup — set dtype {allowed[0]}, or leave it to the checkpoint"))
     if arch.family == "encoder" and spec.runner != "pooling":
         problems.append((("runner",), f"{spec.model} is an embedding model: it has no generation head — set `runner: pooling`"))
     return problems
