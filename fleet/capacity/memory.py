@@ -185,6 +185,8 @@ class Arch:
     max_context: int | None = None
     family: str = "dense"
     model_type: str | None = None              # config.json's model_type (vLLM keys dtype rules on it); None: unknown
+    quant_method: str | None = None            # a quantized checkpoint's quantization_config.quant_method, where vLLM
+                                               # treats it apart from default_dtype (fbgemm_fp8 is deprecated)
     active_params_b: float | None = None
     default_dtype: str = "bfloat16"
     attention_heads: int | None = None

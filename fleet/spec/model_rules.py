@@ -517,6 +517,10 @@ CHECKPOINT_QUANT = {"fp8": "fp8", "mxfp4": "mxfp4"}
 # (_FLOAT16_NOT_SUPPORTED_MODELS, vllm@v0.34.0:vllm/config/model.py) and the activation dtypes of each quantization
 # (get_supported_act_dtypes of vllm@v0.34.0:vllm/model_executor/layers/quantization/{fp8,auto_awq,auto_gptq,mxfp4,
 # modelopt,compressed_tensors/compressed_tensors}.py, checked in VllmConfig._get_quantization_config).
+# Checkpoint quantizations vLLM refuses without --allow-deprecated-quantization (DEPRECATED_QUANTIZATION_METHODS of
+# vllm@v0.34.0:vllm/model_executor/layers/quantization/__init__.py, checked in ModelConfig._verify_quantization; fbgemm_fp8
+# is in it at 0.32 and 0.33 too).
+DEPRECATED_QUANTIZATION = frozenset({"fbgemm_fp8"})
 FLOAT16_REFUSED = frozenset({"gemma2", "gemma3", "gemma3_text", "glm4"})
 DTYPES = {"half": "float16", "float16": "float16", "bfloat16": "bfloat16", "float": "float32", "float32": "float32"}
 ACT_DTYPES: dict[str, tuple[str, ...]] = {
@@ -561,6 +565,11 @@ def architecture_problems(ctx: ModelContext, arch: Arch) -> list[Problem]:
     elif spec.quantization in ("fp8", "bitsandbytes") and checkpoint not in (None, "fp8", spec.quantization):
         problems.append((("quantization",), f"{spec.model} is already {checkpoint}-quantized: vLLM reads its quantization from the "
                                             f"checkpoint — remove `quantization: {spec.quantization}`"))
+    if arch.quant_method in DEPRECATED_QUANTIZATION and not any(a.split("=")[0] == "--allow-deprecated-quantization"
+                                                                for a in spec.extra_args or []):
+        problems.append((("model",), f"{spec.model} is quantized with {arch.quant_method}, which vLLM {ctx.cfg.vllm.version} "
+                                     "deprecates and refuses to load unless told — add `--allow-deprecated-quantization` to "
+                                     "extra_args, or serve a checkpoint quantized another way (e.g. compressed-tensors FP8)"))
     dtype = DTYPES.get(spec.dtype or "auto")
     if dtype == "float16" and arch.model_type in FLOAT16_REFUSED:
         problems.append((("dtype",), f"{spec.model} ({arch.model_type}) refuses float16 in vLLM (numerical instability) — use "
