@@ -102,6 +102,9 @@ CASES = {
     "a checkpoint of a deprecated quantization": (
         TEAM, "    model: Qwen/Qwen2.5-3B-Instruct\n", "    model: meta-llama/Llama-3.1-405B-Instruct-FP8\n", "dev",
         "models[0].model: meta-llama/Llama-3.1-405B-Instruct-FP8 is quantized with fbgemm_fp8", "`--allow-deprecated-quantization`"),
+    "a tool-call parser the pinned vLLM does not have": (
+        "stacks/teams/assistant.yaml", "    tool_calling: {parser: llama3_json}\n", "    tool_calling: {parser: llama31_json}\n", "dev",
+        "models[0].tool_calling.parser: 'llama31_json' is not a tool-call parser of vLLM 0.34.0", "did you mean llama3_json"),
     "credentials in a registry address": (
         PROD, VLLM, "  vllm-fleet:vllm:\n    repository: user:hunter2@registry.example.com/x\n    version: 0.34.0\n", "prod",
         "config.vllm-fleet:vllm.repository: holds a user name and password", "the value is not shown"),
@@ -132,6 +135,18 @@ def test_a_deprecated_quantization_is_served_when_the_team_allows_it(project: Pa
     main(["--root", str(project), "validate", "--stack", "dev"])
     err = capsys.readouterr().err
     assert "does not fit" in err and "fbgemm_fp8" not in err   # on to the fit check, which 405B on one L40S fails
+
+
+def test_every_bundled_vllm_release_has_its_tool_parsers_recorded() -> None:
+    from fleet.versions import bundled_vllm_versions
+    from fleet.vllm.flags import tool_parsers
+
+    # scripts/vllm_tool_parsers.py VERSION records a release `vllm-fleet upgrade vllm` adds
+    for version in bundled_vllm_versions():
+        names = tool_parsers(version)
+        assert names and "hermes" in names and "llama3_json" in names, version
+    # a built-in name with a hyphen is a parser too (the field's pattern once refused it)
+    assert "granite-20b-fc" in (tool_parsers("0.34.0") or [])
 
 
 def test_a_reasoned_override_is_accepted_and_reaches_the_pack(project: Path, capsys) -> None:

@@ -22,7 +22,7 @@ from fleet.spec.stack import GpuPool, StackConfig
 from fleet.spec.team import ModelSpec
 from fleet.versions import parse_version
 from fleet.vllm.compiler import PROFILES, FlagError, compile_args
-from fleet.vllm.flags import table
+from fleet.vllm.flags import table, tool_parsers
 from fleet.vllm.reserved import json_settings, read, setting_of
 
 Problem = tuple[tuple[str | int, ...], str]
@@ -218,6 +218,19 @@ def speculative_method_exists(ctx: ModelContext) -> Iterator[Problem]:
                                           "eagle3 or draft_model with a draft of the model's family, or ngram")
 
 
+def tool_parser_exists(ctx: ModelContext) -> Iterator[Problem]:
+    """vLLM refuses to start with auto tool choice and a parser it has not registered (validate_api_server_args,
+    vllm@v0.34.0:vllm/entrypoints/common/cli_args.py); plugins are refused in extra_args, so only the built-ins count."""
+    tools = ctx.spec.tool_calling
+    known = tool_parsers(ctx.cfg.vllm.version) if tools is not None else None
+    if tools is None or known is None or tools.parser in known:
+        return
+    close = difflib.get_close_matches(tools.parser, known, n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}?" if close else f"vLLM {ctx.cfg.vllm.version} has {', '.join(known)}"
+    yield ("tool_calling", "parser"), (f"'{tools.parser}' is not a tool-call parser of vLLM {ctx.cfg.vllm.version}: the server "
+                                       f"would refuse to start — {hint}")
+
+
 def remote_code_needs_a_pinned_revision(ctx: ModelContext) -> Iterator[Problem]:
     rev = ctx.spec.revision or ""
     if ctx.spec.trust_remote_code and not (len(rev) == 40 and all(c in "0123456789abcdef" for c in rev)):
@@ -368,7 +381,7 @@ def slo_requests_fit_the_context(ctx: ModelContext) -> Iterator[Problem]:
 RULES: tuple[Callable[[ModelContext], Iterator[Problem]], ...] = (
     secret_references_exist, data_sources_are_granted, autoscaling_has_a_backend, routing_has_a_gateway, disaggregation_is_safe, kv_offload_is_usable,
     remote_code_needs_a_pinned_revision, bitsandbytes_sets_its_own_load_format, bitsandbytes_needs_its_plugin, speculative_method_exists,
-    extra_args_are_safe,
+    tool_parser_exists, extra_args_are_safe,
     adapters_come_from_a_prefetched_cache, slo_requests_fit_the_context,
 )
 

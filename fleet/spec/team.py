@@ -149,7 +149,8 @@ class Speculative(Strict):
 
 
 class ToolCalling(Strict):
-    parser: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]+$")] = Field(description="`--tool-call-parser`, e.g. hermes, llama3_json, mistral, openai.")
+    parser: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$")] = Field(description="`--tool-call-parser`, e.g. hermes, llama3_json, "
+            "mistral, openai: a parser the pinned vLLM has (fleet/catalog/vllm/tool-parsers.json).")
     auto_tool_choice: bool = Field(True, description="`--enable-auto-tool-choice`.")
 
 

@@ -85,6 +85,20 @@ def table(version: str) -> FlagTable:
 
 
 @lru_cache(maxsize=1)
+def _tool_parsers() -> dict[str, list[str]]:
+    return dict(json.loads((TABLE_DIR / "tool-parsers.json").read_text())["versions"])
+
+
+def tool_parsers(version: str) -> list[str] | None:
+    """The built-in tool-call parsers of vLLM `version`: those its flag table recorded from the release
+    (fleet/vllm/table_gen.py dumps them), else those scripts/vllm_tool_parsers.py read from its source for the
+    tables made before; None when neither has them."""
+    path = flag_table_path(version)
+    recorded = json.loads(path.read_text()).get("tool_parsers") if path is not None else None
+    return list(recorded) if recorded else _tool_parsers().get(version)
+
+
+@lru_cache(maxsize=1)
 def renames() -> dict[str, str]:
     with open(TABLE_DIR / "renames.yaml", encoding="utf-8") as fh:
         return dict(safe_load(fh))

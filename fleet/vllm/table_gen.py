@@ -116,7 +116,18 @@ def dump() -> dict:
         "positional": [a.dest for a in parser._actions if not a.option_strings],
         "options": options,
         "metrics": sorted(metrics),
+        "tool_parsers": _tool_parsers(),
     }
+
+
+def _tool_parsers() -> list[str] | None:
+    """The release's registered tool-call parsers (what validate_api_server_args accepts); None where the registry
+    is not where 0.32-0.34 keep it."""
+    try:
+        from vllm.tool_parsers import ToolParserManager
+    except ImportError:
+        return None
+    return sorted(ToolParserManager.list_registered())
 
 
 # What pip prints when it cannot reach the index at all (no network, a wrong proxy or index URL), as opposed to an
