@@ -149,6 +149,18 @@ def test_every_bundled_vllm_release_has_its_tool_parsers_recorded() -> None:
     assert "granite-20b-fc" in (tool_parsers("0.34.0") or [])
 
 
+@pytest.mark.parametrize("dtype, refused", [("bfloat16", True), ("auto", False)])
+def test_bfloat16_on_a_gpu_older_than_ampere_is_a_config_error(project: Path, capsys, dtype: str, refused: bool) -> None:
+    stack = project / "stacks" / "Pulumi.dev.yaml"
+    edit(stack, "instance_types: [g6e.xlarge, g6e.2xlarge]", "instance_types: [g4dn.xlarge]")
+    edit(stack, "allowed_instance_types: [g6e.xlarge,", "allowed_instance_types: [g4dn.xlarge, g6e.xlarge,")
+    edit(project / TEAM, THROUGHPUT, THROUGHPUT + f"    dtype: {dtype}\n")
+    main(["--root", str(project), "validate", "--stack", "dev"])
+    err = capsys.readouterr().err
+    message = "models[0].dtype: bfloat16 needs a GPU of compute capability 8.0 or newer and the T4 of pool 'l40s' is 7.5"
+    assert (message in err) == refused, err
+
+
 def test_a_reasoned_override_is_accepted_and_reaches_the_pack(project: Path, capsys) -> None:
     edit(project / PROD, "  vllm-fleet:spare_gpus: 8\n", "  vllm-fleet:spare_gpus: 8\n  vllm-fleet:policy:\n    overrides:\n"
          "      D3: {level: advisory, reason: 'node-local cache measured in INC-123', owner: '@acme/platform'}\n")

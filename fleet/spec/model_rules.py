@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path as FsPath
 
 from fleet.capacity.lengths import longest
-from fleet.capacity.memory import Arch, Sizing, batch_limits_problem, default_batched_tokens, model_catalog, parallelism_problems, size
+from fleet.capacity.memory import GPU_CAPABILITY, Arch, Sizing, batch_limits_problem, default_batched_tokens, model_catalog, parallelism_problems, size
 from fleet.catalog import InstanceType, gpu_instance
 from fleet.errors import CREDENTIAL
 from fleet.pods import memory_share_gib, offload_room_gib
@@ -490,6 +490,18 @@ def batch_limits_problems(ctx: ModelContext, where: Placement, arch: Arch | None
     return problems
 
 
+def dtype_runs_on_the_gpu(ctx: ModelContext, where: Placement) -> list[Problem]:
+    """bfloat16 needs compute capability 8.0 (CudaPlatform.check_if_supports_dtype, vllm@v0.34.0:vllm/platforms/cuda.py,
+    called as the worker starts); `auto` falls back to float16 there, so only an explicit bfloat16 is refused."""
+    gpu = where.instance.gpu_model
+    capability = GPU_CAPABILITY.get(gpu)
+    if ctx.spec.dtype != "bfloat16" or capability is None or capability >= 80:
+        return []
+    return [(("dtype",), f"bfloat16 needs a GPU of compute capability 8.0 or newer and the {gpu} of pool "
+                         f"'{where.pool.name}' is {capability / 10:.1f}: vLLM refuses to start — use dtype auto (float16 "
+                         "there) or a pool of newer GPUs")]
+
+
 def speculation_problems(ctx: ModelContext, where: Placement, arch: Arch | None) -> list[Problem]:
     """What vLLM refuses about speculative decoding at startup (the same at 0.32, 0.33 and 0.34): a draft model whose
     vocabulary is not the target's (SpeculativeConfig.verify_equal_vocab_size_if_draft_model,
@@ -618,7 +630,7 @@ def check_model(ctx: ModelContext) -> tuple[Checked | None, list[Problem]]:
     if problem:
         return None, [(("config_json",), problem)]
     problems = architecture_problems(ctx, arch) if arch is not None else []
-    problems += batch_limits_problems(ctx, where, arch) + speculation_problems(ctx, where, arch)
+    problems += batch_limits_problems(ctx, where, arch) + speculation_problems(ctx, where, arch) + dtype_runs_on_the_gpu(ctx, where)
     if problems:
         return None, problems
     sized, problems = sizing(ctx, where, arch)
