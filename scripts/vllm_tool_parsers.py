@@ -19,6 +19,10 @@ import tarfile
 import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fleet.versions import parse_version
+
 OUT = Path(__file__).resolve().parent.parent / "fleet" / "catalog" / "vllm" / "tool-parsers.json"
 MEMBER = "vllm/tool_parsers/__init__.py"
 
@@ -63,7 +67,7 @@ def main(argv: list[str]) -> int:
         print(f"vLLM {version}: {len(doc['versions'][version])} tool-call parsers")
     doc["source"] = ("keys of _TOOL_PARSERS_TO_REGISTER in vllm@v<version>:vllm/tool_parsers/__init__.py, read from the "
                      "release's sdist by scripts/vllm_tool_parsers.py")
-    doc["versions"] = dict(sorted(doc["versions"].items(), key=lambda kv: tuple(int(p) for p in kv[0].split("."))))
+    doc["versions"] = dict(sorted(doc["versions"].items(), key=lambda kv: parse_version(kv[0])))
     OUT.write_text(json.dumps({"source": doc["source"], "versions": doc["versions"]}, indent=1) + "\n")
     return 0
 

@@ -12,7 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path as FsPath
 
 from fleet.capacity.lengths import longest
-from fleet.capacity.memory import GPU_CAPABILITY, Arch, Sizing, batch_limits_problem, default_batched_tokens, model_catalog, parallelism_problems, size
+from fleet.capacity.memory import (
+    GPU_CAPABILITY,
+    Arch,
+    Settings,
+    Sizing,
+    batch_limits_problem,
+    default_batched_tokens,
+    model_catalog,
+    parallelism_problems,
+    size,
+)
 from fleet.catalog import InstanceType, gpu_instance
 from fleet.errors import CREDENTIAL
 from fleet.pods import memory_share_gib, offload_room_gib
@@ -438,12 +448,18 @@ def flags_problems(ctx: ModelContext) -> list[Problem]:
     return []
 
 
+def placed_settings(ctx: ModelContext, where: Placement) -> Settings:
+    """The model's engine settings on one GPU of its pool, as the pinned vLLM release budgets them."""
+    inst = where.instance
+    return settings_for(ctx.spec, inst.gpu_usable_memory_gib, inst.gpus, inst.gpu_model, ctx.cfg.vllm.version)
+
+
 def sizing(ctx: ModelContext, where: Placement, arch: Arch | None) -> tuple[Sizing | None, list[Problem]]:
     """The GPU-memory fit check; a model that does not fit is a problem naming the fixes."""
     if arch is None:
         return None, []
     inst = where.instance
-    result = size(arch, settings_for(ctx.spec, inst.gpu_usable_memory_gib, inst.gpus, inst.gpu_model, ctx.cfg.vllm.version))
+    result = size(arch, placed_settings(ctx, where))
     if result.fits:
         return result, []
     field_name = "max_model_len" if ctx.spec.max_model_len is not None else "tensor_parallel_size"
@@ -468,11 +484,10 @@ def batch_limits_problems(ctx: ModelContext, where: Placement, arch: Arch | None
                     if value is not None and getattr(spec, name) is None]
     token_field = ("max_num_batched_tokens",) if spec.max_num_batched_tokens is not None else ("profile",)
     problems: list[Problem] = []
-    problem = batch_limits_problem(settings_for(spec, inst.gpu_usable_memory_gib, inst.gpus, inst.gpu_model, ctx.cfg.vllm.version))
+    problem = batch_limits_problem(placed_settings(ctx, where))
     if problem:
         where_ = f"{inst.gpu_model} ({where.pool.name}: {inst.instance_type})"
-        field = token_field if tokens is not None and (spec.max_num_batched_tokens is not None or spec.max_num_seqs is None) \
-            else ("max_num_seqs",)
+        field = ("max_num_seqs",) if spec.max_num_batched_tokens is None and spec.max_num_seqs is not None else token_field
         notes = f" with {' and '.join(from_profile)} from profile {spec.profile}" if from_profile else ""
         problems.append((field, f"on {where_}{notes}, {problem}"))
     chunked = spec.enable_chunked_prefill
@@ -519,8 +534,7 @@ def speculation_problems(ctx: ModelContext, where: Placement, arch: Arch | None)
                                                    "method ngram"))
     if spec.lora is not None:
         inst = where.instance
-        tokens, seqs = default_batched_tokens(settings_for(spec, inst.gpu_usable_memory_gib, inst.gpus, inst.gpu_model,
-                                                           ctx.cfg.vllm.version))
+        tokens, seqs = default_batched_tokens(placed_settings(ctx, where))
         need = seqs * (spec_cfg.num_speculative_tokens + 1)
         if tokens < need:
             problems.append((("speculative", "num_speculative_tokens"),
@@ -538,19 +552,20 @@ PREQUANTIZED = {"awq": "AWQ", "awq_marlin": "AWQ", "gptq": "GPTQ", "gptq_marlin"
 CHECKPOINT_QUANT = {"fp8": "fp8", "mxfp4": "mxfp4"}
 
 
-# vLLM's startup dtype rules, the same at 0.32, 0.33 and 0.34: model types that refuse float16
-# (_FLOAT16_NOT_SUPPORTED_MODELS, vllm@v0.34.0:vllm/config/model.py) and the activation dtypes of each quantization
-# (get_supported_act_dtypes of vllm@v0.34.0:vllm/model_executor/layers/quantization/{fp8,auto_awq,auto_gptq,mxfp4,
-# modelopt,compressed_tensors/compressed_tensors}.py, checked in VllmConfig._get_quantization_config).
 # Checkpoint quantizations vLLM refuses without --allow-deprecated-quantization (DEPRECATED_QUANTIZATION_METHODS of
 # vllm@v0.34.0:vllm/model_executor/layers/quantization/__init__.py, checked in ModelConfig._verify_quantization; fbgemm_fp8
 # is in it at 0.32 and 0.33 too).
 DEPRECATED_QUANTIZATION = frozenset({"fbgemm_fp8"})
+# vLLM's startup dtype rules, the same at 0.32, 0.33 and 0.34: model types that refuse float16
+# (_FLOAT16_NOT_SUPPORTED_MODELS, vllm@v0.34.0:vllm/config/model.py) and the activation dtypes of each quantization
+# (get_supported_act_dtypes of vllm@v0.34.0:vllm/model_executor/layers/quantization/{fp8,auto_awq,auto_gptq,mxfp4,
+# modelopt,compressed_tensors/compressed_tensors}.py, checked in VllmConfig._get_quantization_config).
 FLOAT16_REFUSED = frozenset({"gemma2", "gemma3", "gemma3_text", "glm4"})
 DTYPES = {"half": "float16", "float16": "float16", "bfloat16": "bfloat16", "float": "float32", "float32": "float32"}
 ACT_DTYPES: dict[str, tuple[str, ...]] = {
     "fp8": ("bfloat16", "float16"), "awq": ("bfloat16", "float16"), "gptq": ("bfloat16", "float16"),
-    "modelopt": ("bfloat16", "float16"), "mxfp4": ("bfloat16",), "compressed-tensors": ("bfloat16", "float16", "float32"),
+    "awq_marlin": ("bfloat16", "float16"), "gptq_marlin": ("bfloat16", "float16"), "modelopt": ("bfloat16", "float16"),
+    "mxfp4": ("bfloat16",), "compressed-tensors": ("bfloat16", "float16", "float32"),
 }
 
 
@@ -600,7 +615,7 @@ def architecture_problems(ctx: ModelContext, arch: Arch) -> list[Problem]:
         problems.append((("dtype",), f"{spec.model} ({arch.model_type}) refuses float16 in vLLM (numerical instability) — use "
                                      "bfloat16, or leave dtype to the checkpoint"))
     quant = spec.quantization or checkpoint
-    allowed = ACT_DTYPES.get(quant.split("_")[0] if quant in ("awq_marlin", "gptq_marlin") else quant or "")
+    allowed = ACT_DTYPES.get(quant or "")
     if dtype is not None and allowed is not None and dtype not in allowed:
         problems.append((("dtype",), f"{quant} quantization runs its activations in {' or '.join(allowed)}, not {dtype}: vLLM "
                                      f"refuses it at startup — set dtype {allowed[0]}, or leave it to the checkpoint"))

@@ -43,6 +43,7 @@ class FlagTable:
     options: dict[str, Option]      # every spelling (flag, alias, negation) → option
     metrics: frozenset[str]
     allow_abbrev: bool = True       # the parser's: a unique prefix of a long option is that option
+    tool_parsers: tuple[str, ...] | None = None   # registered tool-call parsers, where the table recorded them
 
     def lookup(self, spelling: str) -> Option | None:
         return self.options.get(normal_flag(spelling))
@@ -81,7 +82,8 @@ def table(version: str) -> FlagTable:
         for spelling in (opt.flag, *opt.aliases, *opt.negations):
             options[spelling] = opt
     return FlagTable(version=raw["vllm_version"], options=options, metrics=frozenset(raw["metrics"]),
-                     allow_abbrev=bool(raw.get("parser_allow_abbrev", True)))
+                     allow_abbrev=bool(raw.get("parser_allow_abbrev", True)),
+                     tool_parsers=tuple(raw["tool_parsers"]) if raw.get("tool_parsers") else None)
 
 
 @lru_cache(maxsize=1)
@@ -93,8 +95,7 @@ def tool_parsers(version: str) -> list[str] | None:
     """The built-in tool-call parsers of vLLM `version`: those its flag table recorded from the release
     (fleet/vllm/table_gen.py dumps them), else those scripts/vllm_tool_parsers.py read from its source for the
     tables made before; None when neither has them."""
-    path = flag_table_path(version)
-    recorded = json.loads(path.read_text()).get("tool_parsers") if path is not None else None
+    recorded = table(version).tool_parsers if has_table(version) else None
     return list(recorded) if recorded else _tool_parsers().get(version)
 
 
